@@ -1,0 +1,102 @@
+// Typed configuration: one struct per YAML section, parsed and validated by load_config().
+// A Config is immutable once loaded; the gateway shares it as std::shared_ptr<const Config>.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace meridian::config {
+
+using duration = std::chrono::milliseconds;
+
+// An error in the configuration; what() names the YAML path and line, e.g.
+// "providers.local.base_url (line 12): expected a URL starting with http:// or https://".
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct endpoint {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+};
+
+struct server_limits {
+  std::uint64_t max_body_bytes = 8ull << 20;
+  std::uint32_t max_header_bytes = 64u << 10;
+  std::uint32_t max_connections = 10000;
+};
+
+struct server_timeouts {
+  duration header{std::chrono::seconds(10)};
+  duration connect{std::chrono::seconds(5)};
+  duration first_byte{std::chrono::seconds(60)};
+  duration idle_chunk{std::chrono::seconds(60)};
+  duration total{std::chrono::seconds(600)};
+  duration drain{std::chrono::seconds(30)};  // graceful shutdown: wait for in-flight requests
+};
+
+struct server_config {
+  endpoint listen{"0.0.0.0", 8080};
+  std::optional<endpoint> admin_listen;
+  unsigned threads = 0;  // 0 = one per core
+  server_limits limits;
+  server_timeouts timeouts;
+};
+
+// Facts about one model; prices are USD per million tokens. Unset fields come from the catalog.
+struct model_config {
+  std::optional<double> input, output, cache_read, cache_write;
+  std::optional<int> quality;
+  std::optional<std::uint32_t> context;
+  int line = 0;
+};
+
+struct tls_config {
+  bool verify = true;
+  std::string ca_file;  // empty: the system's trust store
+};
+
+enum class dialect_kind { openai, anthropic, gemini };
+
+struct provider_config {
+  std::string name;
+  std::string preset;                 // a catalog entry; empty = everything given here
+  std::optional<dialect_kind> dialect;
+  std::string base_url;
+  std::string region;
+  std::string api_key_env;            // the variable holding the key; the key itself never
+  std::string api_key_file;           // appears in YAML
+  tls_config tls;
+  std::map<std::string, std::string> headers;  // extra headers sent upstream
+  std::map<std::string, model_config> models;  // by the provider's own model name
+  int line = 0;
+};
+
+struct config {
+  server_config server;
+  std::vector<provider_config> providers;           // in file order
+  std::map<std::string, model_config> models;       // "provider/model" overrides
+  std::string source;                               // the file it came from
+};
+
+// Parses YAML text; `source` names it in messages. Throws config_error on the first problem.
+config parse_config(const std::string& yaml_text, const std::string& source = "<string>");
+// Reads and parses a file.
+config load_config(const std::string& path);
+
+// "10s", "250ms", "2m", "1h" -> duration; throws std::invalid_argument.
+duration parse_duration(const std::string& text);
+// "8MiB", "512KiB", "1GB", "1000" -> bytes; throws std::invalid_argument.
+std::uint64_t parse_size(const std::string& text);
+// "host:port" or ":port" -> endpoint; throws std::invalid_argument.
+endpoint parse_endpoint(const std::string& text);
+
+std::string_view to_string(dialect_kind d);
+
+}  // namespace meridian::config

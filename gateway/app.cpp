@@ -1,0 +1,244 @@
+// Subcommands: serve (the gateway), check (validate and print the resolved catalog), demo
+// (simulated providers plus the gateway, no keys needed).
+#include "gateway/app.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gateway/http_util.hpp"
+#include "gateway/server.hpp"
+
+extern char** environ;
+
+namespace meridian::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* k_usage =
+    "usage:\n"
+    "  meridian serve -c FILE [--log-level debug|info|warn|error]   run the gateway\n"
+    "  meridian check -c FILE                                       validate; print providers and models\n"
+    "  meridian demo [--log-level L]                                simulated providers + gateway on 127.0.0.1:8080\n"
+    "  meridian --version\n";
+
+struct cli {
+  std::string command;
+  std::string config_path;
+  log_level level = log_level::info;
+  std::string error;
+};
+
+cli parse_args(int argc, char** argv) {
+  cli c;
+  if (argc < 2) {
+    c.error = "missing command";
+    return c;
+  }
+  c.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "-c" || a == "--config") && i + 1 < argc) {
+      c.config_path = argv[++i];
+    } else if (a == "--log-level" && i + 1 < argc) {
+      auto l = parse_log_level(argv[++i]);
+      if (!l) c.error = "--log-level must be debug, info, warn or error";
+      else c.level = *l;
+    } else {
+      c.error = "unexpected argument '" + a + "'";
+    }
+  }
+  return c;
+}
+
+// Loads and resolves a config; prints the error and returns null on failure.
+std::shared_ptr<const snapshot> load(const std::string& path) {
+  try {
+    auto cfg = std::make_shared<const config::config>(config::load_config(path));
+    auto snap = std::make_shared<snapshot>();
+    snap->cfg = cfg;
+    snap->catalog = providers::build_catalog(*cfg);
+    return snap;
+  } catch (const config::config_error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << path << ": " << e.what() << "\n";
+  }
+  return nullptr;
+}
+
+std::string auth_text(const providers::provider& p) {
+  switch (p.auth) {
+    case providers::auth_style::bearer: return "bearer";
+    case providers::auth_style::x_api_key: return "x-api-key";
+    case providers::auth_style::x_goog_api_key: return "x-goog-api-key";
+    default: return "none";
+  }
+}
+
+int check(const std::string& path) {
+  auto snap = load(path);
+  if (!snap) return 1;
+  const auto& cat = snap->catalog;
+  std::printf("%s: valid\n\nproviders (%zu usable, %zu skipped)\n", path.c_str(),
+              cat.providers.size(), cat.skipped.size());
+  std::printf("  %-12s %-8s %-7s %-10s %s\n", "NAME", "DIALECT", "REGION", "AUTH", "BASE URL");
+  for (const auto& p : cat.providers)
+    std::printf("  %-12s %-8s %-7s %-10s %s\n", p.name.c_str(),
+                std::string(config::to_string(p.dialect)).c_str(), p.region.c_str(),
+                auth_text(p).c_str(), p.url_text.c_str());
+  for (const auto& s : cat.skipped)
+    std::printf("  %-12s skipped: %s\n", s.name.c_str(), s.reason.c_str());
+  std::printf("\nmodels (USD per million tokens)\n");
+  std::printf("  %-36s %8s %8s %8s %7s %9s  %s\n", "MODEL", "INPUT", "OUTPUT", "CACHE_RD", "QUALITY",
+              "CONTEXT", "AUTHOR");
+  for (const auto& p : cat.providers)
+    for (const auto& m : p.models)
+      std::printf("  %-36s %8.3f %8.3f %8.3f %7d %9u  %s\n", (p.name + "/" + m.id).c_str(), m.input,
+                  m.output, m.cache_read, m.quality, m.context, m.author.c_str());
+  return 0;
+}
+
+int serve_file(const std::string& path) {
+  auto snap = load(path);
+  if (!snap) return 1;
+  for (const auto& s : snap->catalog.skipped)
+    log(log_level::warn, "provider skipped: " + s.reason, "\"provider\":\"" + s.name + "\"");
+  return serve(snap);
+}
+
+// Files the demo needs, looked up next to the build tree first, then in the source tree.
+std::string find_file(const std::string& rel) {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<fs::path> candidates;
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / rel);
+    candidates.push_back(exe.parent_path().parent_path().parent_path() / rel);  // build/<preset>/
+    candidates.push_back(exe.parent_path().parent_path() / "share" / "meridian" / rel);
+  }
+#ifdef MERIDIAN_SOURCE_DIR
+  candidates.push_back(fs::path(MERIDIAN_SOURCE_DIR) / rel);
+#endif
+  for (const auto& c : candidates)
+    if (fs::exists(c, ec)) return c.string();
+  return {};
+}
+
+int demo(log_level level) {
+  std::string sim = find_file("tools/sim/meridian-sim");
+  if (sim.empty()) sim = find_file("meridian-sim");
+  std::string sim_cfg = find_file("tools/sim/examples/demo.yaml");
+  std::string gw_cfg = find_file("config/examples/demo.yaml");
+  if (sim.empty() || sim_cfg.empty() || gw_cfg.empty()) {
+    std::cerr << "error: demo needs meridian-sim, tools/sim/examples/demo.yaml and "
+                 "config/examples/demo.yaml (build the project first)\n";
+    return 1;
+  }
+  auto snap = load(gw_cfg);
+  if (!snap) return 1;
+  int out[2];
+  if (pipe(out) != 0) return 1;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  std::vector<std::string> args = {sim, "-c", sim_cfg};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, sim.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  if (rc != 0) {
+    std::cerr << "error: cannot start " << sim << ": " << std::strerror(rc) << "\n";
+    return 1;
+  }
+  // Wait (at most 10 s) for the simulator to report ready, then keep draining its output.
+  std::string seen;
+  bool ready = false;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!ready && std::chrono::steady_clock::now() < until) {
+    pollfd pfd{out[0], POLLIN, 0};
+    if (poll(&pfd, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    seen.append(buf, static_cast<std::size_t>(n));
+    ready = seen.find("\"ready\"") != std::string::npos;
+  }
+  if (!ready) {
+    std::cerr << "error: meridian-sim did not start (ports 9101-9104 busy?)\n" << seen;
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+    return 1;
+  }
+  std::thread([fd = out[0]] {
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+  }).detach();
+  const auto& l = snap->cfg->server.listen;
+  std::string base = "http://" + l.host + ":" + std::to_string(l.port);
+  std::printf(
+      "Meridian demo: simulated deepseek, qwen, openai and local providers (no API keys needed)\n"
+      "Try:\n"
+      "  curl -s %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+      "    -d '{\"model\":\"deepseek/deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n"
+      "  curl -sN %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+      "    -d '{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Stream please\"}]}'\n"
+      "Models:  %s/v1/models\n"
+      "Metrics: %s/metrics\n"
+      "Ctrl-C stops the gateway and the simulator.\n\n",
+      base.c_str(), base.c_str(), base.c_str(), base.c_str());
+  std::fflush(stdout);
+  set_log_level(level);
+  int code = serve(snap);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  return code;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  if (argc >= 2 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "version") == 0)) {
+    std::printf("meridian 0.1.0\n");
+    return 0;
+  }
+  if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+    std::fputs(k_usage, stdout);
+    return 0;
+  }
+  cli c = parse_args(argc, argv);
+  if (!c.error.empty()) {
+    std::fprintf(stderr, "error: %s\n%s", c.error.c_str(), k_usage);
+    return 2;
+  }
+  set_log_level(c.level);
+  if (c.command == "demo") return demo(c.level);
+  if (c.command == "serve" || c.command == "check") {
+    if (c.config_path.empty()) {
+      std::fprintf(stderr, "error: %s needs -c FILE\n%s", c.command.c_str(), k_usage);
+      return 2;
+    }
+    return c.command == "check" ? check(c.config_path) : serve_file(c.config_path);
+  }
+  std::fprintf(stderr, "error: unknown command '%s'\n%s", c.command.c_str(), k_usage);
+  return 2;
+}
+
+}  // namespace meridian::gateway

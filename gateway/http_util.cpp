@@ -1,0 +1,144 @@
+// Error bodies, request ids, logging: see http_util.hpp.
+#include "gateway/http_util.hpp"
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "providers/json_scan.hpp"
+
+namespace meridian::gateway {
+namespace {
+
+using providers::append_json_string;
+
+std::atomic<int> g_level{static_cast<int>(log_level::info)};
+
+std::string now_iso() {
+  using namespace std::chrono;
+  auto now = system_clock::now();
+  auto secs = time_point_cast<seconds>(now);
+  auto ms = duration_cast<milliseconds>(now - secs).count();
+  std::time_t t = system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+void write_line(std::FILE* f, const std::string& line) {
+  // One fwrite per line keeps lines from different threads whole.
+  std::fwrite(line.data(), 1, line.size(), f);
+  std::fflush(f);
+}
+
+const char* level_name(log_level l) {
+  switch (l) {
+    case log_level::debug: return "debug";
+    case log_level::info: return "info";
+    case log_level::warn: return "warn";
+    default: return "error";
+  }
+}
+
+}  // namespace
+
+std::string openai_error_body(std::string_view message, std::string_view type,
+                              std::string_view param, std::string_view code) {
+  std::string out = "{\"error\":{\"message\":";
+  append_json_string(out, message);
+  out += ",\"type\":";
+  append_json_string(out, type);
+  out += ",\"param\":";
+  if (param.empty()) out += "null"; else append_json_string(out, param);
+  out += ",\"code\":";
+  if (code.empty()) out += "null"; else append_json_string(out, code);
+  out += "}}";
+  return out;
+}
+
+std::string request_id_for(std::string_view inbound) {
+  bool sane = !inbound.empty() && inbound.size() <= 128;
+  for (char c : inbound)
+    sane = sane && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':');
+  if (sane) return std::string(inbound);
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id = "req_";
+  for (int part = 0; part < 2; ++part) {
+    auto v = rng();
+    for (int i = 0; i < (part == 0 ? 16 : 8); ++i, v >>= 4) id.push_back(hex[v & 15]);
+  }
+  return id;
+}
+
+std::string redact(std::string text, std::string_view secret) {
+  if (secret.size() < 4) return text;
+  for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at))
+    text.replace(at, secret.size(), "[redacted]");
+  return text;
+}
+
+std::optional<log_level> parse_log_level(std::string_view s) {
+  if (s == "debug") return log_level::debug;
+  if (s == "info") return log_level::info;
+  if (s == "warn") return log_level::warn;
+  if (s == "error") return log_level::error;
+  return std::nullopt;
+}
+
+void set_log_level(log_level l) { g_level = static_cast<int>(l); }
+bool log_enabled(log_level l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+
+void log(log_level l, std::string_view msg, std::string_view extra_json) {
+  if (!log_enabled(l)) return;
+  std::string line = "{\"ts\":\"" + now_iso() + "\",\"level\":\"" + level_name(l) + "\",\"msg\":";
+  append_json_string(line, msg);
+  if (!extra_json.empty()) {
+    line += ',';
+    line += extra_json;
+  }
+  line += "}\n";
+  write_line(stderr, line);
+}
+
+void write_access_log(const access_record& r) {
+  if (!log_enabled(log_level::info)) return;
+  std::string line = "{\"ts\":\"" + now_iso() + "\",\"type\":\"access\",\"request_id\":";
+  append_json_string(line, r.request_id);
+  line += ",\"method\":";
+  append_json_string(line, r.method);
+  line += ",\"path\":";
+  append_json_string(line, r.path);
+  line += ",\"model\":";
+  append_json_string(line, r.model);
+  line += ",\"provider\":";
+  append_json_string(line, r.provider);
+  line += ",\"upstream_model\":";
+  append_json_string(line, r.upstream_model);
+  line += ",\"status\":" + std::to_string(r.status);
+  line += std::string(",\"stream\":") + (r.stream ? "true" : "false");
+  line += ",\"input_tokens\":" + std::to_string(r.input_tokens);
+  line += ",\"output_tokens\":" + std::to_string(r.output_tokens);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, ",\"latency_ms\":%.3f", r.latency_ms);
+  line += buf;
+  if (r.ttft_ms) {
+    std::snprintf(buf, sizeof buf, ",\"ttft_ms\":%.3f", *r.ttft_ms);
+    line += buf;
+  } else {
+    line += ",\"ttft_ms\":null";
+  }
+  if (!r.error.empty()) {
+    line += ",\"error\":";
+    append_json_string(line, r.error);
+  }
+  line += "}\n";
+  write_line(stdout, line);
+}
+
+}  // namespace meridian::gateway

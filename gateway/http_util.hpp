@@ -1,0 +1,46 @@
+// Small pieces shared by the gateway's endpoints that need no socket: error bodies in OpenAI's
+// shape, request ids, the access-log line, and the process logger.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace meridian::gateway {
+
+// {"error":{"message","type","param","code"}} — OpenAI's error shape.
+std::string openai_error_body(std::string_view message, std::string_view type,
+                              std::string_view param = {}, std::string_view code = {});
+
+// A fresh request id ("req_" + 24 hex digits), or the client's own if it is sane.
+std::string request_id_for(std::string_view inbound);
+
+// Removes `secret` from `text` wherever it occurs (upstream messages can quote keys).
+std::string redact(std::string text, std::string_view secret);
+
+enum class log_level { debug, info, warn, error };
+std::optional<log_level> parse_log_level(std::string_view s);
+void set_log_level(log_level l);
+bool log_enabled(log_level l);
+// One JSON line on stderr: {"ts":..,"level":..,"msg":..} plus `extra_json` members if given.
+void log(log_level l, std::string_view msg, std::string_view extra_json = {});
+
+// What one request did, written as one JSON line on stdout.
+struct access_record {
+  std::string request_id;
+  std::string method;
+  std::string path;
+  std::string model;           // as asked
+  std::string provider;        // empty when not routed
+  std::string upstream_model;
+  unsigned status = 0;
+  bool stream = false;
+  std::uint64_t input_tokens = 0, output_tokens = 0;
+  double latency_ms = 0;
+  std::optional<double> ttft_ms;
+  std::string error;           // short reason for a failure, never a secret
+};
+void write_access_log(const access_record& r);
+
+}  // namespace meridian::gateway

@@ -1,0 +1,766 @@
+// Listeners, sessions and endpoints. One io_context per thread, each with its own acceptor
+// (SO_REUSEPORT) and upstream pool, so a request never crosses threads or takes a lock.
+#include "gateway/server.hpp"
+
+#include <csignal>
+#include <thread>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "gateway/asio.hpp"
+#include "gateway/http_util.hpp"
+#include "gateway/upstream.hpp"
+#include "policies/resolve.hpp"
+#include "providers/openai.hpp"
+#include "providers/sse.hpp"
+#include "stats/metrics.hpp"
+
+namespace meridian::gateway {
+namespace {
+
+constexpr std::string_view k_version = "0.1.0";
+constexpr std::size_t k_max_upstream_body = 32u << 20;  // a whole (non-streamed) answer
+constexpr std::size_t k_read_chunk = 16u << 10;
+
+// Every metric the gateway writes, declared in one place.
+struct gateway_metrics {
+  explicit gateway_metrics(stats::registry& r)
+      : requests(r.counter("meridian_requests_total", "Requests answered, by outcome.",
+                           {"route", "provider", "model", "region", "status"})),
+        tokens(r.counter("meridian_tokens_total", "Tokens served, by bucket.",
+                         {"provider", "model", "author", "region", "type"})),
+        upstream_errors(r.counter("meridian_upstream_errors_total",
+                                  "Failed upstream exchanges, by kind.", {"provider", "kind"})),
+        inflight(r.gauge("meridian_inflight_requests", "Requests being served now.")),
+        build_info(r.gauge("meridian_build_info", "Always 1; the version is a label.", {"version"})),
+        duration(r.histogram("meridian_request_duration_seconds",
+                             "Time from request to last byte, routed requests.", {"provider"},
+                             stats::latency_buckets())),
+        ttft(r.histogram("meridian_time_to_first_token_seconds",
+                         "Time from request to the first streamed event.", {"provider"},
+                         stats::latency_buckets())),
+        overhead(r.histogram("meridian_overhead_seconds",
+                             "Gateway time minus upstream time per routed request.", {},
+                             {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                              0.005, 0.01, 0.05})) {
+    build_info.set({std::string(k_version)}, 1);
+    inflight.set({}, 0);
+  }
+  stats::counter_family& requests;
+  stats::counter_family& tokens;
+  stats::counter_family& upstream_errors;
+  stats::gauge_family& inflight;
+  stats::gauge_family& build_info;
+  stats::histogram_family& duration;
+  stats::histogram_family& ttft;
+  stats::histogram_family& overhead;
+};
+
+double seconds_since(steady::time_point t) {
+  return std::chrono::duration<double>(steady::now() - t).count();
+}
+
+struct worker {
+  explicit worker() : ioc(1), pool(ioc.get_executor()) {}
+  net::io_context ioc;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  upstream_pool pool;
+  std::unordered_set<beast::tcp_stream*> idle;  // sessions waiting for a request; drain closes them
+  std::thread thread;
+};
+
+// One request being served: what every handler reads and the access-log line it fills in.
+struct exchange {
+  worker& w;
+  beast::tcp_stream& client;
+  http::request<http::string_body>& req;
+  const snapshot& snap;
+  steady::time_point start;
+  bool keep_alive;
+  access_record log;
+  const providers::provider* provider = nullptr;
+  const providers::model_info* model = nullptr;
+  providers::usage tokens;
+  double upstream_seconds = 0;
+  std::string retry_after;  // forwarded from an upstream 429
+};
+
+class server {
+ public:
+  explicit server(std::shared_ptr<const snapshot> snap) : snap_(std::move(snap)), metrics_(registry_) {}
+  int run();
+
+ private:
+  using handler = awaitable<void> (server::*)(exchange&);
+  struct route {
+    http::verb method;
+    std::string_view path;
+    handler fn;
+  };
+  static const std::vector<route>& routes();
+
+  awaitable<void> accept_loop(worker& w);
+  awaitable<void> session(worker& w, tcp::socket socket);
+  awaitable<void> dispatch(exchange& ex);
+
+  awaitable<void> chat(exchange& ex);
+  awaitable<void> list_models(exchange& ex);
+  awaitable<void> healthz(exchange& ex);
+  awaitable<void> readyz(exchange& ex);
+  awaitable<void> metrics(exchange& ex);
+
+  awaitable<void> relay_stream(exchange& ex, upstream_conn& conn,
+                               http::response_parser<http::buffer_body>& parser,
+                               steady::time_point deadline, bool& reusable);
+  awaitable<void> send(exchange& ex, http::status status, std::string body,
+                       std::string_view content_type = "application/json");
+  awaitable<void> send_error(exchange& ex, http::status status, std::string_view message,
+                             std::string_view type, std::string_view param = {},
+                             std::string_view code = {});
+  awaitable<void> send_upstream_status(exchange& ex, unsigned status, std::string_view body,
+                                       std::string_view retry_after);
+  void set_routed_headers(exchange& ex, http::fields& f) const;
+  void finish(exchange& ex);
+  void begin_drain();
+
+  std::shared_ptr<const snapshot> snap_;
+  stats::registry registry_;
+  gateway_metrics metrics_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::atomic<std::uint32_t> connections_{0};
+  std::atomic<std::int64_t> inflight_{0};
+  std::atomic<bool> draining_{false};
+};
+
+const std::vector<server::route>& server::routes() {
+  static const std::vector<route> table = {
+      {http::verb::post, "/v1/chat/completions", &server::chat},
+      {http::verb::get, "/v1/models", &server::list_models},
+      {http::verb::get, "/healthz", &server::healthz},
+      {http::verb::get, "/readyz", &server::readyz},
+      {http::verb::get, "/metrics", &server::metrics},
+  };
+  return table;
+}
+
+// ---- responses ----
+
+awaitable<void> server::send(exchange& ex, http::status status, std::string body,
+                             std::string_view content_type) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, content_type);
+  res.set("x-request-id", ex.log.request_id);
+  set_routed_headers(ex, res.base());
+  if (!ex.retry_after.empty()) res.set(http::field::retry_after, ex.retry_after);
+  res.keep_alive(ex.keep_alive);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  ex.log.status = res.result_int();
+  ex.client.expires_after(snap_->cfg->server.timeouts.idle_chunk);
+  auto [ec, n] = co_await http::async_write(ex.client, res, as_tuple);
+  if (ec) ex.keep_alive = false;
+}
+
+awaitable<void> server::send_error(exchange& ex, http::status status, std::string_view message,
+                                   std::string_view type, std::string_view param,
+                                   std::string_view code) {
+  if (ex.log.error.empty()) ex.log.error = code.empty() ? std::string(type) : std::string(code);
+  co_await send(ex, status, openai_error_body(message, type, param, code));
+}
+
+void server::set_routed_headers(exchange& ex, http::fields& f) const {
+  if (!ex.provider) return;
+  f.set("x-meridian-provider", ex.provider->name);
+  f.set("x-meridian-model", ex.model->id);
+}
+
+// An upstream answered with an error status: tell the client what happened in OpenAI's shape,
+// never echoing the provider's key.
+awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std::string_view body,
+                                             std::string_view retry_after) {
+  const auto& p = *ex.provider;
+  std::string upstream_message;
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error")) {
+    const auto& e = j["error"];
+    if (e.is_object() && e.contains("message") && e["message"].is_string())
+      upstream_message = e["message"].get<std::string>();
+    else if (e.is_string())
+      upstream_message = e.get<std::string>();
+  }
+  if (upstream_message.size() > 512) upstream_message.resize(512);
+  upstream_message = redact(std::move(upstream_message), p.api_key);
+  std::string suffix = upstream_message.empty() ? "" : ": " + upstream_message;
+  metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
+  if (status == 429) {
+    ex.retry_after = std::string(retry_after);
+    co_await send_error(ex, http::status::too_many_requests,
+                        "Provider '" + p.name + "' is rate limiting requests" + suffix,
+                        "rate_limit_error", {}, "rate_limit_exceeded");
+    co_return;
+  }
+  if (status == 400 || status == 404 || status == 409 || status == 413 || status == 422) {
+    co_await send_error(ex, static_cast<http::status>(status),
+                        "Provider '" + p.name + "' rejected the request" + suffix,
+                        "invalid_request_error", {}, "upstream_rejected");
+    co_return;
+  }
+  if (status == 401 || status == 403) {
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' rejected the gateway's credentials (HTTP " +
+                            std::to_string(status) + ")",
+                        "upstream_error", {}, "upstream_auth");
+    co_return;
+  }
+  co_await send_error(ex, http::status::bad_gateway,
+                      "Provider '" + p.name + "' failed with HTTP " + std::to_string(status) + suffix,
+                      "upstream_error", {}, "upstream_error");
+}
+
+// ---- endpoints ----
+
+awaitable<void> server::healthz(exchange& ex) { co_await send(ex, http::status::ok, R"({"status":"ok"})"); }
+
+awaitable<void> server::readyz(exchange& ex) {
+  if (draining_) {
+    co_await send(ex, http::status::service_unavailable, R"({"status":"draining"})");
+  } else if (ex.snap.catalog.providers.empty()) {
+    co_await send(ex, http::status::service_unavailable, R"({"status":"no providers available"})");
+  } else {
+    co_await send(ex, http::status::ok, R"({"status":"ready"})");
+  }
+}
+
+awaitable<void> server::metrics(exchange& ex) {
+  co_await send(ex, http::status::ok, registry_.expose(), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+awaitable<void> server::list_models(exchange& ex) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const auto& p : ex.snap.catalog.providers) {
+    for (const auto& m : p.models) {
+      nlohmann::json pricing = nlohmann::json::object();
+      pricing["unit"] = "usd_per_million_tokens";
+      pricing["input"] = m.input;
+      pricing["output"] = m.output;
+      pricing["cache_read"] = m.cache_read;
+      pricing["cache_write"] = m.cache_write;
+      nlohmann::json entry = nlohmann::json::object();
+      entry["id"] = p.name + "/" + m.id;
+      entry["object"] = "model";
+      entry["created"] = 0;
+      entry["owned_by"] = m.author;
+      entry["provider"] = p.name;
+      entry["region"] = p.region;
+      entry["context_length"] = m.context;
+      entry["quality"] = m.quality;
+      entry["pricing"] = std::move(pricing);
+      data.push_back(std::move(entry));
+    }
+  }
+  nlohmann::json list = nlohmann::json::object();
+  list["object"] = "list";
+  list["data"] = std::move(data);
+  co_await send(ex, http::status::ok, list.dump());
+}
+
+awaitable<void> server::chat(exchange& ex) {
+  const auto& t = ex.snap.cfg->server.timeouts;
+  auto parsed = providers::parse_chat_request(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param,
+                        e->param.empty() ? "invalid_json" : "invalid_value");
+    co_return;
+  }
+  auto& cr = std::get<providers::chat_request>(parsed);
+  ex.log.model = cr.model;
+  ex.log.stream = cr.stream;
+  auto resolved = policies::resolve_model(ex.snap.catalog, cr.model);
+  if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
+    bool ambiguous = e->what == policies::resolve_error::kind::ambiguous;
+    co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found,
+                        e->message, "invalid_request_error", "model",
+                        ambiguous ? "ambiguous_model" : "model_not_found");
+    co_return;
+  }
+  auto target = std::get<policies::target>(resolved);
+  ex.provider = target.provider;
+  ex.model = target.model;
+  ex.log.provider = target.provider->name;
+  ex.log.upstream_model = target.model->id;
+  const auto& p = *target.provider;
+
+  http::request<http::string_body> up{http::verb::post, p.url.path + "/chat/completions", 11};
+  up.set(http::field::host, (p.url.port == (p.url.tls ? 443 : 80))
+                                ? p.url.host
+                                : p.url.host + ':' + std::to_string(p.url.port));
+  up.set(http::field::content_type, "application/json");
+  up.set(http::field::accept, cr.stream ? "text/event-stream" : "application/json");
+  up.set(http::field::user_agent, "meridian/" + std::string(k_version));
+  up.set("x-request-id", ex.log.request_id);
+  switch (p.auth) {
+    case providers::auth_style::bearer: up.set(http::field::authorization, "Bearer " + p.api_key); break;
+    case providers::auth_style::x_api_key: up.set("x-api-key", p.api_key); break;
+    case providers::auth_style::x_goog_api_key: up.set("x-goog-api-key", p.api_key); break;
+    case providers::auth_style::none: break;
+  }
+  for (const auto& [k, v] : p.headers) up.set(k, v);
+  up.body() = providers::encode_chat_request(ex.req.body(), cr, target.model->id);
+  up.keep_alive(true);
+  up.prepare_payload();
+
+  const steady::time_point deadline = ex.start + t.total;
+  const steady::time_point upstream_start = steady::now();
+  upstream_fault fault = upstream_fault::none;
+  std::string detail;
+  std::unique_ptr<upstream_conn> conn;
+  std::optional<http::response_parser<http::buffer_body>> parser;
+  // A pooled connection may have been closed by the provider while idle: if it fails before
+  // any byte of an answer, try once more on a fresh one.
+  for (int attempt = 0; attempt < 2 && !conn; ++attempt) {
+    conn = co_await ex.w.pool.acquire(p, t, deadline, attempt > 0, fault, detail);
+    if (!conn) break;
+    error_code ec = co_await conn->write(up, phase_limit(t.first_byte, deadline));
+    if (!ec) {
+      parser.emplace();
+      parser->body_limit(boost::none);
+      parser->header_limit(64u << 10);
+      ec = co_await conn->read_header(*parser, phase_limit(t.first_byte, deadline));
+    }
+    if (!ec) break;
+    bool stale = conn->reused() && attempt == 0 && ec != beast::error::timeout;
+    conn->close();
+    conn.reset();
+    if (stale) continue;
+    if (ec == beast::error::timeout) {
+      fault = upstream_fault::timeout;
+      detail = "no answer within the first_byte deadline";
+    } else {
+      fault = (ec == net::error::connection_reset || ec == http::error::end_of_stream ||
+               ec == net::error::eof)
+                  ? upstream_fault::reset
+                  : upstream_fault::protocol;
+      detail = ec.message();
+    }
+  }
+  if (!conn) {
+    metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
+    log(log_level::warn, "upstream exchange failed",
+        "\"request_id\":\"" + ex.log.request_id + "\",\"provider\":\"" + p.name +
+            "\",\"kind\":\"" + std::string(to_string(fault)) + "\"");
+    ex.upstream_seconds = seconds_since(upstream_start);
+    if (fault == upstream_fault::timeout) {
+      co_await send_error(ex, http::status::gateway_timeout,
+                          "Provider '" + p.name + "' did not answer in time (" + detail + ")",
+                          "upstream_error", {}, "upstream_timeout");
+    } else {
+      co_await send_error(ex, http::status::bad_gateway,
+                          "Provider '" + p.name + "' is unreachable (" +
+                              std::string(to_string(fault)) + ": " + redact(detail, p.api_key) + ")",
+                          "upstream_error", {}, "upstream_unreachable");
+    }
+    co_return;
+  }
+
+  const unsigned status = parser->get().result_int();
+  const bool is_sse = parser->get()[http::field::content_type].find("text/event-stream") !=
+                      beast::string_view::npos;
+  bool reusable = false;
+  if (status == 200 && cr.stream && is_sse) {
+    co_await relay_stream(ex, *conn, *parser, deadline, reusable);
+    ex.upstream_seconds = seconds_since(upstream_start);
+  } else {
+    // Whole answer: read it under the idle-chunk and total deadlines, bounded in size.
+    std::string body;
+    char buf[k_read_chunk];
+    error_code ec;
+    while (!parser->is_done()) {
+      parser->get().body().data = buf;
+      parser->get().body().size = sizeof buf;
+      auto [rec, n] = co_await conn->read_some(*parser, phase_limit(t.idle_chunk, deadline));
+      if (rec == http::error::need_buffer) rec = {};
+      body.append(buf, sizeof buf - parser->get().body().size);
+      if (rec) {
+        ec = rec;
+        break;
+      }
+      if (body.size() > k_max_upstream_body) {
+        ec = http::error::body_limit;
+        break;
+      }
+    }
+    ex.upstream_seconds = seconds_since(upstream_start);
+    if (ec) {
+      conn->close();
+      bool timeout = ec == beast::error::timeout;
+      fault = timeout ? upstream_fault::timeout
+              : ec == http::error::body_limit ? upstream_fault::too_large
+                                               : upstream_fault::reset;
+      metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
+      co_await send_error(ex, timeout ? http::status::gateway_timeout : http::status::bad_gateway,
+                          "Provider '" + p.name + "' " +
+                              (timeout ? "stalled while sending its answer"
+                               : fault == upstream_fault::too_large
+                                   ? "sent an answer larger than the gateway accepts"
+                                   : "closed the connection mid-answer"),
+                          "upstream_error", {}, timeout ? "upstream_timeout" : "upstream_error");
+      co_return;
+    }
+    reusable = parser->keep_alive();
+    if (status == 200) {
+      auto decoded = providers::decode_chat_response(body, p.name);
+      if (!decoded.valid) {
+        metrics_.upstream_errors.inc({p.name, "malformed"});
+        co_await send_error(ex, http::status::bad_gateway,
+                            "Provider '" + p.name + "' returned a malformed response",
+                            "upstream_error", {}, "upstream_malformed");
+      } else {
+        if (decoded.tokens) ex.tokens = *decoded.tokens;
+        co_await send(ex, http::status::ok, std::move(decoded.body));
+      }
+    } else {
+      auto retry_after = parser->get()[http::field::retry_after];
+      co_await send_upstream_status(ex, status, body, std::string_view(retry_after.data(), retry_after.size()));
+    }
+  }
+  if (reusable) {
+    ex.w.pool.release(std::move(conn));
+  } else {
+    conn->close();
+  }
+}
+
+// Relays an upstream SSE stream event by event, each in its own write, reading the usage
+// chunk on the way through. A client that goes away ends the upstream request too.
+awaitable<void> server::relay_stream(exchange& ex, upstream_conn& conn,
+                                     http::response_parser<http::buffer_body>& parser,
+                                     steady::time_point deadline, bool& reusable) {
+  const auto& t = ex.snap.cfg->server.timeouts;
+  http::response<http::empty_body> res{http::status::ok, 11};
+  res.set(http::field::content_type, "text/event-stream");
+  res.set(http::field::cache_control, "no-cache");
+  res.set("x-request-id", ex.log.request_id);
+  set_routed_headers(ex, res.base());
+  res.keep_alive(ex.keep_alive);
+  res.chunked(true);
+  http::response_serializer<http::empty_body> sr{res};
+  ex.log.status = 200;
+  ex.client.expires_after(t.idle_chunk);
+  if (auto [ec, n] = co_await http::async_write_header(ex.client, sr, as_tuple); ec) {
+    ex.keep_alive = false;
+    ex.log.error = "client_closed";
+    co_return;
+  }
+
+  providers::sse_parser sse;
+  providers::sse_event ev;
+  bool done = false, client_gone = false;
+  error_code upstream_ec;
+  char buf[k_read_chunk];
+  while (!parser.is_done() && !client_gone) {
+    parser.get().body().data = buf;
+    parser.get().body().size = sizeof buf;
+    auto [rec, n] = co_await conn.read_some(parser, phase_limit(t.idle_chunk, deadline));
+    if (rec == http::error::need_buffer) rec = {};
+    std::size_t got = sizeof buf - parser.get().body().size;
+    if (got && !sse.feed(std::string_view(buf, got))) {
+      upstream_ec = http::error::body_limit;
+      break;
+    }
+    while (sse.next(ev)) {
+      if (ev.data == "[DONE]") {
+        done = true;
+      } else if (auto u = providers::usage_in_chunk(ev.data)) {
+        ex.tokens = *u;
+      }
+      if (!ex.log.ttft_ms) {
+        double s = seconds_since(ex.start);
+        ex.log.ttft_ms = s * 1000;
+        metrics_.ttft.observe({ex.provider->name}, s);
+      }
+      std::string wire = providers::to_wire(ev);
+      ex.client.expires_after(t.idle_chunk);
+      auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+      if (wec) {
+        client_gone = true;
+        break;
+      }
+    }
+    if (rec) {
+      upstream_ec = rec;
+      break;
+    }
+  }
+  if (client_gone) {
+    // Closing the upstream connection is how a provider learns to stop generating.
+    ex.keep_alive = false;
+    ex.log.error = "client_closed";
+    ex.log.status = 499;
+    conn.close();
+    co_return;
+  }
+  if (upstream_ec || (!done && !parser.is_done())) {
+    bool timeout = upstream_ec == beast::error::timeout;
+    metrics_.upstream_errors.inc({ex.provider->name, timeout ? "timeout" : "reset"});
+    ex.log.error = timeout ? "upstream_stream_timeout" : "upstream_stream_cut";
+    std::string err = "data: " +
+                      openai_error_body("Provider '" + ex.provider->name + "' " +
+                                            (timeout ? "stalled mid-stream" : "cut the stream"),
+                                        "upstream_error", {},
+                                        timeout ? "upstream_timeout" : "upstream_error") +
+                      "\n\n";
+    ex.client.expires_after(t.idle_chunk);
+    co_await net::async_write(ex.client, http::make_chunk(net::buffer(err)), as_tuple);
+    ex.keep_alive = false;
+    conn.close();
+  } else {
+    reusable = parser.keep_alive() && parser.is_done();
+  }
+  ex.client.expires_after(t.idle_chunk);
+  auto [ec, n] = co_await net::async_write(ex.client, http::make_chunk_last(), as_tuple);
+  if (ec) ex.keep_alive = false;
+}
+
+// ---- sessions ----
+
+void server::finish(exchange& ex) {
+  ex.log.latency_ms = seconds_since(ex.start) * 1000;
+  ex.log.input_tokens = ex.tokens.prompt_total();
+  ex.log.output_tokens = ex.tokens.completion_total();
+  if (ex.provider) {
+    const auto& p = *ex.provider;
+    const auto& m = *ex.model;
+    metrics_.requests.inc({"", p.name, m.id, p.region, std::to_string(ex.log.status)});
+    const std::pair<const char*, std::uint64_t> buckets[] = {
+        {"input", ex.tokens.input},         {"cache_read", ex.tokens.cache_read},
+        {"cache_write", ex.tokens.cache_write}, {"output", ex.tokens.output},
+        {"reasoning", ex.tokens.reasoning}};
+    for (const auto& [type, n] : buckets)
+      if (n) metrics_.tokens.inc({p.name, m.id, m.author, p.region, type}, static_cast<double>(n));
+    metrics_.duration.observe({p.name}, ex.log.latency_ms / 1000);
+    metrics_.overhead.observe({}, std::max(0.0, ex.log.latency_ms / 1000 - ex.upstream_seconds));
+  } else if (ex.log.path == "/v1/chat/completions") {
+    metrics_.requests.inc({"", "", "", "", std::to_string(ex.log.status)});
+  }
+  write_access_log(ex.log);
+}
+
+awaitable<void> server::dispatch(exchange& ex) {
+  std::string_view target = ex.req.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  ex.log.method = std::string(ex.req.method_string());
+  ex.log.path = std::string(path);
+  std::string allowed;
+  for (const auto& r : routes()) {
+    if (r.path != path) continue;
+    if (r.method == ex.req.method()) {
+      co_await (this->*r.fn)(ex);
+      co_return;
+    }
+    allowed += (allowed.empty() ? "" : ", ") + std::string(http::to_string(r.method));
+  }
+  if (!allowed.empty()) {
+    co_await send_error(ex, http::status::method_not_allowed,
+                        "Method " + ex.log.method + " is not allowed on " + ex.log.path +
+                            "; use " + allowed,
+                        "invalid_request_error", {}, "method_not_allowed");
+  } else {
+    co_await send_error(ex, http::status::not_found, "Unknown path " + ex.log.path,
+                        "invalid_request_error", {}, "not_found");
+  }
+}
+
+// Answers a request that cannot be parsed, then the session closes.
+awaitable<void> reject(beast::tcp_stream& stream, http::status status, std::string message,
+                       std::string_view code) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  res.body() = openai_error_body(message, "invalid_request_error", {}, code);
+  res.keep_alive(false);
+  res.prepare_payload();
+  co_await http::async_write(stream, res, as_tuple);  // the session closes either way
+  log(log_level::debug, "rejected request: " + message, {});
+}
+
+awaitable<void> server::session(worker& w, tcp::socket socket) {
+  struct connection_count {
+    std::atomic<std::uint32_t>& n;
+    ~connection_count() { --n; }
+  } counted{connections_};
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  const auto limits = snap_->cfg->server.limits;
+  const auto timeouts = snap_->cfg->server.timeouts;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(limits.max_header_bytes);
+    parser.body_limit(limits.max_body_bytes);
+    stream.expires_after(timeouts.header);
+    w.idle.insert(&stream);
+    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, as_tuple);
+    w.idle.erase(&stream);
+    if (hec) {
+      // A peer that closes between requests, or idles past the header deadline, is not an error.
+      // A declared Content-Length over the limit is caught here, before any body is read.
+      if (hec == http::error::header_limit) {
+        co_await reject(stream, http::status::request_header_fields_too_large,
+                        "Request headers are too large", "headers_too_large");
+      } else if (hec == http::error::body_limit) {
+        co_await reject(stream, http::status::payload_too_large,
+                        "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
+                        "request_too_large");
+      } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
+                 hec != net::error::operation_aborted && hec != net::error::connection_reset &&
+                 hec != net::error::eof) {
+        co_await reject(stream, http::status::bad_request, "Malformed HTTP request: " + hec.message(),
+                        "bad_http");
+      }
+      break;
+    }
+    const auto start = steady::now();
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, 11};
+      co_await http::async_write(stream, cont, as_tuple);
+    }
+    auto [bec, bn] = co_await http::async_read(stream, buffer, parser, as_tuple);
+    auto snap = snap_;  // the request keeps the snapshot it started with
+    access_record record;
+    record.request_id = request_id_for(parser.get()["x-request-id"]);
+    exchange ex{w, stream, parser.get(), *snap, start, parser.get().keep_alive() && !draining_, std::move(record)};
+    if (bec) {
+      ex.keep_alive = false;
+      ex.log.method = std::string(parser.get().method_string());
+      ex.log.path = std::string(parser.get().target());
+      if (bec == http::error::body_limit) {
+        co_await send_error(ex, http::status::payload_too_large,
+                            "Request body exceeds the limit of " +
+                                std::to_string(limits.max_body_bytes) + " bytes",
+                            "invalid_request_error", {}, "request_too_large");
+        write_access_log(ex.log);
+      }
+      break;
+    }
+    ++inflight_;
+    metrics_.inflight.add({}, 1);
+    try {
+      co_await dispatch(ex);
+    } catch (const std::exception& e) {
+      // Unexpected: log it, show the client nothing internal, end only this session.
+      log(log_level::error, "unhandled exception in request", "\"request_id\":\"" + ex.log.request_id + "\"");
+      log(log_level::debug, e.what());
+      ex.keep_alive = false;
+      ex.log.status = 500;
+      ex.log.error = "internal_error";
+    }
+    finish(ex);
+    --inflight_;
+    metrics_.inflight.add({}, -1);
+    if (!ex.keep_alive || draining_) break;
+  }
+  error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.close();
+}
+
+awaitable<void> server::accept_loop(worker& w) {
+  const auto max_conn = snap_->cfg->server.limits.max_connections;
+  for (;;) {
+    auto [ec, socket] = co_await w.acceptor->async_accept(as_tuple);
+    if (ec) {
+      if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
+      log(log_level::warn, "accept failed: " + ec.message());
+      continue;
+    }
+    if (connections_.fetch_add(1) >= max_conn) {
+      --connections_;
+      error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true));
+    net::co_spawn(w.ioc, session(w, std::move(socket)), [](std::exception_ptr e) {
+      if (e) log(log_level::error, "session ended by an exception");
+    });
+  }
+}
+
+void server::begin_drain() {
+  draining_ = true;
+  for (auto& w : workers_) {
+    net::post(w->ioc, [wp = w.get()] {
+      error_code ignored;
+      wp->acceptor->close(ignored);
+      for (auto* s : wp->idle) s->cancel();
+    });
+  }
+}
+
+int server::run() {
+  const auto& cfg = *snap_->cfg;
+  unsigned n = cfg.server.threads ? cfg.server.threads : std::max(1u, std::thread::hardware_concurrency());
+  error_code ec;
+  auto address = net::ip::make_address(cfg.server.listen.host, ec);
+  if (ec) {
+    log(log_level::error, "server.listen: invalid address " + cfg.server.listen.host);
+    return 1;
+  }
+  tcp::endpoint ep(address, cfg.server.listen.port);
+  for (unsigned i = 0; i < n; ++i) {
+    auto w = std::make_unique<worker>();
+    w->acceptor = std::make_unique<tcp::acceptor>(w->ioc);
+    w->acceptor->open(ep.protocol(), ec);
+    if (!ec) w->acceptor->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(w->acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        ec = error_code(errno, boost::system::system_category());
+    }
+    if (!ec) w->acceptor->bind(ep, ec);
+    if (!ec) w->acceptor->listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      log(log_level::error, "cannot listen on " + cfg.server.listen.host + ":" +
+                                std::to_string(ep.port()) + ": " + ec.message());
+      return 1;
+    }
+    ep.port(w->acceptor->local_endpoint().port());  // port 0: the others join the one picked
+    workers_.push_back(std::move(w));
+  }
+  std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%u,\"threads\":%u}\n",
+              cfg.server.listen.host.c_str(), static_cast<unsigned>(ep.port()), n);
+  std::fflush(stdout);
+  for (auto& w : workers_) {
+    net::co_spawn(w->ioc, accept_loop(*w), net::detached);
+    w->thread = std::thread([wp = w.get()] { wp->ioc.run(); });
+  }
+
+  net::io_context signals_ctx(1);
+  net::signal_set signals(signals_ctx, SIGINT, SIGTERM);
+  signals.async_wait([&](const error_code&, int sig) {
+    log(log_level::info, "shutting down: draining in-flight requests",
+        "\"signal\":" + std::to_string(sig) + ",\"inflight\":" + std::to_string(inflight_.load()));
+    begin_drain();
+  });
+  signals_ctx.run();
+  const auto drain_deadline = steady::now() + cfg.server.timeouts.drain;
+  while ((inflight_ > 0 || connections_ > 0) && steady::now() < drain_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  bool clean = inflight_ == 0;
+  if (!clean)
+    log(log_level::warn, "drain deadline passed; closing remaining requests",
+        "\"inflight\":" + std::to_string(inflight_.load()));
+  for (auto& w : workers_) w->ioc.stop();
+  for (auto& w : workers_) w->thread.join();
+  log(log_level::info, "stopped");
+  return 0;
+}
+
+}  // namespace
+
+int serve(std::shared_ptr<const snapshot> snap) {
+  std::signal(SIGPIPE, SIG_IGN);
+  server s(std::move(snap));
+  return s.run();
+}
+
+}  // namespace meridian::gateway

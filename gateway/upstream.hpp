@@ -1,0 +1,93 @@
+// The upstream client: keep-alive HTTP/HTTPS connections to providers, pooled per event-loop
+// thread so the hot path takes no lock. Every operation runs under a deadline.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "config/config.hpp"
+#include "gateway/asio.hpp"
+#include "providers/catalog.hpp"
+
+namespace meridian::gateway {
+
+// Why an upstream exchange failed; decides 502 vs 504 and the metric's `kind` label.
+enum class upstream_fault { none, dns, connect, tls, timeout, reset, protocol, too_large };
+std::string_view to_string(upstream_fault f);
+
+class upstream_conn {
+ public:
+  using plain = beast::tcp_stream;
+  using secure = beast::ssl_stream<beast::tcp_stream>;
+
+  upstream_conn(std::string key, plain s) : key_(std::move(key)), s_(std::move(s)) {}
+  upstream_conn(std::string key, secure s) : key_(std::move(key)), s_(std::move(s)) {}
+
+  const std::string& key() const { return key_; }
+  bool reused() const { return reused_; }
+  void mark_reused() { reused_ = true; }
+  beast::tcp_stream& lowest();
+  beast::flat_buffer& buffer() { return buf_; }
+
+  awaitable<error_code> write(http::request<http::string_body>& req, steady::duration limit);
+  template <class Body>
+  awaitable<error_code> read_header(http::response_parser<Body>& p, steady::duration limit);
+  template <class Body>
+  awaitable<std::pair<error_code, std::size_t>> read_some(http::response_parser<Body>& p,
+                                                          steady::duration limit);
+  void close();
+
+ private:
+  std::string key_;
+  std::variant<plain, secure> s_;
+  beast::flat_buffer buf_;
+  bool reused_ = false;
+};
+
+class upstream_pool {
+ public:
+  explicit upstream_pool(net::any_io_executor ex, std::size_t max_idle_per_host = 64)
+      : ex_(std::move(ex)), max_idle_(max_idle_per_host) {}
+
+  // A connection to `p`, reused if one is idle (fresh = never reuse). Sets `fault` on failure.
+  awaitable<std::unique_ptr<upstream_conn>> acquire(const providers::provider& p,
+                                                    const config::server_timeouts& t,
+                                                    steady::time_point deadline, bool fresh,
+                                                    upstream_fault& fault, std::string& detail);
+  // Returns a connection whose last response was read completely and allows keep-alive.
+  void release(std::unique_ptr<upstream_conn> c);
+  std::size_t idle_count() const;
+
+ private:
+  ssl::context& ssl_for(const providers::provider& p);
+
+  net::any_io_executor ex_;
+  std::size_t max_idle_;
+  std::map<std::string, std::vector<std::unique_ptr<upstream_conn>>> idle_;
+  std::map<std::string, std::unique_ptr<ssl::context>> ssl_;
+};
+
+// --- template definitions ---
+
+template <class Body>
+awaitable<error_code> upstream_conn::read_header(http::response_parser<Body>& p,
+                                                 steady::duration limit) {
+  lowest().expires_after(limit);
+  auto [ec, n] = co_await std::visit(
+      [&](auto& s) { return http::async_read_header(s, buf_, p, as_tuple); }, s_);
+  co_return ec;
+}
+
+template <class Body>
+awaitable<std::pair<error_code, std::size_t>> upstream_conn::read_some(
+    http::response_parser<Body>& p, steady::duration limit) {
+  lowest().expires_after(limit);
+  auto [ec, n] = co_await std::visit(
+      [&](auto& s) { return http::async_read_some(s, buf_, p, as_tuple); }, s_);
+  co_return std::pair{ec, n};
+}
+
+}  // namespace meridian::gateway

@@ -1,0 +1,78 @@
+// The resolved catalog: every configured provider with its preset filled in, its key read
+// from the environment, and its models priced. Built once per config snapshot.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace meridian::providers {
+
+struct model_info {
+  std::string id;  // the provider's own name for it
+  double input = 0, output = 0, cache_read = 0, cache_write = 0;  // USD per million tokens
+  int quality = 50;
+  std::uint32_t context = 0;  // 0 = unknown
+  std::string author;         // the model's vendor ("deepseek", "openai", "meta", ...)
+};
+
+// The vendor of a model, guessed from its name; "unknown" when nothing matches.
+std::string guess_author(std::string_view model_id);
+
+struct base_url {
+  bool tls = false;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string path;  // without a trailing '/', e.g. "/v1"
+};
+
+// Parses "https://host[:port][/path]"; nullopt if it is not an http(s) URL.
+std::optional<base_url> parse_base_url(const std::string& url);
+
+enum class auth_style { bearer, x_api_key, x_goog_api_key, none };
+
+struct provider {
+  std::string name;
+  config::dialect_kind dialect = config::dialect_kind::openai;
+  std::string url_text;  // base URL as configured, for display
+  base_url url;
+  std::string region;
+  auth_style auth = auth_style::bearer;
+  std::string api_key;  // secret: never logged, never returned
+  config::tls_config tls;
+  std::map<std::string, std::string> headers;
+  std::vector<model_info> models;
+
+  const model_info* find_model(std::string_view id) const;
+};
+
+struct skipped_provider {
+  std::string name;
+  std::string reason;  // e.g. "DEEPSEEK_API_KEY is not set"
+};
+
+struct catalog {
+  std::vector<provider> providers;
+  std::vector<skipped_provider> skipped;
+
+  const provider* find(std::string_view name) const;
+};
+
+// Reads an environment variable; injectable so tests need no real environment.
+using env_lookup = std::function<std::optional<std::string>(const std::string&)>;
+env_lookup process_env();
+
+// Resolves presets, keys and model facts. Throws config::config_error for configuration
+// mistakes (unknown preset, a dialect this build cannot speak); a provider whose key is
+// missing is listed in `skipped`, not fatal.
+catalog build_catalog(const config::config& cfg, const env_lookup& env = process_env());
+
+// Names of the built-in presets.
+std::vector<std::string> preset_names();
+
+}  // namespace meridian::providers

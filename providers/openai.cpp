@@ -1,0 +1,154 @@
+// OpenAI-dialect request rewriting and usage extraction, without re-serialising bodies.
+#include "providers/openai.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace meridian::providers {
+namespace {
+
+using nlohmann::json;
+
+std::string_view span(std::string_view body, const json_member& m) {
+  return body.substr(m.value_begin, m.value_end - m.value_begin);
+}
+
+std::uint64_t count(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number()) return 0;
+  if (it->is_number_unsigned()) return it->get<std::uint64_t>();
+  if (it->is_number_integer()) return static_cast<std::uint64_t>(std::max<std::int64_t>(0, it->get<std::int64_t>()));
+  return static_cast<std::uint64_t>(std::max(0.0, it->get<double>()));
+}
+
+std::optional<usage> usage_member(std::string_view body) {
+  auto scan = scan_object(body);
+  if (!scan) return std::nullopt;
+  const json_member* m = scan->find("usage");
+  if (!m) return std::nullopt;
+  json u = json::parse(span(body, *m), nullptr, false);
+  if (!u.is_object()) return std::nullopt;
+  return parse_usage(u);
+}
+
+}  // namespace
+
+std::variant<chat_request, request_error> parse_chat_request(std::string_view body) {
+  if (!json::accept(body)) return request_error{"request body is not valid JSON", ""};
+  auto scan = scan_object(body);
+  if (!scan) return request_error{"request body must be a JSON object", ""};
+  chat_request req;
+  const json_member* model = scan->find("model");
+  if (!model) return request_error{"you must provide a model parameter", "model"};
+  json m = json::parse(span(body, *model));
+  if (!m.is_string() || m.get_ref<const std::string&>().empty())
+    return request_error{"'model' must be a non-empty string", "model"};
+  req.model = m.get<std::string>();
+  const json_member* messages = scan->find("messages");
+  if (!messages) return request_error{"you must provide a messages parameter", "messages"};
+  std::string_view ms = span(body, *messages);
+  if (ms.front() != '[') return request_error{"'messages' must be an array", "messages"};
+  if (ms.find_first_not_of(" \t\r\n", 1) == ms.size() - 1)
+    return request_error{"'messages' must contain at least one message", "messages"};
+  if (const json_member* stream = scan->find("stream")) {
+    std::string_view s = span(body, *stream);
+    if (s == "true") {
+      req.stream = true;
+    } else if (s != "false" && s != "null") {
+      return request_error{"'stream' must be a boolean", "stream"};
+    }
+  }
+  req.scan = std::move(*scan);
+  return req;
+}
+
+std::string encode_chat_request(std::string_view body, const chat_request& req,
+                                std::string_view upstream_model) {
+  struct edit {
+    std::size_t begin, end;
+    std::string text;
+  };
+  std::vector<edit> edits;
+  const json_member* model = req.scan.find("model");
+  std::string model_json;
+  append_json_string(model_json, upstream_model);
+  edits.push_back({model->value_begin, model->value_end, std::move(model_json)});
+  if (req.stream) {
+    const json_member* so = req.scan.find("stream_options");
+    json opts = so ? json::parse(span(body, *so), nullptr, false) : json();
+    if (!opts.is_object()) opts = json::object();
+    if (opts.value("include_usage", false) != true) {
+      opts["include_usage"] = true;
+      if (so) {
+        edits.push_back({so->value_begin, so->value_end, opts.dump()});
+      } else {
+        std::string member = req.scan.members.empty() ? "" : ",";
+        member += "\"stream_options\":" + opts.dump();
+        edits.push_back({req.scan.close, req.scan.close, std::move(member)});
+      }
+    }
+  }
+  std::sort(edits.begin(), edits.end(), [](const edit& a, const edit& b) { return a.begin < b.begin; });
+  std::string out;
+  out.reserve(body.size() + 64);
+  std::size_t at = 0;
+  for (const auto& e : edits) {
+    out.append(body.substr(at, e.begin - at));
+    out.append(e.text);
+    at = e.end;
+  }
+  out.append(body.substr(at));
+  return out;
+}
+
+usage parse_usage(const json& u) {
+  usage out;
+  out.present = true;
+  std::uint64_t prompt = count(u, "prompt_tokens");
+  std::uint64_t completion = count(u, "completion_tokens");
+  std::uint64_t cached = 0;
+  if (auto d = u.find("prompt_tokens_details"); d != u.end() && d->is_object())
+    cached = count(*d, "cached_tokens");
+  if (u.contains("prompt_cache_hit_tokens")) cached = count(u, "prompt_cache_hit_tokens");  // DeepSeek
+  std::uint64_t reasoning = 0;
+  if (auto d = u.find("completion_tokens_details"); d != u.end() && d->is_object())
+    reasoning = count(*d, "reasoning_tokens");
+  out.cache_read = std::min(cached, prompt);
+  out.input = prompt - out.cache_read;
+  out.reasoning = std::min(reasoning, completion);
+  out.output = completion - out.reasoning;
+  return out;
+}
+
+std::optional<usage> usage_in_chunk(std::string_view data) {
+  // Most chunks carry no usage; skip them without parsing.
+  if (data.find("\"usage\"") == std::string_view::npos) return std::nullopt;
+  if (!json::accept(data)) return std::nullopt;
+  return usage_member(data);
+}
+
+chat_response decode_chat_response(std::string_view body, std::string_view provider) {
+  chat_response out;
+  if (!json::accept(body)) return out;
+  auto scan = scan_object(body);
+  if (!scan) return out;
+  out.valid = true;
+  if (const json_member* m = scan->find("usage")) {
+    json u = json::parse(span(body, *m), nullptr, false);
+    if (u.is_object()) out.tokens = parse_usage(u);
+  }
+  if (scan->find("provider")) {
+    out.body.assign(body);
+    return out;
+  }
+  out.body.reserve(body.size() + provider.size() + 16);
+  out.body.append(body.substr(0, scan->close));
+  out.body.append(scan->members.empty() ? "\"provider\":" : ",\"provider\":");
+  append_json_string(out.body, provider);
+  out.body.append(body.substr(scan->close));
+  return out;
+}
+
+}  // namespace meridian::providers

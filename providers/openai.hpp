@@ -1,0 +1,55 @@
+// The OpenAI chat-completions dialect: the canonical form, spoken as-is by OpenAI, DeepSeek,
+// Qwen, Kimi, GLM, MiniMax, Ollama, vLLM and llama.cpp. Bodies pass through untouched except
+// for the members the gateway must own (`model`, `stream_options`).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "providers/json_scan.hpp"
+#include "providers/usage.hpp"
+
+namespace meridian::providers {
+
+// A client's mistake in a request body; `param` names the offending member, as OpenAI does.
+struct request_error {
+  std::string message;
+  std::string param;
+};
+
+// What the gateway needs to know of an inbound chat request, plus where its members lie.
+struct chat_request {
+  std::string model;
+  bool stream = false;
+  json_object_scan scan;
+};
+
+// Validates an inbound /v1/chat/completions body (valid JSON, an object, a string `model`,
+// a non-empty `messages` array, a boolean `stream`).
+std::variant<chat_request, request_error> parse_chat_request(std::string_view body);
+
+// The upstream body: the client's bytes with `model` replaced and, for a stream,
+// `stream_options.include_usage` forced on so that the usage chunk always arrives.
+std::string encode_chat_request(std::string_view body, const chat_request& req,
+                                std::string_view upstream_model);
+
+// Normalises an OpenAI-style `usage` object (DeepSeek's cache fields included).
+usage parse_usage(const nlohmann::json& u);
+
+
+// The usage carried by one streamed chunk's data; nullopt for ordinary chunks.
+std::optional<usage> usage_in_chunk(std::string_view data);
+
+// A whole (non-streamed) upstream answer as the gateway relays it.
+struct chat_response {
+  bool valid = false;           // the upstream sent a JSON object
+  std::string body;             // with a top-level `"provider": NAME` added, as OpenRouter does
+  std::optional<usage> tokens;  // nullopt when the upstream reported no usage
+};
+chat_response decode_chat_response(std::string_view body, std::string_view provider);
+
+}  // namespace meridian::providers

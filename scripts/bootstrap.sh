@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's own packages, exactly what Meridian's build and tests need.
+# Idempotent: packages already present are skipped by apt. Run as root (or with sudo).
+set -euo pipefail
+packages=(
+  g++ cmake ninja-build ccache pkg-config
+  libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev libssl-dev libsqlite3-dev
+  openssl curl   # test certificates made at run time; the demo's curl examples
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

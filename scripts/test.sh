@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds everything with the `ci` preset (warnings are errors) and runs every test under ctest.
+# Usage: scripts/test.sh [extra ctest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+cmake --preset ci >/dev/null
+cmake --build --preset ci
+ctest --preset ci --parallel 2 "$@"

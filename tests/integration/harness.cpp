@@ -1,0 +1,305 @@
+// Child processes, temporary files and a small blocking HTTP client with socket timeouts.
+#include "tests/integration/harness.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace meridian::test {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+void set_timeout(tcp::socket& s, std::chrono::milliseconds t) {
+  timeval tv{};
+  tv.tv_sec = t.count() / 1000;
+  tv.tv_usec = (t.count() % 1000) * 1000;
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+template <class Fields>
+std::map<std::string, std::string> header_map(const Fields& f) {
+  std::map<std::string, std::string> out;
+  for (const auto& h : f) out[lower(std::string(h.name_string()))] = std::string(h.value());
+  return out;
+}
+
+http::request<http::string_body> make_request(const std::string& method, const std::string& target,
+                                              const std::string& body,
+                                              const std::map<std::string, std::string>& headers) {
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  if (!body.empty()) req.set(http::field::content_type, "application/json");
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  return req;
+}
+
+}  // namespace
+
+temp_dir::temp_dir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "meridian-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string temp_dir::write(const std::string& name, const std::string& content) const {
+  std::string p = path_ + "/" + name;
+  std::ofstream(p) << content;
+  return p;
+}
+
+process::process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargv;
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+  for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
+  std::vector<char*> cenv;
+  for (auto& e : envs) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  int rc = posix_spawn(&pid_, args[0].c_str(), &fa, nullptr, cargv.data(), cenv.data());
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw std::runtime_error("cannot start " + args[0]);
+  }
+  out_fd_ = fds[0];
+  reader_ = std::thread([this] {
+    std::string partial;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(out_fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      partial.append(buf, static_cast<std::size_t>(n));
+      std::size_t nl;
+      while ((nl = partial.find('\n')) != std::string::npos) {
+        std::lock_guard lock(mu_);
+        lines_.push_back(partial.substr(0, nl));
+        partial.erase(0, nl + 1);
+        cv_.notify_all();
+      }
+    }
+    std::lock_guard lock(mu_);
+    eof_ = true;
+    cv_.notify_all();
+  });
+}
+
+process::~process() {
+  if (!wait_exit(0ms)) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(5s);
+  }
+  if (reader_.joinable()) reader_.join();
+  ::close(out_fd_);
+}
+
+std::optional<std::string> process::wait_line(const std::string& needle,
+                                              std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  std::optional<std::string> found;
+  cv_.wait_for(lock, timeout, [&] {
+    for (const auto& l : lines_)
+      if (l.find(needle) != std::string::npos) {
+        found = l;
+        return true;
+      }
+    return eof_;
+  });
+  return found;
+}
+
+std::vector<std::string> process::lines() {
+  std::lock_guard lock(mu_);
+  return lines_;
+}
+
+void process::signal(int sig) { ::kill(pid_, sig); }
+
+std::optional<int> process::wait_exit(std::chrono::milliseconds timeout) {
+  if (status_) return status_;
+  auto until = std::chrono::steady_clock::now() + timeout;
+  do {
+    int st = 0;
+    pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return status_;
+    }
+    if (timeout.count() == 0) break;
+    std::this_thread::sleep_for(10ms);
+  } while (std::chrono::steady_clock::now() < until);
+  return std::nullopt;
+}
+
+http_result http_call(std::uint16_t port, const std::string& method, const std::string& target,
+                      const std::string& body, const std::map<std::string, std::string>& headers,
+                      std::chrono::milliseconds timeout) {
+  http_result out;
+  try {
+    net::io_context ioc;
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    set_timeout(s, timeout);
+    auto req = make_request(method, target, body, headers);
+    http::write(s, req);
+    beast::flat_buffer buf;
+    http::response_parser<http::string_body> p;
+    p.body_limit(64u << 20);
+    http::read(s, buf, p);
+    out.status = p.get().result_int();
+    out.headers = header_map(p.get());
+    out.body = p.get().body();
+  } catch (const std::exception& e) {
+    out.error = e.what();
+  }
+  return out;
+}
+
+struct stream_client::impl {
+  net::io_context ioc;
+  tcp::socket s{ioc};
+  beast::flat_buffer buf;
+  http::response_parser<http::buffer_body> p;
+  std::string pending;
+  bool done = false;
+
+  // Reads more body bytes into `pending`; false at the end or on a timeout.
+  bool more(std::chrono::milliseconds timeout) {
+    if (done || p.is_done()) return false;
+    set_timeout(s, timeout);
+    char tmp[8192];
+    p.get().body().data = tmp;
+    p.get().body().size = sizeof tmp;
+    beast::error_code ec;
+    http::read_some(s, buf, p, ec);
+    if (ec == http::error::need_buffer) ec = {};
+    pending.append(tmp, sizeof tmp - p.get().body().size);
+    if (ec) done = true;
+    return !ec || sizeof tmp != p.get().body().size;
+  }
+};
+
+stream_client::stream_client(std::uint16_t port, const std::string& body,
+                             const std::map<std::string, std::string>& headers)
+    : impl_(std::make_unique<impl>()) {
+  impl_->s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  set_timeout(impl_->s, 10s);
+  auto req = make_request("POST", "/v1/chat/completions", body, headers);
+  http::write(impl_->s, req);
+  impl_->p.body_limit(boost::none);
+  http::read_header(impl_->s, impl_->buf, impl_->p);
+  status_ = impl_->p.get().result_int();
+  headers_ = header_map(impl_->p.get());
+}
+
+stream_client::~stream_client() = default;
+
+std::optional<std::string> stream_client::next_event(std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto& pending = impl_->pending;
+    if (auto end = pending.find("\n\n"); end != std::string::npos) {
+      std::string ev = pending.substr(0, end);
+      pending.erase(0, end + 2);
+      std::string data;
+      std::size_t at = 0;
+      while (at < ev.size()) {
+        std::size_t nl = ev.find('\n', at);
+        std::string line = ev.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+        if (line.rfind("data: ", 0) == 0) data += (data.empty() ? "" : "\n") + line.substr(6);
+        if (nl == std::string::npos) break;
+        at = nl + 1;
+      }
+      return data;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left <= 0ms || !impl_->more(left)) return std::nullopt;
+  }
+}
+
+std::string stream_client::rest(std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until &&
+         impl_->more(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()))) {
+  }
+  return std::exchange(impl_->pending, {});
+}
+
+void stream_client::close() {
+  beast::error_code ec;
+  impl_->s.shutdown(tcp::socket::shutdown_both, ec);
+  impl_->s.close(ec);
+}
+
+sim::sim(const std::string& yaml) {
+  std::string cfg = dir.write("sim.yaml", yaml);
+  proc = std::make_unique<process>(std::vector<std::string>{MERIDIAN_SIM_BIN, "-c", cfg});
+  if (!proc->wait_line("\"ready\"", 10s)) throw std::runtime_error("meridian-sim did not start");
+  for (const auto& line : proc->lines()) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("event", "") == "listening")
+      ports[j["provider"].get<std::string>()] = j["port"].get<std::uint16_t>();
+  }
+}
+
+std::string sim::stats(const std::string& provider) {
+  return http_call(ports.at(provider), "GET", "/sim/stats").body;
+}
+
+gateway::gateway(const std::string& yaml, const std::map<std::string, std::string>& env) {
+  std::string cfg = dir.write("meridian.yaml", yaml);
+  proc = std::make_unique<process>(std::vector<std::string>{MERIDIAN_BIN, "serve", "-c", cfg}, env);
+  auto line = proc->wait_line("\"listening\"", 10s);
+  if (!line) throw std::runtime_error("meridian did not start");
+  port = nlohmann::json::parse(*line)["port"].get<std::uint16_t>();
+}
+
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return cond();
+}
+
+}  // namespace meridian::test

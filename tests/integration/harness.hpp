@@ -1,0 +1,114 @@
+// Test harness for integration tests: runs meridian-sim and meridian as child processes on
+// ports they pick themselves (reported on stdout), and talks HTTP to them with deadlines.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace meridian::test {
+
+using namespace std::chrono_literals;
+
+// A temporary directory removed with everything in it when this object goes.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  const std::string& path() const { return path_; }
+  std::string write(const std::string& name, const std::string& content) const;
+
+ private:
+  std::string path_;
+};
+
+// A child process whose stdout is collected line by line.
+class process {
+ public:
+  process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+  ~process();
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  // The first stdout line (already seen or to come) containing `needle`, or nullopt after `timeout`.
+  std::optional<std::string> wait_line(const std::string& needle, std::chrono::milliseconds timeout);
+  std::vector<std::string> lines();
+  void signal(int sig);
+  // The exit status, or nullopt if still running after `timeout`.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+  bool eof_ = false;
+  std::optional<int> status_;
+};
+
+struct http_result {
+  unsigned status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string error;  // transport failure; status 0
+};
+
+http_result http_call(std::uint16_t port, const std::string& method, const std::string& target,
+                      const std::string& body = {},
+                      const std::map<std::string, std::string>& headers = {},
+                      std::chrono::milliseconds timeout = 10s);
+
+// A streaming request read incrementally, event by event.
+class stream_client {
+ public:
+  stream_client(std::uint16_t port, const std::string& body,
+                const std::map<std::string, std::string>& headers = {});
+  ~stream_client();
+  unsigned status() const { return status_; }
+  const std::map<std::string, std::string>& headers() const { return headers_; }
+  // The next SSE event's data, or nullopt at the end of the stream or after `timeout`.
+  std::optional<std::string> next_event(std::chrono::milliseconds timeout = 10s);
+  // Everything left of the body (until the server ends the response).
+  std::string rest(std::chrono::milliseconds timeout = 10s);
+  void close();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  unsigned status_ = 0;
+  std::map<std::string, std::string> headers_;
+};
+
+// meridian-sim started from YAML; ports by provider name.
+struct sim {
+  explicit sim(const std::string& yaml);
+  temp_dir dir;
+  std::unique_ptr<process> proc;
+  std::map<std::string, std::uint16_t> ports;
+  std::string stats(const std::string& provider);  // GET /sim/stats body
+};
+
+// meridian serve on a config; `port` once it listens.
+struct gateway {
+  explicit gateway(const std::string& yaml, const std::map<std::string, std::string>& env = {});
+  temp_dir dir;
+  std::unique_ptr<process> proc;
+  std::uint16_t port = 0;
+};
+
+// Polls `cond` every 20 ms until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5s);
+
+}  // namespace meridian::test

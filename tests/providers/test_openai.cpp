@@ -1,0 +1,127 @@
+// OpenAI dialect: request validation, byte-preserving rewrite, usage normalisation.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "providers/json_scan.hpp"
+#include "providers/openai.hpp"
+
+using namespace meridian::providers;
+
+namespace {
+
+chat_request parse_ok(std::string_view body) {
+  auto r = parse_chat_request(body);
+  REQUIRE(std::holds_alternative<chat_request>(r));
+  return std::get<chat_request>(r);
+}
+
+request_error parse_err(std::string_view body) {
+  auto r = parse_chat_request(body);
+  REQUIRE(std::holds_alternative<request_error>(r));
+  return std::get<request_error>(r);
+}
+
+}  // namespace
+
+TEST_CASE("openai: request validation names the parameter") {
+  CHECK(parse_err("{not json").message.find("not valid JSON") != std::string::npos);
+  CHECK(parse_err("[1,2]").message.find("JSON object") != std::string::npos);
+  CHECK(parse_err(R"({"messages":[{"role":"user","content":"x"}]})").param == "model");
+  CHECK(parse_err(R"({"model":3,"messages":[{"role":"user","content":"x"}]})").param == "model");
+  CHECK(parse_err(R"({"model":"m"})").param == "messages");
+  CHECK(parse_err(R"({"model":"m","messages":[ ]})").param == "messages");
+  CHECK(parse_err(R"({"model":"m","messages":{}})").param == "messages");
+  CHECK(parse_err(R"({"model":"m","messages":[{}],"stream":"yes"})").param == "stream");
+  auto r = parse_ok(R"({"model":"deepseek/deepseek-chat","messages":[{"role":"user","content":"hi"}],"stream":true})");
+  CHECK(r.model == "deepseek/deepseek-chat");
+  CHECK(r.stream);
+}
+
+TEST_CASE("openai: only the model changes and every other byte is the client's") {
+  const std::string body =
+      "{ \"model\" : \"deepseek/deepseek-chat\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\\\"}\"}],"
+      "\"x_custom\": {\"nested\": [1, 2.50, \"}\"]}, \"temperature\":0.70 }";
+  auto r = parse_ok(body);
+  std::string out = encode_chat_request(body, r, "deepseek-chat");
+  std::string expected = body;
+  expected.replace(expected.find("\"deepseek/deepseek-chat\""), 24, "\"deepseek-chat\"");
+  CHECK(out == expected);
+}
+
+TEST_CASE("openai: streams always ask for usage") {
+  SUBCASE("no stream_options: added") {
+    std::string body = R"({"model":"a","messages":[{"role":"user","content":"x"}],"stream":true})";
+    std::string out = encode_chat_request(body, parse_ok(body), "b");
+    auto j = nlohmann::json::parse(out);
+    CHECK(j["stream_options"]["include_usage"] == true);
+    CHECK(j["model"] == "b");
+    CHECK(out.rfind(R"({"model":"b","messages":[{"role":"user","content":"x"}],"stream":true,)", 0) == 0);
+  }
+  SUBCASE("stream_options with other members: merged") {
+    std::string body = R"({"model":"a","messages":[1],"stream":true,"stream_options":{"foo":1,"include_usage":false}})";
+    auto j = nlohmann::json::parse(encode_chat_request(body, parse_ok(body), "b"));
+    CHECK(j["stream_options"]["include_usage"] == true);
+    CHECK(j["stream_options"]["foo"] == 1);
+  }
+  SUBCASE("already on: untouched") {
+    std::string body = R"({"model":"b","messages":[1],"stream":true,"stream_options":{"include_usage":true}})";
+    CHECK(encode_chat_request(body, parse_ok(body), "b") == body);
+  }
+  SUBCASE("not a stream: no stream_options") {
+    std::string body = R"({"model":"a","messages":[1]})";
+    CHECK(encode_chat_request(body, parse_ok(body), "b") == R"({"model":"b","messages":[1]})");
+  }
+}
+
+TEST_CASE("openai: usage buckets are disjoint") {
+  SUBCASE("OpenAI cached and reasoning tokens are subsets") {
+    auto u = parse_usage(nlohmann::json::parse(
+        R"({"prompt_tokens":100,"completion_tokens":50,"prompt_tokens_details":{"cached_tokens":30},"completion_tokens_details":{"reasoning_tokens":20}})"));
+    CHECK(u.input == 70);
+    CHECK(u.cache_read == 30);
+    CHECK(u.output == 30);
+    CHECK(u.reasoning == 20);
+    CHECK(u.prompt_total() == 100);
+    CHECK(u.completion_total() == 50);
+  }
+  SUBCASE("DeepSeek cache hit tokens") {
+    auto u = parse_usage(nlohmann::json::parse(
+        R"({"prompt_tokens":64,"completion_tokens":5,"prompt_cache_hit_tokens":60,"prompt_cache_miss_tokens":4})"));
+    CHECK(u.input == 4);
+    CHECK(u.cache_read == 60);
+    CHECK(u.output == 5);
+  }
+}
+
+TEST_CASE("openai: response gets the provider and its usage read") {
+  auto r = decode_chat_response(R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}})", "deepseek");
+  REQUIRE(r.valid);
+  CHECK(r.body == R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4},"provider":"deepseek"})");
+  REQUIRE(r.tokens);
+  CHECK(r.tokens->input == 3);
+  CHECK(r.tokens->output == 4);
+  CHECK_FALSE(decode_chat_response("{\"id\":", "p").valid);
+  CHECK_FALSE(decode_chat_response("{}", "p").tokens);
+}
+
+TEST_CASE("openai: usage is read only from the chunk that carries it") {
+  CHECK_FALSE(usage_in_chunk(R"({"choices":[{"delta":{"content":"hi"}}]})"));
+  CHECK_FALSE(usage_in_chunk(R"({"choices":[],"usage":null})"));
+  auto u = usage_in_chunk(R"({"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}})");
+  REQUIRE(u);
+  CHECK(u->input == 9);
+  CHECK(u->output == 2);
+}
+
+TEST_CASE("json_scan: strings with braces and escapes do not confuse the scanner") {
+  std::string t = R"({"a":"}\"{","b":[{"c":"]"}],"d":null})";
+  auto s = scan_object(t);
+  REQUIRE(s);
+  REQUIRE(s->members.size() == 3);
+  CHECK(t.substr(s->members[1].value_begin, s->members[1].value_end - s->members[1].value_begin) == R"([{"c":"]"}])");
+  CHECK(t.substr(s->members[2].value_begin, s->members[2].value_end - s->members[2].value_begin) == "null");
+  std::string out;
+  append_json_string(out, "a\"b\\\n\x01");
+  CHECK(out == "\"a\\\"b\\\\\\n\\u0001\"");
+}
