@@ -12,6 +12,7 @@
 #include "gateway/http_util.hpp"
 #include "gateway/upstream.hpp"
 #include "policies/resolve.hpp"
+#include "providers/dialect.hpp"
 #include "providers/openai.hpp"
 #include "providers/sse.hpp"
 #include "stats/metrics.hpp"
@@ -110,8 +111,27 @@ class server {
   awaitable<void> readyz(exchange& ex);
   awaitable<void> metrics(exchange& ex);
 
-  awaitable<void> relay_stream(exchange& ex, upstream_conn& conn,
-                               http::response_parser<http::buffer_body>& parser,
+  // One upstream request, up to its response header.
+  struct upstream_exchange {
+    std::unique_ptr<upstream_conn> conn;
+    std::unique_ptr<http::response_parser<http::buffer_body>> parser;
+    upstream_fault fault = upstream_fault::none;
+    std::string detail;
+  };
+  http::request<http::string_body> make_upstream_request(const exchange& ex,
+                                                         const providers::provider& p,
+                                                         providers::upstream_request&& r,
+                                                         bool stream) const;
+  awaitable<upstream_exchange> open_exchange(exchange& ex, const providers::provider& p,
+                                             http::request<http::string_body>& up,
+                                             steady::time_point deadline);
+  awaitable<error_code> read_body(exchange& ex, upstream_exchange& x, std::string& body,
+                                  steady::time_point deadline);
+  void finish_exchange(exchange& ex, upstream_exchange& x, bool reusable);
+  awaitable<void> send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
+                             const std::string& detail);
+  awaitable<void> serve_chat(exchange& ex, std::string_view body, const providers::chat_request& req);
+  awaitable<void> relay_stream(exchange& ex, const providers::dialect& d, upstream_exchange& x,
                                steady::time_point deadline, bool& reusable);
   awaitable<void> send(exchange& ex, http::status status, std::string body,
                        std::string_view content_type = "application/json");
@@ -265,38 +285,18 @@ awaitable<void> server::list_models(exchange& ex) {
   co_await send(ex, http::status::ok, list.dump());
 }
 
-awaitable<void> server::chat(exchange& ex) {
-  const auto& t = ex.snap.cfg->server.timeouts;
-  auto parsed = providers::parse_chat_request(ex.req.body());
-  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param,
-                        e->param.empty() ? "invalid_json" : "invalid_value");
-    co_return;
-  }
-  auto& cr = std::get<providers::chat_request>(parsed);
-  ex.log.model = cr.model;
-  ex.log.stream = cr.stream;
-  auto resolved = policies::resolve_model(ex.snap.catalog, cr.model);
-  if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
-    bool ambiguous = e->what == policies::resolve_error::kind::ambiguous;
-    co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found,
-                        e->message, "invalid_request_error", "model",
-                        ambiguous ? "ambiguous_model" : "model_not_found");
-    co_return;
-  }
-  auto target = std::get<policies::target>(resolved);
-  ex.provider = target.provider;
-  ex.model = target.model;
-  ex.log.provider = target.provider->name;
-  ex.log.upstream_model = target.model->id;
-  const auto& p = *target.provider;
-
-  http::request<http::string_body> up{http::verb::post, p.url.path + "/chat/completions", 11};
+// The upstream HTTP request for one attempt: the dialect's path, headers and body, plus the
+// provider's auth and configured headers. The client's own headers never go upstream.
+http::request<http::string_body> server::make_upstream_request(const exchange& ex,
+                                                               const providers::provider& p,
+                                                               providers::upstream_request&& r,
+                                                               bool stream) const {
+  http::request<http::string_body> up{http::verb::post, p.url.path + r.path, 11};
   up.set(http::field::host, (p.url.port == (p.url.tls ? 443 : 80))
                                 ? p.url.host
                                 : p.url.host + ':' + std::to_string(p.url.port));
   up.set(http::field::content_type, "application/json");
-  up.set(http::field::accept, cr.stream ? "text/event-stream" : "application/json");
+  up.set(http::field::accept, stream ? "text/event-stream" : "application/json");
   up.set(http::field::user_agent, "meridian/" + std::string(k_version));
   up.set("x-request-id", ex.log.request_id);
   switch (p.auth) {
@@ -305,136 +305,214 @@ awaitable<void> server::chat(exchange& ex) {
     case providers::auth_style::x_goog_api_key: up.set("x-goog-api-key", p.api_key); break;
     case providers::auth_style::none: break;
   }
+  for (const auto& [k, v] : r.headers) up.set(k, v);
   for (const auto& [k, v] : p.headers) up.set(k, v);
-  up.body() = providers::encode_chat_request(ex.req.body(), cr, target.model->id);
+  up.body() = std::move(r.body);
   up.keep_alive(true);
   up.prepare_payload();
+  return up;
+}
 
-  const steady::time_point deadline = ex.start + t.total;
-  const steady::time_point upstream_start = steady::now();
-  upstream_fault fault = upstream_fault::none;
-  std::string detail;
-  std::unique_ptr<upstream_conn> conn;
-  std::optional<http::response_parser<http::buffer_body>> parser;
-  // A pooled connection may have been closed by the provider while idle: if it fails before
-  // any byte of an answer, try once more on a fresh one.
-  for (int attempt = 0; attempt < 2 && !conn; ++attempt) {
-    conn = co_await ex.w.pool.acquire(p, t, deadline, attempt > 0, fault, detail);
-    if (!conn) break;
-    error_code ec = co_await conn->write(up, phase_limit(t.first_byte, deadline));
+// Sends one request and reads the response header, under the connect and first-byte
+// deadlines. A pooled connection the provider closed while idle is retried once, fresh.
+awaitable<server::upstream_exchange> server::open_exchange(exchange& ex, const providers::provider& p,
+                                                           http::request<http::string_body>& up,
+                                                           steady::time_point deadline) {
+  const auto& t = ex.snap.cfg->server.timeouts;
+  upstream_exchange x;
+  for (int attempt = 0; attempt < 2 && !x.conn; ++attempt) {
+    x.conn = co_await ex.w.pool.acquire(p, t, deadline, attempt > 0, x.fault, x.detail);
+    if (!x.conn) break;
+    error_code ec = co_await x.conn->write(up, phase_limit(t.first_byte, deadline));
     if (!ec) {
-      parser.emplace();
-      parser->body_limit(boost::none);
-      parser->header_limit(64u << 10);
-      ec = co_await conn->read_header(*parser, phase_limit(t.first_byte, deadline));
+      x.parser = std::make_unique<http::response_parser<http::buffer_body>>();
+      x.parser->body_limit(boost::none);
+      x.parser->header_limit(64u << 10);
+      ec = co_await x.conn->read_header(*x.parser, phase_limit(t.first_byte, deadline));
     }
     if (!ec) break;
-    bool stale = conn->reused() && attempt == 0 && ec != beast::error::timeout;
-    conn->close();
-    conn.reset();
+    bool stale = x.conn->reused() && attempt == 0 && ec != beast::error::timeout;
+    x.conn->close();
+    x.conn.reset();
     if (stale) continue;
     if (ec == beast::error::timeout) {
-      fault = upstream_fault::timeout;
-      detail = "no answer within the first_byte deadline";
+      x.fault = upstream_fault::timeout;
+      x.detail = "no answer within the first_byte deadline";
     } else {
-      fault = (ec == net::error::connection_reset || ec == http::error::end_of_stream ||
-               ec == net::error::eof)
-                  ? upstream_fault::reset
-                  : upstream_fault::protocol;
-      detail = ec.message();
+      x.fault = (ec == net::error::connection_reset || ec == http::error::end_of_stream ||
+                 ec == net::error::eof)
+                    ? upstream_fault::reset
+                    : upstream_fault::protocol;
+      x.detail = ec.message();
     }
   }
-  if (!conn) {
-    metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
+  if (!x.conn) {
+    metrics_.upstream_errors.inc({p.name, std::string(to_string(x.fault))});
     log(log_level::warn, "upstream exchange failed",
         "\"request_id\":\"" + ex.log.request_id + "\",\"provider\":\"" + p.name +
-            "\",\"kind\":\"" + std::string(to_string(fault)) + "\"");
-    ex.upstream_seconds = seconds_since(upstream_start);
-    if (fault == upstream_fault::timeout) {
-      co_await send_error(ex, http::status::gateway_timeout,
-                          "Provider '" + p.name + "' did not answer in time (" + detail + ")",
-                          "upstream_error", {}, "upstream_timeout");
-    } else {
-      co_await send_error(ex, http::status::bad_gateway,
-                          "Provider '" + p.name + "' is unreachable (" +
-                              std::string(to_string(fault)) + ": " + redact(detail, p.api_key) + ")",
-                          "upstream_error", {}, "upstream_unreachable");
-    }
-    co_return;
+            "\",\"kind\":\"" + std::string(to_string(x.fault)) + "\"");
   }
+  co_return x;
+}
 
-  const unsigned status = parser->get().result_int();
-  const bool is_sse = parser->get()[http::field::content_type].find("text/event-stream") !=
-                      beast::string_view::npos;
-  bool reusable = false;
-  if (status == 200 && cr.stream && is_sse) {
-    co_await relay_stream(ex, *conn, *parser, deadline, reusable);
-    ex.upstream_seconds = seconds_since(upstream_start);
-  } else {
-    // Whole answer: read it under the idle-chunk and total deadlines, bounded in size.
-    std::string body;
-    char buf[k_read_chunk];
-    error_code ec;
-    while (!parser->is_done()) {
-      parser->get().body().data = buf;
-      parser->get().body().size = sizeof buf;
-      auto [rec, n] = co_await conn->read_some(*parser, phase_limit(t.idle_chunk, deadline));
-      if (rec == http::error::need_buffer) rec = {};
-      body.append(buf, sizeof buf - parser->get().body().size);
-      if (rec) {
-        ec = rec;
-        break;
-      }
-      if (body.size() > k_max_upstream_body) {
-        ec = http::error::body_limit;
-        break;
-      }
-    }
-    ex.upstream_seconds = seconds_since(upstream_start);
-    if (ec) {
-      conn->close();
-      bool timeout = ec == beast::error::timeout;
-      fault = timeout ? upstream_fault::timeout
-              : ec == http::error::body_limit ? upstream_fault::too_large
-                                               : upstream_fault::reset;
-      metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
-      co_await send_error(ex, timeout ? http::status::gateway_timeout : http::status::bad_gateway,
-                          "Provider '" + p.name + "' " +
-                              (timeout ? "stalled while sending its answer"
-                               : fault == upstream_fault::too_large
-                                   ? "sent an answer larger than the gateway accepts"
-                                   : "closed the connection mid-answer"),
-                          "upstream_error", {}, timeout ? "upstream_timeout" : "upstream_error");
-      co_return;
-    }
-    reusable = parser->keep_alive();
-    if (status == 200) {
-      auto decoded = providers::decode_chat_response(body, p.name);
-      if (!decoded.valid) {
-        metrics_.upstream_errors.inc({p.name, "malformed"});
-        co_await send_error(ex, http::status::bad_gateway,
-                            "Provider '" + p.name + "' returned a malformed response",
-                            "upstream_error", {}, "upstream_malformed");
-      } else {
-        if (decoded.tokens) ex.tokens = *decoded.tokens;
-        co_await send(ex, http::status::ok, std::move(decoded.body));
-      }
-    } else {
-      auto retry_after = parser->get()[http::field::retry_after];
-      co_await send_upstream_status(ex, status, body, std::string_view(retry_after.data(), retry_after.size()));
-    }
+// Reads a whole response body under the idle-chunk and total deadlines, bounded in size.
+awaitable<error_code> server::read_body(exchange& ex, upstream_exchange& x, std::string& body,
+                                        steady::time_point deadline) {
+  const auto& t = ex.snap.cfg->server.timeouts;
+  char buf[k_read_chunk];
+  while (!x.parser->is_done()) {
+    x.parser->get().body().data = buf;
+    x.parser->get().body().size = sizeof buf;
+    auto [ec, n] = co_await x.conn->read_some(*x.parser, phase_limit(t.idle_chunk, deadline));
+    if (ec == http::error::need_buffer) ec = {};
+    body.append(buf, sizeof buf - x.parser->get().body().size);
+    if (ec) co_return ec;
+    if (body.size() > k_max_upstream_body) co_return http::error::body_limit;
   }
-  if (reusable) {
-    ex.w.pool.release(std::move(conn));
-  } else {
-    conn->close();
+  co_return error_code{};
+}
+
+void server::finish_exchange(exchange& ex, upstream_exchange& x, bool reusable) {
+  if (reusable && x.parser && x.parser->is_done() && x.parser->keep_alive()) {
+    ex.w.pool.release(std::move(x.conn));
+  } else if (x.conn) {
+    x.conn->close();
   }
 }
 
-// Relays an upstream SSE stream event by event, each in its own write, reading the usage
-// chunk on the way through. A client that goes away ends the upstream request too.
-awaitable<void> server::relay_stream(exchange& ex, upstream_conn& conn,
-                                     http::response_parser<http::buffer_body>& parser,
+// 502 or 504 for an upstream that failed before answering.
+awaitable<void> server::send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
+                                   const std::string& detail) {
+  if (fault == upstream_fault::timeout) {
+    co_await send_error(ex, http::status::gateway_timeout,
+                        "Provider '" + p.name + "' did not answer in time (" + detail + ")",
+                        "upstream_error", {}, "upstream_timeout");
+  } else {
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' failed (" + std::string(to_string(fault)) + ": " +
+                            redact(detail, p.api_key) + ")",
+                        "upstream_error", {}, "upstream_unreachable");
+  }
+}
+
+awaitable<void> server::chat(exchange& ex) {
+  auto parsed = providers::parse_chat_request(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param,
+                        e->param.empty() ? "invalid_json" : "invalid_value");
+    co_return;
+  }
+  co_await serve_chat(ex, ex.req.body(), std::get<providers::chat_request>(parsed));
+}
+
+// Serves a canonical chat call: try each planned target in turn until one answers. Once a
+// byte of the answer has reached the client there is no retry.
+awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
+                                   const providers::chat_request& req) {
+  ex.log.model = req.model;
+  ex.log.stream = req.stream;
+  auto resolved = policies::resolve_model(ex.snap.catalog, req.model);
+  if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
+    bool ambiguous = e->what == policies::resolve_error::kind::ambiguous;
+    co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found,
+                        e->message, "invalid_request_error", "model",
+                        ambiguous ? "ambiguous_model" : "model_not_found");
+    co_return;
+  }
+  const std::vector<policies::target> targets = {std::get<policies::target>(resolved)};
+  const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
+  const steady::time_point upstream_start = steady::now();
+
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const bool last = i + 1 == targets.size();
+    const auto& p = *targets[i].provider;
+    const auto& m = *targets[i].model;
+    ex.provider = &p;
+    ex.model = &m;
+    ex.log.provider = p.name;
+    ex.log.upstream_model = m.id;
+    const auto& d = providers::dialect_for(p.dialect);
+    auto encoded = d.encode_chat(body, req, m.id);
+    if (auto* e = std::get_if<providers::request_error>(&encoded)) {
+      if (!last) continue;
+      co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                          e->param, "unsupported_by_provider");
+      co_return;
+    }
+    auto up = make_upstream_request(ex, p, std::move(std::get<providers::upstream_request>(encoded)),
+                                    req.stream);
+    auto x = co_await open_exchange(ex, p, up, deadline);
+    if (!x.conn) {
+      ex.upstream_seconds = seconds_since(upstream_start);
+      if (!last) continue;
+      co_await send_fault(ex, p, x.fault, x.detail);
+      co_return;
+    }
+    const unsigned status = x.parser->get().result_int();
+    const bool is_sse = x.parser->get()[http::field::content_type].find("text/event-stream") !=
+                        beast::string_view::npos;
+    if (status == 200 && req.stream && is_sse) {
+      bool reusable = false;
+      co_await relay_stream(ex, d, x, deadline, reusable);
+      ex.upstream_seconds = seconds_since(upstream_start);
+      finish_exchange(ex, x, reusable);
+      co_return;
+    }
+    std::string answer;
+    error_code ec = co_await read_body(ex, x, answer, deadline);
+    ex.upstream_seconds = seconds_since(upstream_start);
+    if (ec) {
+      finish_exchange(ex, x, false);
+      upstream_fault fault = ec == beast::error::timeout       ? upstream_fault::timeout
+                             : ec == http::error::body_limit ? upstream_fault::too_large
+                                                             : upstream_fault::reset;
+      metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
+      if (!last) continue;
+      co_await send_fault(ex, p, fault,
+                          fault == upstream_fault::timeout     ? "stalled while sending its answer"
+                          : fault == upstream_fault::too_large ? "answer larger than the gateway accepts"
+                                                               : "closed the connection mid-answer");
+      co_return;
+    }
+    finish_exchange(ex, x, true);
+    if (status != 200) {
+      if (d.retryable(status, answer) && !last) continue;
+      auto retry_after = x.parser->get()[http::field::retry_after];
+      co_await send_upstream_status(ex, status, answer,
+                                    std::string_view(retry_after.data(), retry_after.size()));
+      co_return;
+    }
+    if (req.stream) {  // a 200 that is not an event stream, for a stream request
+      metrics_.upstream_errors.inc({p.name, "protocol"});
+      if (!last) continue;
+      co_await send_error(ex, http::status::bad_gateway,
+                          "Provider '" + p.name + "' answered a stream request without streaming",
+                          "upstream_error", {}, "upstream_malformed");
+      co_return;
+    }
+    auto decoded = d.decode_chat(answer, m.id);
+    if (auto* e = std::get_if<providers::decode_error>(&decoded)) {
+      metrics_.upstream_errors.inc({p.name, "malformed"});
+      if (!last) continue;
+      co_await send_error(ex, http::status::bad_gateway, "Provider '" + p.name + "': " + e->message,
+                          "upstream_error", {}, "upstream_malformed");
+      co_return;
+    }
+    auto& ok = std::get<providers::decoded_chat>(decoded);
+    std::optional<double> cost;
+    if (ok.tokens) {
+      ex.tokens = *ok.tokens;
+      cost = providers::cost_usd(ex.tokens, m);
+    }
+    co_await send(ex, http::status::ok, providers::annotate_chat_body(ok.body, p.name, cost));
+    co_return;
+  }
+}
+
+// Relays an upstream stream event by event, each in its own write, through the dialect's
+// decoder; the usage chunk gains its cost on the way. A client that goes away ends the
+// upstream request too; an upstream that fails mid-stream ends it with an error event.
+awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, upstream_exchange& x,
                                      steady::time_point deadline, bool& reusable) {
   const auto& t = ex.snap.cfg->server.timeouts;
   http::response<http::empty_body> res{http::status::ok, 11};
@@ -453,69 +531,91 @@ awaitable<void> server::relay_stream(exchange& ex, upstream_conn& conn,
     co_return;
   }
 
+  auto decoder = d.stream(ex.model->id);
   providers::sse_parser sse;
   providers::sse_event ev;
-  bool done = false, client_gone = false;
+  std::vector<std::string> chunks;
+  std::string wire;
+  bool client_gone = false, upstream_failed = false;
   error_code upstream_ec;
+  auto& parser = *x.parser;
   char buf[k_read_chunk];
-  while (!parser.is_done() && !client_gone) {
+  while (!parser.is_done() && !client_gone && !upstream_failed && !decoder->complete()) {
     parser.get().body().data = buf;
     parser.get().body().size = sizeof buf;
-    auto [rec, n] = co_await conn.read_some(parser, phase_limit(t.idle_chunk, deadline));
+    auto [rec, n] = co_await x.conn->read_some(parser, phase_limit(t.idle_chunk, deadline));
     if (rec == http::error::need_buffer) rec = {};
     std::size_t got = sizeof buf - parser.get().body().size;
     if (got && !sse.feed(std::string_view(buf, got))) {
       upstream_ec = http::error::body_limit;
       break;
     }
-    while (sse.next(ev)) {
-      if (ev.data == "[DONE]") {
-        done = true;
-      } else if (auto u = providers::usage_in_chunk(ev.data)) {
-        ex.tokens = *u;
+    while (!client_gone && sse.next(ev)) {
+      chunks.clear();
+      if (!decoder->on_event(ev, chunks)) upstream_failed = true;
+      for (auto& chunk : chunks) {
+        if (!ex.log.ttft_ms) {
+          double s = seconds_since(ex.start);
+          ex.log.ttft_ms = s * 1000;
+          metrics_.ttft.observe({ex.provider->name}, s);
+        }
+        if (auto tokens = decoder->tokens(); tokens && chunk.find("\"usage\":{") != std::string::npos) {
+          ex.tokens = *tokens;
+          chunk = providers::annotate_usage_chunk(chunk, providers::cost_usd(*tokens, *ex.model));
+        }
+        wire.assign("data: ").append(chunk).append("\n\n");
+        ex.client.expires_after(t.idle_chunk);
+        auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+        if (wec) {
+          client_gone = true;
+          break;
+        }
       }
-      if (!ex.log.ttft_ms) {
-        double s = seconds_since(ex.start);
-        ex.log.ttft_ms = s * 1000;
-        metrics_.ttft.observe({ex.provider->name}, s);
-      }
-      std::string wire = providers::to_wire(ev);
-      ex.client.expires_after(t.idle_chunk);
-      auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
-      if (wec) {
-        client_gone = true;
-        break;
-      }
+      if (upstream_failed) break;
     }
     if (rec) {
       upstream_ec = rec;
       break;
     }
   }
+  if (auto tokens = decoder->tokens()) ex.tokens = *tokens;
   if (client_gone) {
     // Closing the upstream connection is how a provider learns to stop generating.
     ex.keep_alive = false;
     ex.log.error = "client_closed";
     ex.log.status = 499;
-    conn.close();
     co_return;
   }
-  if (upstream_ec || (!done && !parser.is_done())) {
+  if (!decoder->complete()) {
     bool timeout = upstream_ec == beast::error::timeout;
-    metrics_.upstream_errors.inc({ex.provider->name, timeout ? "timeout" : "reset"});
-    ex.log.error = timeout ? "upstream_stream_timeout" : "upstream_stream_cut";
-    std::string err = "data: " +
-                      openai_error_body("Provider '" + ex.provider->name + "' " +
-                                            (timeout ? "stalled mid-stream" : "cut the stream"),
-                                        "upstream_error", {},
-                                        timeout ? "upstream_timeout" : "upstream_error") +
-                      "\n\n";
+    const char* kind = upstream_failed ? "stream_error" : timeout ? "timeout" : "reset";
+    metrics_.upstream_errors.inc({ex.provider->name, kind});
+    ex.log.error = upstream_failed ? "upstream_stream_error"
+                   : timeout       ? "upstream_stream_timeout"
+                                   : "upstream_stream_cut";
+    std::string what = upstream_failed ? redact(decoder->error(), ex.provider->api_key)
+                       : timeout       ? "stalled mid-stream"
+                                       : "cut the stream";
+    wire = "data: " +
+           openai_error_body("Provider '" + ex.provider->name + "' " + what, "upstream_error", {},
+                             timeout ? "upstream_timeout" : "upstream_error") +
+           "\n\n";
     ex.client.expires_after(t.idle_chunk);
-    co_await net::async_write(ex.client, http::make_chunk(net::buffer(err)), as_tuple);
+    co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
     ex.keep_alive = false;
-    conn.close();
   } else {
-    reusable = parser.keep_alive() && parser.is_done();
+    wire = "data: [DONE]\n\n";
+    ex.client.expires_after(t.idle_chunk);
+    auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+    if (wec) ex.keep_alive = false;
+    // The decoder may have finished before the HTTP body did (e.g. "[DONE]" then the last
+    // chunk): the connection is reused only when the response was read to its end.
+    if (!parser.is_done()) {
+      parser.get().body().data = buf;
+      parser.get().body().size = sizeof buf;
+      co_await x.conn->read_some(parser, phase_limit(t.idle_chunk, deadline));
+    }
+    reusable = true;
   }
   ex.client.expires_after(t.idle_chunk);
   auto [ec, n] = co_await net::async_write(ex.client, http::make_chunk_last(), as_tuple);

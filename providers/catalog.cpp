@@ -151,6 +151,13 @@ std::optional<base_url> parse_base_url(const std::string& url) {
   return out;
 }
 
+double cost_usd(const usage& u, const model_info& m) {
+  double micro = static_cast<double>(u.input) * m.input + static_cast<double>(u.cache_read) * m.cache_read +
+                 static_cast<double>(u.cache_write) * m.cache_write +
+                 static_cast<double>(u.output + u.reasoning) * m.output;
+  return micro / 1e6;
+}
+
 std::string guess_author(std::string_view id) {
   std::string lower;
   for (char c : id) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "providers/usage.hpp"
 
 namespace meridian::providers {
 
@@ -20,6 +21,9 @@ struct model_info {
   std::uint32_t context = 0;  // 0 = unknown
   std::string author;         // the model's vendor ("deepseek", "openai", "meta", ...)
 };
+
+// USD for `u` at `m`'s prices (per million tokens); reasoning is billed as output.
+double cost_usd(const usage& u, const model_info& m);
 
 // The vendor of a model, guessed from its name; "unknown" when nothing matches.
 std::string guess_author(std::string_view model_id);

@@ -129,8 +129,8 @@ std::optional<usage> usage_in_chunk(std::string_view data) {
   return usage_member(data);
 }
 
-chat_response decode_chat_response(std::string_view body, std::string_view provider) {
-  chat_response out;
+chat_response_info read_chat_response(std::string_view body) {
+  chat_response_info out;
   if (!json::accept(body)) return out;
   auto scan = scan_object(body);
   if (!scan) return out;
@@ -139,15 +139,51 @@ chat_response decode_chat_response(std::string_view body, std::string_view provi
     json u = json::parse(span(body, *m), nullptr, false);
     if (u.is_object()) out.tokens = parse_usage(u);
   }
-  if (scan->find("provider")) {
-    out.body.assign(body);
-    return out;
+  return out;
+}
+
+namespace {
+
+// Inserts `"cost": USD` as the last member of the `usage` object, if there is one.
+void insert_cost(std::string& out, std::string_view body, const json_object_scan& scan,
+                 std::size_t& at, double cost) {
+  const json_member* u = scan.find("usage");
+  if (!u || body[u->value_begin] != '{') return;
+  auto inner = scan_object(span(body, *u));
+  if (!inner || inner->find("cost")) return;
+  std::size_t close = u->value_begin + inner->close;
+  out.append(body.substr(at, close - at));
+  out.append(inner->members.empty() ? "\"cost\":" : ",\"cost\":");
+  out.append(json(cost).dump());
+  at = close;
+}
+
+}  // namespace
+
+std::string annotate_chat_body(std::string_view body, std::string_view provider,
+                               std::optional<double> cost) {
+  auto scan = scan_object(body);
+  if (!scan) return std::string(body);
+  std::string out;
+  out.reserve(body.size() + provider.size() + 40);
+  std::size_t at = 0;
+  if (cost) insert_cost(out, body, *scan, at, *cost);
+  out.append(body.substr(at, scan->close - at));
+  if (!scan->find("provider")) {
+    out.append(scan->members.empty() ? "\"provider\":" : ",\"provider\":");
+    append_json_string(out, provider);
   }
-  out.body.reserve(body.size() + provider.size() + 16);
-  out.body.append(body.substr(0, scan->close));
-  out.body.append(scan->members.empty() ? "\"provider\":" : ",\"provider\":");
-  append_json_string(out.body, provider);
-  out.body.append(body.substr(scan->close));
+  out.append(body.substr(scan->close));
+  return out;
+}
+
+std::string annotate_usage_chunk(std::string_view chunk, double cost) {
+  auto scan = scan_object(chunk);
+  if (!scan) return std::string(chunk);
+  std::string out;
+  std::size_t at = 0;
+  insert_cost(out, chunk, *scan, at, cost);
+  out.append(chunk.substr(at));
   return out;
 }
 

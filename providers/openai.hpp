@@ -44,12 +44,20 @@ usage parse_usage(const nlohmann::json& u);
 // The usage carried by one streamed chunk's data; nullopt for ordinary chunks.
 std::optional<usage> usage_in_chunk(std::string_view data);
 
-// A whole (non-streamed) upstream answer as the gateway relays it.
-struct chat_response {
-  bool valid = false;           // the upstream sent a JSON object
-  std::string body;             // with a top-level `"provider": NAME` added, as OpenRouter does
-  std::optional<usage> tokens;  // nullopt when the upstream reported no usage
+// What the gateway needs to know of a whole chat.completion body.
+struct chat_response_info {
+  bool valid = false;           // a JSON object
+  std::optional<usage> tokens;  // nullopt when it reports no usage
 };
-chat_response decode_chat_response(std::string_view body, std::string_view provider);
+chat_response_info read_chat_response(std::string_view body);
+
+// A canonical chat.completion (known valid) with `"provider": NAME` added at the top level
+// and, when `cost` is given, `"cost": USD` inside `usage`, as OpenRouter reports them.
+// Every other byte is left as it was.
+std::string annotate_chat_body(std::string_view body, std::string_view provider,
+                               std::optional<double> cost);
+
+// A stream chunk that carries usage, with `"cost": USD` added inside `usage`.
+std::string annotate_usage_chunk(std::string_view chunk, double cost);
 
 }  // namespace meridian::providers

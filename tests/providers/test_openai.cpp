@@ -94,15 +94,21 @@ TEST_CASE("openai: usage buckets are disjoint") {
   }
 }
 
-TEST_CASE("openai: response gets the provider and its usage read") {
-  auto r = decode_chat_response(R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}})", "deepseek");
-  REQUIRE(r.valid);
-  CHECK(r.body == R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4},"provider":"deepseek"})");
-  REQUIRE(r.tokens);
-  CHECK(r.tokens->input == 3);
-  CHECK(r.tokens->output == 4);
-  CHECK_FALSE(decode_chat_response("{\"id\":", "p").valid);
-  CHECK_FALSE(decode_chat_response("{}", "p").tokens);
+TEST_CASE("openai: a response gets its provider and cost and nothing else changes") {
+  const std::string body = R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}})";
+  auto info = read_chat_response(body);
+  REQUIRE(info.valid);
+  REQUIRE(info.tokens);
+  CHECK(info.tokens->input == 3);
+  CHECK(info.tokens->output == 4);
+  CHECK(annotate_chat_body(body, "deepseek", 0.25) ==
+        R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"cost":0.25},"provider":"deepseek"})");
+  CHECK(annotate_chat_body(R"({"id":"x"})", "p", 1.0) == R"({"id":"x","provider":"p"})");
+  CHECK(annotate_chat_body("{}", "p", std::nullopt) == R"({"provider":"p"})");
+  CHECK(annotate_usage_chunk(R"({"choices":[],"usage":{"prompt_tokens":1}})", 0.5) ==
+        R"({"choices":[],"usage":{"prompt_tokens":1,"cost":0.5}})");
+  CHECK_FALSE(read_chat_response("{\"id\":").valid);
+  CHECK_FALSE(read_chat_response("{}").tokens);
 }
 
 TEST_CASE("openai: usage is read only from the chunk that carries it") {

@@ -1,0 +1,82 @@
+// One interface per upstream wire format. The canonical form of a call is the OpenAI
+// chat-completions shape; a dialect turns a canonical call into its provider's request and
+// the provider's answer (whole, or as a stream of SSE events) back into canonical form.
+// Everything here is sans-I/O: bytes in, bytes out, so it is unit-tested without sockets.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "config/config.hpp"
+#include "providers/catalog.hpp"
+#include "providers/openai.hpp"
+#include "providers/sse.hpp"
+#include "providers/usage.hpp"
+
+namespace meridian::providers {
+
+// An upstream HTTP request without transport details. The gateway adds Host, the provider's
+// auth header, Content-Length and the provider's configured extra headers.
+struct upstream_request {
+  std::string path;  // appended to the provider's base path, e.g. "/chat/completions"
+  std::vector<std::pair<std::string, std::string>> headers;  // dialect-specific, e.g. anthropic-version
+  std::string body;
+};
+
+// The upstream sent something the dialect cannot understand (maps to 502).
+struct decode_error {
+  std::string message;
+};
+
+// A whole (non-streamed) answer in canonical form.
+struct decoded_chat {
+  std::string body;             // an OpenAI chat.completion object (JSON)
+  std::optional<usage> tokens;  // nullopt when the upstream reported none
+};
+
+// Turns one upstream SSE stream into OpenAI chat.completion.chunk payloads (the text after
+// "data: "), in order. The final "[DONE]" is the gateway's to write, not the decoder's.
+class stream_decoder {
+ public:
+  virtual ~stream_decoder() = default;
+  // Consumes one upstream event, appending zero or more chunk payloads to `out`. Returns
+  // false when the upstream reported an error in the stream; error() then says what.
+  virtual bool on_event(const sse_event& ev, std::vector<std::string>& out) = 0;
+  // The upstream said its answer is complete ([DONE], message_stop, a final finishReason).
+  virtual bool complete() const = 0;
+  // Usage reported so far; nullopt when none has arrived.
+  virtual std::optional<usage> tokens() const = 0;
+  virtual std::string error() const { return {}; }
+};
+
+class dialect {
+ public:
+  virtual ~dialect() = default;
+  virtual config::dialect_kind kind() const = 0;
+
+  // Canonical chat request (the client's raw OpenAI body and its parse) -> the upstream
+  // request for `upstream_model`. A request the target cannot express is a request_error.
+  virtual std::variant<upstream_request, request_error> encode_chat(
+      std::string_view body, const chat_request& req, std::string_view upstream_model) const = 0;
+
+  // A whole 2xx upstream body -> canonical chat.completion. `model` is the upstream model id.
+  virtual std::variant<decoded_chat, decode_error> decode_chat(std::string_view body,
+                                                              std::string_view model) const = 0;
+
+  // A fresh decoder for one streamed answer.
+  virtual std::unique_ptr<stream_decoder> stream(std::string_view model) const = 0;
+
+  // Whether an upstream error (status and body) is worth trying elsewhere or again:
+  // 429 (except "no balance" style quota errors), 5xx, 408 — yes; other 4xx — no.
+  virtual bool retryable(unsigned status, std::string_view body) const;
+};
+
+// The registry: the one dialect object for each wire format.
+const dialect& dialect_for(config::dialect_kind kind);
+
+}  // namespace meridian::providers
