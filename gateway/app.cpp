@@ -116,6 +116,8 @@ int serve_file(const std::string& path) {
   if (!snap) return 1;
   for (const auto& s : snap->catalog.skipped)
     log(log_level::warn, "provider skipped: " + s.reason, "\"provider\":\"" + s.name + "\"");
+  if (snap->cfg->server.admin_listen)
+    log(log_level::warn, "server.admin_listen is set but this version serves no admin endpoints yet");
   return serve(snap);
 }
 

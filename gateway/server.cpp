@@ -676,6 +676,7 @@ awaitable<void> reject(beast::tcp_stream& stream, http::status status, std::stri
                        std::string_view code) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "application/json");
+  res.set("x-request-id", request_id_for({}));
   res.body() = openai_error_body(message, "invalid_request_error", {}, code);
   res.keep_alive(false);
   res.prepare_payload();

@@ -91,6 +91,18 @@ class stream_client {
   std::map<std::string, std::string> headers_;
 };
 
+// A raw connection that sends some bytes and then only listens, to probe server deadlines.
+class stream_probe {
+ public:
+  stream_probe(std::uint16_t port, const std::string& bytes);
+  ~stream_probe();
+  // True if the server closed the connection before `timeout`.
+  bool closed_within(std::chrono::milliseconds timeout);
+
+ private:
+  int fd_ = -1;
+};
+
 // meridian-sim started from YAML; ports by provider name.
 struct sim {
   explicit sim(const std::string& yaml);

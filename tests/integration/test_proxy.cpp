@@ -301,3 +301,16 @@ TEST_CASE("proxy: HTTPS upstream verified against a CA made at test time") {
     CHECK(r.status == 502);
   }
 }
+
+TEST_CASE("proxy: a client that never finishes its headers is closed at the header deadline") {
+  sim s(sim_yaml());
+  gateway g(gateway_yaml(s, "  timeouts: { header: 300ms }\n"), k_env);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = http_call(g.port, "GET", "/healthz", "", {}, 100ms);  // sanity: the server answers
+  CHECK(r.status == 200);
+  // Open a connection and send half a request line, then wait for the server to hang up.
+  stream_probe probe(g.port, "GET /heal");
+  CHECK(probe.closed_within(3s));
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  CHECK(http_call(g.port, "GET", "/healthz").status == 200);
+}

@@ -1,0 +1,75 @@
+// Inbound Anthropic Messages API: lets Anthropic SDK and Claude Code clients call any backend by
+// translating /v1/messages requests to the canonical OpenAI shape and the answers back. Sans-I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "providers/openai.hpp"
+#include "providers/sse.hpp"
+#include "providers/usage.hpp"
+
+namespace meridian::providers {
+
+// Validates an Anthropic Messages request and returns the equivalent OpenAI chat-completions
+// body. `model` is kept as the client wrote it; the gateway resolves it like any other request.
+std::variant<std::string, request_error> anthropic_request_to_openai(std::string_view body);
+
+// A canonical chat.completion as an Anthropic Message. `model` is the name the client asked for.
+// Usage comes from the body's own `usage` object.
+std::string openai_response_to_anthropic(std::string_view openai_body, std::string_view model);
+// The same, with usage taken from already-normalised buckets when `tokens` is given.
+std::string openai_response_to_anthropic(std::string_view openai_body, std::string_view model,
+                                         const std::optional<usage>& tokens);
+
+// Turns canonical chat.completion.chunk payloads (the JSON after "data: ") into the Anthropic
+// event stream: message_start, content_block_start/delta/stop per block, message_delta,
+// message_stop. One instance per response.
+class anthropic_stream_encoder {
+ public:
+  explicit anthropic_stream_encoder(std::string model);
+
+  // Consumes one chunk payload; payloads that are not JSON objects (such as "[DONE]") are ignored.
+  void on_chunk(std::string_view chunk_json, std::vector<sse_event>& out);
+  // Ends the message. `tokens`, when given, wins over usage seen in the chunks.
+  void finish(const std::optional<usage>& tokens, std::vector<sse_event>& out);
+  // Ends the stream with an Anthropic `error` event (the upstream failed mid-stream).
+  void fail(std::string_view message, std::vector<sse_event>& out);
+
+ private:
+  enum class block_kind { none, thinking, text, tool };
+
+  void start(const std::string& chunk_id, std::vector<sse_event>& out);
+  void open_block(block_kind kind, const nlohmann::ordered_json& block,
+                  std::vector<sse_event>& out);
+  void close_block(std::vector<sse_event>& out);
+
+  std::string model_;
+  std::string id_;
+  bool started_ = false;
+  bool ended_ = false;
+  block_kind open_ = block_kind::none;
+  int next_index_ = 0;   // the Anthropic index the next block gets
+  long open_tool_ = -1;  // the OpenAI tool_calls index of the open tool block
+  std::vector<std::pair<long, int>> tool_blocks_;  // OpenAI tool index -> Anthropic block index
+  std::string finish_reason_;
+  std::optional<usage> tokens_;
+};
+
+// {"type":"error","error":{"type":TYPE,"message":MESSAGE}}
+std::string anthropic_error_body(std::string_view type, std::string_view message);
+// The Anthropic error type for an HTTP status (e.g. 429 -> "rate_limit_error").
+std::string_view anthropic_error_type(unsigned http_status);
+
+// For /v1/messages/count_tokens. An ESTIMATE, not a tokenizer: the backend may be any model and
+// its tokenizer is not available here. ceil(UTF-8 bytes of all text / 4) + 4 per message
+// + 8 per tool + a flat allowance per image; deterministic for a given body.
+std::uint64_t estimate_tokens(std::string_view anthropic_request_body);
+
+}  // namespace meridian::providers

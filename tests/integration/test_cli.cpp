@@ -1,0 +1,83 @@
+// The command line: `meridian check` on good, bad and example files; usage errors.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "tests/integration/harness.hpp"
+
+using namespace meridian::test;
+
+namespace {
+
+struct run_result {
+  int code;
+  std::string out;
+};
+
+run_result run(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
+  std::vector<std::string> argv{MERIDIAN_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  // stderr joins stdout so one pipe carries both
+  process p({"/bin/sh", "-c", [&] {
+               std::string cmd;
+               for (const auto& a : argv) cmd += "'" + a + "' ";
+               return cmd + "2>&1";
+             }()},
+            env);
+  auto code = p.wait_exit(10s);
+  std::string out;
+  p.wait_line("\x01", 200ms);  // let the reader drain
+  for (const auto& l : p.lines()) out += l + "\n";
+  return {code.value_or(-1), out};
+}
+
+}  // namespace
+
+TEST_CASE("cli: check prints the resolved providers and models and reports skipped ones") {
+  temp_dir d;
+  auto file = d.write("m.yaml", R"(
+providers:
+  deepseek: { preset: deepseek, api_key_env: MERIDIAN_TEST_UNSET_KEY }
+  openai: { preset: openai, api_key_env: MERIDIAN_TEST_OPENAI_KEY }
+  local:
+    base_url: http://127.0.0.1:11434/v1
+    region: local
+    models: { "qwen2.5:7b": { quality: 55 } }
+)");
+  auto r = run({"check", "-c", file}, {{"MERIDIAN_TEST_OPENAI_KEY", "sk-secret-value-123"}});
+  CHECK(r.code == 0);
+  CHECK(r.out.find("deepseek     skipped: MERIDIAN_TEST_UNSET_KEY is not set") != std::string::npos);
+  CHECK(r.out.find("openai/gpt-4o-mini") != std::string::npos);
+  CHECK(r.out.find("local/qwen2.5:7b") != std::string::npos);
+  CHECK(r.out.find("sk-secret-value-123") == std::string::npos);  // keys are never printed
+}
+
+TEST_CASE("cli: check exits 1 with the YAML path and line of a mistake") {
+  temp_dir d;
+  auto file = d.write("bad.yaml", "server:\n  timeouts:\n    header: 10\n");
+  auto r = run({"check", "-c", file});
+  CHECK(r.code == 1);
+  CHECK(r.out.find("server.timeouts.header (line 3)") != std::string::npos);
+  auto missing = run({"check", "-c", d.path() + "/nope.yaml"});
+  CHECK(missing.code == 1);
+}
+
+TEST_CASE("cli: every example config passes check") {
+  int seen = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(MERIDIAN_SOURCE_DIR) + "/config/examples")) {
+    if (e.path().extension() != ".yaml") continue;
+    ++seen;
+    auto r = run({"check", "-c", e.path().string()});
+    INFO(e.path().string() << "\n" << r.out);
+    CHECK(r.code == 0);
+  }
+  CHECK(seen >= 2);
+}
+
+TEST_CASE("cli: usage errors exit 2") {
+  CHECK(run({}).code == 2);
+  CHECK(run({"serve"}).code == 2);
+  CHECK(run({"frobnicate", "-c", "x"}).code == 2);
+  CHECK(run({"serve", "-c", "x", "--log-level", "loud"}).code == 2);
+  CHECK(run({"--version"}).out.find("meridian ") == 0);
+}
