@@ -20,8 +20,12 @@ namespace {
 
 // Sections the contract names but this version does not implement: rejecting them loudly beats
 // silently ignoring a route table the operator believes is in force.
-constexpr std::string_view k_unsupported_sections[] = {"routes", "regions", "energy", "auth",
-                                                       "keys",   "stats",   "state"};
+constexpr std::string_view k_unsupported_sections[] = {"auth", "keys", "stats", "state"};
+
+constexpr route_policy k_policies[] = {
+    route_policy::cost,     route_policy::latency,  route_policy::throughput, route_policy::quality,
+    route_policy::balanced, route_policy::weighted, route_policy::ordered};
+constexpr capability k_capabilities[] = {capability::tools, capability::images, capability::json};
 
 std::string join(std::initializer_list<std::string_view> names) {
   std::string out;
@@ -239,15 +243,198 @@ class parser {
       if (key == "cache_read") out.cache_read = price(value);
       if (key == "cache_write") out.cache_write = price(value);
       if (key == "context") out.context = static_cast<std::uint32_t>(positive(value));
-      if (key == "quality") {
-        std::string text = scalar(value);
-        int q = 0;
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), q);
-        if (text.empty() || ec != std::errc() || end != text.data() + text.size() || q < 0 ||
-            q > 100)
-          fail(value, "expected an integer between 0 and 100, got '" + text + "'");
-        out.quality = q;
+      if (key == "quality") out.quality = quality(value);
+    }
+    return out;
+  }
+
+  int quality(const located& at) const {
+    std::string text = scalar(at);
+    int q = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), q);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || q < 0 || q > 100)
+      fail(at, "expected an integer between 0 and 100, got '" + text + "'");
+    return q;
+  }
+
+  // A finite non-negative number; `what` says what it measures in the message.
+  double non_negative(const located& at, std::string_view what) const {
+    std::string text = scalar(at);
+    double value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+        !std::isfinite(value))
+      fail(at, "expected a number (" + std::string(what) + "), got '" + text + "'");
+    if (value < 0) fail(at, "must not be negative, got '" + text + "'");
+    return value;
+  }
+
+  // The items of a YAML list, each located as "path[i]". A null node is an empty list.
+  std::vector<located> items(const located& at) const {
+    std::vector<located> out;
+    if (at.node.IsNull()) return out;
+    if (!at.node.IsSequence()) fail(at, "expected a list, got " + std::string(kind_name(at.node)));
+    std::size_t i = 0;
+    for (const auto& item : at.node) {
+      YAML::Mark mark = item.Mark().is_null() ? at.mark : item.Mark();
+      out.push_back(located{item, at.path + "[" + std::to_string(i++) + "]", mark, mark});
+    }
+    return out;
+  }
+
+  std::vector<std::string> names(const located& at) const {
+    std::vector<std::string> out;
+    for (const auto& item : items(at)) out.push_back(non_empty(item));
+    return out;
+  }
+
+  route_candidate candidate(const located& at) const {
+    route_candidate out;
+    out.line = line_of(at);
+    if (at.node.IsMap()) {
+      bool has_model = false;
+      for (const auto& [key, value] : entries(at, {"model", "weight"})) {
+        if (key == "model") {
+          out.pattern = non_empty(value);
+          has_model = true;
+        } else {
+          out.weight = non_negative(value, "a relative weight");
+        }
       }
+      if (!has_model) fail(at, "a candidate map needs a model, as in {model: p/m, weight: 3}");
+    } else {
+      out.pattern = non_empty(at);
+    }
+    auto slash = out.pattern.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == out.pattern.size())
+      fail(at, "expected provider/model or provider/*, got '" + out.pattern + "'");
+    return out;
+  }
+
+  // Names whose checks wait until the whole document is known.
+  struct references {
+    std::vector<located> regions, providers;
+  };
+
+  route_require require(const located& at, references& refs) const {
+    route_require out;
+    for (const auto& [key, value] :
+         entries(at, {"min_quality", "regions", "providers", "exclude_providers", "max_price",
+                      "capabilities"})) {
+      if (key == "min_quality") {
+        out.min_quality = quality(value);
+      } else if (key == "regions") {
+        // Region names are checked once the whole document, and so `regions`, is known.
+        for (auto& item : items(value)) {
+          out.regions.push_back(non_empty(item));
+          refs.regions.push_back(std::move(item));
+        }
+      } else if (key == "providers" || key == "exclude_providers") {
+        auto& list = key == "providers" ? out.providers : out.exclude_providers;
+        for (auto& item : items(value)) {
+          list.push_back(non_empty(item));
+          refs.providers.push_back(std::move(item));
+        }
+      } else if (key == "max_price") {
+        for (const auto& [price_key, price_value] : entries(value, {"prompt", "completion"})) {
+          if (price_key == "prompt") out.max_prompt_price = price(price_value);
+          if (price_key == "completion") out.max_completion_price = price(price_value);
+        }
+      } else {
+        for (const auto& item : items(value)) {
+          std::string text = scalar(item);
+          auto it = std::find_if(std::begin(k_capabilities), std::end(k_capabilities),
+                                 [&](capability c) { return to_string(c) == text; });
+          if (it == std::end(k_capabilities))
+            fail(item, "unknown capability '" + text + "'; expected one of tools, images, json");
+          out.capabilities.push_back(*it);
+        }
+      }
+    }
+    return out;
+  }
+
+  route_config route(const located& at, references& refs) const {
+    route_config out;
+    out.line = line_of(at);
+    if (!at.node.IsMap()) fail(at, "expected a map, got " + std::string(kind_name(at.node)));
+    bool has_match = false, has_candidates = false, has_weights = false;
+    const located* weighted_candidate = nullptr;
+    std::vector<located> candidate_items;
+    located weights_at;
+    for (const auto& [key, value] : entries(
+             at, {"match", "policy", "weights", "candidates", "require", "retries", "fallback"})) {
+      if (key == "match") {
+        out.match = non_empty(value);
+        has_match = true;
+      } else if (key == "policy") {
+        std::string text = scalar(value);
+        out.policy = parse_route_policy(text);
+        if (!out.policy)
+          fail(value,
+               "unknown policy '" + text +
+                   "'; expected one of cost, latency, throughput, quality, balanced, weighted, "
+                   "ordered");
+      } else if (key == "weights") {
+        has_weights = true;
+        weights_at = value;
+        out.weights = route_weights{0, 0, 0};
+        for (const auto& [w_key, w_value] : entries(value, {"cost", "latency", "quality"})) {
+          double w = non_negative(w_value, "a relative weight");
+          if (w_key == "cost") out.weights.cost = w;
+          if (w_key == "latency") out.weights.latency = w;
+          if (w_key == "quality") out.weights.quality = w;
+        }
+        if (out.weights.cost + out.weights.latency + out.weights.quality <= 0)
+          fail(value, "at least one weight must be greater than zero");
+      } else if (key == "candidates") {
+        has_candidates = true;
+        candidate_items = items(value);
+        if (candidate_items.empty()) fail(value, "must list at least one provider/model candidate");
+      } else if (key == "require") {
+        out.require = require(value, refs);
+      } else if (key == "retries") {
+        out.retries = static_cast<unsigned>(unsigned_int(value, 10));
+      } else {
+        out.fallback = boolean(value);
+      }
+    }
+    if (!has_match) fail_entry(at, "a route needs a match (the model name clients send)");
+    if (!has_candidates) fail_entry(at, "a route needs candidates");
+    for (const auto& item : candidate_items) {
+      out.candidates.push_back(candidate(item));
+      if (item.node.IsMap() && item.node["weight"] && !weighted_candidate)
+        weighted_candidate = &item;
+    }
+    // Settings another policy would ignore are almost always a mistake in the policy line.
+    if (has_weights && out.policy != route_policy::balanced)
+      fail(weights_at, "weights apply only to policy balanced");
+    if (weighted_candidate && out.policy != route_policy::weighted)
+      fail(*weighted_candidate, "a candidate weight applies only to policy weighted");
+    return out;
+  }
+
+  void regions(const located& at, std::map<std::string, region_config>& out) const {
+    for (const auto& [name, value] : entries(at)) {
+      if (name.empty()) fail_entry(value, "a region name must not be empty");
+      region_config region;
+      region.line = line_of(value);
+      bool has_price = false;
+      for (const auto& [key, price_value] : entries(value, {"electricity_usd_per_kwh"})) {
+        (void)key;
+        region.electricity_usd_per_kwh = non_negative(price_value, "USD per kWh");
+        has_price = true;
+      }
+      if (!has_price) fail_entry(value, "a region needs electricity_usd_per_kwh");
+      out[name] = region;
+    }
+  }
+
+  energy_config energy(const located& at) const {
+    energy_config out;
+    for (const auto& [key, value] : entries(at, {"kwh_per_million_tokens"})) {
+      (void)key;
+      out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
     }
     return out;
   }
@@ -314,6 +501,7 @@ class parser {
   config document(const YAML::Node& root) const {
     config out;
     out.source = source_;
+    out.regions = default_regions();
     located at{root, "", root.Mark(), root.Mark()};
     if (!root.IsNull() && !root.IsMap())
       fail(at, "expected a map of sections, got " + std::string(kind_name(root)));
@@ -326,8 +514,16 @@ class parser {
           std::end(k_unsupported_sections))
         fail(key, kv.first.Mark(), "section not supported by this version yet");
     }
-    for (const auto& [key, value] : entries(at, {"server", "providers", "models"})) {
-      if (key == "server") {
+    std::optional<located> routes_at;
+    for (const auto& [key, value] :
+         entries(at, {"server", "providers", "models", "routes", "regions", "energy"})) {
+      if (key == "routes") {
+        routes_at = value;
+      } else if (key == "regions") {
+        regions(value, out.regions);
+      } else if (key == "energy") {
+        out.energy = energy(value);
+      } else if (key == "server") {
         out.server = server(value);
       } else if (key == "providers") {
         for (const auto& [name, provider_value] : entries(value)) {
@@ -354,7 +550,30 @@ class parser {
         fail_entry(value, "unknown provider '" + provider_name + "'; declare it under providers");
       out.models[name] = model(value, line_of(value));
     }
+    if (routes_at) parse_routes(*routes_at, out);
     return out;
+  }
+
+  // Routes come last: their checks need the declared providers and regions.
+  void parse_routes(const located& at, config& out) const {
+    references refs;
+    std::set<std::string> matches;
+    for (const auto& item : items(at)) {
+      out.routes.push_back(route(item, refs));
+      if (!matches.insert(out.routes.back().match).second)
+        fail_entry(item, "duplicate route for match '" + out.routes.back().match +
+                             "'; the first would hide this one");
+    }
+    for (const auto& ref : refs.providers) {
+      const std::string& name = ref.node.Scalar();
+      if (std::none_of(out.providers.begin(), out.providers.end(),
+                       [&](const provider_config& p) { return p.name == name; }))
+        fail(ref, "unknown provider '" + name + "'; declare it under providers");
+    }
+    for (const auto& ref : refs.regions)
+      if (!out.regions.count(ref.node.Scalar()))
+        fail(ref, "unknown region '" + ref.node.Scalar() +
+                      "'; use cn, us, eu, local or a name declared under regions");
   }
 
  private:
@@ -450,6 +669,48 @@ std::string_view to_string(dialect_kind d) {
       return "anthropic";
     case dialect_kind::gemini:
       return "gemini";
+  }
+  return "unknown";
+}
+
+std::map<std::string, region_config> default_regions() {
+  return {{"cn", {0.076, 0}}, {"eu", {0.175, 0}}, {"local", {0.14, 0}}, {"us", {0.14, 0}}};
+}
+
+std::string_view to_string(route_policy p) {
+  switch (p) {
+    case route_policy::cost:
+      return "cost";
+    case route_policy::latency:
+      return "latency";
+    case route_policy::throughput:
+      return "throughput";
+    case route_policy::quality:
+      return "quality";
+    case route_policy::balanced:
+      return "balanced";
+    case route_policy::weighted:
+      return "weighted";
+    case route_policy::ordered:
+      return "ordered";
+  }
+  return "unknown";
+}
+
+std::optional<route_policy> parse_route_policy(std::string_view text) {
+  for (auto p : k_policies)
+    if (to_string(p) == text) return p;
+  return std::nullopt;
+}
+
+std::string_view to_string(capability c) {
+  switch (c) {
+    case capability::tools:
+      return "tools";
+    case capability::images:
+      return "images";
+    case capability::json:
+      return "json";
   }
   return "unknown";
 }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace meridian::config {
@@ -66,24 +67,78 @@ enum class dialect_kind { openai, anthropic, gemini };
 
 struct provider_config {
   std::string name;
-  std::string preset;                 // a catalog entry; empty = everything given here
+  std::string preset;  // a catalog entry; empty = everything given here
   std::optional<dialect_kind> dialect;
   std::string base_url;
   std::string region;
-  std::string api_key_env;            // the variable holding the key; the key itself never
-  std::string api_key_file;           // appears in YAML
+  std::string api_key_env;   // the variable holding the key; the key itself never
+  std::string api_key_file;  // appears in YAML
   tls_config tls;
   std::map<std::string, std::string> headers;  // extra headers sent upstream
   std::map<std::string, model_config> models;  // by the provider's own model name
   int line = 0;
 };
 
+// How a route orders its candidates; see policies/strategy.hpp for each one's rule.
+enum class route_policy { cost, latency, throughput, quality, balanced, weighted, ordered };
+
+// Relative weights of the balanced policy; only their ratios matter.
+struct route_weights {
+  double cost = 0.5, latency = 0.2, quality = 0.3;
+};
+
+// One entry of a route's `candidates`: "provider/model", or globs such as "local/*".
+struct route_candidate {
+  std::string pattern;
+  double weight = 1.0;  // the share under policy weighted
+  int line = 0;
+};
+
+enum class capability { tools, images, json };
+
+// Hard constraints of a route: a candidate failing any of them is never tried.
+struct route_require {
+  std::optional<int> min_quality;
+  std::vector<std::string> regions;    // empty = any region
+  std::vector<std::string> providers;  // empty = any provider
+  std::vector<std::string> exclude_providers;
+  std::optional<double> max_prompt_price;  // USD per million tokens
+  std::optional<double> max_completion_price;
+  std::vector<capability> capabilities;
+};
+
+struct route_config {
+  std::string match;                   // the model name a client sends; exact or with '*' globs
+  std::optional<route_policy> policy;  // unset: OpenRouter's price-weighted default
+  route_weights weights;
+  std::vector<route_candidate> candidates;
+  route_require require;
+  unsigned retries = 2;  // attempts after the first
+  bool fallback = true;  // false: only the first candidate is tried
+  int line = 0;
+};
+
+struct region_config {
+  double electricity_usd_per_kwh = 0;
+  int line = 0;  // 0 = a built-in default
+};
+
+struct energy_config {
+  double kwh_per_million_tokens = 1.0;
+};
+
 struct config {
   server_config server;
-  std::vector<provider_config> providers;           // in file order
-  std::map<std::string, model_config> models;       // "provider/model" overrides
-  std::string source;                               // the file it came from
+  std::vector<provider_config> providers;        // in file order
+  std::map<std::string, model_config> models;    // "provider/model" overrides
+  std::vector<route_config> routes;              // in file order; the first match wins
+  std::map<std::string, region_config> regions;  // built-in cn, us, eu, local plus declared
+  energy_config energy;
+  std::string source;  // the file it came from
 };
+
+// The regions every config knows, with 2026 industrial electricity prices (USD per kWh).
+std::map<std::string, region_config> default_regions();
 
 // Parses YAML text; `source` names it in messages. Throws config_error on the first problem.
 config parse_config(const std::string& yaml_text, const std::string& source = "<string>");
@@ -98,5 +153,8 @@ std::uint64_t parse_size(const std::string& text);
 endpoint parse_endpoint(const std::string& text);
 
 std::string_view to_string(dialect_kind d);
+std::string_view to_string(route_policy p);
+std::optional<route_policy> parse_route_policy(std::string_view text);
+std::string_view to_string(capability c);
 
 }  // namespace meridian::config

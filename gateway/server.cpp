@@ -12,6 +12,7 @@
 #include "gateway/http_util.hpp"
 #include "gateway/upstream.hpp"
 #include "policies/resolve.hpp"
+#include "providers/anthropic_inbound.hpp"
 #include "providers/dialect.hpp"
 #include "providers/openai.hpp"
 #include "providers/sse.hpp"
@@ -85,6 +86,7 @@ struct exchange {
   providers::usage tokens;
   double upstream_seconds = 0;
   std::string retry_after;  // forwarded from an upstream 429
+  bool anthropic_api = false;  // /v1/messages: answers and errors in Anthropic's shape
 };
 
 class server {
@@ -106,6 +108,9 @@ class server {
   awaitable<void> dispatch(exchange& ex);
 
   awaitable<void> chat(exchange& ex);
+  awaitable<void> messages(exchange& ex);
+  awaitable<void> count_tokens(exchange& ex);
+  awaitable<void> embeddings(exchange& ex);
   awaitable<void> list_models(exchange& ex);
   awaitable<void> healthz(exchange& ex);
   awaitable<void> readyz(exchange& ex);
@@ -128,6 +133,7 @@ class server {
   awaitable<error_code> read_body(exchange& ex, upstream_exchange& x, std::string& body,
                                   steady::time_point deadline);
   void finish_exchange(exchange& ex, upstream_exchange& x, bool reusable);
+  awaitable<void> send_resolve_error(exchange& ex, const policies::resolve_error& e);
   awaitable<void> send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
                              const std::string& detail);
   awaitable<void> serve_chat(exchange& ex, std::string_view body, const providers::chat_request& req);
@@ -156,6 +162,9 @@ class server {
 const std::vector<server::route>& server::routes() {
   static const std::vector<route> table = {
       {http::verb::post, "/v1/chat/completions", &server::chat},
+      {http::verb::post, "/v1/messages", &server::messages},
+      {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens},
+      {http::verb::post, "/v1/embeddings", &server::embeddings},
       {http::verb::get, "/v1/models", &server::list_models},
       {http::verb::get, "/healthz", &server::healthz},
       {http::verb::get, "/readyz", &server::readyz},
@@ -186,7 +195,13 @@ awaitable<void> server::send_error(exchange& ex, http::status status, std::strin
                                    std::string_view type, std::string_view param,
                                    std::string_view code) {
   if (ex.log.error.empty()) ex.log.error = code.empty() ? std::string(type) : std::string(code);
-  co_await send(ex, status, openai_error_body(message, type, param, code));
+  if (ex.anthropic_api) {
+    co_await send(ex, status,
+                  providers::anthropic_error_body(
+                      providers::anthropic_error_type(static_cast<unsigned>(status)), message));
+  } else {
+    co_await send(ex, status, openai_error_body(message, type, param, code));
+  }
 }
 
 void server::set_routed_headers(exchange& ex, http::fields& f) const {
@@ -380,6 +395,14 @@ void server::finish_exchange(exchange& ex, upstream_exchange& x, bool reusable) 
   }
 }
 
+// 404 for a model nobody serves, 400 for one several providers serve.
+awaitable<void> server::send_resolve_error(exchange& ex, const policies::resolve_error& e) {
+  bool ambiguous = e.what == policies::resolve_error::kind::ambiguous;
+  co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found, e.message,
+                      "invalid_request_error", "model",
+                      ambiguous ? "ambiguous_model" : "model_not_found");
+}
+
 // 502 or 504 for an upstream that failed before answering.
 awaitable<void> server::send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
                                    const std::string& detail) {
@@ -405,6 +428,109 @@ awaitable<void> server::chat(exchange& ex) {
   co_await serve_chat(ex, ex.req.body(), std::get<providers::chat_request>(parsed));
 }
 
+// Anthropic Messages: translated to the canonical call, served by any backend, answered in
+// Anthropic's shape.
+awaitable<void> server::messages(exchange& ex) {
+  ex.anthropic_api = true;
+  auto translated = providers::anthropic_request_to_openai(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&translated)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param);
+    co_return;
+  }
+  const std::string& body = std::get<std::string>(translated);
+  auto parsed = providers::parse_chat_request(body);
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param);
+    co_return;
+  }
+  co_await serve_chat(ex, body, std::get<providers::chat_request>(parsed));
+}
+
+// OpenAI embeddings, on OpenAI-dialect backends: the body passes through with `model`
+// rewritten; the answer gains `provider` and `usage.cost`.
+awaitable<void> server::embeddings(exchange& ex) {
+  auto parsed = providers::parse_embeddings_request(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param,
+                        e->param.empty() ? "invalid_json" : "invalid_value");
+    co_return;
+  }
+  const auto& req = std::get<providers::chat_request>(parsed);
+  ex.log.model = req.model;
+  auto resolved = policies::resolve_model(ex.snap.catalog, req.model);
+  if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
+    co_await send_resolve_error(ex, *e);
+    co_return;
+  }
+  const auto target = std::get<policies::target>(resolved);
+  const auto& p = *target.provider;
+  ex.provider = &p;
+  ex.model = target.model;
+  ex.log.provider = p.name;
+  ex.log.upstream_model = target.model->id;
+  if (p.dialect != config::dialect_kind::openai) {
+    co_await send_error(ex, http::status::bad_request,
+                        "Provider '" + p.name + "' speaks the " +
+                            std::string(config::to_string(p.dialect)) +
+                            " dialect, for which Meridian has no embeddings translation",
+                        "invalid_request_error", "model", "unsupported_by_provider");
+    co_return;
+  }
+  const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
+  const steady::time_point upstream_start = steady::now();
+  auto up = make_upstream_request(
+      ex, p, {"/embeddings", {}, providers::encode_chat_request(ex.req.body(), req, target.model->id)},
+      false);
+  auto x = co_await open_exchange(ex, p, up, deadline);
+  if (!x.conn) {
+    co_await send_fault(ex, p, x.fault, x.detail);
+    co_return;
+  }
+  std::string answer;
+  error_code ec = co_await read_body(ex, x, answer, deadline);
+  ex.upstream_seconds = seconds_since(upstream_start);
+  finish_exchange(ex, x, !ec);
+  if (ec) {
+    const upstream_fault fault = ec == beast::error::timeout ? upstream_fault::timeout : upstream_fault::reset;
+    co_await send_fault(ex, p, fault, "the answer was cut or stalled");
+    co_return;
+  }
+  const unsigned status = x.parser->get().result_int();
+  if (status != 200) {
+    auto retry_after = x.parser->get()[http::field::retry_after];
+    co_await send_upstream_status(ex, status, answer,
+                                  std::string_view(retry_after.data(), retry_after.size()));
+    co_return;
+  }
+  auto info = providers::read_chat_response(answer);
+  if (!info.valid) {
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' returned a malformed response", "upstream_error",
+                        {}, "upstream_malformed");
+    co_return;
+  }
+  std::optional<double> cost;
+  if (info.tokens) {
+    ex.tokens = *info.tokens;
+    cost = providers::cost_usd(ex.tokens, *target.model);
+  }
+  co_await send(ex, http::status::ok, providers::annotate_chat_body(answer, p.name, cost));
+}
+
+// An estimate (bytes / 4 and fixed allowances), labelled as such: the backend may be any model
+// and its tokenizer is not here.
+awaitable<void> server::count_tokens(exchange& ex) {
+  ex.anthropic_api = true;
+  if (!nlohmann::json::accept(ex.req.body())) {
+    co_await send_error(ex, http::status::bad_request, "request body is not valid JSON",
+                        "invalid_request_error");
+    co_return;
+  }
+  co_await send(ex, http::status::ok,
+                "{\"input_tokens\":" + std::to_string(providers::estimate_tokens(ex.req.body())) +
+                    ",\"estimated\":true}");
+}
+
 // Serves a canonical chat call: try each planned target in turn until one answers. Once a
 // byte of the answer has reached the client there is no retry.
 awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
@@ -413,10 +539,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   ex.log.stream = req.stream;
   auto resolved = policies::resolve_model(ex.snap.catalog, req.model);
   if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
-    bool ambiguous = e->what == policies::resolve_error::kind::ambiguous;
-    co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found,
-                        e->message, "invalid_request_error", "model",
-                        ambiguous ? "ambiguous_model" : "model_not_found");
+    co_await send_resolve_error(ex, *e);
     co_return;
   }
   const std::vector<policies::target> targets = {std::get<policies::target>(resolved)};
@@ -468,10 +591,11 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                                                              : upstream_fault::reset;
       metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
       if (!last) continue;
-      co_await send_fault(ex, p, fault,
-                          fault == upstream_fault::timeout     ? "stalled while sending its answer"
-                          : fault == upstream_fault::too_large ? "answer larger than the gateway accepts"
-                                                               : "closed the connection mid-answer");
+      const std::string what = fault == upstream_fault::timeout ? "stalled while sending its answer"
+                               : fault == upstream_fault::too_large
+                                   ? "answer larger than the gateway accepts"
+                                   : "closed the connection mid-answer";
+      co_await send_fault(ex, p, fault, what);
       co_return;
     }
     finish_exchange(ex, x, true);
@@ -504,10 +628,55 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       ex.tokens = *ok.tokens;
       cost = providers::cost_usd(ex.tokens, m);
     }
-    co_await send(ex, http::status::ok, providers::annotate_chat_body(ok.body, p.name, cost));
+    // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
+    // expression inside a co_await (it destroys them twice).
+    std::string out = ex.anthropic_api
+                          ? providers::openai_response_to_anthropic(ok.body, req.model, ok.tokens)
+                          : providers::annotate_chat_body(ok.body, p.name, cost);
+    co_await send(ex, http::status::ok, std::move(out));
     co_return;
   }
 }
+
+// Frames canonical chunks for the client's API: OpenAI's SSE as it is, or Anthropic's events.
+class client_framer {
+ public:
+  explicit client_framer(const exchange& ex) {
+    if (ex.anthropic_api) anthropic_.emplace(ex.log.model);
+  }
+  // The bytes for one canonical chunk; empty when the client's API has nothing to say yet.
+  const std::string& chunk(std::string_view c) {
+    if (!anthropic_) return wire_.assign("data: ").append(c).append("\n\n");
+    events_.clear();
+    anthropic_->on_chunk(c, events_);
+    return flatten();
+  }
+  const std::string& end(const std::optional<providers::usage>& tokens) {
+    if (!anthropic_) return wire_.assign("data: [DONE]\n\n");
+    events_.clear();
+    anthropic_->finish(tokens, events_);
+    return flatten();
+  }
+  const std::string& fail(const std::string& message, std::string_view code) {
+    if (!anthropic_)
+      return wire_.assign("data: ")
+          .append(openai_error_body(message, "upstream_error", {}, code))
+          .append("\n\n");
+    events_.clear();
+    anthropic_->fail(message, events_);
+    return flatten();
+  }
+
+ private:
+  const std::string& flatten() {
+    wire_.clear();
+    for (const auto& e : events_) wire_ += providers::to_wire(e);
+    return wire_;
+  }
+  std::optional<providers::anthropic_stream_encoder> anthropic_;
+  std::vector<providers::sse_event> events_;
+  std::string wire_;
+};
 
 // Relays an upstream stream event by event, each in its own write, through the dialect's
 // decoder; the usage chunk gains its cost on the way. A client that goes away ends the
@@ -535,7 +704,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, 
   providers::sse_parser sse;
   providers::sse_event ev;
   std::vector<std::string> chunks;
-  std::string wire;
+  client_framer framer(ex);
   bool client_gone = false, upstream_failed = false;
   error_code upstream_ec;
   auto& parser = *x.parser;
@@ -563,7 +732,8 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, 
           ex.tokens = *tokens;
           chunk = providers::annotate_usage_chunk(chunk, providers::cost_usd(*tokens, *ex.model));
         }
-        wire.assign("data: ").append(chunk).append("\n\n");
+        const std::string& wire = framer.chunk(chunk);
+        if (wire.empty()) continue;
         ex.client.expires_after(t.idle_chunk);
         auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
         if (wec) {
@@ -596,15 +766,13 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, 
     std::string what = upstream_failed ? redact(decoder->error(), ex.provider->api_key)
                        : timeout       ? "stalled mid-stream"
                                        : "cut the stream";
-    wire = "data: " +
-           openai_error_body("Provider '" + ex.provider->name + "' " + what, "upstream_error", {},
-                             timeout ? "upstream_timeout" : "upstream_error") +
-           "\n\n";
+    const std::string& wire = framer.fail("Provider '" + ex.provider->name + "' " + what,
+                                          timeout ? "upstream_timeout" : "upstream_error");
     ex.client.expires_after(t.idle_chunk);
     co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
     ex.keep_alive = false;
   } else {
-    wire = "data: [DONE]\n\n";
+    const std::string& wire = framer.end(decoder->tokens());
     ex.client.expires_after(t.idle_chunk);
     auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
     if (wec) ex.keep_alive = false;

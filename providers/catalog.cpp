@@ -257,11 +257,6 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
       p.auth = auth_style::none;
     }
     if (p.api_key.empty()) p.auth = auth_style::none;
-    if (p.dialect != dialect_kind::openai) {
-      out.skipped.push_back({pc.name, "the " + std::string(config::to_string(p.dialect)) +
-                                          " dialect is not available in this build yet"});
-      continue;
-    }
     out.providers.push_back(std::move(p));
   }
   for (const auto& [full, mc] : cfg.models) {

@@ -35,7 +35,10 @@ std::optional<usage> usage_member(std::string_view body) {
 
 }  // namespace
 
-std::variant<chat_request, request_error> parse_chat_request(std::string_view body) {
+namespace {
+
+// The checks every model-addressed body shares: valid JSON, an object, a string `model`.
+std::variant<chat_request, request_error> parse_model_request(std::string_view body) {
   if (!json::accept(body)) return request_error{"request body is not valid JSON", ""};
   auto scan = scan_object(body);
   if (!scan) return request_error{"request body must be a JSON object", ""};
@@ -46,13 +49,37 @@ std::variant<chat_request, request_error> parse_chat_request(std::string_view bo
   if (!m.is_string() || m.get_ref<const std::string&>().empty())
     return request_error{"'model' must be a non-empty string", "model"};
   req.model = m.get<std::string>();
-  const json_member* messages = scan->find("messages");
+  req.scan = std::move(*scan);
+  return req;
+}
+
+}  // namespace
+
+std::variant<chat_request, request_error> parse_embeddings_request(std::string_view body) {
+  auto parsed = parse_model_request(body);
+  auto* req = std::get_if<chat_request>(&parsed);
+  if (!req) return parsed;
+  const json_member* input = req->scan.find("input");
+  if (!input) return request_error{"you must provide an input parameter", "input"};
+  std::string_view v = span(body, *input);
+  bool empty = v == "\"\"" || (v.front() == '[' && v.find_first_not_of(" \t\r\n", 1) == v.size() - 1);
+  if ((v.front() != '"' && v.front() != '[') || empty)
+    return request_error{"'input' must be a non-empty string or array", "input"};
+  return parsed;
+}
+
+std::variant<chat_request, request_error> parse_chat_request(std::string_view body) {
+  auto parsed = parse_model_request(body);
+  auto* r = std::get_if<chat_request>(&parsed);
+  if (!r) return parsed;
+  chat_request& req = *r;
+  const json_member* messages = req.scan.find("messages");
   if (!messages) return request_error{"you must provide a messages parameter", "messages"};
   std::string_view ms = span(body, *messages);
   if (ms.front() != '[') return request_error{"'messages' must be an array", "messages"};
   if (ms.find_first_not_of(" \t\r\n", 1) == ms.size() - 1)
     return request_error{"'messages' must contain at least one message", "messages"};
-  if (const json_member* stream = scan->find("stream")) {
+  if (const json_member* stream = req.scan.find("stream")) {
     std::string_view s = span(body, *stream);
     if (s == "true") {
       req.stream = true;
@@ -60,8 +87,7 @@ std::variant<chat_request, request_error> parse_chat_request(std::string_view bo
       return request_error{"'stream' must be a boolean", "stream"};
     }
   }
-  req.scan = std::move(*scan);
-  return req;
+  return parsed;
 }
 
 std::string encode_chat_request(std::string_view body, const chat_request& req,

@@ -32,6 +32,10 @@ struct chat_request {
 // a non-empty `messages` array, a boolean `stream`).
 std::variant<chat_request, request_error> parse_chat_request(std::string_view body);
 
+// Validates an inbound /v1/embeddings body (valid JSON, a string `model`, an `input` that is
+// a non-empty string or array). The result's `stream` is always false.
+std::variant<chat_request, request_error> parse_embeddings_request(std::string_view body);
+
 // The upstream body: the client's bytes with `model` replaced and, for a stream,
 // `stream_options.include_usage` forced on so that the usage chunk always arrives.
 std::string encode_chat_request(std::string_view body, const chat_request& req,

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "providers/dialect.hpp"
+#include "providers/anthropic.hpp"
+#include "providers/gemini.hpp"
 #include "providers/openai_dialect.hpp"
 
 namespace meridian::providers {
@@ -24,6 +26,8 @@ const dialect& dialect_for(config::dialect_kind kind) {
   static const auto table = [] {
     std::array<std::unique_ptr<dialect>, 3> t;
     t[static_cast<int>(config::dialect_kind::openai)] = make_openai_dialect();
+    t[static_cast<int>(config::dialect_kind::anthropic)] = make_anthropic_dialect();
+    t[static_cast<int>(config::dialect_kind::gemini)] = make_gemini_dialect();
     return t;
   }();
   const auto& d = table[static_cast<int>(kind)];

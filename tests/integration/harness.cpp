@@ -222,11 +222,12 @@ struct stream_client::impl {
 };
 
 stream_client::stream_client(std::uint16_t port, const std::string& body,
-                             const std::map<std::string, std::string>& headers)
+                             const std::map<std::string, std::string>& headers,
+                             const std::string& target)
     : impl_(std::make_unique<impl>()) {
   impl_->s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   set_timeout(impl_->s, 10s);
-  auto req = make_request("POST", "/v1/chat/completions", body, headers);
+  auto req = make_request("POST", target, body, headers);
   http::write(impl_->s, req);
   impl_->p.body_limit(boost::none);
   http::read_header(impl_->s, impl_->buf, impl_->p);

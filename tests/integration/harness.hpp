@@ -74,7 +74,8 @@ http_result http_call(std::uint16_t port, const std::string& method, const std::
 class stream_client {
  public:
   stream_client(std::uint16_t port, const std::string& body,
-                const std::map<std::string, std::string>& headers = {});
+                const std::map<std::string, std::string>& headers = {},
+                const std::string& target = "/v1/chat/completions");
   ~stream_client();
   unsigned status() const { return status_; }
   const std::map<std::string, std::string>& headers() const { return headers_; }

@@ -1,4 +1,5 @@
-// meridian-sim: simulated OpenAI-dialect providers (config, pure reply logic, the server).
+// meridian-sim: simulated OpenAI-, Anthropic- and Gemini-dialect providers (config, pure reply
+// logic, the server).
 #pragma once
 
 #include <chrono>
@@ -37,8 +38,12 @@ struct tls_files {
   std::string key;
 };
 
+// The wire API a simulated provider speaks.
+enum class dialect { openai, anthropic, gemini };
+
 struct provider_config {
   std::string name;
+  sim::dialect dialect = sim::dialect::openai;
   std::uint16_t port = 0;  // 0 = any free port
   std::vector<std::string> models;
   std::chrono::milliseconds ttft{0};
@@ -77,6 +82,125 @@ std::string content_text(const nlohmann::json& content);
 
 // Sum over messages of 4 + ceil(utf8 bytes of text content / 4).
 int count_prompt_tokens(const nlohmann::json& messages);
+
+// "openai", "anthropic" or "gemini"; parse_dialect throws std::invalid_argument.
+std::string_view dialect_name(dialect d);
+dialect parse_dialect(std::string_view text);
+
+// A body field is missing or malformed; the message is the one a real provider would send.
+class request_error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// The tool call the simulated model makes when the request offers tools and the last user text
+// mentions "weather": the first tool, asked about Paris. It costs k_tool_call_tokens.
+struct tool_call {
+  std::string id;
+  std::string name;
+  nlohmann::json input;
+};
+inline constexpr int k_tool_call_tokens = 10;
+
+// True if `text` contains "weather" in any letter case.
+bool mentions_weather(std::string_view text);
+
+// A stream as written to the wire, one string per write. `content` holds one event per reply
+// token: ttft comes before the first, tokens_per_second paces the rest, and the cut_after /
+// stall_after faults count them. `prelude` goes out right before the first content event,
+// `epilogue` after the last.
+struct stream_script {
+  std::vector<std::string> prelude;
+  std::vector<std::string> content;
+  std::vector<std::string> epilogue;
+};
+
+// --- Anthropic Messages (POST /v1/messages) ---
+
+struct anthropic_reply {
+  std::string id;  // msg_sim_N
+  std::string model;
+  std::vector<std::string> tokens;  // the text block
+  std::string stop_reason;          // end_turn, max_tokens or tool_use
+  int input_tokens = 0;             // excludes cache reads, as Anthropic reports it
+  int cache_read_input_tokens = 0;
+  int cache_creation_input_tokens = 0;
+  std::optional<tool_call> tool;
+
+  int output_tokens() const;
+};
+
+// Prompt tokens of a Messages request: `system` counts as one more message.
+int count_anthropic_prompt_tokens(const nlohmann::json& request);
+
+// Plans the reply to a Messages request whose model the provider serves. Throws request_error
+// for a missing max_tokens or messages. With cache_control anywhere in the request the system
+// prompt's tokens are reported as cache reads.
+anthropic_reply plan_anthropic_reply(const nlohmann::json& request, std::string_view provider,
+                                     int reply_tokens, std::uint64_t serial);
+
+// The non-streamed Messages response body.
+nlohmann::json anthropic_message(const anthropic_reply& r);
+
+// `event: NAME` + `data: JSON` SSE events of a streamed Messages response.
+stream_script anthropic_stream(const anthropic_reply& r);
+
+// {"type":"error","error":{"type":...,"message":...}} with the error type Anthropic uses for
+// `status` (529 is overloaded_error).
+std::string anthropic_error_body(int status, std::string_view message);
+
+// --- Gemini (POST /v1beta/models/{model}:generateContent and :streamGenerateContent) ---
+
+inline constexpr int k_thought_tokens = 5;
+
+struct gemini_reply {
+  std::string response_id;
+  std::string model;
+  std::vector<std::string> tokens;
+  std::string finish_reason;  // STOP or MAX_TOKENS
+  bool thought = false;       // a thought part comes first, costing k_thought_tokens
+  int prompt_tokens = 0;
+  int cached_tokens = 0;  // a subset of prompt_tokens, as Gemini reports it
+  std::optional<tool_call> tool;
+
+  int candidates_tokens() const;
+  int thoughts_tokens() const;
+};
+
+// Prompt tokens of a generateContent request: contents plus systemInstruction, each counted
+// like an OpenAI message.
+int count_gemini_prompt_tokens(const nlohmann::json& request);
+
+// Plans the reply; throws request_error when contents is missing. Thinking happens with a
+// generationConfig.thinkingConfig (unless thinkingBudget is 0) or a model named *thinking* or
+// *pro*; cachedContent makes the system instruction's tokens cached.
+gemini_reply plan_gemini_reply(const nlohmann::json& request, std::string_view provider,
+                               std::string_view model, int reply_tokens, std::uint64_t serial);
+
+// The non-streamed GenerateContentResponse.
+nlohmann::json gemini_response(const gemini_reply& r);
+
+// One GenerateContentResponse per token, each carrying the usage so far; the last carries the
+// finishReason. SSE events end in CRLF CRLF like Google's. A tool call is the last event.
+stream_script gemini_stream(const gemini_reply& r);
+
+// The same chunks as gemini_stream, as the JSON array Gemini streams without ?alt=sse.
+nlohmann::json gemini_stream_array(const gemini_reply& r);
+
+// {"error":{"code":N,"message":...,"status":"INVALID_ARGUMENT"|...}}
+std::string gemini_error_body(int status, std::string_view message);
+
+// --- OpenAI embeddings (POST /v1/embeddings) ---
+
+inline constexpr int k_embedding_dimensions = 8;
+
+// A unit-length vector derived from a hash of the text, identical on every call, each value
+// rounded to 6 decimals.
+std::vector<double> embedding_vector(std::string_view text);
+
+// The response to an embeddings request for `model`. Throws request_error if `input` is not a
+// string or a non-empty array of strings. encoding_format "base64" packs little-endian floats.
+nlohmann::json embeddings_response(const nlohmann::json& request, std::string_view model);
 
 // Binds every provider, prints one "listening" JSON line per provider and a "ready" line to
 // `out`, then serves until SIGINT/SIGTERM. Throws std::runtime_error if a port cannot be bound.

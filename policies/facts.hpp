@@ -1,0 +1,51 @@
+// What the router needs to know about one request: the model as sent, OpenRouter's `models`
+// and `provider` fields, token estimates and required capabilities. Parsed once per request.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace meridian::policies {
+
+// provider.sort; `none` leaves the choice to the route or the price-weighted default.
+enum class sort_by { none, price, throughput, latency };
+
+// OpenRouter's `provider` object. Prices are USD per million tokens.
+struct provider_prefs {
+  std::vector<std::string> order;  // try these first, in this order
+  bool allow_fallbacks = true;     // false: only providers named in `order`
+  std::vector<std::string> only, ignore;
+  sort_by sort = sort_by::none;
+  std::optional<double> max_prompt_price, max_completion_price;
+  std::optional<double> preferred_max_latency_s;   // soft: time to first token
+  std::optional<double> preferred_min_throughput;  // soft: tokens per second
+  bool deny_data_collection = false;
+};
+
+struct request_facts {
+  std::string model;                // as sent, suffix included ("auto", "p/m:floor", ...)
+  std::vector<std::string> models;  // OpenRouter fallback models, tried after `model`
+  provider_prefs provider;
+  std::uint64_t est_prompt_tokens = 0;
+  std::optional<std::uint64_t> max_tokens;
+  bool needs_tools = false, needs_images = false, needs_json = false;
+};
+
+// Completion tokens assumed when the request does not cap them.
+inline constexpr std::uint64_t k_default_completion_tokens = 256;
+
+// A field with the wrong shape; maps to HTTP 400 with `param` in the error body.
+struct facts_error {
+  std::string param;  // e.g. "provider.sort"
+  std::string message;
+};
+
+// Reads an OpenAI chat body; malformed JSON is reported as a facts_error with an empty param.
+// The prompt estimate is ceil(bytes of message text / 4).
+std::variant<request_facts, facts_error> facts_from_openai_body(std::string_view body);
+
+}  // namespace meridian::policies

@@ -1,0 +1,379 @@
+// Gemini dialect: request encoding, whole answers and SSE streams against fixtures.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "providers/gemini.hpp"
+
+using namespace meridian::providers;
+using json = nlohmann::json;
+
+namespace {
+
+std::string read_fixture(const std::string& name) {
+  std::ifstream f(std::string(MERIDIAN_SOURCE_DIR) + "/tests/fixtures/gemini/" + name,
+                  std::ios::binary);
+  REQUIRE(f.good());
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+const dialect& gemini() {
+  static const auto d = make_gemini_dialect();
+  return *d;
+}
+
+upstream_request encode_ok(const std::string& body, const std::string& model = "gemini-2.5-flash") {
+  auto parsed = parse_chat_request(body);
+  REQUIRE(std::holds_alternative<chat_request>(parsed));
+  auto r = gemini().encode_chat(body, std::get<chat_request>(parsed), model);
+  REQUIRE(std::holds_alternative<upstream_request>(r));
+  return std::get<upstream_request>(r);
+}
+
+request_error encode_err(const std::string& body) {
+  auto parsed = parse_chat_request(body);
+  REQUIRE(std::holds_alternative<chat_request>(parsed));
+  auto r = gemini().encode_chat(body, std::get<chat_request>(parsed), "gemini-2.5-flash");
+  REQUIRE(std::holds_alternative<request_error>(r));
+  return std::get<request_error>(r);
+}
+
+json encoded_body(const std::string& body) {
+  return json::parse(encode_ok(body).body);
+}
+
+struct stream_run {
+  std::vector<std::string> chunks;
+  bool failed = false;
+  std::string error;
+  bool complete = false;
+  std::optional<usage> tokens;
+};
+
+// Feeds `wire` to a fresh parser and decoder in pieces ending at `cuts` (ascending).
+stream_run run_stream(const std::string& wire, const std::vector<std::size_t>& cuts) {
+  stream_run run;
+  sse_parser parser;
+  auto decoder = gemini().stream("gemini-2.5-flash");
+  std::size_t at = 0;
+  for (std::size_t cut : cuts) {
+    REQUIRE(parser.feed(std::string_view(wire).substr(at, cut - at)));
+    at = cut;
+    sse_event ev;
+    while (!run.failed && parser.next(ev)) {
+      if (!decoder->on_event(ev, run.chunks)) {
+        run.failed = true;
+        run.error = decoder->error();
+      }
+    }
+  }
+  run.complete = decoder->complete();
+  run.tokens = decoder->tokens();
+  return run;
+}
+
+// Whole, byte by byte and in seeded random splits: all must decode alike.
+std::vector<std::vector<std::size_t>> splits(std::size_t size) {
+  std::vector<std::vector<std::size_t>> out{{size}};
+  std::vector<std::size_t> bytes;
+  for (std::size_t i = 1; i <= size; ++i) bytes.push_back(i);
+  out.push_back(bytes);
+  for (unsigned seed : {1u, 7u, 42u, 2024u}) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<std::size_t> step(1, 64);
+    std::vector<std::size_t> cuts;
+    for (std::size_t at = 0; at < size;) {
+      at = std::min(size, at + step(rng));
+      cuts.push_back(at);
+    }
+    out.push_back(cuts);
+  }
+  return out;
+}
+
+// Chunks without `created` (a clock reading), checked for the fields every chunk shares.
+json normalised(const std::vector<std::string>& chunks, const std::string& id) {
+  json out = json::array();
+  for (const std::string& c : chunks) {
+    json j = json::parse(c);
+    CHECK(j["id"] == id);
+    CHECK(j["object"] == "chat.completion.chunk");
+    CHECK(j["model"] == "gemini-2.5-flash");
+    CHECK(j["created"].is_number_integer());
+    j.erase("id");
+    j.erase("object");
+    j.erase("model");
+    j.erase("created");
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+stream_run run_all_splits(const std::string& fixture) {
+  const std::string wire = read_fixture(fixture);
+  stream_run first;
+  bool have_first = false;
+  for (const auto& cuts : splits(wire.size())) {
+    stream_run run = run_stream(wire, cuts);
+    if (!have_first) {
+      first = run;
+      have_first = true;
+      continue;
+    }
+    REQUIRE(run.chunks.size() == first.chunks.size());
+    for (std::size_t i = 0; i < run.chunks.size(); ++i) {
+      json a = json::parse(run.chunks[i]), b = json::parse(first.chunks[i]);
+      a.erase("created");
+      b.erase("created");
+      CHECK(a == b);
+    }
+    CHECK(run.failed == first.failed);
+    CHECK(run.complete == first.complete);
+  }
+  return first;
+}
+
+json decode_ok(const std::string& body, std::optional<usage>& tokens) {
+  auto r = gemini().decode_chat(body, "gemini-2.5-flash");
+  REQUIRE(std::holds_alternative<decoded_chat>(r));
+  tokens = std::get<decoded_chat>(r).tokens;
+  json j = json::parse(std::get<decoded_chat>(r).body);
+  CHECK(j["created"].is_number_integer());
+  j.erase("created");
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("gemini: a full OpenAI conversation encodes to the exact generateContent request") {
+  const std::string body = R"({
+    "model": "google/gemini-2.5-flash", "stream": true,
+    "messages": [
+      {"role": "system", "content": "You are terse."},
+      {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
+      {"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture, and the weather there?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.JPG?size=2"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/diagram.webp"}}]},
+      {"role": "assistant", "content": "Let me look.", "reasoning_content": "They want weather.",
+       "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+        {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": ""}}]},
+      {"role": "tool", "tool_call_id": "call_a", "content": "{\"temp_c\":21}"},
+      {"role": "tool", "tool_call_id": "call_b", "content": [{"type": "text", "text": "14:05"}]},
+      {"role": "user", "content": "Thanks. Summarise."}
+    ],
+    "tools": [
+      {"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+       "parameters": {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+                      "properties": {"city": {"type": "string"},
+                                     "additionalProperties": {"type": "object", "additionalProperties": false}},
+                      "required": ["city"], "additionalProperties": false}}},
+      {"type": "function", "function": {"name": "get_time"}}],
+    "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    "max_tokens": 512, "stop": ["END"], "temperature": 0.2, "top_p": 0.9, "seed": 7
+  })";
+  upstream_request up = encode_ok(body, "gemini-2.5-flash");
+  CHECK(up.path == "/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+  CHECK(up.headers.empty());
+  json expected = json::parse(R"({
+    "systemInstruction": {"parts": [{"text": "You are terse.\n\nUse metric units."}]},
+    "contents": [
+      {"role": "user", "parts": [
+        {"text": "What is in this picture, and the weather there?"},
+        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+        {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/cat.JPG?size=2"}},
+        {"fileData": {"mimeType": "image/webp", "fileUri": "https://example.com/diagram.webp"}}]},
+      {"role": "model", "parts": [
+        {"text": "Let me look."},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+        {"functionCall": {"name": "get_time", "args": {}}}]},
+      {"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "response": {"content": {"temp_c": 21}}}},
+        {"functionResponse": {"name": "get_time", "response": {"content": "14:05"}}},
+        {"text": "Thanks. Summarise."}]}
+    ],
+    "tools": [{"functionDeclarations": [
+      {"name": "get_weather", "description": "Current weather",
+       "parameters": {"type": "object",
+                      "properties": {"city": {"type": "string"}, "additionalProperties": {"type": "object"}},
+                      "required": ["city"]}},
+      {"name": "get_time"}]}],
+    "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}},
+    "generationConfig": {"maxOutputTokens": 512, "stopSequences": ["END"], "temperature": 0.2,
+                         "topP": 0.9, "seed": 7}
+  })");
+  CHECK(json::parse(up.body) == expected);
+}
+
+TEST_CASE("gemini: non-streamed path, response formats and tool_choice modes") {
+  upstream_request up = encode_ok(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})",
+                                  "models/gemini-2.5-pro");
+  CHECK(up.path == "/models/gemini-2.5-pro:generateContent");
+  CHECK(json::parse(up.body) ==
+        json::parse(R"({"contents":[{"role":"user","parts":[{"text":"hi"}]}]})"));
+
+  json j = encoded_body(
+      R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"max_completion_tokens":64,"max_tokens":9})");
+  CHECK(j["generationConfig"] ==
+        json::parse(R"({"responseMimeType":"application/json","maxOutputTokens":64})"));
+  j = encoded_body(
+      R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"p","strict":true,"schema":{"type":"object","properties":{"a":{"type":"integer"}},"additionalProperties":false}}}})");
+  CHECK(j["generationConfig"] == json::parse(R"({"responseMimeType":"application/json",
+        "responseSchema":{"type":"object","properties":{"a":{"type":"integer"}}}})"));
+
+  auto mode = [](const std::string& tc) {
+    return encoded_body(
+        R"({"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":)" + tc +
+        "}")["toolConfig"]["functionCallingConfig"];
+  };
+  CHECK(mode(R"("auto")") == json::parse(R"({"mode":"AUTO"})"));
+  CHECK(mode(R"("none")") == json::parse(R"({"mode":"NONE"})"));
+  CHECK(mode(R"("required")") == json::parse(R"({"mode":"ANY"})"));
+}
+
+TEST_CASE("gemini: requests it cannot express are refused with the parameter named") {
+  CHECK(
+      encode_err(
+          R"({"model":"m","messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"nope","content":"1"}]})")
+          .param == "messages[1].tool_call_id");
+  CHECK(
+      encode_err(
+          R"({"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"[1]"}}]}]})")
+          .param == "messages[0].tool_calls");
+  CHECK(encode_err(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":3})").param ==
+        "n");
+  CHECK(
+      encode_err(R"({"model":"m","messages":[{"role":"user","content":"x"}],"stop":[1]})").param ==
+      "stop");
+  CHECK(
+      encode_err(
+          R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"code_interpreter"}]})")
+          .param == "tools");
+  CHECK(encode_err(
+            R"({"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{}}]}]})")
+            .param == "messages[0].content");
+}
+
+TEST_CASE("gemini: a text answer with cached tokens decodes to exact buckets") {
+  std::optional<usage> tokens;
+  json j = decode_ok(read_fixture("generate_text_cached.json"), tokens);
+  CHECK(j == json::parse(R"({
+    "id": "Wf3kaPqXIa2HkdUPvJq6yAc", "object": "chat.completion", "model": "gemini-2.5-flash",
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant", "content": "Paris is the capital of France."}}],
+    "usage": {"prompt_tokens": 2105, "completion_tokens": 8, "total_tokens": 2113,
+              "prompt_tokens_details": {"cached_tokens": 2048},
+              "completion_tokens_details": {"reasoning_tokens": 0}}
+  })"));
+  REQUIRE(tokens);
+  CHECK(tokens->present);
+  CHECK(tokens->input == 57);
+  CHECK(tokens->cache_read == 2048);
+  CHECK(tokens->cache_write == 0);
+  CHECK(tokens->output == 8);
+  CHECK(tokens->reasoning == 0);
+}
+
+TEST_CASE("gemini: thought parts and function calls decode to reasoning_content and tool_calls") {
+  std::optional<usage> tokens;
+  json j = decode_ok(read_fixture("generate_function_call_thinking.json"), tokens);
+  CHECK(j == json::parse(R"({
+    "id": "kZ7laLyQBbG0nvgPo8WJ4Ak", "object": "chat.completion", "model": "gemini-2.5-flash",
+    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+      "role": "assistant", "content": null,
+      "reasoning_content": "**Checking two things**\n\nThe user wants the Boston weather and the local time.",
+      "tool_calls": [
+        {"id": "call_0", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"location\":\"Boston, MA\"}"}},
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_time", "arguments": "{\"timezone\":\"America/New_York\"}"}}]}}],
+    "usage": {"prompt_tokens": 118, "completion_tokens": 243, "total_tokens": 361,
+              "prompt_tokens_details": {"cached_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 212}}
+  })"));
+  REQUIRE(tokens);
+  CHECK(tokens->input == 118);
+  CHECK(tokens->cache_read == 0);
+  CHECK(tokens->output == 31);
+  CHECK(tokens->reasoning == 212);
+}
+
+TEST_CASE("gemini: finish reasons, blocked prompts and error bodies") {
+  std::optional<usage> tokens;
+  auto finish = [&](const std::string& reason) {
+    return decode_ok(
+        R"({"candidates":[{"content":{"parts":[{"text":"x"}],"role":"model"},"finishReason":")" +
+            reason + R"("}]})",
+        tokens)["choices"][0]["finish_reason"];
+  };
+  CHECK(finish("MAX_TOKENS") == "length");
+  CHECK(finish("SAFETY") == "content_filter");
+  CHECK(finish("RECITATION") == "content_filter");
+  CHECK(finish("PROHIBITED_CONTENT") == "content_filter");
+  CHECK(finish("STOP") == "stop");
+  CHECK_FALSE(tokens);
+  json j = decode_ok(
+      R"({"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7}})",
+      tokens);
+  CHECK(j["choices"][0]["finish_reason"] == "content_filter");
+  CHECK(j["choices"][0]["message"]["content"].is_null());
+  REQUIRE(tokens);
+  CHECK(tokens->input == 7);
+  auto err = gemini().decode_chat(
+      R"({"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}})", "m");
+  REQUIRE(std::holds_alternative<decode_error>(err));
+  CHECK(std::get<decode_error>(err).message == "INVALID_ARGUMENT: API key not valid.");
+  CHECK(std::holds_alternative<decode_error>(gemini().decode_chat(R"({"candidates":[]})", "m")));
+  CHECK(std::holds_alternative<decode_error>(gemini().decode_chat("not json", "m")));
+}
+
+TEST_CASE("gemini: a streamed text answer, in any split") {
+  stream_run run = run_all_splits("stream_text.sse");
+  CHECK_FALSE(run.failed);
+  CHECK(run.complete);
+  CHECK(normalised(run.chunks, "a3HlaJ7dD4yFkdUP2cKUqQs") ==
+        json::parse(read_fixture("stream_text.expected.json")));
+  REQUIRE(run.tokens);
+  CHECK(run.tokens->input == 9);
+  CHECK(run.tokens->cache_read == 0);
+  CHECK(run.tokens->output == 12);
+  CHECK(run.tokens->reasoning == 0);
+}
+
+TEST_CASE("gemini: streamed thoughts and a function call with cache and thinking usage") {
+  stream_run run = run_all_splits("stream_thinking_function_call.sse");
+  CHECK_FALSE(run.failed);
+  CHECK(run.complete);
+  CHECK(normalised(run.chunks, "q4PlaM2tI8-BkdUPtpvSmQ0") ==
+        json::parse(read_fixture("stream_thinking_function_call.expected.json")));
+  REQUIRE(run.tokens);
+  CHECK(run.tokens->input == 226);
+  CHECK(run.tokens->cache_read == 1024);
+  CHECK(run.tokens->output == 18);
+  CHECK(run.tokens->reasoning == 64);
+}
+
+TEST_CASE("gemini: an error event mid-stream stops the decoder") {
+  stream_run run = run_all_splits("stream_overloaded.sse");
+  CHECK(run.failed);
+  CHECK_FALSE(run.complete);
+  CHECK(run.error == "UNAVAILABLE: The model is overloaded. Please try again later.");
+  CHECK(run.chunks.size() == 2);  // the role chunk and "Once upon"
+  CHECK_FALSE(run.tokens);
+}
+
+TEST_CASE("gemini: uses the default retry classification") {
+  CHECK(gemini().kind() == meridian::config::dialect_kind::gemini);
+  CHECK(gemini().retryable(503, ""));
+  CHECK(gemini().retryable(429, R"({"error":{"status":"RESOURCE_EXHAUSTED"}})"));
+  CHECK_FALSE(gemini().retryable(400, ""));
+  CHECK_FALSE(gemini().retryable(404, ""));
+}
