@@ -20,7 +20,7 @@ namespace {
 
 // Sections the contract names but this version does not implement: rejecting them loudly beats
 // silently ignoring a route table the operator believes is in force.
-constexpr std::string_view k_unsupported_sections[] = {"auth", "keys", "stats", "state"};
+constexpr std::string_view k_unsupported_sections[] = {"auth", "keys", "state"};
 
 constexpr route_policy k_policies[] = {
     route_policy::cost,     route_policy::latency,  route_policy::throughput, route_policy::quality,
@@ -236,9 +236,11 @@ class parser {
   model_config model(const located& at, int line) const {
     model_config out;
     out.line = line;
-    for (const auto& [key, value] :
-         entries(at, {"input", "output", "cache_read", "cache_write", "quality", "context"})) {
+    for (const auto& [key, value] : entries(at, {"input", "output", "cache_read", "cache_write",
+                                                 "quality", "context", "kwh_per_million_tokens"})) {
       if (key == "input") out.input = price(value);
+      if (key == "kwh_per_million_tokens")
+        out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
       if (key == "output") out.output = price(value);
       if (key == "cache_read") out.cache_read = price(value);
       if (key == "cache_write") out.cache_write = price(value);
@@ -439,6 +441,42 @@ class parser {
     return out;
   }
 
+  // The baseline's provider is checked later, once every provider is known.
+  stats_config stats(const located& at, std::optional<located>& baseline_at) const {
+    stats_config out;
+    for (const auto& [key, value] :
+         entries(at, {"ledger", "flush_interval", "retention", "baseline", "max_queue"})) {
+      if (key == "ledger") {
+        out.ledger = non_empty(value);
+        out.ledger_path = ledger_path(value, out.ledger);
+      } else if (key == "flush_interval" || key == "retention") {
+        duration d = convert(value, parse_duration);
+        if (d.count() == 0) fail(value, "must be greater than zero");
+        (key == "flush_interval" ? out.flush_interval : out.retention) = d;
+      } else if (key == "baseline") {
+        out.baseline = non_empty(value);
+        auto slash = out.baseline.find('/');
+        if (slash == std::string::npos || slash == 0 || slash + 1 == out.baseline.size())
+          fail(value, "expected provider/model, got '" + out.baseline + "'");
+        baseline_at = value;
+      } else {
+        out.max_queue = unsigned_int(value, std::numeric_limits<std::uint32_t>::max());
+        if (out.max_queue == 0) fail(value, "must be greater than zero");
+      }
+    }
+    return out;
+  }
+
+  std::string ledger_path(const located& at, const std::string& text) const {
+    if (text == "none") return {};
+    constexpr std::string_view sqlite = "sqlite:";
+    if (text.rfind(sqlite, 0) == 0 && text.size() > sqlite.size())
+      return text.substr(sqlite.size());
+    if (text.rfind("postgres://", 0) == 0 || text.rfind("postgresql://", 0) == 0)
+      fail(at, "a postgres ledger is not supported in this build yet; use sqlite:PATH");
+    fail(at, "expected sqlite:PATH or none, got '" + text + "'");
+  }
+
   static int line_of(const located& at) {
     const YAML::Mark& mark = at.key_mark.is_null() ? at.mark : at.key_mark;
     return mark.is_null() ? 1 : mark.line + 1;
@@ -450,8 +488,10 @@ class parser {
     out.line = line;
     for (const auto& [key, value] :
          entries(at, {"preset", "dialect", "base_url", "region", "api_key_env", "api_key_file",
-                      "tls", "headers", "models"})) {
-      if (key == "preset") {
+                      "tls", "headers", "models", "kwh_per_million_tokens"})) {
+      if (key == "kwh_per_million_tokens") {
+        out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
+      } else if (key == "preset") {
         out.preset = non_empty(value);
       } else if (key == "dialect") {
         out.dialect = dialect(value);
@@ -514,10 +554,12 @@ class parser {
           std::end(k_unsupported_sections))
         fail(key, kv.first.Mark(), "section not supported by this version yet");
     }
-    std::optional<located> routes_at;
+    std::optional<located> routes_at, baseline_at;
     for (const auto& [key, value] :
-         entries(at, {"server", "providers", "models", "routes", "regions", "energy"})) {
-      if (key == "routes") {
+         entries(at, {"server", "providers", "models", "routes", "regions", "energy", "stats"})) {
+      if (key == "stats") {
+        out.stats = stats(value, baseline_at);
+      } else if (key == "routes") {
         routes_at = value;
       } else if (key == "regions") {
         regions(value, out.regions);
@@ -549,6 +591,12 @@ class parser {
       if (!known)
         fail_entry(value, "unknown provider '" + provider_name + "'; declare it under providers");
       out.models[name] = model(value, line_of(value));
+    }
+    if (baseline_at) {
+      std::string provider_name = out.stats.baseline.substr(0, out.stats.baseline.find('/'));
+      if (std::none_of(out.providers.begin(), out.providers.end(),
+                       [&](const provider_config& p) { return p.name == provider_name; }))
+        fail(*baseline_at, "unknown provider '" + provider_name + "'; declare it under providers");
     }
     if (routes_at) parse_routes(*routes_at, out);
     return out;
@@ -604,18 +652,19 @@ std::uint64_t checked_multiply(std::uint64_t value, std::uint64_t factor, std::s
 }  // namespace
 
 duration parse_duration(const std::string& text) {
-  auto [value, unit] = number_and_unit(text, "a duration such as 250ms, 10s, 2m or 1h");
+  auto [value, unit] = number_and_unit(text, "a duration such as 250ms, 10s, 2m, 1h or 30d");
   std::uint64_t factor = 0;
   if (unit == "ms") factor = 1;
   if (unit == "s") factor = 1000;
   if (unit == "m") factor = 60'000;
   if (unit == "h") factor = 3'600'000;
+  if (unit == "d") factor = 86'400'000;
   if (unit.empty())
     throw std::invalid_argument("duration '" + text +
-                                "' has no unit; write it as 250ms, 10s, 2m or 1h");
+                                "' has no unit; write it as 250ms, 10s, 2m, 1h or 30d");
   if (factor == 0)
     throw std::invalid_argument("unknown duration unit '" + std::string(unit) + "' in '" + text +
-                                "'; expected ms, s, m or h");
+                                "'; expected ms, s, m, h or d");
   std::uint64_t ms = checked_multiply(value, factor, text);
   if (ms > static_cast<std::uint64_t>(std::numeric_limits<duration::rep>::max()))
     throw std::invalid_argument("duration '" + text + "' is too large");

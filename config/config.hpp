@@ -55,6 +55,7 @@ struct model_config {
   std::optional<double> input, output, cache_read, cache_write;
   std::optional<int> quality;
   std::optional<std::uint32_t> context;
+  std::optional<double> kwh_per_million_tokens;  // unset: the provider's, then energy's
   int line = 0;
 };
 
@@ -74,8 +75,9 @@ struct provider_config {
   std::string api_key_env;   // the variable holding the key; the key itself never
   std::string api_key_file;  // appears in YAML
   tls_config tls;
-  std::map<std::string, std::string> headers;  // extra headers sent upstream
-  std::map<std::string, model_config> models;  // by the provider's own model name
+  std::map<std::string, std::string> headers;    // extra headers sent upstream
+  std::map<std::string, model_config> models;    // by the provider's own model name
+  std::optional<double> kwh_per_million_tokens;  // unset: energy.kwh_per_million_tokens
   int line = 0;
 };
 
@@ -127,6 +129,16 @@ struct energy_config {
   double kwh_per_million_tokens = 1.0;
 };
 
+// Token accounting: where the ledger lives and how it is kept.
+struct stats_config {
+  std::string ledger = "sqlite:meridian-ledger.db";  // as written: "sqlite:PATH" or "none"
+  std::string ledger_path = "meridian-ledger.db";    // the SQLite file; empty = no ledger
+  duration flush_interval{std::chrono::seconds(1)};
+  duration retention{std::chrono::hours(24 * 30)};  // per-request generation records
+  std::string baseline;              // "provider/model" priced for the savings figure; empty = none
+  std::uint64_t max_queue = 100000;  // events buffered before new ones are dropped
+};
+
 struct config {
   server_config server;
   std::vector<provider_config> providers;        // in file order
@@ -134,6 +146,7 @@ struct config {
   std::vector<route_config> routes;              // in file order; the first match wins
   std::map<std::string, region_config> regions;  // built-in cn, us, eu, local plus declared
   energy_config energy;
+  stats_config stats;
   std::string source;  // the file it came from
 };
 
@@ -145,7 +158,7 @@ config parse_config(const std::string& yaml_text, const std::string& source = "<
 // Reads and parses a file.
 config load_config(const std::string& path);
 
-// "10s", "250ms", "2m", "1h" -> duration; throws std::invalid_argument.
+// "10s", "250ms", "2m", "1h", "30d" -> duration; throws std::invalid_argument.
 duration parse_duration(const std::string& text);
 // "8MiB", "512KiB", "1GB", "1000" -> bytes; throws std::invalid_argument.
 std::uint64_t parse_size(const std::string& text);

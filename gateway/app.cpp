@@ -12,7 +12,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,8 +32,10 @@ namespace fs = std::filesystem;
 constexpr const char* k_usage =
     "usage:\n"
     "  meridian serve -c FILE [--log-level debug|info|warn|error]   run the gateway\n"
-    "  meridian check -c FILE                                       validate; print providers and models\n"
-    "  meridian demo [--log-level L]                                simulated providers + gateway on 127.0.0.1:8080\n"
+    "  meridian check -c FILE                                       validate; print providers and "
+    "models\n"
+    "  meridian demo [--log-level L]                                simulated providers + gateway "
+    "on 127.0.0.1:8080\n"
     "  meridian --version\n";
 
 struct cli {
@@ -54,8 +58,10 @@ cli parse_args(int argc, char** argv) {
       c.config_path = argv[++i];
     } else if (a == "--log-level" && i + 1 < argc) {
       auto l = parse_log_level(argv[++i]);
-      if (!l) c.error = "--log-level must be debug, info, warn or error";
-      else c.level = *l;
+      if (!l)
+        c.error = "--log-level must be debug, info, warn or error";
+      else
+        c.level = *l;
     } else {
       c.error = "unexpected argument '" + a + "'";
     }
@@ -63,28 +69,32 @@ cli parse_args(int argc, char** argv) {
   return c;
 }
 
-// Loads and resolves a config; prints the error and returns null on failure.
-std::shared_ptr<const snapshot> load(const std::string& path) {
+// Loads and resolves a config; prints the error and returns null on failure. `text` receives
+// the file's content, so a later reload can tell whether it changed.
+std::shared_ptr<const snapshot> load(const std::string& path, std::string* text = nullptr) {
   try {
-    auto cfg = std::make_shared<const config::config>(config::load_config(path));
-    auto snap = std::make_shared<snapshot>();
-    snap->cfg = cfg;
-    snap->catalog = providers::build_catalog(*cfg);
-    return snap;
-  } catch (const config::config_error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::ifstream f(path);
+    if (!f) throw config::config_error(path + ": cannot read the file");
+    std::stringstream content;
+    content << f.rdbuf();
+    if (text) *text = content.str();
+    return make_snapshot(content.str(), path);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << path << ": " << e.what() << "\n";
+    std::cerr << "error: " << e.what() << "\n";
   }
   return nullptr;
 }
 
 std::string auth_text(const providers::provider& p) {
   switch (p.auth) {
-    case providers::auth_style::bearer: return "bearer";
-    case providers::auth_style::x_api_key: return "x-api-key";
-    case providers::auth_style::x_goog_api_key: return "x-goog-api-key";
-    default: return "none";
+    case providers::auth_style::bearer:
+      return "bearer";
+    case providers::auth_style::x_api_key:
+      return "x-api-key";
+    case providers::auth_style::x_goog_api_key:
+      return "x-goog-api-key";
+    default:
+      return "none";
   }
 }
 
@@ -102,8 +112,8 @@ int check(const std::string& path) {
   for (const auto& s : cat.skipped)
     std::printf("  %-12s skipped: %s\n", s.name.c_str(), s.reason.c_str());
   std::printf("\nmodels (USD per million tokens)\n");
-  std::printf("  %-36s %8s %8s %8s %7s %9s  %s\n", "MODEL", "INPUT", "OUTPUT", "CACHE_RD", "QUALITY",
-              "CONTEXT", "AUTHOR");
+  std::printf("  %-36s %8s %8s %8s %7s %9s  %s\n", "MODEL", "INPUT", "OUTPUT", "CACHE_RD",
+              "QUALITY", "CONTEXT", "AUTHOR");
   for (const auto& p : cat.providers)
     for (const auto& m : p.models)
       std::printf("  %-36s %8.3f %8.3f %8.3f %7d %9u  %s\n", (p.name + "/" + m.id).c_str(), m.input,
@@ -112,13 +122,15 @@ int check(const std::string& path) {
 }
 
 int serve_file(const std::string& path) {
-  auto snap = load(path);
+  std::string text;
+  auto snap = load(path, &text);
   if (!snap) return 1;
   for (const auto& s : snap->catalog.skipped)
     log(log_level::warn, "provider skipped: " + s.reason, "\"provider\":\"" + s.name + "\"");
   if (snap->cfg->server.admin_listen)
-    log(log_level::warn, "server.admin_listen is set but this version serves no admin endpoints yet");
-  return serve(snap);
+    log(log_level::warn,
+        "server.admin_listen is set but this version serves no admin endpoints yet");
+  return serve(snap, path, text);
 }
 
 // Files the demo needs, looked up next to the build tree first, then in the source tree.
@@ -149,7 +161,8 @@ int demo(log_level level) {
                  "config/examples/demo.yaml (build the project first)\n";
     return 1;
   }
-  auto snap = load(gw_cfg);
+  std::string text;
+  auto snap = load(gw_cfg, &text);
   if (!snap) return 1;
   int out[2];
   if (pipe(out) != 0) return 1;
@@ -199,16 +212,20 @@ int demo(log_level level) {
       "Meridian demo: simulated deepseek, qwen, openai and local providers (no API keys needed)\n"
       "Try:\n"
       "  curl -s %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-      "    -d '{\"model\":\"deepseek/deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n"
+      "    -d "
+      "'{\"model\":\"deepseek/"
+      "deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n"
       "  curl -sN %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-      "    -d '{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Stream please\"}]}'\n"
+      "    -d "
+      "'{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":"
+      "\"Stream please\"}]}'\n"
       "Models:  %s/v1/models\n"
       "Metrics: %s/metrics\n"
       "Ctrl-C stops the gateway and the simulator.\n\n",
       base.c_str(), base.c_str(), base.c_str(), base.c_str());
   std::fflush(stdout);
   set_log_level(level);
-  int code = serve(snap);
+  int code = serve(snap, gw_cfg, text);
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);
   return code;
@@ -217,7 +234,8 @@ int demo(log_level level) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
-  if (argc >= 2 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "version") == 0)) {
+  if (argc >= 2 &&
+      (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "version") == 0)) {
     std::printf("meridian 0.1.0\n");
     return 0;
   }

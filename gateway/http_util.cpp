@@ -38,10 +38,14 @@ void write_line(std::FILE* f, const std::string& line) {
 
 const char* level_name(log_level l) {
   switch (l) {
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warn: return "warn";
-    default: return "error";
+    case log_level::debug:
+      return "debug";
+    case log_level::info:
+      return "info";
+    case log_level::warn:
+      return "warn";
+    default:
+      return "error";
   }
 }
 
@@ -54,9 +58,15 @@ std::string openai_error_body(std::string_view message, std::string_view type,
   out += ",\"type\":";
   append_json_string(out, type);
   out += ",\"param\":";
-  if (param.empty()) out += "null"; else append_json_string(out, param);
+  if (param.empty())
+    out += "null";
+  else
+    append_json_string(out, param);
   out += ",\"code\":";
-  if (code.empty()) out += "null"; else append_json_string(out, code);
+  if (code.empty())
+    out += "null";
+  else
+    append_json_string(out, code);
   out += "}}";
   return out;
 }
@@ -64,7 +74,8 @@ std::string openai_error_body(std::string_view message, std::string_view type,
 std::string request_id_for(std::string_view inbound) {
   bool sane = !inbound.empty() && inbound.size() <= 128;
   for (char c : inbound)
-    sane = sane && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':');
+    sane = sane && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                    c == '.' || c == ':');
   if (sane) return std::string(inbound);
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char hex[] = "0123456789abcdef";
@@ -91,8 +102,12 @@ std::optional<log_level> parse_log_level(std::string_view s) {
   return std::nullopt;
 }
 
-void set_log_level(log_level l) { g_level = static_cast<int>(l); }
-bool log_enabled(log_level l) { return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed); }
+void set_log_level(log_level l) {
+  g_level = static_cast<int>(l);
+}
+bool log_enabled(log_level l) {
+  return static_cast<int>(l) >= g_level.load(std::memory_order_relaxed);
+}
 
 void log(log_level l, std::string_view msg, std::string_view extra_json) {
   if (!log_enabled(l)) return;
@@ -116,12 +131,15 @@ void write_access_log(const access_record& r) {
   append_json_string(line, r.path);
   line += ",\"model\":";
   append_json_string(line, r.model);
+  line += ",\"route\":";
+  append_json_string(line, r.route);
   line += ",\"provider\":";
   append_json_string(line, r.provider);
   line += ",\"upstream_model\":";
   append_json_string(line, r.upstream_model);
   line += ",\"status\":" + std::to_string(r.status);
   line += std::string(",\"stream\":") + (r.stream ? "true" : "false");
+  line += ",\"fallback_index\":" + std::to_string(r.fallback_index);
   line += ",\"input_tokens\":" + std::to_string(r.input_tokens);
   line += ",\"output_tokens\":" + std::to_string(r.output_tokens);
   char buf[64];

@@ -31,15 +31,17 @@ struct access_record {
   std::string request_id;
   std::string method;
   std::string path;
-  std::string model;           // as asked
-  std::string provider;        // empty when not routed
+  std::string model;     // as asked
+  std::string route;     // the route that matched, if any
+  std::string provider;  // empty when not routed
   std::string upstream_model;
   unsigned status = 0;
   bool stream = false;
+  std::size_t fallback_index = 0;  // 0: the first candidate served it
   std::uint64_t input_tokens = 0, output_tokens = 0;
   double latency_ms = 0;
   std::optional<double> ttft_ms;
-  std::string error;           // short reason for a failure, never a secret
+  std::string error;  // short reason for a failure, never a secret
 };
 void write_access_log(const access_record& r);
 

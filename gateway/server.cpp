@@ -2,7 +2,17 @@
 // (SO_REUSEPORT) and upstream pool, so a request never crosses threads or takes a lock.
 #include "gateway/server.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <charconv>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <random>
+#include <sstream>
 #include <thread>
 #include <unordered_set>
 
@@ -12,6 +22,7 @@
 #include "gateway/http_util.hpp"
 #include "gateway/upstream.hpp"
 #include "policies/resolve.hpp"
+#include "policies/router.hpp"
 #include "providers/anthropic_inbound.hpp"
 #include "providers/dialect.hpp"
 #include "providers/openai.hpp"
@@ -24,6 +35,15 @@ namespace {
 constexpr std::string_view k_version = "0.1.0";
 constexpr std::size_t k_max_upstream_body = 32u << 20;  // a whole (non-streamed) answer
 constexpr std::size_t k_read_chunk = 16u << 10;
+constexpr std::size_t k_max_attempts = 6;  // bounds a request's time even without a route cap
+
+// Header values must not carry CR, LF or other control characters.
+std::string header_safe(std::string s) {
+  for (auto& c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  if (s.size() > 512) s.resize(512);
+  return s;
+}
 
 // Every metric the gateway writes, declared in one place.
 struct gateway_metrics {
@@ -34,8 +54,17 @@ struct gateway_metrics {
                          {"provider", "model", "author", "region", "type"})),
         upstream_errors(r.counter("meridian_upstream_errors_total",
                                   "Failed upstream exchanges, by kind.", {"provider", "kind"})),
+        fallbacks(r.counter("meridian_fallbacks_total",
+                            "Moves from one candidate to the next within a request.",
+                            {"from", "to", "reason"})),
+        config_reloads(
+            r.counter("meridian_config_reloads_total", "Config reloads, by result.", {"result"})),
         inflight(r.gauge("meridian_inflight_requests", "Requests being served now.")),
-        build_info(r.gauge("meridian_build_info", "Always 1; the version is a label.", {"version"})),
+        provider_up(r.gauge("meridian_provider_up",
+                            "1 while at least one of the provider's circuits is closed.",
+                            {"provider"})),
+        build_info(
+            r.gauge("meridian_build_info", "Always 1; the version is a label.", {"version"})),
         duration(r.histogram("meridian_request_duration_seconds",
                              "Time from request to last byte, routed requests.", {"provider"},
                              stats::latency_buckets())),
@@ -52,7 +81,10 @@ struct gateway_metrics {
   stats::counter_family& requests;
   stats::counter_family& tokens;
   stats::counter_family& upstream_errors;
+  stats::counter_family& fallbacks;
+  stats::counter_family& config_reloads;
   stats::gauge_family& inflight;
+  stats::gauge_family& provider_up;
   stats::gauge_family& build_info;
   stats::histogram_family& duration;
   stats::histogram_family& ttft;
@@ -67,6 +99,7 @@ struct worker {
   explicit worker() : ioc(1), pool(ioc.get_executor()) {}
   net::io_context ioc;
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<tcp::acceptor> admin_acceptor;  // worker 0 only, when server.admin_listen is set
   upstream_pool pool;
   std::unordered_set<beast::tcp_stream*> idle;  // sessions waiting for a request; drain closes them
   std::thread thread;
@@ -85,13 +118,19 @@ struct exchange {
   const providers::model_info* model = nullptr;
   providers::usage tokens;
   double upstream_seconds = 0;
-  std::string retry_after;  // forwarded from an upstream 429
+  std::string retry_after;     // forwarded from an upstream 429
   bool anthropic_api = false;  // /v1/messages: answers and errors in Anthropic's shape
+  std::string route;           // the route's match, empty when the model was addressed directly
+  std::string route_explain;   // x-meridian-route: policy and why
 };
 
 class server {
  public:
-  explicit server(std::shared_ptr<const snapshot> snap) : snap_(std::move(snap)), metrics_(registry_) {}
+  server(std::shared_ptr<const snapshot> snap, std::string config_path, std::string config_text)
+      : snap_(std::move(snap)),
+        config_path_(std::move(config_path)),
+        loaded_text_(std::move(config_text)),
+        metrics_(registry_) {}
   int run();
 
  private:
@@ -103,9 +142,14 @@ class server {
   };
   static const std::vector<route>& routes();
 
-  awaitable<void> accept_loop(worker& w);
-  awaitable<void> session(worker& w, tcp::socket socket);
-  awaitable<void> dispatch(exchange& ex);
+  awaitable<void> accept_loop(worker& w, tcp::acceptor& acceptor, bool admin);
+  awaitable<void> session(worker& w, tcp::socket socket, bool admin);
+  awaitable<void> dispatch(exchange& ex, bool admin);
+  static const std::vector<route>& admin_routes();
+  awaitable<void> admin_reload(exchange& ex);
+  awaitable<void> admin_config(exchange& ex);
+  std::string reload(std::string_view trigger, bool& applied);
+  void watch_config(std::stop_token stop, std::promise<void>* started);
 
   awaitable<void> chat(exchange& ex);
   awaitable<void> messages(exchange& ex);
@@ -136,7 +180,11 @@ class server {
   awaitable<void> send_resolve_error(exchange& ex, const policies::resolve_error& e);
   awaitable<void> send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
                              const std::string& detail);
-  awaitable<void> serve_chat(exchange& ex, std::string_view body, const providers::chat_request& req);
+  awaitable<void> serve_chat(exchange& ex, std::string_view body,
+                             const providers::chat_request& req);
+  void record_success(exchange& ex, const providers::provider& p, const providers::model_info& m,
+                      steady::time_point attempt_start);
+  void update_provider_up(const providers::provider& p);
   awaitable<void> relay_stream(exchange& ex, const providers::dialect& d, upstream_exchange& x,
                                steady::time_point deadline, bool& reusable);
   awaitable<void> send(exchange& ex, http::status status, std::string body,
@@ -150,7 +198,12 @@ class server {
   void finish(exchange& ex);
   void begin_drain();
 
-  std::shared_ptr<const snapshot> snap_;
+  // Swapped whole by a reload; each request keeps the one it started with.
+  std::atomic<std::shared_ptr<const snapshot>> snap_;
+  std::string config_path_;
+  std::string loaded_text_;       // the config text behind snap_; only the control thread uses it
+  net::io_context control_{1};    // signals, reloads and the file watcher's wake-ups
+  policies::health_book health_;  // outlives reloads
   stats::registry registry_;
   gateway_metrics metrics_;
   std::vector<std::unique_ptr<worker>> workers_;
@@ -186,7 +239,7 @@ awaitable<void> server::send(exchange& ex, http::status status, std::string body
   res.body() = std::move(body);
   res.prepare_payload();
   ex.log.status = res.result_int();
-  ex.client.expires_after(snap_->cfg->server.timeouts.idle_chunk);
+  ex.client.expires_after(ex.snap.cfg->server.timeouts.idle_chunk);
   auto [ec, n] = co_await http::async_write(ex.client, res, as_tuple);
   if (ec) ex.keep_alive = false;
 }
@@ -205,6 +258,7 @@ awaitable<void> server::send_error(exchange& ex, http::status status, std::strin
 }
 
 void server::set_routed_headers(exchange& ex, http::fields& f) const {
+  if (!ex.route_explain.empty()) f.set("x-meridian-route", ex.route_explain);
   if (!ex.provider) return;
   f.set("x-meridian-provider", ex.provider->name);
   f.set("x-meridian-model", ex.model->id);
@@ -248,14 +302,17 @@ awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std:
                         "upstream_error", {}, "upstream_auth");
     co_return;
   }
-  co_await send_error(ex, http::status::bad_gateway,
-                      "Provider '" + p.name + "' failed with HTTP " + std::to_string(status) + suffix,
-                      "upstream_error", {}, "upstream_error");
+  co_await send_error(
+      ex, http::status::bad_gateway,
+      "Provider '" + p.name + "' failed with HTTP " + std::to_string(status) + suffix,
+      "upstream_error", {}, "upstream_error");
 }
 
 // ---- endpoints ----
 
-awaitable<void> server::healthz(exchange& ex) { co_await send(ex, http::status::ok, R"({"status":"ok"})"); }
+awaitable<void> server::healthz(exchange& ex) {
+  co_await send(ex, http::status::ok, R"({"status":"ok"})");
+}
 
 awaitable<void> server::readyz(exchange& ex) {
   if (draining_) {
@@ -268,7 +325,8 @@ awaitable<void> server::readyz(exchange& ex) {
 }
 
 awaitable<void> server::metrics(exchange& ex) {
-  co_await send(ex, http::status::ok, registry_.expose(), "text/plain; version=0.0.4; charset=utf-8");
+  co_await send(ex, http::status::ok, registry_.expose(),
+                "text/plain; version=0.0.4; charset=utf-8");
 }
 
 awaitable<void> server::list_models(exchange& ex) {
@@ -315,10 +373,17 @@ http::request<http::string_body> server::make_upstream_request(const exchange& e
   up.set(http::field::user_agent, "meridian/" + std::string(k_version));
   up.set("x-request-id", ex.log.request_id);
   switch (p.auth) {
-    case providers::auth_style::bearer: up.set(http::field::authorization, "Bearer " + p.api_key); break;
-    case providers::auth_style::x_api_key: up.set("x-api-key", p.api_key); break;
-    case providers::auth_style::x_goog_api_key: up.set("x-goog-api-key", p.api_key); break;
-    case providers::auth_style::none: break;
+    case providers::auth_style::bearer:
+      up.set(http::field::authorization, "Bearer " + p.api_key);
+      break;
+    case providers::auth_style::x_api_key:
+      up.set("x-api-key", p.api_key);
+      break;
+    case providers::auth_style::x_goog_api_key:
+      up.set("x-goog-api-key", p.api_key);
+      break;
+    case providers::auth_style::none:
+      break;
   }
   for (const auto& [k, v] : r.headers) up.set(k, v);
   for (const auto& [k, v] : p.headers) up.set(k, v);
@@ -330,7 +395,8 @@ http::request<http::string_body> server::make_upstream_request(const exchange& e
 
 // Sends one request and reads the response header, under the connect and first-byte
 // deadlines. A pooled connection the provider closed while idle is retried once, fresh.
-awaitable<server::upstream_exchange> server::open_exchange(exchange& ex, const providers::provider& p,
+awaitable<server::upstream_exchange> server::open_exchange(exchange& ex,
+                                                           const providers::provider& p,
                                                            http::request<http::string_body>& up,
                                                            steady::time_point deadline) {
   const auto& t = ex.snap.cfg->server.timeouts;
@@ -364,8 +430,8 @@ awaitable<server::upstream_exchange> server::open_exchange(exchange& ex, const p
   if (!x.conn) {
     metrics_.upstream_errors.inc({p.name, std::string(to_string(x.fault))});
     log(log_level::warn, "upstream exchange failed",
-        "\"request_id\":\"" + ex.log.request_id + "\",\"provider\":\"" + p.name +
-            "\",\"kind\":\"" + std::string(to_string(x.fault)) + "\"");
+        "\"request_id\":\"" + ex.log.request_id + "\",\"provider\":\"" + p.name + "\",\"kind\":\"" +
+            std::string(to_string(x.fault)) + "\"");
   }
   co_return x;
 }
@@ -398,8 +464,8 @@ void server::finish_exchange(exchange& ex, upstream_exchange& x, bool reusable) 
 // 404 for a model nobody serves, 400 for one several providers serve.
 awaitable<void> server::send_resolve_error(exchange& ex, const policies::resolve_error& e) {
   bool ambiguous = e.what == policies::resolve_error::kind::ambiguous;
-  co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found, e.message,
-                      "invalid_request_error", "model",
+  co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found,
+                      e.message, "invalid_request_error", "model",
                       ambiguous ? "ambiguous_model" : "model_not_found");
 }
 
@@ -412,8 +478,8 @@ awaitable<void> server::send_fault(exchange& ex, const providers::provider& p, u
                         "upstream_error", {}, "upstream_timeout");
   } else {
     co_await send_error(ex, http::status::bad_gateway,
-                        "Provider '" + p.name + "' failed (" + std::string(to_string(fault)) + ": " +
-                            redact(detail, p.api_key) + ")",
+                        "Provider '" + p.name + "' failed (" + std::string(to_string(fault)) +
+                            ": " + redact(detail, p.api_key) + ")",
                         "upstream_error", {}, "upstream_unreachable");
   }
 }
@@ -421,8 +487,8 @@ awaitable<void> server::send_fault(exchange& ex, const providers::provider& p, u
 awaitable<void> server::chat(exchange& ex) {
   auto parsed = providers::parse_chat_request(ex.req.body());
   if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param,
-                        e->param.empty() ? "invalid_json" : "invalid_value");
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param, e->param.empty() ? "invalid_json" : "invalid_value");
     co_return;
   }
   co_await serve_chat(ex, ex.req.body(), std::get<providers::chat_request>(parsed));
@@ -434,13 +500,15 @@ awaitable<void> server::messages(exchange& ex) {
   ex.anthropic_api = true;
   auto translated = providers::anthropic_request_to_openai(ex.req.body());
   if (auto* e = std::get_if<providers::request_error>(&translated)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param);
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param);
     co_return;
   }
   const std::string& body = std::get<std::string>(translated);
   auto parsed = providers::parse_chat_request(body);
   if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param);
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param);
     co_return;
   }
   co_await serve_chat(ex, body, std::get<providers::chat_request>(parsed));
@@ -451,8 +519,8 @@ awaitable<void> server::messages(exchange& ex) {
 awaitable<void> server::embeddings(exchange& ex) {
   auto parsed = providers::parse_embeddings_request(ex.req.body());
   if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error", e->param,
-                        e->param.empty() ? "invalid_json" : "invalid_value");
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param, e->param.empty() ? "invalid_json" : "invalid_value");
     co_return;
   }
   const auto& req = std::get<providers::chat_request>(parsed);
@@ -479,7 +547,8 @@ awaitable<void> server::embeddings(exchange& ex) {
   const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
   const steady::time_point upstream_start = steady::now();
   auto up = make_upstream_request(
-      ex, p, {"/embeddings", {}, providers::encode_chat_request(ex.req.body(), req, target.model->id)},
+      ex, p,
+      {"/embeddings", {}, providers::encode_chat_request(ex.req.body(), req, target.model->id)},
       false);
   auto x = co_await open_exchange(ex, p, up, deadline);
   if (!x.conn) {
@@ -491,7 +560,8 @@ awaitable<void> server::embeddings(exchange& ex) {
   ex.upstream_seconds = seconds_since(upstream_start);
   finish_exchange(ex, x, !ec);
   if (ec) {
-    const upstream_fault fault = ec == beast::error::timeout ? upstream_fault::timeout : upstream_fault::reset;
+    const upstream_fault fault =
+        ec == beast::error::timeout ? upstream_fault::timeout : upstream_fault::reset;
     co_await send_fault(ex, p, fault, "the answer was cut or stalled");
     co_return;
   }
@@ -531,42 +601,108 @@ awaitable<void> server::count_tokens(exchange& ex) {
                     ",\"estimated\":true}");
 }
 
-// Serves a canonical chat call: try each planned target in turn until one answers. Once a
-// byte of the answer has reached the client there is no retry.
+// Waits a little before the next attempt: jittered, growing with the attempt number, and
+// honouring a Retry-After (within a cap) when the next attempt goes to the same provider.
+awaitable<void> backoff(net::any_io_executor ex, std::size_t attempt,
+                        std::chrono::milliseconds retry_after) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto base = std::chrono::milliseconds(std::min<std::size_t>(10u << attempt, 200));
+  auto wait = std::chrono::milliseconds(
+      std::uniform_int_distribution<long>(base.count() / 2, base.count())(rng));
+  wait = std::max(wait, std::min(retry_after, std::chrono::milliseconds(2000)));
+  net::steady_timer timer(ex, wait);
+  co_await timer.async_wait(as_tuple);
+}
+
+std::chrono::milliseconds parse_retry_after(std::string_view v) {
+  unsigned long s = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
+  if (ec != std::errc() || ptr != v.data() + v.size()) return std::chrono::milliseconds(0);
+  return std::chrono::milliseconds(std::min<unsigned long>(s, 3600) * 1000);
+}
+
+// Serves a canonical chat call: the router orders the candidates, and each is tried in turn
+// until one answers. Once a byte of the answer has reached the client there is no retry.
 awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                                    const providers::chat_request& req) {
   ex.log.model = req.model;
   ex.log.stream = req.stream;
-  auto resolved = policies::resolve_model(ex.snap.catalog, req.model);
-  if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
-    co_await send_resolve_error(ex, *e);
+  auto facts = policies::facts_from_openai_body(body);
+  if (auto* e = std::get_if<policies::facts_error>(&facts)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param, "invalid_value");
     co_return;
   }
-  const std::vector<policies::target> targets = {std::get<policies::target>(resolved)};
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const policies::plan_result plan =
+      policies::plan(std::get<policies::request_facts>(facts), ex.snap.catalog,
+                     health_.snapshot(steady::now()), ex.snap.cfg->routes, {}, rng);
+  ex.route = plan.route;
+  ex.log.route = plan.route;
+  ex.route_explain = header_safe(plan.explain);
+  if (!plan.ok()) {
+    const auto& e = *plan.error;
+    const std::string code = !e.code.empty()   ? e.code
+                             : e.status == 404 ? "model_not_found"
+                                               : "no_candidates";
+    co_await send_error(ex, static_cast<http::status>(e.status), e.message, "invalid_request_error",
+                        e.param, code);
+    co_return;
+  }
+  const auto& attempts = plan.attempts;
+  const std::size_t n = std::min(attempts.size(), k_max_attempts);
   const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
   const steady::time_point upstream_start = steady::now();
+  std::string last_failure = "circuit_open";
+  std::chrono::milliseconds retry_after{0};
 
-  for (std::size_t i = 0; i < targets.size(); ++i) {
-    const bool last = i + 1 == targets.size();
-    const auto& p = *targets[i].provider;
-    const auto& m = *targets[i].model;
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool last = i + 1 == n;
+    const auto& p = *attempts[i].provider;
+    const auto& m = *attempts[i].model;
+    if (i > 0) {
+      const auto& prev = *attempts[i - 1].provider;
+      metrics_.fallbacks.inc(
+          {prev.name + "/" + attempts[i - 1].model->id, p.name + "/" + m.id, last_failure});
+      const std::chrono::milliseconds honour =
+          prev.name == p.name ? retry_after : std::chrono::milliseconds(0);
+      co_await backoff(ex.w.ioc.get_executor(), i, honour);
+      retry_after = std::chrono::milliseconds(0);
+    }
     ex.provider = &p;
     ex.model = &m;
     ex.log.provider = p.name;
     ex.log.upstream_model = m.id;
+    ex.log.fallback_index = i;
+    if (!health_.try_acquire(p.name, m.id, steady::now())) {
+      last_failure = "circuit_open";
+      if (!last) continue;
+      co_await send_error(ex, http::status::service_unavailable,
+                          "Every candidate for this request is unavailable (circuit open)",
+                          "upstream_error", {}, "circuit_open");
+      co_return;
+    }
+    auto failed = [&](std::string_view why) {
+      last_failure = std::string(why);
+      health_.record_failure(p.name, m.id, steady::now());
+      update_provider_up(p);
+    };
     const auto& d = providers::dialect_for(p.dialect);
     auto encoded = d.encode_chat(body, req, m.id);
     if (auto* e = std::get_if<providers::request_error>(&encoded)) {
+      last_failure = "unsupported";
       if (!last) continue;
       co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
                           e->param, "unsupported_by_provider");
       co_return;
     }
-    auto up = make_upstream_request(ex, p, std::move(std::get<providers::upstream_request>(encoded)),
-                                    req.stream);
+    const auto attempt_start = steady::now();
+    auto up = make_upstream_request(
+        ex, p, std::move(std::get<providers::upstream_request>(encoded)), req.stream);
     auto x = co_await open_exchange(ex, p, up, deadline);
     if (!x.conn) {
       ex.upstream_seconds = seconds_since(upstream_start);
+      failed(to_string(x.fault));
       if (!last) continue;
       co_await send_fault(ex, p, x.fault, x.detail);
       co_return;
@@ -579,6 +715,11 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       co_await relay_stream(ex, d, x, deadline, reusable);
       ex.upstream_seconds = seconds_since(upstream_start);
       finish_exchange(ex, x, reusable);
+      if (ex.log.error.empty()) {
+        record_success(ex, p, m, attempt_start);
+      } else if (ex.log.error != "client_closed") {
+        failed(ex.log.error);
+      }
       co_return;
     }
     std::string answer;
@@ -586,10 +727,11 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     ex.upstream_seconds = seconds_since(upstream_start);
     if (ec) {
       finish_exchange(ex, x, false);
-      upstream_fault fault = ec == beast::error::timeout       ? upstream_fault::timeout
+      upstream_fault fault = ec == beast::error::timeout     ? upstream_fault::timeout
                              : ec == http::error::body_limit ? upstream_fault::too_large
                                                              : upstream_fault::reset;
       metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
+      failed(to_string(fault));
       if (!last) continue;
       const std::string what = fault == upstream_fault::timeout ? "stalled while sending its answer"
                                : fault == upstream_fault::too_large
@@ -600,14 +742,23 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     }
     finish_exchange(ex, x, true);
     if (status != 200) {
-      if (d.retryable(status, answer) && !last) continue;
-      auto retry_after = x.parser->get()[http::field::retry_after];
-      co_await send_upstream_status(ex, status, answer,
-                                    std::string_view(retry_after.data(), retry_after.size()));
+      const bool retryable = d.retryable(status, answer);
+      auto ra = x.parser->get()[http::field::retry_after];
+      const std::string_view retry_after_text(ra.data(), ra.size());
+      if (retryable) {
+        failed("http_" + std::to_string(status));
+        retry_after = parse_retry_after(retry_after_text);
+        if (!last) {
+          metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
+          continue;
+        }
+      }
+      co_await send_upstream_status(ex, status, answer, retry_after_text);
       co_return;
     }
     if (req.stream) {  // a 200 that is not an event stream, for a stream request
       metrics_.upstream_errors.inc({p.name, "protocol"});
+      failed("protocol");
       if (!last) continue;
       co_await send_error(ex, http::status::bad_gateway,
                           "Provider '" + p.name + "' answered a stream request without streaming",
@@ -617,6 +768,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     auto decoded = d.decode_chat(answer, m.id);
     if (auto* e = std::get_if<providers::decode_error>(&decoded)) {
       metrics_.upstream_errors.inc({p.name, "malformed"});
+      failed("malformed");
       if (!last) continue;
       co_await send_error(ex, http::status::bad_gateway, "Provider '" + p.name + "': " + e->message,
                           "upstream_error", {}, "upstream_malformed");
@@ -628,6 +780,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       ex.tokens = *ok.tokens;
       cost = providers::cost_usd(ex.tokens, m);
     }
+    record_success(ex, p, m, attempt_start);
     // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
     // expression inside a co_await (it destroys them twice).
     std::string out = ex.anthropic_api
@@ -636,6 +789,29 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     co_await send(ex, http::status::ok, std::move(out));
     co_return;
   }
+}
+
+void server::record_success(exchange& ex, const providers::provider& p,
+                            const providers::model_info& m, steady::time_point attempt_start) {
+  policies::observation seen;
+  double seconds = seconds_since(attempt_start);
+  seen.latency_ms = seconds * 1000;
+  if (ex.log.ttft_ms)
+    seen.ttft_ms = *ex.log.ttft_ms -
+                   std::chrono::duration<double, std::milli>(attempt_start - ex.start).count();
+  if (seconds > 0 && ex.tokens.completion_total() > 0)
+    seen.tokens_per_s = static_cast<double>(ex.tokens.completion_total()) / seconds;
+  health_.record_success(p.name, m.id, steady::now(), seen);
+  update_provider_up(p);
+}
+
+void server::update_provider_up(const providers::provider& p) {
+  // A provider is up while at least one of its models has a closed circuit.
+  bool up = false;
+  const auto now = steady::now();
+  for (const auto& m : p.models)
+    up |= health_.state(p.name, m.id, now) != policies::circuit_state::open;
+  metrics_.provider_up.set({p.name}, up ? 1 : 0);
 }
 
 // Frames canonical chunks for the client's API: OpenAI's SSE as it is, or Anthropic's events.
@@ -681,8 +857,9 @@ class client_framer {
 // Relays an upstream stream event by event, each in its own write, through the dialect's
 // decoder; the usage chunk gains its cost on the way. A client that goes away ends the
 // upstream request too; an upstream that fails mid-stream ends it with an error event.
-awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, upstream_exchange& x,
-                                     steady::time_point deadline, bool& reusable) {
+awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
+                                     upstream_exchange& x, steady::time_point deadline,
+                                     bool& reusable) {
   const auto& t = ex.snap.cfg->server.timeouts;
   http::response<http::empty_body> res{http::status::ok, 11};
   res.set(http::field::content_type, "text/event-stream");
@@ -728,14 +905,16 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, 
           ex.log.ttft_ms = s * 1000;
           metrics_.ttft.observe({ex.provider->name}, s);
         }
-        if (auto tokens = decoder->tokens(); tokens && chunk.find("\"usage\":{") != std::string::npos) {
+        if (auto tokens = decoder->tokens();
+            tokens && chunk.find("\"usage\":{") != std::string::npos) {
           ex.tokens = *tokens;
           chunk = providers::annotate_usage_chunk(chunk, providers::cost_usd(*tokens, *ex.model));
         }
         const std::string& wire = framer.chunk(chunk);
         if (wire.empty()) continue;
         ex.client.expires_after(t.idle_chunk);
-        auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+        auto [wec, wn] =
+            co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
         if (wec) {
           client_gone = true;
           break;
@@ -774,7 +953,8 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, 
   } else {
     const std::string& wire = framer.end(decoder->tokens());
     ex.client.expires_after(t.idle_chunk);
-    auto [wec, wn] = co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+    auto [wec, wn] =
+        co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
     if (wec) ex.keep_alive = false;
     // The decoder may have finished before the HTTP body did (e.g. "[DONE]" then the last
     // chunk): the connection is reused only when the response was read to its end.
@@ -790,6 +970,152 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d, 
   if (ec) ex.keep_alive = false;
 }
 
+// ---- admin and reload ----
+
+const std::vector<server::route>& server::admin_routes() {
+  static const std::vector<route> table = {
+      {http::verb::post, "/admin/reload", &server::admin_reload},
+      {http::verb::get, "/admin/config", &server::admin_config},
+      {http::verb::get, "/healthz", &server::healthz},
+      {http::verb::get, "/metrics", &server::metrics},
+  };
+  return table;
+}
+
+// Parses and validates off the event loop, on the control thread, then swaps the snapshot.
+// Returns what happened, for logs and the admin answer; a bad file keeps the running config.
+std::string server::reload(std::string_view trigger, bool& applied) {
+  applied = false;
+  if (config_path_.empty()) return "no config file to reload";
+  std::ifstream f(config_path_);
+  std::stringstream text;
+  text << f.rdbuf();
+  if (!f) {
+    metrics_.config_reloads.inc({"failure"});
+    log(log_level::error, "config reload failed: cannot read " + config_path_);
+    return "cannot read " + config_path_;
+  }
+  // Editors write a file in several steps; a wake-up with unchanged content is not a reload.
+  if (trigger == "file" && text.str() == loaded_text_) return "unchanged";
+  try {
+    auto next = make_snapshot(text.str(), config_path_);
+    const auto& now = *snap_.load()->cfg;
+    if (next->cfg->server.listen.host != now.server.listen.host ||
+        next->cfg->server.listen.port != now.server.listen.port ||
+        next->cfg->server.threads != now.server.threads)
+      log(log_level::warn, "server.listen and server.threads take effect only after a restart");
+    snap_.store(std::move(next));
+    loaded_text_ = text.str();
+    applied = true;
+    metrics_.config_reloads.inc({"success"});
+    log(log_level::info, "config reloaded", "\"trigger\":\"" + std::string(trigger) + "\"");
+    return "applied";
+  } catch (const std::exception& e) {
+    metrics_.config_reloads.inc({"failure"});
+    log(log_level::error, "config reload rejected; the running config stays",
+        "\"trigger\":\"" + std::string(trigger) +
+            "\",\"error\":" + nlohmann::json(e.what()).dump());
+    return e.what();
+  }
+}
+
+// Watches the config file's directory (editors replace files by renaming) and asks the
+// control thread to reload when the file is written or replaced.
+void server::watch_config(std::stop_token stop, std::promise<void>* started) {
+  namespace fs = std::filesystem;
+  const fs::path file = fs::absolute(config_path_);
+  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd >= 0 && inotify_add_watch(fd, file.parent_path().c_str(),
+                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+    ::close(fd);
+    fd = -1;
+  }
+  started->set_value();
+  if (fd < 0) {
+    log(log_level::warn, "cannot watch the config file; reload with SIGHUP or POST /admin/reload");
+    return;
+  }
+  const std::string name = file.filename().string();
+  alignas(inotify_event) char buf[4096];
+  while (!stop.stop_requested()) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 200) <= 0) continue;
+    ssize_t len = ::read(fd, buf, sizeof buf);
+    bool ours = false;
+    for (ssize_t i = 0; i < len;) {
+      auto* ev = reinterpret_cast<inotify_event*>(buf + i);
+      if (ev->len && name == ev->name) ours = true;
+      i += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+    if (ours)
+      net::post(control_, [this] {
+        bool applied = false;
+        reload("file", applied);
+      });
+  }
+  ::close(fd);
+}
+
+awaitable<void> server::admin_reload(exchange& ex) {
+  auto [e, result] = co_await net::co_spawn(
+      control_,
+      [this]() -> awaitable<std::pair<bool, std::string>> {
+        bool applied = false;
+        std::string what = reload("admin", applied);
+        co_return std::pair{applied, what};
+      },
+      as_tuple);
+  if (e || !result.first) {
+    co_await send_error(ex, http::status::unprocessable_entity,
+                        "Config rejected; the running config stays: " + result.second,
+                        "invalid_request_error", {}, "invalid_config");
+    co_return;
+  }
+  co_await send(ex, http::status::ok, R"({"result":"applied"})");
+}
+
+// The running config as JSON, with every secret left out (keys are never in a snapshot's
+// config anyway; the catalog's resolved keys are not shown).
+awaitable<void> server::admin_config(exchange& ex) {
+  const auto& cfg = *ex.snap.cfg;
+  nlohmann::json out = nlohmann::json::object();
+  out["source"] = cfg.source;
+  out["server"] = {
+      {"listen", cfg.server.listen.host + ":" + std::to_string(cfg.server.listen.port)},
+      {"threads", cfg.server.threads},
+      {"max_body_bytes", cfg.server.limits.max_body_bytes},
+      {"max_connections", cfg.server.limits.max_connections}};
+  nlohmann::json providers = nlohmann::json::array();
+  for (const auto& p : ex.snap.catalog.providers) {
+    nlohmann::json models = nlohmann::json::array();
+    for (const auto& m : p.models) models.push_back(m.id);
+    providers.push_back({{"name", p.name},
+                         {"dialect", std::string(config::to_string(p.dialect))},
+                         {"base_url", p.url_text},
+                         {"region", p.region},
+                         {"has_key", !p.api_key.empty()},
+                         {"models", models}});
+  }
+  out["providers"] = providers;
+  nlohmann::json skipped = nlohmann::json::array();
+  for (const auto& sk : ex.snap.catalog.skipped)
+    skipped.push_back({{"name", sk.name}, {"reason", sk.reason}});
+  out["skipped"] = skipped;
+  nlohmann::json routes = nlohmann::json::array();
+  for (const auto& r : cfg.routes) {
+    nlohmann::json cands = nlohmann::json::array();
+    for (const auto& c : r.candidates) cands.push_back(c.pattern);
+    routes.push_back(
+        {{"match", r.match},
+         {"policy", r.policy ? std::string(config::to_string(*r.policy)) : "price_weighted"},
+         {"candidates", cands},
+         {"retries", r.retries},
+         {"fallback", r.fallback}});
+  }
+  out["routes"] = routes;
+  co_await send(ex, http::status::ok, out.dump());
+}
+
 // ---- sessions ----
 
 void server::finish(exchange& ex) {
@@ -799,28 +1125,29 @@ void server::finish(exchange& ex) {
   if (ex.provider) {
     const auto& p = *ex.provider;
     const auto& m = *ex.model;
-    metrics_.requests.inc({"", p.name, m.id, p.region, std::to_string(ex.log.status)});
-    const std::pair<const char*, std::uint64_t> buckets[] = {
-        {"input", ex.tokens.input},         {"cache_read", ex.tokens.cache_read},
-        {"cache_write", ex.tokens.cache_write}, {"output", ex.tokens.output},
-        {"reasoning", ex.tokens.reasoning}};
+    metrics_.requests.inc({ex.route, p.name, m.id, p.region, std::to_string(ex.log.status)});
+    const std::pair<const char*, std::uint64_t> buckets[] = {{"input", ex.tokens.input},
+                                                             {"cache_read", ex.tokens.cache_read},
+                                                             {"cache_write", ex.tokens.cache_write},
+                                                             {"output", ex.tokens.output},
+                                                             {"reasoning", ex.tokens.reasoning}};
     for (const auto& [type, n] : buckets)
       if (n) metrics_.tokens.inc({p.name, m.id, m.author, p.region, type}, static_cast<double>(n));
     metrics_.duration.observe({p.name}, ex.log.latency_ms / 1000);
     metrics_.overhead.observe({}, std::max(0.0, ex.log.latency_ms / 1000 - ex.upstream_seconds));
   } else if (ex.log.path == "/v1/chat/completions") {
-    metrics_.requests.inc({"", "", "", "", std::to_string(ex.log.status)});
+    metrics_.requests.inc({ex.route, "", "", "", std::to_string(ex.log.status)});
   }
   write_access_log(ex.log);
 }
 
-awaitable<void> server::dispatch(exchange& ex) {
+awaitable<void> server::dispatch(exchange& ex, bool admin) {
   std::string_view target = ex.req.target();
   std::string_view path = target.substr(0, target.find('?'));
   ex.log.method = std::string(ex.req.method_string());
   ex.log.path = std::string(path);
   std::string allowed;
-  for (const auto& r : routes()) {
+  for (const auto& r : admin ? admin_routes() : routes()) {
     if (r.path != path) continue;
     if (r.method == ex.req.method()) {
       co_await (this->*r.fn)(ex);
@@ -829,10 +1156,10 @@ awaitable<void> server::dispatch(exchange& ex) {
     allowed += (allowed.empty() ? "" : ", ") + std::string(http::to_string(r.method));
   }
   if (!allowed.empty()) {
-    co_await send_error(ex, http::status::method_not_allowed,
-                        "Method " + ex.log.method + " is not allowed on " + ex.log.path +
-                            "; use " + allowed,
-                        "invalid_request_error", {}, "method_not_allowed");
+    co_await send_error(
+        ex, http::status::method_not_allowed,
+        "Method " + ex.log.method + " is not allowed on " + ex.log.path + "; use " + allowed,
+        "invalid_request_error", {}, "method_not_allowed");
   } else {
     co_await send_error(ex, http::status::not_found, "Unknown path " + ex.log.path,
                         "invalid_request_error", {}, "not_found");
@@ -852,15 +1179,16 @@ awaitable<void> reject(beast::tcp_stream& stream, http::status status, std::stri
   log(log_level::debug, "rejected request: " + message, {});
 }
 
-awaitable<void> server::session(worker& w, tcp::socket socket) {
+awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
   struct connection_count {
     std::atomic<std::uint32_t>& n;
     ~connection_count() { --n; }
   } counted{connections_};
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  const auto limits = snap_->cfg->server.limits;
-  const auto timeouts = snap_->cfg->server.timeouts;
+  const auto initial = snap_.load();
+  const auto limits = initial->cfg->server.limits;
+  const auto timeouts = initial->cfg->server.timeouts;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(limits.max_header_bytes);
@@ -876,14 +1204,15 @@ awaitable<void> server::session(worker& w, tcp::socket socket) {
         co_await reject(stream, http::status::request_header_fields_too_large,
                         "Request headers are too large", "headers_too_large");
       } else if (hec == http::error::body_limit) {
-        co_await reject(stream, http::status::payload_too_large,
-                        "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
-                        "request_too_large");
+        co_await reject(
+            stream, http::status::payload_too_large,
+            "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
+            "request_too_large");
       } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
                  hec != net::error::operation_aborted && hec != net::error::connection_reset &&
                  hec != net::error::eof) {
-        co_await reject(stream, http::status::bad_request, "Malformed HTTP request: " + hec.message(),
-                        "bad_http");
+        co_await reject(stream, http::status::bad_request,
+                        "Malformed HTTP request: " + hec.message(), "bad_http");
       }
       break;
     }
@@ -893,19 +1222,25 @@ awaitable<void> server::session(worker& w, tcp::socket socket) {
       co_await http::async_write(stream, cont, as_tuple);
     }
     auto [bec, bn] = co_await http::async_read(stream, buffer, parser, as_tuple);
-    auto snap = snap_;  // the request keeps the snapshot it started with
+    auto snap = snap_.load();  // the request keeps the snapshot it started with
     access_record record;
     record.request_id = request_id_for(parser.get()["x-request-id"]);
-    exchange ex{w, stream, parser.get(), *snap, start, parser.get().keep_alive() && !draining_, std::move(record)};
+    exchange ex{w,
+                stream,
+                parser.get(),
+                *snap,
+                start,
+                parser.get().keep_alive() && !draining_,
+                std::move(record)};
     if (bec) {
       ex.keep_alive = false;
       ex.log.method = std::string(parser.get().method_string());
       ex.log.path = std::string(parser.get().target());
       if (bec == http::error::body_limit) {
-        co_await send_error(ex, http::status::payload_too_large,
-                            "Request body exceeds the limit of " +
-                                std::to_string(limits.max_body_bytes) + " bytes",
-                            "invalid_request_error", {}, "request_too_large");
+        co_await send_error(
+            ex, http::status::payload_too_large,
+            "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
+            "invalid_request_error", {}, "request_too_large");
         write_access_log(ex.log);
       }
       break;
@@ -913,10 +1248,11 @@ awaitable<void> server::session(worker& w, tcp::socket socket) {
     ++inflight_;
     metrics_.inflight.add({}, 1);
     try {
-      co_await dispatch(ex);
+      co_await dispatch(ex, admin);
     } catch (const std::exception& e) {
       // Unexpected: log it, show the client nothing internal, end only this session.
-      log(log_level::error, "unhandled exception in request", "\"request_id\":\"" + ex.log.request_id + "\"");
+      log(log_level::error, "unhandled exception in request",
+          "\"request_id\":\"" + ex.log.request_id + "\"");
       log(log_level::debug, e.what());
       ex.keep_alive = false;
       ex.log.status = 500;
@@ -932,12 +1268,12 @@ awaitable<void> server::session(worker& w, tcp::socket socket) {
   stream.close();
 }
 
-awaitable<void> server::accept_loop(worker& w) {
-  const auto max_conn = snap_->cfg->server.limits.max_connections;
+awaitable<void> server::accept_loop(worker& w, tcp::acceptor& acceptor, bool admin) {
+  const auto max_conn = snap_.load()->cfg->server.limits.max_connections;
   for (;;) {
-    auto [ec, socket] = co_await w.acceptor->async_accept(as_tuple);
+    auto [ec, socket] = co_await acceptor.async_accept(as_tuple);
     if (ec) {
-      if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
+      if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
       log(log_level::warn, "accept failed: " + ec.message());
       continue;
     }
@@ -948,7 +1284,7 @@ awaitable<void> server::accept_loop(worker& w) {
       continue;
     }
     socket.set_option(tcp::no_delay(true));
-    net::co_spawn(w.ioc, session(w, std::move(socket)), [](std::exception_ptr e) {
+    net::co_spawn(w.ioc, session(w, std::move(socket), admin), [](std::exception_ptr e) {
       if (e) log(log_level::error, "session ended by an exception");
     });
   }
@@ -960,14 +1296,17 @@ void server::begin_drain() {
     net::post(w->ioc, [wp = w.get()] {
       error_code ignored;
       wp->acceptor->close(ignored);
+      if (wp->admin_acceptor) wp->admin_acceptor->close(ignored);
       for (auto* s : wp->idle) s->cancel();
     });
   }
 }
 
 int server::run() {
-  const auto& cfg = *snap_->cfg;
-  unsigned n = cfg.server.threads ? cfg.server.threads : std::max(1u, std::thread::hardware_concurrency());
+  const auto first = snap_.load();
+  const auto& cfg = *first->cfg;
+  unsigned n =
+      cfg.server.threads ? cfg.server.threads : std::max(1u, std::thread::hardware_concurrency());
   error_code ec;
   auto address = net::ip::make_address(cfg.server.listen.host, ec);
   if (ec) {
@@ -982,7 +1321,8 @@ int server::run() {
     if (!ec) w->acceptor->set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) {
       int one = 1;
-      if (::setsockopt(w->acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      if (::setsockopt(w->acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=
+          0)
         ec = error_code(errno, boost::system::system_category());
     }
     if (!ec) w->acceptor->bind(ep, ec);
@@ -995,22 +1335,65 @@ int server::run() {
     ep.port(w->acceptor->local_endpoint().port());  // port 0: the others join the one picked
     workers_.push_back(std::move(w));
   }
+  if (cfg.server.admin_listen) {
+    const auto& al = *cfg.server.admin_listen;
+    auto admin_address = net::ip::make_address(al.host, ec);
+    auto& w = *workers_.front();
+    if (!ec) {
+      w.admin_acceptor = std::make_unique<tcp::acceptor>(w.ioc);
+      tcp::endpoint aep(admin_address, al.port);
+      w.admin_acceptor->open(aep.protocol(), ec);
+      if (!ec) w.admin_acceptor->set_option(net::socket_base::reuse_address(true), ec);
+      if (!ec) w.admin_acceptor->bind(aep, ec);
+      if (!ec) w.admin_acceptor->listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      log(log_level::error, "cannot listen on server.admin_listen " + al.host + ":" +
+                                std::to_string(al.port) + ": " + ec.message());
+      return 1;
+    }
+    std::printf("{\"event\":\"admin_listening\",\"address\":\"%s\",\"port\":%u}\n", al.host.c_str(),
+                static_cast<unsigned>(w.admin_acceptor->local_endpoint().port()));
+  }
+  // Watching starts before "listening" is announced, so no change after that line is missed.
+  std::jthread watcher;
+  if (!config_path_.empty()) {
+    std::promise<void> watching;
+    auto started = watching.get_future();
+    watcher = std::jthread([this, &watching](std::stop_token st) { watch_config(st, &watching); });
+    started.wait();
+  }
   std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%u,\"threads\":%u}\n",
               cfg.server.listen.host.c_str(), static_cast<unsigned>(ep.port()), n);
   std::fflush(stdout);
+  for (const auto& p : first->catalog.providers) metrics_.provider_up.set({p.name}, 1);
   for (auto& w : workers_) {
-    net::co_spawn(w->ioc, accept_loop(*w), net::detached);
+    net::co_spawn(w->ioc, accept_loop(*w, *w->acceptor, false), net::detached);
+    if (w->admin_acceptor)
+      net::co_spawn(w->ioc, accept_loop(*w, *w->admin_acceptor, true), net::detached);
     w->thread = std::thread([wp = w.get()] { wp->ioc.run(); });
   }
 
-  net::io_context signals_ctx(1);
-  net::signal_set signals(signals_ctx, SIGINT, SIGTERM);
-  signals.async_wait([&](const error_code&, int sig) {
+  // The control thread (this one): signals, reloads, and the config file watcher's wake-ups.
+  auto guard = net::make_work_guard(control_);
+  net::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
+  std::function<void(const error_code&, int)> on_signal = [&](const error_code& sec, int sig) {
+    if (sec) return;
+    if (sig == SIGHUP) {
+      bool applied = false;
+      reload("sighup", applied);
+      signals.async_wait(on_signal);
+      return;
+    }
     log(log_level::info, "shutting down: draining in-flight requests",
         "\"signal\":" + std::to_string(sig) + ",\"inflight\":" + std::to_string(inflight_.load()));
     begin_drain();
-  });
-  signals_ctx.run();
+    guard.reset();
+    control_.stop();
+  };
+  signals.async_wait(on_signal);
+  control_.run();
+  watcher = {};
   const auto drain_deadline = steady::now() + cfg.server.timeouts.drain;
   while ((inflight_ > 0 || connections_ > 0) && steady::now() < drain_deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -1026,9 +1409,10 @@ int server::run() {
 
 }  // namespace
 
-int serve(std::shared_ptr<const snapshot> snap) {
+int serve(std::shared_ptr<const snapshot> snap, const std::string& config_path,
+          const std::string& config_text) {
   std::signal(SIGPIPE, SIG_IGN);
-  server s(std::move(snap));
+  server s(std::move(snap), config_path, config_text);
   return s.run();
 }
 

@@ -4,19 +4,17 @@
 
 #include <memory>
 
-#include "config/config.hpp"
-#include "providers/catalog.hpp"
+#include <string>
+
+#include "gateway/snapshot.hpp"
 
 namespace meridian::gateway {
 
-// What a request is served with; replaced whole on reload, kept by in-flight requests.
-struct snapshot {
-  std::shared_ptr<const config::config> cfg;
-  providers::catalog catalog;
-};
-
 // Serves until SIGTERM or SIGINT, then drains in-flight requests (up to
-// server.timeouts.drain) and returns the process exit code.
-int serve(std::shared_ptr<const snapshot> snap);
+// server.timeouts.drain) and returns the process exit code. `config_path`, when not empty, is
+// reloaded on SIGHUP, when the file changes, and on POST /admin/reload; a reload that fails
+// validation keeps the running snapshot. `config_text` is the text `snap` was built from.
+int serve(std::shared_ptr<const snapshot> snap, const std::string& config_path = {},
+          const std::string& config_text = {});
 
 }  // namespace meridian::gateway

@@ -8,14 +8,22 @@ namespace meridian::gateway {
 
 std::string_view to_string(upstream_fault f) {
   switch (f) {
-    case upstream_fault::none: return "none";
-    case upstream_fault::dns: return "dns";
-    case upstream_fault::connect: return "connect";
-    case upstream_fault::tls: return "tls";
-    case upstream_fault::timeout: return "timeout";
-    case upstream_fault::reset: return "reset";
-    case upstream_fault::protocol: return "protocol";
-    case upstream_fault::too_large: return "too_large";
+    case upstream_fault::none:
+      return "none";
+    case upstream_fault::dns:
+      return "dns";
+    case upstream_fault::connect:
+      return "connect";
+    case upstream_fault::tls:
+      return "tls";
+    case upstream_fault::timeout:
+      return "timeout";
+    case upstream_fault::reset:
+      return "reset";
+    case upstream_fault::protocol:
+      return "protocol";
+    case upstream_fault::too_large:
+      return "too_large";
   }
   return "unknown";
 }
@@ -59,15 +67,18 @@ ssl::context& upstream_pool::ssl_for(const providers::provider& p) {
     } else {
       slot->set_default_verify_paths(ec);
     }
-    if (ec) log(log_level::error, "cannot load trust store for provider " + p.name + ": " + ec.message());
+    if (ec)
+      log(log_level::error, "cannot load trust store for provider " + p.name + ": " + ec.message());
     slot->set_verify_mode(p.tls.verify ? ssl::verify_peer : ssl::verify_none);
   }
   return *slot;
 }
 
-awaitable<std::unique_ptr<upstream_conn>> upstream_pool::acquire(
-    const providers::provider& p, const config::server_timeouts& t, steady::time_point deadline,
-    bool fresh, upstream_fault& fault, std::string& detail) {
+awaitable<std::unique_ptr<upstream_conn>> upstream_pool::acquire(const providers::provider& p,
+                                                                 const config::server_timeouts& t,
+                                                                 steady::time_point deadline,
+                                                                 bool fresh, upstream_fault& fault,
+                                                                 std::string& detail) {
   const std::string key = pool_key(p);
   if (!fresh) {
     auto it = idle_.find(key);
@@ -83,9 +94,8 @@ awaitable<std::unique_ptr<upstream_conn>> upstream_pool::acquire(
   net::steady_timer timer(ex_);
   timer.expires_after(phase_limit(t.connect, deadline));
   using namespace net::experimental::awaitable_operators;
-  auto raced = co_await (
-      resolver.async_resolve(p.url.host, std::to_string(p.url.port), as_tuple) ||
-      timer.async_wait(as_tuple));
+  auto raced = co_await (resolver.async_resolve(p.url.host, std::to_string(p.url.port), as_tuple) ||
+                         timer.async_wait(as_tuple));
   if (raced.index() == 1) {
     fault = upstream_fault::timeout;
     detail = "resolving " + p.url.host + " timed out";

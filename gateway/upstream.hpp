@@ -85,8 +85,8 @@ template <class Body>
 awaitable<std::pair<error_code, std::size_t>> upstream_conn::read_some(
     http::response_parser<Body>& p, steady::duration limit) {
   lowest().expires_after(limit);
-  auto [ec, n] = co_await std::visit(
-      [&](auto& s) { return http::async_read_some(s, buf_, p, as_tuple); }, s_);
+  auto [ec, n] =
+      co_await std::visit([&](auto& s) { return http::async_read_some(s, buf_, p, as_tuple); }, s_);
   co_return std::pair{ec, n};
 }
 

@@ -51,6 +51,7 @@ struct reader {
 
   bool provider(const json& v, provider_prefs& out) {
     if (!v.is_object()) return fail("provider", "'provider' must be an object");
+    out.given = true;
     for (const auto& [key, value] : v.items()) {
       const std::string param = "provider." + key;
       if (key == "order" && !strings(value, param, out.order)) return false;

@@ -16,6 +16,7 @@ enum class sort_by { none, price, throughput, latency };
 
 // OpenRouter's `provider` object. Prices are USD per million tokens.
 struct provider_prefs {
+  bool given = false;              // the request carried a `provider` object
   std::vector<std::string> order;  // try these first, in this order
   bool allow_fallbacks = true;     // false: only providers named in `order`
   std::vector<std::string> only, ignore;
@@ -24,6 +25,13 @@ struct provider_prefs {
   std::optional<double> preferred_max_latency_s;   // soft: time to first token
   std::optional<double> preferred_min_throughput;  // soft: tokens per second
   bool deny_data_collection = false;
+
+  // Whether the client expressed any preference (an explicit empty object counts).
+  bool stated() const {
+    return given || !order.empty() || !allow_fallbacks || !only.empty() || !ignore.empty() ||
+           sort != sort_by::none || max_prompt_price || max_completion_price ||
+           preferred_max_latency_s || preferred_min_throughput || deny_data_collection;
+  }
 };
 
 struct request_facts {

@@ -17,14 +17,14 @@ std::variant<target, resolve_error> resolve_model(const providers::catalog& cat,
         std::string known;
         for (const auto& m : p->models) known += (known.empty() ? "" : ", ") + m.id;
         return resolve_error{K::not_found, "The model '" + std::string(rest) +
-                                               "' is not served by provider '" + p->name +
-                                               "'" + (known.empty() ? "" : "; it serves: " + known)};
+                                               "' is not served by provider '" + p->name + "'" +
+                                               (known.empty() ? "" : "; it serves: " + known)};
       }
     } else {
       for (const auto& s : cat.skipped)
         if (s.name == prefix)
-          return resolve_error{K::not_found, "Provider '" + s.name +
-                                                 "' is not available: " + s.reason};
+          return resolve_error{K::not_found,
+                               "Provider '" + s.name + "' is not available: " + s.reason};
     }
   }
   const providers::provider* found_p = nullptr;
@@ -41,9 +41,9 @@ std::variant<target, resolve_error> resolve_model(const providers::catalog& cat,
   }
   if (n == 1) return target{found_p, found_m};
   if (n > 1)
-    return resolve_error{K::ambiguous, "The model '" + std::string(model) +
-                                           "' is served by several providers; choose one of: " +
-                                           choices};
+    return resolve_error{K::ambiguous,
+                         "The model '" + std::string(model) +
+                             "' is served by several providers; choose one of: " + choices};
   return resolve_error{K::not_found, "The model '" + std::string(model) +
                                          "' does not exist or is not served by any configured "
                                          "provider (GET /v1/models lists them)"};

@@ -298,6 +298,16 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
       out.error = plan_error{404, "model", std::move(*missing)};
       return out;
     }
+    // A bare name several providers serve is ambiguous unless the client opted into choosing
+    // among them, with OpenRouter's `provider` preferences or a :floor / :nitro suffix.
+    if (p.candidates().size() > 1 && !facts.provider.stated() && hint == sort_by::none) {
+      auto r = resolve_model(catalog, asked);
+      if (const auto* e = std::get_if<resolve_error>(&r);
+          e && e->what == resolve_error::kind::ambiguous) {
+        out.error = plan_error{400, "model", e->message, "ambiguous_model"};
+        return out;
+      }
+    }
     for (std::size_t i = 0; i < facts.models.size(); ++i) {
       sort_by ignored = sort_by::none;
       if (auto missing = p.expand_model(strip_suffix(facts.models[i], ignored),

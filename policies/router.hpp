@@ -39,6 +39,8 @@ struct plan_error {
   int status = 400;   // 400: a constraint nothing satisfies; 404: no such model or provider
   std::string param;  // the request field to blame, e.g. "provider" or "model"
   std::string message;
+  std::string
+      code;  // a machine-readable reason when it is not just the status, e.g. ambiguous_model
 };
 
 struct plan_result {

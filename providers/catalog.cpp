@@ -25,42 +25,92 @@ struct preset {
 // Second-hand list prices, USD per million tokens; see ../shared/PROVIDERS.md.
 const std::vector<preset>& presets() {
   static const std::vector<preset> table = {
-      {"deepseek", dialect_kind::openai, "https://api.deepseek.com/v1", "cn", auth_style::bearer,
+      {"deepseek",
+       dialect_kind::openai,
+       "https://api.deepseek.com/v1",
+       "cn",
+       auth_style::bearer,
        "DEEPSEEK_API_KEY",
        {{"deepseek-chat", 0.28, 0.42, 0.028, 0, 80, 131072},
         {"deepseek-reasoner", 0.28, 0.42, 0.028, 0, 85, 131072}}},
-      {"qwen", dialect_kind::openai, "https://dashscope.aliyuncs.com/compatible-mode/v1", "cn",
-       auth_style::bearer, "DASHSCOPE_API_KEY",
+      {"qwen",
+       dialect_kind::openai,
+       "https://dashscope.aliyuncs.com/compatible-mode/v1",
+       "cn",
+       auth_style::bearer,
+       "DASHSCOPE_API_KEY",
        {{"qwen-plus", 0.4, 1.2, 0, 0, 78, 131072},
         {"qwen-max", 1.6, 6.4, 0, 0, 84, 32768},
         {"qwen-turbo", 0.05, 0.2, 0, 0, 65, 1000000}}},
-      {"moonshot", dialect_kind::openai, "https://api.moonshot.cn/v1", "cn", auth_style::bearer,
-       "MOONSHOT_API_KEY", {{"kimi-k2-0905-preview", 0.6, 2.5, 0.15, 0, 82, 262144}}},
-      {"zhipu", dialect_kind::openai, "https://open.bigmodel.cn/api/paas/v4", "cn",
-       auth_style::bearer, "ZHIPU_API_KEY",
-       {{"glm-4.6", 0.6, 2.2, 0.11, 0, 82, 200000}, {"glm-4.5-air", 0.2, 1.1, 0.03, 0, 72, 131072}}},
-      {"minimax", dialect_kind::openai, "https://api.minimax.io/v1", "cn", auth_style::bearer,
-       "MINIMAX_API_KEY", {{"MiniMax-M2", 0.3, 1.2, 0.03, 0, 80, 204800}}},
-      {"openai", dialect_kind::openai, "https://api.openai.com/v1", "us", auth_style::bearer,
+      {"moonshot",
+       dialect_kind::openai,
+       "https://api.moonshot.cn/v1",
+       "cn",
+       auth_style::bearer,
+       "MOONSHOT_API_KEY",
+       {{"kimi-k2-0905-preview", 0.6, 2.5, 0.15, 0, 82, 262144}}},
+      {"zhipu",
+       dialect_kind::openai,
+       "https://open.bigmodel.cn/api/paas/v4",
+       "cn",
+       auth_style::bearer,
+       "ZHIPU_API_KEY",
+       {{"glm-4.6", 0.6, 2.2, 0.11, 0, 82, 200000},
+        {"glm-4.5-air", 0.2, 1.1, 0.03, 0, 72, 131072}}},
+      {"minimax",
+       dialect_kind::openai,
+       "https://api.minimax.io/v1",
+       "cn",
+       auth_style::bearer,
+       "MINIMAX_API_KEY",
+       {{"MiniMax-M2", 0.3, 1.2, 0.03, 0, 80, 204800}}},
+      {"openai",
+       dialect_kind::openai,
+       "https://api.openai.com/v1",
+       "us",
+       auth_style::bearer,
        "OPENAI_API_KEY",
        {{"gpt-4o-mini", 0.15, 0.6, 0.075, 0, 75, 128000},
         {"gpt-4o", 2.5, 10, 1.25, 0, 88, 128000},
         {"gpt-4.1", 2, 8, 0.5, 0, 88, 1047576},
         {"gpt-4.1-mini", 0.4, 1.6, 0.1, 0, 80, 1047576}}},
-      {"anthropic", dialect_kind::anthropic, "https://api.anthropic.com/v1", "us",
-       auth_style::x_api_key, "ANTHROPIC_API_KEY",
+      {"anthropic",
+       dialect_kind::anthropic,
+       "https://api.anthropic.com/v1",
+       "us",
+       auth_style::x_api_key,
+       "ANTHROPIC_API_KEY",
        {{"claude-sonnet-4-5", 3, 15, 0.3, 3.75, 92, 200000},
         {"claude-haiku-4-5", 1, 5, 0.1, 1.25, 80, 200000}}},
-      {"gemini", dialect_kind::gemini, "https://generativelanguage.googleapis.com/v1beta", "us",
-       auth_style::x_goog_api_key, "GEMINI_API_KEY",
+      {"gemini",
+       dialect_kind::gemini,
+       "https://generativelanguage.googleapis.com/v1beta",
+       "us",
+       auth_style::x_goog_api_key,
+       "GEMINI_API_KEY",
        {{"gemini-2.5-flash", 0.3, 2.5, 0.03, 0, 84, 1048576},
         {"gemini-2.5-pro", 1.25, 10, 0.125, 0, 90, 1048576}}},
-      {"ollama", dialect_kind::openai, "http://127.0.0.1:11434/v1", "local", auth_style::none,
-       nullptr, {}},
-      {"vllm", dialect_kind::openai, "http://127.0.0.1:8000/v1", "local", auth_style::none,
-       nullptr, {}},
-      {"llamacpp", dialect_kind::openai, "http://127.0.0.1:8080/v1", "local", auth_style::none,
-       nullptr, {}},
+      {"ollama",
+       dialect_kind::openai,
+       "http://127.0.0.1:11434/v1",
+       "local",
+       auth_style::none,
+       nullptr,
+       {}},
+      {"vllm",
+       dialect_kind::openai,
+       "http://127.0.0.1:8000/v1",
+       "local",
+       auth_style::none,
+       nullptr,
+       {}},
+      {"llamacpp",
+       dialect_kind::openai,
+       "http://127.0.0.1:8080/v1",
+       "local",
+       auth_style::none,
+       nullptr,
+       {}},
   };
   return table;
 }
@@ -73,9 +123,12 @@ const preset* find_preset(const std::string& name) {
 
 auth_style default_auth(dialect_kind d) {
   switch (d) {
-    case dialect_kind::anthropic: return auth_style::x_api_key;
-    case dialect_kind::gemini: return auth_style::x_goog_api_key;
-    default: return auth_style::bearer;
+    case dialect_kind::anthropic:
+      return auth_style::x_api_key;
+    case dialect_kind::gemini:
+      return auth_style::x_goog_api_key;
+    default:
+      return auth_style::bearer;
   }
 }
 
@@ -141,7 +194,8 @@ std::optional<base_url> parse_base_url(const std::string& url) {
   }
   if (!hostport.empty()) {
     const std::string digits = hostport.substr(1);
-    if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos)
+    if (digits.empty() || digits.size() > 5 ||
+        digits.find_first_not_of("0123456789") != std::string::npos)
       return std::nullopt;
     unsigned long port = std::stoul(digits);
     if (port == 0 || port > 65535) return std::nullopt;
@@ -152,7 +206,8 @@ std::optional<base_url> parse_base_url(const std::string& url) {
 }
 
 double cost_usd(const usage& u, const model_info& m) {
-  double micro = static_cast<double>(u.input) * m.input + static_cast<double>(u.cache_read) * m.cache_read +
+  double micro = static_cast<double>(u.input) * m.input +
+                 static_cast<double>(u.cache_read) * m.cache_read +
                  static_cast<double>(u.cache_write) * m.cache_write +
                  static_cast<double>(u.output + u.reasoning) * m.output;
   return micro / 1e6;
@@ -163,11 +218,12 @@ std::string guess_author(std::string_view id) {
   for (char c : id) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   if (auto slash = lower.rfind('/'); slash != std::string::npos) lower.erase(0, slash + 1);
   static const std::pair<const char*, const char*> prefixes[] = {
-      {"gpt", "openai"},      {"o1", "openai"},        {"o3", "openai"},       {"o4", "openai"},
-      {"claude", "anthropic"}, {"gemini", "google"},   {"gemma", "google"},    {"deepseek", "deepseek"},
-      {"qwen", "qwen"},       {"qwq", "qwen"},         {"glm", "zhipu"},       {"kimi", "moonshot"},
-      {"moonshot", "moonshot"}, {"minimax", "minimax"}, {"llama", "meta"},     {"mistral", "mistral"},
-      {"mixtral", "mistral"}, {"phi", "microsoft"}};
+      {"gpt", "openai"},        {"o1", "openai"},         {"o3", "openai"},
+      {"o4", "openai"},         {"claude", "anthropic"},  {"gemini", "google"},
+      {"gemma", "google"},      {"deepseek", "deepseek"}, {"qwen", "qwen"},
+      {"qwq", "qwen"},          {"glm", "zhipu"},         {"kimi", "moonshot"},
+      {"moonshot", "moonshot"}, {"minimax", "minimax"},   {"llama", "meta"},
+      {"mistral", "mistral"},   {"mixtral", "mistral"},   {"phi", "microsoft"}};
   for (const auto& [prefix, author] : prefixes)
     if (lower.rfind(prefix, 0) == 0) return author;
   return "unknown";
@@ -236,14 +292,16 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
     p.headers = pc.headers;
     for (const auto& [id, mc] : pc.models) merge_model(p, id, mc);
 
-    std::string key_env = pc.api_key_env.empty() && pre && pre->key_env ? pre->key_env : pc.api_key_env;
+    std::string key_env =
+        pc.api_key_env.empty() && pre && pre->key_env ? pre->key_env : pc.api_key_env;
     if (!pc.api_key_file.empty()) {
       std::ifstream f(pc.api_key_file);
       std::stringstream ss;
       ss << f.rdbuf();
       p.api_key = trim(ss.str());
       if (!f || p.api_key.empty()) {
-        out.skipped.push_back({pc.name, "api_key_file " + pc.api_key_file + " is missing or empty"});
+        out.skipped.push_back(
+            {pc.name, "api_key_file " + pc.api_key_file + " is missing or empty"});
         continue;
       }
     } else if (!key_env.empty()) {

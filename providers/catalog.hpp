@@ -15,7 +15,7 @@
 namespace meridian::providers {
 
 struct model_info {
-  std::string id;  // the provider's own name for it
+  std::string id;                                                 // the provider's own name for it
   double input = 0, output = 0, cache_read = 0, cache_write = 0;  // USD per million tokens
   int quality = 50;
   std::uint32_t context = 0;  // 0 = unknown

@@ -24,7 +24,8 @@ namespace meridian::providers {
 // auth header, Content-Length and the provider's configured extra headers.
 struct upstream_request {
   std::string path;  // appended to the provider's base path, e.g. "/chat/completions"
-  std::vector<std::pair<std::string, std::string>> headers;  // dialect-specific, e.g. anthropic-version
+  std::vector<std::pair<std::string, std::string>>
+      headers;  // dialect-specific, e.g. anthropic-version
   std::string body;
 };
 
@@ -66,7 +67,7 @@ class dialect {
 
   // A whole 2xx upstream body -> canonical chat.completion. `model` is the upstream model id.
   virtual std::variant<decoded_chat, decode_error> decode_chat(std::string_view body,
-                                                              std::string_view model) const = 0;
+                                                               std::string_view model) const = 0;
 
   // A fresh decoder for one streamed answer.
   virtual std::unique_ptr<stream_decoder> stream(std::string_view model) const = 0;

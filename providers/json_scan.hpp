@@ -11,7 +11,7 @@
 namespace meridian::providers {
 
 struct json_member {
-  std::string_view key;  // raw key text between the quotes (escapes not decoded)
+  std::string_view key;      // raw key text between the quotes (escapes not decoded)
   std::size_t member_begin;  // offset of the key's opening quote
   std::size_t value_begin;   // offset of the value's first byte
   std::size_t value_end;     // one past the value's last byte

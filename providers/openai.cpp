@@ -19,7 +19,8 @@ std::uint64_t count(const json& obj, const char* key) {
   auto it = obj.find(key);
   if (it == obj.end() || !it->is_number()) return 0;
   if (it->is_number_unsigned()) return it->get<std::uint64_t>();
-  if (it->is_number_integer()) return static_cast<std::uint64_t>(std::max<std::int64_t>(0, it->get<std::int64_t>()));
+  if (it->is_number_integer())
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(0, it->get<std::int64_t>()));
   return static_cast<std::uint64_t>(std::max(0.0, it->get<double>()));
 }
 
@@ -62,7 +63,8 @@ std::variant<chat_request, request_error> parse_embeddings_request(std::string_v
   const json_member* input = req->scan.find("input");
   if (!input) return request_error{"you must provide an input parameter", "input"};
   std::string_view v = span(body, *input);
-  bool empty = v == "\"\"" || (v.front() == '[' && v.find_first_not_of(" \t\r\n", 1) == v.size() - 1);
+  bool empty =
+      v == "\"\"" || (v.front() == '[' && v.find_first_not_of(" \t\r\n", 1) == v.size() - 1);
   if ((v.front() != '"' && v.front() != '[') || empty)
     return request_error{"'input' must be a non-empty string or array", "input"};
   return parsed;
@@ -116,7 +118,8 @@ std::string encode_chat_request(std::string_view body, const chat_request& req,
       }
     }
   }
-  std::sort(edits.begin(), edits.end(), [](const edit& a, const edit& b) { return a.begin < b.begin; });
+  std::sort(edits.begin(), edits.end(),
+            [](const edit& a, const edit& b) { return a.begin < b.begin; });
   std::string out;
   out.reserve(body.size() + 64);
   std::size_t at = 0;
@@ -137,7 +140,8 @@ usage parse_usage(const json& u) {
   std::uint64_t cached = 0;
   if (auto d = u.find("prompt_tokens_details"); d != u.end() && d->is_object())
     cached = count(*d, "cached_tokens");
-  if (u.contains("prompt_cache_hit_tokens")) cached = count(u, "prompt_cache_hit_tokens");  // DeepSeek
+  if (u.contains("prompt_cache_hit_tokens"))
+    cached = count(u, "prompt_cache_hit_tokens");  // DeepSeek
   std::uint64_t reasoning = 0;
   if (auto d = u.find("completion_tokens_details"); d != u.end() && d->is_object())
     reasoning = count(*d, "reasoning_tokens");

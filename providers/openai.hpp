@@ -44,7 +44,6 @@ std::string encode_chat_request(std::string_view body, const chat_request& req,
 // Normalises an OpenAI-style `usage` object (DeepSeek's cache fields included).
 usage parse_usage(const nlohmann::json& u);
 
-
 // The usage carried by one streamed chunk's data; nullopt for ordinary chunks.
 std::optional<usage> usage_in_chunk(std::string_view data);
 

@@ -42,12 +42,14 @@ class openai_dialect final : public dialect {
   config::dialect_kind kind() const override { return config::dialect_kind::openai; }
 
   std::variant<upstream_request, request_error> encode_chat(
-      std::string_view body, const chat_request& req, std::string_view upstream_model) const override {
-    return upstream_request{"/chat/completions", {}, encode_chat_request(body, req, upstream_model)};
+      std::string_view body, const chat_request& req,
+      std::string_view upstream_model) const override {
+    return upstream_request{
+        "/chat/completions", {}, encode_chat_request(body, req, upstream_model)};
   }
 
   std::variant<decoded_chat, decode_error> decode_chat(std::string_view body,
-                                                      std::string_view) const override {
+                                                       std::string_view) const override {
     auto r = read_chat_response(body);
     if (!r.valid) return decode_error{"the provider returned a malformed response"};
     return decoded_chat{std::string(body), r.tokens};
@@ -60,6 +62,8 @@ class openai_dialect final : public dialect {
 
 }  // namespace
 
-std::unique_ptr<dialect> make_openai_dialect() { return std::make_unique<openai_dialect>(); }
+std::unique_ptr<dialect> make_openai_dialect() {
+  return std::make_unique<openai_dialect>();
+}
 
 }  // namespace meridian::providers

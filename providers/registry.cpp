@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "providers/dialect.hpp"
 #include "providers/anthropic.hpp"
+#include "providers/dialect.hpp"
 #include "providers/gemini.hpp"
 #include "providers/openai_dialect.hpp"
 
@@ -32,7 +32,8 @@ const dialect& dialect_for(config::dialect_kind kind) {
   }();
   const auto& d = table[static_cast<int>(kind)];
   // The catalog skips providers whose dialect is missing, so this is a programming error.
-  if (!d) throw std::logic_error("no " + std::string(config::to_string(kind)) + " dialect in this build");
+  if (!d)
+    throw std::logic_error("no " + std::string(config::to_string(kind)) + " dialect in this build");
   return *d;
 }
 

@@ -81,7 +81,8 @@ std::string to_wire(const sse_event& ev) {
   std::size_t start = 0;
   while (true) {
     std::size_t nl = ev.data.find('\n', start);
-    out.append("data: ").append(ev.data, start, nl == std::string::npos ? std::string::npos : nl - start);
+    out.append("data: ").append(ev.data, start,
+                                nl == std::string::npos ? std::string::npos : nl - start);
     out.push_back('\n');
     if (nl == std::string::npos) break;
     start = nl + 1;

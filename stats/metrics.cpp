@@ -48,9 +48,12 @@ void append_header(std::string& out, const std::string& name, const std::string&
                    const char* type) {
   out += "# HELP " + name + ' ';
   for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   out += "\n# TYPE " + name + ' ' + type + '\n';
 }
@@ -61,10 +64,14 @@ std::string escape_label_value(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -75,7 +82,8 @@ std::vector<double> latency_buckets() {
 
 void family::check_arity(const label_values& v) const {
   if (v.size() != labels_.size())
-    throw std::logic_error("metric " + name_ + " takes " + std::to_string(labels_.size()) + " labels");
+    throw std::logic_error("metric " + name_ + " takes " + std::to_string(labels_.size()) +
+                           " labels");
 }
 
 void counter_family::inc(const label_values& labels, double by) {
@@ -181,14 +189,16 @@ F& registry::add(A&&... args) {
   F& ref = *f;
   std::lock_guard lock(mu_);
   for (const auto& existing : families_)
-    if (existing->name() == ref.name()) throw std::logic_error("metric declared twice: " + ref.name());
+    if (existing->name() == ref.name())
+      throw std::logic_error("metric declared twice: " + ref.name());
   families_.push_back(std::move(f));
   std::sort(families_.begin(), families_.end(),
             [](const auto& a, const auto& b) { return a->name() < b->name(); });
   return ref;
 }
 
-counter_family& registry::counter(std::string name, std::string help, std::vector<std::string> labels) {
+counter_family& registry::counter(std::string name, std::string help,
+                                  std::vector<std::string> labels) {
   return add<counter_family>(std::move(name), std::move(help), std::move(labels));
 }
 

@@ -35,7 +35,7 @@ std::string error_of(const std::string& yaml) {
 
 }  // namespace
 
-TEST_CASE("parse_duration accepts ms, s, m and h and requires a unit") {
+TEST_CASE("parse_duration accepts ms, s, m, h and d and requires a unit") {
   CHECK(cfg::parse_duration("250ms") == 250ms);
   CHECK(cfg::parse_duration("10s") == 10s);
   CHECK(cfg::parse_duration("2m") == 2min);
@@ -44,7 +44,8 @@ TEST_CASE("parse_duration accepts ms, s, m and h and requires a unit") {
   CHECK_THROWS_AS(cfg::parse_duration("10"), std::invalid_argument);
   CHECK_THROWS_AS(cfg::parse_duration("-5s"), std::invalid_argument);
   CHECK_THROWS_AS(cfg::parse_duration("10 s"), std::invalid_argument);
-  CHECK_THROWS_AS(cfg::parse_duration("10d"), std::invalid_argument);
+  CHECK(cfg::parse_duration("30d") == 720h);
+  CHECK_THROWS_AS(cfg::parse_duration("10w"), std::invalid_argument);
   CHECK_THROWS_AS(cfg::parse_duration(""), std::invalid_argument);
   CHECK_THROWS_AS(cfg::parse_duration("99999999999999999999h"), std::invalid_argument);
   CHECK_THROWS_WITH(cfg::parse_duration("60"), doctest::Contains("no unit"));
@@ -240,4 +241,37 @@ TEST_CASE("every file under tests/config/invalid fails as its first line expects
       CHECK(message.find(expected) != std::string::npos);
     }
   }
+}
+
+TEST_CASE("the stats section and energy overrides parse into typed values") {
+  auto c = cfg::parse_config(
+      "providers:\n"
+      "  openai: { preset: openai, api_key_env: K, kwh_per_million_tokens: 2.5 }\n"
+      "  local:\n"
+      "    base_url: http://127.0.0.1:1/v1\n"
+      "    models: { m: { input: 0, output: 0, kwh_per_million_tokens: 0.3 } }\n"
+      "models:\n"
+      "  openai/gpt-4o: { kwh_per_million_tokens: 4 }\n"
+      "stats:\n"
+      "  ledger: sqlite:/tmp/x.db\n"
+      "  flush_interval: 250ms\n"
+      "  retention: 7d\n"
+      "  baseline: openai/gpt-4o\n"
+      "  max_queue: 50\n",
+      "test.yaml");
+  CHECK(c.stats.ledger_path == "/tmp/x.db");
+  CHECK(c.stats.flush_interval == 250ms);
+  CHECK(c.stats.retention == 168h);
+  CHECK(c.stats.baseline == "openai/gpt-4o");
+  CHECK(c.stats.max_queue == 50u);
+  CHECK(*find_provider(c, "openai").kwh_per_million_tokens == doctest::Approx(2.5));
+  CHECK(*find_provider(c, "local").models.at("m").kwh_per_million_tokens == doctest::Approx(0.3));
+  CHECK(*c.models.at("openai/gpt-4o").kwh_per_million_tokens == doctest::Approx(4));
+
+  auto defaults = cfg::parse_config("server: {}\n", "test.yaml");
+  CHECK(defaults.stats.ledger_path == "meridian-ledger.db");
+  CHECK(defaults.stats.retention == 720h);
+  CHECK(cfg::parse_config("stats: { ledger: none }\n").stats.ledger_path.empty());
+  CHECK(error_of("stats: { ledger: mysql://x }\n").find("expected sqlite:PATH or none") !=
+        std::string::npos);
 }

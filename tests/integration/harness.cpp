@@ -81,7 +81,8 @@ std::string temp_dir::write(const std::string& name, const std::string& content)
   return p;
 }
 
-process::process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) {
+process::process(const std::vector<std::string>& argv,
+                 const std::map<std::string, std::string>& env) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t fa;
@@ -155,7 +156,9 @@ std::vector<std::string> process::lines() {
   return lines_;
 }
 
-void process::signal(int sig) { ::kill(pid_, sig); }
+void process::signal(int sig) {
+  ::kill(pid_, sig);
+}
 
 std::optional<int> process::wait_exit(std::chrono::milliseconds timeout) {
   if (status_) return status_;
@@ -255,7 +258,8 @@ std::optional<std::string> stream_client::next_event(std::chrono::milliseconds t
       }
       return data;
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
     if (left <= 0ms || !impl_->more(left)) return std::nullopt;
   }
 }
@@ -263,7 +267,8 @@ std::optional<std::string> stream_client::next_event(std::chrono::milliseconds t
 std::string stream_client::rest(std::chrono::milliseconds timeout) {
   auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until &&
-         impl_->more(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()))) {
+         impl_->more(std::chrono::duration_cast<std::chrono::milliseconds>(
+             until - std::chrono::steady_clock::now()))) {
   }
   return std::exchange(impl_->pending, {});
 }
@@ -286,14 +291,17 @@ stream_probe::stream_probe(std::uint16_t port, const std::string& bytes) {
     throw std::runtime_error("send failed");
 }
 
-stream_probe::~stream_probe() { ::close(fd_); }
+stream_probe::~stream_probe() {
+  ::close(fd_);
+}
 
 bool stream_probe::closed_within(std::chrono::milliseconds timeout) {
   pollfd pfd{fd_, POLLIN, 0};
   auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {
     int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    until - std::chrono::steady_clock::now()).count());
+                                    until - std::chrono::steady_clock::now())
+                                    .count());
     if (::poll(&pfd, 1, std::max(left, 1)) <= 0) continue;
     char buf[512];
     ssize_t n = ::recv(fd_, buf, sizeof buf, 0);

@@ -39,8 +39,10 @@ class process {
   process(const process&) = delete;
   process& operator=(const process&) = delete;
 
-  // The first stdout line (already seen or to come) containing `needle`, or nullopt after `timeout`.
-  std::optional<std::string> wait_line(const std::string& needle, std::chrono::milliseconds timeout);
+  // The first stdout line (already seen or to come) containing `needle`, or nullopt after
+  // `timeout`.
+  std::optional<std::string> wait_line(const std::string& needle,
+                                       std::chrono::milliseconds timeout);
   std::vector<std::string> lines();
   void signal(int sig);
   // The exit status, or nullopt if still running after `timeout`.

@@ -14,11 +14,13 @@ struct run_result {
   std::string out;
 };
 
-run_result run(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
+run_result run(const std::vector<std::string>& args,
+               const std::map<std::string, std::string>& env = {}) {
   std::vector<std::string> argv{MERIDIAN_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
   // stderr joins stdout so one pipe carries both
-  process p({"/bin/sh", "-c", [&] {
+  process p({"/bin/sh", "-c",
+             [&] {
                std::string cmd;
                for (const auto& a : argv) cmd += "'" + a + "' ";
                return cmd + "2>&1";
@@ -46,7 +48,8 @@ providers:
 )");
   auto r = run({"check", "-c", file}, {{"MERIDIAN_TEST_OPENAI_KEY", "sk-secret-value-123"}});
   CHECK(r.code == 0);
-  CHECK(r.out.find("deepseek     skipped: MERIDIAN_TEST_UNSET_KEY is not set") != std::string::npos);
+  CHECK(r.out.find("deepseek     skipped: MERIDIAN_TEST_UNSET_KEY is not set") !=
+        std::string::npos);
   CHECK(r.out.find("openai/gpt-4o-mini") != std::string::npos);
   CHECK(r.out.find("local/qwen2.5:7b") != std::string::npos);
   CHECK(r.out.find("sk-secret-value-123") == std::string::npos);  // keys are never printed
@@ -64,7 +67,8 @@ TEST_CASE("cli: check exits 1 with the YAML path and line of a mistake") {
 
 TEST_CASE("cli: every example config passes check") {
   int seen = 0;
-  for (const auto& e : std::filesystem::directory_iterator(std::string(MERIDIAN_SOURCE_DIR) + "/config/examples")) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(MERIDIAN_SOURCE_DIR) + "/config/examples")) {
     if (e.path().extension() != ".yaml") continue;
     ++seen;
     auto r = run({"check", "-c", e.path().string()});

@@ -43,22 +43,33 @@ std::string gateway_yaml(sim& s) {
   auto port = [&](const char* p) { return std::to_string(s.ports.at(p)); };
   return "server: { listen: 127.0.0.1:0, threads: 1 }\n"
          "providers:\n"
-         "  fast:\n    base_url: http://127.0.0.1:" + port("fast") + "/v1\n    region: cn\n"
+         "  fast:\n    base_url: http://127.0.0.1:" +
+         port("fast") +
+         "/v1\n    region: cn\n"
          "    models: { m-fast: { input: 0.5, output: 1 }, embed-small: { input: 0.02 } }\n"
-         "  claude:\n    preset: anthropic\n    base_url: http://127.0.0.1:" + port("claude") + "/v1\n"
+         "  claude:\n    preset: anthropic\n    base_url: http://127.0.0.1:" +
+         port("claude") +
+         "/v1\n"
          "    api_key_env: SIM_ANTHROPIC_KEY\n"
-         "    models: { claude-sonnet-4-5: { input: 3, output: 15, cache_read: 0.3, cache_write: 3.75 } }\n"
-         "  gem:\n    preset: gemini\n    base_url: http://127.0.0.1:" + port("gem") + "/v1beta\n"
+         "    models: { claude-sonnet-4-5: { input: 3, output: 15, cache_read: 0.3, cache_write: "
+         "3.75 } }\n"
+         "  gem:\n    preset: gemini\n    base_url: http://127.0.0.1:" +
+         port("gem") +
+         "/v1beta\n"
          "    api_key_env: SIM_GEMINI_KEY\n"
-         "    models: { gemini-2.5-flash: { input: 0.3, output: 2.5 }, gemini-2.5-pro: { input: 1.25, output: 10 } }\n";
+         "    models: { gemini-2.5-flash: { input: 0.3, output: 2.5 }, gemini-2.5-pro: { input: "
+         "1.25, output: 10 } }\n";
 }
 
 const std::map<std::string, std::string> k_env = {{"SIM_ANTHROPIC_KEY", "sk-ant-sim"},
                                                   {"SIM_GEMINI_KEY", "gem-sim-key"}};
 
-std::string openai_body(const std::string& model, bool stream, const std::string& text = "Hello there") {
-  json b = {{"model", model}, {"messages", {{{"role", "system"}, {"content", "Be brief."}},
-                                            {{"role", "user"}, {"content", text}}}}};
+std::string openai_body(const std::string& model, bool stream,
+                        const std::string& text = "Hello there") {
+  json b = {
+      {"model", model},
+      {"messages",
+       {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", text}}}}};
   if (stream) b["stream"] = true;
   return b.dump();
 }
@@ -89,19 +100,22 @@ openai_stream_result read_openai_stream(stream_client& c) {
     if (j["choices"].empty()) continue;
     const auto& ch = j["choices"][0];
     const auto& d = ch["delta"];
-    if (d.contains("content") && d["content"].is_string()) r.content += d["content"].get<std::string>();
+    if (d.contains("content") && d["content"].is_string())
+      r.content += d["content"].get<std::string>();
     if (d.contains("reasoning_content") && d["reasoning_content"].is_string())
       r.reasoning += d["reasoning_content"].get<std::string>();
     if (d.contains("tool_calls"))
       for (const auto& tc : d["tool_calls"]) {
         int i = tc["index"].get<int>();
         if (tc.contains("function")) {
-          if (tc["function"].contains("name")) r.tool_names[i] += tc["function"]["name"].get<std::string>();
+          if (tc["function"].contains("name"))
+            r.tool_names[i] += tc["function"]["name"].get<std::string>();
           if (tc["function"].contains("arguments"))
             r.tool_args[i] += tc["function"]["arguments"].get<std::string>();
         }
       }
-    if (ch.contains("finish_reason") && ch["finish_reason"].is_string()) r.finish = ch["finish_reason"];
+    if (ch.contains("finish_reason") && ch["finish_reason"].is_string())
+      r.finish = ch["finish_reason"];
   }
   return r;
 }
@@ -118,7 +132,8 @@ double expected_cost(const json& usage, double in, double out, double cache_read
 TEST_CASE("dialects: OpenAI client to an Anthropic backend, whole and streamed") {
   sim s(k_sim);
   gateway g(gateway_yaml(s), k_env);
-  auto r = http_call(g.port, "POST", "/v1/chat/completions", openai_body("claude/claude-sonnet-4-5", false));
+  auto r = http_call(g.port, "POST", "/v1/chat/completions",
+                     openai_body("claude/claude-sonnet-4-5", false));
   REQUIRE(r.status == 200);
   auto j = json::parse(r.body);
   CHECK(j["object"] == "chat.completion");
@@ -132,11 +147,13 @@ TEST_CASE("dialects: OpenAI client to an Anthropic backend, whole and streamed")
   CHECK(sent["max_tokens"].is_number());
   CHECK(st["last_request"]["headers"]["x-api-key"] == "sk-ant-sim");
   // Replaying that request straight to the sim gives the usage the gateway must report.
-  auto direct = http_call(s.ports.at("claude"), "POST", "/v1/messages", st["last_request"]["body"].get<std::string>(),
+  auto direct = http_call(s.ports.at("claude"), "POST", "/v1/messages",
+                          st["last_request"]["body"].get<std::string>(),
                           {{"x-api-key", "sk-ant-sim"}, {"anthropic-version", "2023-06-01"}});
   REQUIRE(direct.status == 200);
   auto du = json::parse(direct.body)["usage"];
-  CHECK(j["usage"]["prompt_tokens"] == du["input_tokens"].get<int>() + du["cache_read_input_tokens"].get<int>() +
+  CHECK(j["usage"]["prompt_tokens"] == du["input_tokens"].get<int>() +
+                                           du["cache_read_input_tokens"].get<int>() +
                                            du["cache_creation_input_tokens"].get<int>());
   CHECK(j["usage"]["completion_tokens"] == du["output_tokens"]);
   CHECK(j["usage"]["completion_tokens"] == 6);
@@ -167,8 +184,9 @@ TEST_CASE("dialects: tool calls come back from Anthropic and Gemini in OpenAI's 
     CHECK(msg["finish_reason"] == "tool_calls");
     REQUIRE(msg["message"]["tool_calls"].size() == 1);
     CHECK(msg["message"]["tool_calls"][0]["function"]["name"] == "get_weather");
-    CHECK(json::parse(msg["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>()) ==
-          json{{"location", "Paris"}});
+    CHECK(
+        json::parse(msg["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>()) ==
+        json{{"location", "Paris"}});
     body["stream"] = true;
     stream_client c(g.port, body.dump());
     REQUIRE(c.status() == 200);
@@ -183,18 +201,22 @@ TEST_CASE("dialects: tool calls come back from Anthropic and Gemini in OpenAI's 
 TEST_CASE("dialects: OpenAI client to a Gemini backend with reasoning tokens") {
   sim s(k_sim);
   gateway g(gateway_yaml(s), k_env);
-  auto r = http_call(g.port, "POST", "/v1/chat/completions", openai_body("gem/gemini-2.5-pro", false));
+  auto r =
+      http_call(g.port, "POST", "/v1/chat/completions", openai_body("gem/gemini-2.5-pro", false));
   REQUIRE(r.status == 200);
   auto j = json::parse(r.body);
   auto st = json::parse(s.stats("gem"));
-  CHECK(st["last_request"]["target"].get<std::string>().find("/v1beta/models/gemini-2.5-pro:generateContent") == 0);
+  CHECK(st["last_request"]["target"].get<std::string>().find(
+            "/v1beta/models/gemini-2.5-pro:generateContent") == 0);
   CHECK(st["last_request"]["headers"]["x-goog-api-key"] == "gem-sim-key");
-  auto direct = http_call(s.ports.at("gem"), "POST", "/v1beta/models/gemini-2.5-pro:generateContent",
-                          st["last_request"]["body"].get<std::string>(), {{"x-goog-api-key", "gem-sim-key"}});
+  auto direct =
+      http_call(s.ports.at("gem"), "POST", "/v1beta/models/gemini-2.5-pro:generateContent",
+                st["last_request"]["body"].get<std::string>(), {{"x-goog-api-key", "gem-sim-key"}});
   REQUIRE(direct.status == 200);
   auto um = json::parse(direct.body)["usageMetadata"];
   CHECK(j["usage"]["prompt_tokens"] == um["promptTokenCount"]);
-  CHECK(j["usage"]["completion_tokens"] == um["candidatesTokenCount"].get<int>() + um["thoughtsTokenCount"].get<int>());
+  CHECK(j["usage"]["completion_tokens"] ==
+        um["candidatesTokenCount"].get<int>() + um["thoughtsTokenCount"].get<int>());
   CHECK(j["usage"]["completion_tokens_details"]["reasoning_tokens"] == um["thoughtsTokenCount"]);
   CHECK(um["thoughtsTokenCount"].get<int>() > 0);
   CHECK(j["usage"]["cost"].get<double>() == doctest::Approx(expected_cost(j["usage"], 1.25, 10)));
@@ -230,7 +252,8 @@ TEST_CASE("dialects: Anthropic client on /v1/messages served by an OpenAI backen
   CHECK(sent["model"] == "m-fast");
   CHECK(st["last_request"]["headers"].value("x-api-key", "") == "");  // the client's key stays here
   auto direct = json::parse(http_call(s.ports.at("fast"), "POST", "/v1/chat/completions",
-                                      st["last_request"]["body"].get<std::string>()).body);
+                                      st["last_request"]["body"].get<std::string>())
+                                .body);
   CHECK(j["usage"]["input_tokens"] == direct["usage"]["prompt_tokens"]);
 }
 
@@ -276,13 +299,16 @@ TEST_CASE("dialects: Anthropic client to an Anthropic backend keeps the cache bu
 TEST_CASE("dialects: errors on /v1/messages use Anthropic's shape") {
   sim s(k_sim);
   gateway g(gateway_yaml(s), k_env);
-  auto r = http_call(g.port, "POST", "/v1/messages", R"({"model":"fast/m-fast","messages":[{"role":"user","content":"x"}]})");
+  auto r = http_call(g.port, "POST", "/v1/messages",
+                     R"({"model":"fast/m-fast","messages":[{"role":"user","content":"x"}]})");
   CHECK(r.status == 400);
   auto j = json::parse(r.body);
   CHECK(j["type"] == "error");
   CHECK(j["error"]["type"] == "invalid_request_error");
   CHECK(j["error"]["message"].get<std::string>().find("max_tokens") != std::string::npos);
-  auto nf = http_call(g.port, "POST", "/v1/messages", R"({"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]})");
+  auto nf =
+      http_call(g.port, "POST", "/v1/messages",
+                R"({"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]})");
   CHECK(nf.status == 404);
   CHECK(json::parse(nf.body)["error"]["type"] == "not_found_error");
 }
@@ -290,12 +316,14 @@ TEST_CASE("dialects: errors on /v1/messages use Anthropic's shape") {
 TEST_CASE("dialects: count_tokens is an estimate and says so") {
   sim s(k_sim);
   gateway g(gateway_yaml(s), k_env);
-  auto small = http_call(g.port, "POST", "/v1/messages/count_tokens",
-                         R"({"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":"Hi"}]})");
+  auto small = http_call(
+      g.port, "POST", "/v1/messages/count_tokens",
+      R"({"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":"Hi"}]})");
   REQUIRE(small.status == 200);
-  auto big = http_call(g.port, "POST", "/v1/messages/count_tokens",
-                       R"({"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":")" +
-                           std::string(4000, 'a') + R"("}]})");
+  auto big =
+      http_call(g.port, "POST", "/v1/messages/count_tokens",
+                R"({"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":")" +
+                    std::string(4000, 'a') + R"("}]})");
   auto js = json::parse(small.body), jb = json::parse(big.body);
   CHECK(js["estimated"] == true);
   CHECK(jb["input_tokens"].get<int>() >= js["input_tokens"].get<int>() + 900);
@@ -304,14 +332,17 @@ TEST_CASE("dialects: count_tokens is an estimate and says so") {
 TEST_CASE("dialects: embeddings pass through with usage and cost") {
   sim s(k_sim);
   gateway g(gateway_yaml(s), k_env);
-  auto r = http_call(g.port, "POST", "/v1/embeddings", R"({"model":"fast/embed-small","input":["one text","another text here"]})");
+  auto r = http_call(g.port, "POST", "/v1/embeddings",
+                     R"({"model":"fast/embed-small","input":["one text","another text here"]})");
   REQUIRE(r.status == 200);
   auto j = json::parse(r.body);
   CHECK(j["data"].size() == 2);
   CHECK(j["provider"] == "fast");
-  CHECK(j["usage"]["cost"].get<double>() == doctest::Approx(j["usage"]["prompt_tokens"].get<double>() * 0.02 / 1e6));
+  CHECK(j["usage"]["cost"].get<double>() ==
+        doctest::Approx(j["usage"]["prompt_tokens"].get<double>() * 0.02 / 1e6));
   auto bad = http_call(g.port, "POST", "/v1/embeddings", R"({"model":"fast/embed-small"})");
   CHECK(bad.status == 400);
-  auto wrong = http_call(g.port, "POST", "/v1/embeddings", R"({"model":"claude/claude-sonnet-4-5","input":"x"})");
+  auto wrong = http_call(g.port, "POST", "/v1/embeddings",
+                         R"({"model":"claude/claude-sonnet-4-5","input":"x"})");
   CHECK(wrong.status == 400);
 }

@@ -33,21 +33,25 @@ providers:
 }
 
 std::string gateway_yaml(sim& s, const std::string& server_extra = "", const std::string& tls = "",
-                         const std::string& scheme = "http", const std::string& host = "127.0.0.1") {
+                         const std::string& scheme = "http",
+                         const std::string& host = "127.0.0.1") {
   return "server:\n  listen: 127.0.0.1:0\n  threads: 2\n" + server_extra +
          "providers:\n"
-         "  fast:\n    base_url: http://127.0.0.1:" + std::to_string(s.ports.at("fast")) +
+         "  fast:\n    base_url: http://127.0.0.1:" +
+         std::to_string(s.ports.at("fast")) +
          "/v1\n    region: cn\n    api_key_env: SIM_KEY\n"
          "    models: { m-fast: { input: 0.5, output: 1 }, shared: {} }\n"
-         "  slow:\n    base_url: " + scheme + "://" + host + ":" + std::to_string(s.ports.at("slow")) +
-         "/v1\n    region: us\n" + tls +
-         "    models: { m-slow: {}, shared: {} }\n";
+         "  slow:\n    base_url: " +
+         scheme + "://" + host + ":" + std::to_string(s.ports.at("slow")) +
+         "/v1\n    region: us\n" + tls + "    models: { m-slow: {}, shared: {} }\n";
 }
 
 const std::map<std::string, std::string> k_env = {{"SIM_KEY", "sk-sim-upstream-secret"}};
 
-std::string chat_body(const std::string& model, bool stream = false, const std::string& extra = "") {
-  return R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Hello there, gateway"}])" +
+std::string chat_body(const std::string& model, bool stream = false,
+                      const std::string& extra = "") {
+  return R"({"model":")" + model +
+         R"(","messages":[{"role":"user","content":"Hello there, gateway"}])" +
          (stream ? R"(,"stream":true)" : "") + extra + "}";
 }
 
@@ -67,8 +71,9 @@ json error_of(const http_result& r) {
 TEST_CASE("proxy: non-streamed chat is relayed with provider headers and usage") {
   sim s(sim_yaml());
   gateway g(gateway_yaml(s), k_env);
-  auto r = http_call(g.port, "POST", "/v1/chat/completions", chat_body("fast/m-fast"),
-                     {{"x-request-id", "client-chosen-id"}, {"authorization", "Bearer client-own-key"}});
+  auto r =
+      http_call(g.port, "POST", "/v1/chat/completions", chat_body("fast/m-fast"),
+                {{"x-request-id", "client-chosen-id"}, {"authorization", "Bearer client-own-key"}});
   REQUIRE(r.status == 200);
   CHECK(r.headers["x-request-id"] == "client-chosen-id");
   CHECK(r.headers["x-meridian-provider"] == "fast");
@@ -99,8 +104,10 @@ TEST_CASE("proxy: unknown fields reach the upstream byte-identical with only mod
   sim s(sim_yaml());
   gateway g(gateway_yaml(s), k_env);
   const std::string body =
-      "{\"model\" :  \"fast/m-fast\",\n \"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \\\"q\\\"\"}],"
-      " \"x_vendor_thing\": {\"keep\": [1, 2.50, \"order\"]}, \"reasoning_content\": \"abc\", \"temperature\": 0.70}";
+      "{\"model\" :  \"fast/m-fast\",\n \"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 "
+      "\\\"q\\\"\"}],"
+      " \"x_vendor_thing\": {\"keep\": [1, 2.50, \"order\"]}, \"reasoning_content\": \"abc\", "
+      "\"temperature\": 0.70}";
   auto r = http_call(g.port, "POST", "/v1/chat/completions", body);
   REQUIRE(r.status == 200);
   auto st = json::parse(s.stats("fast"));
@@ -158,8 +165,9 @@ TEST_CASE("proxy: client errors come back in OpenAI's shape") {
   auto missing = http_call(g.port, "POST", "/v1/chat/completions", R"({"model":"fast/m-fast"})");
   CHECK(missing.status == 400);
   CHECK(error_of(missing)["param"] == "messages");
-  auto big = http_call(g.port, "POST", "/v1/chat/completions",
-                       chat_body("fast/m-fast", false, ",\"pad\":\"" + std::string(4096, 'x') + "\""));
+  auto big =
+      http_call(g.port, "POST", "/v1/chat/completions",
+                chat_body("fast/m-fast", false, ",\"pad\":\"" + std::string(4096, 'x') + "\""));
   CHECK(big.status == 413);
   CHECK(error_of(big)["code"] == "request_too_large");
   auto unknown = http_call(g.port, "POST", "/v1/chat/completions", chat_body("nosuch-model"));
@@ -194,11 +202,19 @@ TEST_CASE("proxy: /v1/models and /metrics") {
       CHECK(m["pricing"]["input"] == 0.5);
     }
   CHECK(found);
-  REQUIRE(http_call(g.port, "POST", "/v1/chat/completions", chat_body("fast/m-fast")).status == 200);
-  auto metrics = http_call(g.port, "GET", "/metrics");
+  REQUIRE(http_call(g.port, "POST", "/v1/chat/completions", chat_body("fast/m-fast")).status ==
+          200);
+  // Counters are updated once the answer has been written, so a scrape may run a moment ahead.
+  http_result metrics;
+  CHECK(eventually([&] {
+    metrics = http_call(g.port, "GET", "/metrics");
+    return metrics.body.find(
+               "meridian_requests_total{route=\"\",provider=\"fast\",model=\"m-fast\",region="
+               "\"cn\",status=\"200\"} 1") != std::string::npos;
+  }));
   CHECK(metrics.status == 200);
-  CHECK(metrics.body.find("meridian_requests_total{route=\"\",provider=\"fast\",model=\"m-fast\",region=\"cn\",status=\"200\"} 1") != std::string::npos);
-  CHECK(metrics.body.find("meridian_tokens_total{provider=\"fast\",model=\"m-fast\",author=\"unknown\",region=\"cn\",type=\"output\"} 8") != std::string::npos);
+  CHECK(metrics.body.find("meridian_tokens_total{provider=\"fast\",model=\"m-fast\",author="
+                          "\"unknown\",region=\"cn\",type=\"output\"} 8") != std::string::npos);
   CHECK(metrics.body.find("meridian_build_info{version=\"0.1.0\"} 1") != std::string::npos);
 }
 
@@ -209,28 +225,39 @@ TEST_CASE("proxy: upstream failures map to clear gateway errors") {
     return http_call(g.port, "POST", "/v1/chat/completions",
                      chat_body("fast/m-fast", stream, ",\"sim_fault\":\"" + f + "\""));
   };
+  // A success between faults keeps the circuit breaker (3 failures in a row) closed.
+  auto ok = [&] {
+    CHECK(http_call(g.port, "POST", "/v1/chat/completions", chat_body("fast/m-fast")).status ==
+          200);
+  };
   auto r500 = fault("status=500");
   CHECK(r500.status == 502);
   CHECK(error_of(r500)["code"] == "upstream_error");
+  ok();
   auto r429 = fault("status=429;retry_after=7");
   CHECK(r429.status == 429);
   CHECK(r429.headers["retry-after"] == "7");
+  ok();
   auto malformed = fault("malformed");
   CHECK(malformed.status == 502);
   CHECK(error_of(malformed)["code"] == "upstream_malformed");
+  ok();
   auto reset = fault("reset");
   CHECK(reset.status == 502);
+  ok();
   auto t0 = std::chrono::steady_clock::now();
   auto stall = fault("delay=5000");
   auto took = std::chrono::steady_clock::now() - t0;
   CHECK(stall.status == 504);
   CHECK(error_of(stall)["code"] == "upstream_timeout");
   CHECK(took < 3s);  // the 400 ms first_byte deadline, not the sim's 5 s stall
+  ok();
   // No answer ever quotes the provider's key.
   for (const auto* r : {&r500, &r429, &malformed, &reset, &stall})
     CHECK(r->body.find("sk-sim-upstream-secret") == std::string::npos);
   // A stream stalled mid-way ends with an error event, not a hang.
-  stream_client c(g.port, chat_body("fast/m-fast", true, ",\"sim_fault\":\"stall_after=2;stall=5000\""));
+  stream_client c(g.port,
+                  chat_body("fast/m-fast", true, ",\"sim_fault\":\"stall_after=2;stall=5000\""));
   REQUIRE(c.status() == 200);
   std::string rest = c.rest(5s);
   CHECK(rest.find("upstream_timeout") != std::string::npos);
@@ -275,7 +302,8 @@ TEST_CASE("proxy: HTTPS upstream verified against a CA made at test time") {
   REQUIRE(std::system(cmd.c_str()) == 0);
   sim s(sim_yaml() + "    tls: { cert: " + cert + ", key: " + key + " }\n");
   SUBCASE("trusted through tls.ca_file") {
-    gateway g(gateway_yaml(s, "", "    tls: { ca_file: " + cert + " }\n", "https", "localhost"), k_env);
+    gateway g(gateway_yaml(s, "", "    tls: { ca_file: " + cert + " }\n", "https", "localhost"),
+              k_env);
     auto r = http_call(g.port, "POST", "/v1/chat/completions", chat_body("slow/m-slow"));
     CHECK(r.status == 200);
     stream_client c(g.port, chat_body("slow/m-slow", true));
@@ -296,7 +324,8 @@ TEST_CASE("proxy: HTTPS upstream verified against a CA made at test time") {
                        " >/dev/null 2>&1";
     REQUIRE(std::system(cmd2.c_str()) == 0);
     sim s2(sim_yaml() + "    tls: { cert: " + c2 + ", key: " + k2 + " }\n");
-    gateway g(gateway_yaml(s2, "", "    tls: { ca_file: " + c2 + " }\n", "https", "localhost"), k_env);
+    gateway g(gateway_yaml(s2, "", "    tls: { ca_file: " + c2 + " }\n", "https", "localhost"),
+              k_env);
     auto r = http_call(g.port, "POST", "/v1/chat/completions", chat_body("slow/m-slow"));
     CHECK(r.status == 502);
   }

@@ -579,3 +579,31 @@ routes:
   world w;
   CHECK(validate_routes(w.cfg, w.cat).empty());
 }
+
+TEST_CASE("router: a bare name served by several providers is ambiguous without preferences") {
+  auto cfg = meridian::config::parse_config(R"(
+providers:
+  a: { base_url: "http://127.0.0.1:1/v1", models: { shared: { input: 1, output: 1 } } }
+  b: { base_url: "http://127.0.0.1:2/v1", models: { shared: { input: 2, output: 2 } } }
+)");
+  auto cat =
+      meridian::providers::build_catalog(cfg, [](const std::string&) { return std::nullopt; });
+  std::mt19937_64 rng(7);
+  meridian::policies::request_facts f;
+  f.model = "shared";
+  auto r = meridian::policies::plan(f, cat, {}, cfg.routes, {}, rng);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error->status == 400);
+  CHECK(r.error->code == "ambiguous_model");
+  CHECK(r.error->message.find("a/shared, b/shared") != std::string::npos);
+  f.provider.sort = meridian::policies::sort_by::price;
+  r = meridian::policies::plan(f, cat, {}, cfg.routes, {}, rng);
+  REQUIRE(r.ok());
+  REQUIRE(r.attempts.size() == 2);
+  CHECK(r.attempts[0].provider->name == "a");
+  f = {};
+  f.model = "shared:floor";
+  r = meridian::policies::plan(f, cat, {}, cfg.routes, {}, rng);
+  REQUIRE(r.ok());
+  CHECK(r.attempts[0].provider->name == "a");
+}

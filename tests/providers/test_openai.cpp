@@ -33,14 +33,16 @@ TEST_CASE("openai: request validation names the parameter") {
   CHECK(parse_err(R"({"model":"m","messages":[ ]})").param == "messages");
   CHECK(parse_err(R"({"model":"m","messages":{}})").param == "messages");
   CHECK(parse_err(R"({"model":"m","messages":[{}],"stream":"yes"})").param == "stream");
-  auto r = parse_ok(R"({"model":"deepseek/deepseek-chat","messages":[{"role":"user","content":"hi"}],"stream":true})");
+  auto r = parse_ok(
+      R"({"model":"deepseek/deepseek-chat","messages":[{"role":"user","content":"hi"}],"stream":true})");
   CHECK(r.model == "deepseek/deepseek-chat");
   CHECK(r.stream);
 }
 
 TEST_CASE("openai: only the model changes and every other byte is the client's") {
   const std::string body =
-      "{ \"model\" : \"deepseek/deepseek-chat\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\\\"}\"}],"
+      "{ \"model\" : \"deepseek/deepseek-chat\",\n  "
+      "\"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\\\"}\"}],"
       "\"x_custom\": {\"nested\": [1, 2.50, \"}\"]}, \"temperature\":0.70 }";
   auto r = parse_ok(body);
   std::string out = encode_chat_request(body, r, "deepseek-chat");
@@ -56,16 +58,19 @@ TEST_CASE("openai: streams always ask for usage") {
     auto j = nlohmann::json::parse(out);
     CHECK(j["stream_options"]["include_usage"] == true);
     CHECK(j["model"] == "b");
-    CHECK(out.rfind(R"({"model":"b","messages":[{"role":"user","content":"x"}],"stream":true,)", 0) == 0);
+    CHECK(out.rfind(R"({"model":"b","messages":[{"role":"user","content":"x"}],"stream":true,)",
+                    0) == 0);
   }
   SUBCASE("stream_options with other members: merged") {
-    std::string body = R"({"model":"a","messages":[1],"stream":true,"stream_options":{"foo":1,"include_usage":false}})";
+    std::string body =
+        R"({"model":"a","messages":[1],"stream":true,"stream_options":{"foo":1,"include_usage":false}})";
     auto j = nlohmann::json::parse(encode_chat_request(body, parse_ok(body), "b"));
     CHECK(j["stream_options"]["include_usage"] == true);
     CHECK(j["stream_options"]["foo"] == 1);
   }
   SUBCASE("already on: untouched") {
-    std::string body = R"({"model":"b","messages":[1],"stream":true,"stream_options":{"include_usage":true}})";
+    std::string body =
+        R"({"model":"b","messages":[1],"stream":true,"stream_options":{"include_usage":true}})";
     CHECK(encode_chat_request(body, parse_ok(body), "b") == body);
   }
   SUBCASE("not a stream: no stream_options") {
@@ -95,14 +100,16 @@ TEST_CASE("openai: usage buckets are disjoint") {
 }
 
 TEST_CASE("openai: a response gets its provider and cost and nothing else changes") {
-  const std::string body = R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}})";
+  const std::string body =
+      R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}})";
   auto info = read_chat_response(body);
   REQUIRE(info.valid);
   REQUIRE(info.tokens);
   CHECK(info.tokens->input == 3);
   CHECK(info.tokens->output == 4);
-  CHECK(annotate_chat_body(body, "deepseek", 0.25) ==
-        R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"cost":0.25},"provider":"deepseek"})");
+  CHECK(
+      annotate_chat_body(body, "deepseek", 0.25) ==
+      R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"cost":0.25},"provider":"deepseek"})");
   CHECK(annotate_chat_body(R"({"id":"x"})", "p", 1.0) == R"({"id":"x","provider":"p"})");
   CHECK(annotate_chat_body("{}", "p", std::nullopt) == R"({"provider":"p"})");
   CHECK(annotate_usage_chunk(R"({"choices":[],"usage":{"prompt_tokens":1}})", 0.5) ==
@@ -114,7 +121,8 @@ TEST_CASE("openai: a response gets its provider and cost and nothing else change
 TEST_CASE("openai: usage is read only from the chunk that carries it") {
   CHECK_FALSE(usage_in_chunk(R"({"choices":[{"delta":{"content":"hi"}}]})"));
   CHECK_FALSE(usage_in_chunk(R"({"choices":[],"usage":null})"));
-  auto u = usage_in_chunk(R"({"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}})");
+  auto u = usage_in_chunk(
+      R"({"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}})");
   REQUIRE(u);
   CHECK(u->input == 9);
   CHECK(u->output == 2);
@@ -125,8 +133,10 @@ TEST_CASE("json_scan: strings with braces and escapes do not confuse the scanner
   auto s = scan_object(t);
   REQUIRE(s);
   REQUIRE(s->members.size() == 3);
-  CHECK(t.substr(s->members[1].value_begin, s->members[1].value_end - s->members[1].value_begin) == R"([{"c":"]"}])");
-  CHECK(t.substr(s->members[2].value_begin, s->members[2].value_end - s->members[2].value_begin) == "null");
+  CHECK(t.substr(s->members[1].value_begin, s->members[1].value_end - s->members[1].value_begin) ==
+        R"([{"c":"]"}])");
+  CHECK(t.substr(s->members[2].value_begin, s->members[2].value_end - s->members[2].value_begin) ==
+        "null");
   std::string out;
   append_json_string(out, "a\"b\\\n\x01");
   CHECK(out == "\"a\\\"b\\\\\\n\\u0001\"");

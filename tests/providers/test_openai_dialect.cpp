@@ -29,7 +29,8 @@ TEST_CASE("openai dialect: the stream decoder forwards chunks and stops at DONE"
   auto dec = make_openai_dialect()->stream("m");
   std::vector<std::string> out;
   CHECK(dec->on_event({"", R"({"choices":[{"delta":{"content":"hi"}}]})", ""}, out));
-  CHECK(dec->on_event({"", R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}})", ""}, out));
+  CHECK(dec->on_event(
+      {"", R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}})", ""}, out));
   CHECK_FALSE(dec->complete());
   CHECK(dec->on_event({"", "[DONE]", ""}, out));
   CHECK(dec->complete());

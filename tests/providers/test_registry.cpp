@@ -6,7 +6,8 @@
 using namespace meridian;
 
 TEST_CASE("registry: each wire format has its dialect") {
-  for (auto k : {config::dialect_kind::openai, config::dialect_kind::anthropic, config::dialect_kind::gemini})
+  for (auto k : {config::dialect_kind::openai, config::dialect_kind::anthropic,
+                 config::dialect_kind::gemini})
     CHECK(providers::dialect_for(k).kind() == k);
 }
 

@@ -14,8 +14,11 @@ TEST_CASE("metrics: counters, gauges and escaping") {
   g.add({}, 3);
   g.add({}, -1);
   std::string text = r.expose();
-  CHECK(text.find("# HELP meridian_requests_total Requests.\n# TYPE meridian_requests_total counter\n") != std::string::npos);
-  CHECK(text.find("meridian_requests_total{provider=\"deep\\\"seek\\\\\\n\",status=\"200\"} 3\n") != std::string::npos);
+  CHECK(text.find(
+            "# HELP meridian_requests_total Requests.\n# TYPE meridian_requests_total counter\n") !=
+        std::string::npos);
+  CHECK(text.find("meridian_requests_total{provider=\"deep\\\"seek\\\\\\n\",status=\"200\"} 3\n") !=
+        std::string::npos);
   CHECK(text.find("meridian_inflight_requests 2\n") != std::string::npos);
   // sorted by name
   CHECK(text.find("meridian_inflight_requests") < text.find("meridian_requests_total"));
@@ -30,10 +33,15 @@ TEST_CASE("metrics: histogram buckets are cumulative") {
   h.observe({"a"}, 0.5);
   h.observe({"a"}, 5);
   std::string text = r.expose();
-  CHECK(text.find("meridian_request_duration_seconds_bucket{provider=\"a\",le=\"0.1\"} 1\n") != std::string::npos);
-  CHECK(text.find("meridian_request_duration_seconds_bucket{provider=\"a\",le=\"1\"} 2\n") != std::string::npos);
-  CHECK(text.find("meridian_request_duration_seconds_bucket{provider=\"a\",le=\"+Inf\"} 3\n") != std::string::npos);
-  CHECK(text.find("meridian_request_duration_seconds_sum{provider=\"a\"} 5.55\n") != std::string::npos);
-  CHECK(text.find("meridian_request_duration_seconds_count{provider=\"a\"} 3\n") != std::string::npos);
+  CHECK(text.find("meridian_request_duration_seconds_bucket{provider=\"a\",le=\"0.1\"} 1\n") !=
+        std::string::npos);
+  CHECK(text.find("meridian_request_duration_seconds_bucket{provider=\"a\",le=\"1\"} 2\n") !=
+        std::string::npos);
+  CHECK(text.find("meridian_request_duration_seconds_bucket{provider=\"a\",le=\"+Inf\"} 3\n") !=
+        std::string::npos);
+  CHECK(text.find("meridian_request_duration_seconds_sum{provider=\"a\"} 5.55\n") !=
+        std::string::npos);
+  CHECK(text.find("meridian_request_duration_seconds_count{provider=\"a\"} 3\n") !=
+        std::string::npos);
   CHECK(h.count({"a"}) == 3);
 }

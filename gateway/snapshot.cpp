@@ -1,0 +1,30 @@
+// Building a snapshot: every check that can reject a config runs here, before anything
+// serves from it, so a bad reload changes nothing.
+#include "gateway/snapshot.hpp"
+
+#include "policies/router.hpp"
+
+namespace meridian::gateway {
+namespace {
+
+std::shared_ptr<const snapshot> finish(config::config cfg, const providers::env_lookup& env) {
+  auto snap = std::make_shared<snapshot>();
+  snap->catalog = providers::build_catalog(cfg, env);
+  auto problems = policies::validate_routes(cfg, snap->catalog);
+  if (!problems.empty()) {
+    std::string all = problems.front();
+    for (std::size_t i = 1; i < problems.size(); ++i) all += "\n" + problems[i];
+    throw config::config_error(all);
+  }
+  snap->cfg = std::make_shared<const config::config>(std::move(cfg));
+  return snap;
+}
+
+}  // namespace
+
+std::shared_ptr<const snapshot> make_snapshot(const std::string& yaml, const std::string& source,
+                                              const providers::env_lookup& env) {
+  return finish(config::parse_config(yaml, source), env);
+}
+
+}  // namespace meridian::gateway

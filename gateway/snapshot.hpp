@@ -1,0 +1,25 @@
+// What a request is served with: the parsed config and the catalog resolved from it, built
+// once per load and shared immutably; a reload swaps in a new one.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "config/config.hpp"
+#include "providers/catalog.hpp"
+
+namespace meridian::gateway {
+
+struct snapshot {
+  std::shared_ptr<const config::config> cfg;
+  providers::catalog catalog;
+};
+
+// Validates and resolves config text: YAML, catalog, routes against the catalog. `source`
+// names the file in messages; the environment gives the keys. Throws config::config_error
+// naming the file, YAML path and line of the first problem.
+std::shared_ptr<const snapshot> make_snapshot(
+    const std::string& yaml, const std::string& source,
+    const providers::env_lookup& env = providers::process_env());
+
+}  // namespace meridian::gateway

@@ -1,0 +1,694 @@
+// Server-side render of the /dashboard page. The inline script at the bottom mirrors each
+// render_* function here one to one (same markup, same number formats, same colours), so the
+// refreshed view in the browser looks exactly like the first view from the server.
+#include "stats/dashboard.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <iterator>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace meridian::stats {
+namespace {
+
+using nlohmann::json;
+
+const json& member(const json& j, const char* key) {
+  static const json k_missing;
+  if (j.is_object()) {
+    auto it = j.find(key);
+    if (it != j.end()) return *it;
+  }
+  return k_missing;
+}
+
+double num(const json& j, const char* key) {
+  const json& v = member(j, key);
+  return v.is_number() ? v.get<double>() : 0.0;
+}
+
+std::string str(const json& j, const char* key) {
+  const json& v = member(j, key);
+  return v.is_string() ? v.get<std::string>() : std::string{};
+}
+
+const json& list(const json& j, const char* key) {
+  static const json k_empty = json::array();
+  const json& v = member(j, key);
+  return v.is_array() ? v : k_empty;
+}
+
+std::string esc(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// Rounds half up before printing so that JavaScript's toFixed, which breaks exact ties the
+// other way from printf, prints the same digits for the same double.
+std::string fixed(double x, int decimals) {
+  double f = std::pow(10.0, decimals);
+  double r = std::floor(x * f + 0.5) / f;
+  if (r == 0) r = 0;  // no "-0.0"
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, r);
+  return buf;
+}
+
+std::string fmt_count(double x) {
+  double a = std::fabs(x);
+  if (a < 1e3) return fixed(x, 0);
+  if (a < 1e6) return fixed(x / 1e3, 1) + " k";
+  if (a < 1e9) return fixed(x / 1e6, 1) + " M";
+  if (a < 1e12) return fixed(x / 1e9, 1) + " B";
+  return fixed(x / 1e12, 1) + " T";
+}
+
+std::string fmt_usd(double x) {
+  std::string sign = x < 0 ? "-" : "";
+  double a = std::fabs(x);
+  if (a >= 1e6) return sign + "$" + fmt_count(a);
+  if (a >= 1 || a == 0) return sign + "$" + fixed(a, 2);
+  return sign + "$" + fixed(a, 4);  // fractions of a cent are what small deployments spend
+}
+
+std::string fmt_kwh(double x) {
+  double a = std::fabs(x);
+  if (a < 10) return fixed(x, 3) + " kWh";
+  if (a < 1e6) return fixed(x, 1) + " kWh";
+  return fmt_count(x) + " kWh";
+}
+
+std::string fmt_pct(double fraction) {
+  return fixed(fraction * 100, 1) + " %";
+}
+
+std::string fmt_growth(const json& g) {
+  if (!g.is_number()) return "new";  // null: nothing in the previous window to grow from
+  std::string p = fixed(g.get<double>() * 100, 1);
+  return (p[0] != '-' && p != "0.0" ? "+" : "") + p + " %";
+}
+
+// Regions get fixed colours so that "cn is red" holds across every chart and every reload;
+// any other key gets a palette slot from its FNV-1a hash, equally stable.
+std::string colour(std::string_view key) {
+  static constexpr std::pair<std::string_view, std::string_view> k_regions[] = {
+      {"cn", "#d62728"},    {"us", "#1f77b4"},    {"eu", "#9467bd"},
+      {"local", "#2ca02c"}, {"other", "#8c8c8c"},
+  };
+  static constexpr std::string_view k_palette[] = {
+      "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
+      "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#17becf",
+  };
+  for (const auto& [name, c] : k_regions)
+    if (name == key) return std::string(c);
+  std::uint32_t h = 2166136261u;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return std::string(k_palette[h % std::size(k_palette)]);
+}
+
+std::string bar(double fraction, const std::string& fill, int width) {
+  double f = std::clamp(fraction, 0.0, 1.0);
+  std::string w = std::to_string(width);
+  return "<svg class=\"bar\" viewBox=\"0 0 " + w + " 12\" width=\"" + w +
+         "\" height=\"12\" aria-hidden=\"true\"><rect width=\"" + w +
+         "\" height=\"12\" fill=\"#eceff3\"/><rect width=\"" + fixed(f * width, 1) +
+         "\" height=\"12\" fill=\"" + fill + "\"/></svg>";
+}
+
+std::string swatch(const std::string& fill) {
+  return "<i class=\"sw\" style=\"background:" + fill + "\"></i>";
+}
+
+std::string render_range(const json& s) {
+  std::string w = str(s, "window");
+  std::string out = "window " + esc(w.empty() ? "7d" : w);
+  std::string from = str(s, "from"), to = str(s, "to");
+  if (!from.empty() || !to.empty()) out += ": " + esc(from) + " to " + esc(to);
+  return out;
+}
+
+std::string render_empty(const json& s) {
+  const json& t = member(s, "total");
+  if (num(t, "tokens") > 0 || num(t, "requests") > 0 || !list(s, "rows").empty()) return "";
+  return "<p class=\"empty\" data-testid=\"empty-state\">No traffic yet. The figures appear here "
+         "after the first request through the gateway.</p>";
+}
+
+std::string tile(const char* id, const std::string& value, const char* label,
+                 const std::string& exact) {
+  return std::string("<div class=\"tile\"><div class=\"v\" data-testid=\"") + id + "\" title=\"" +
+         esc(exact) + "\">" + esc(value) + "</div><div class=\"l\">" + label + "</div></div>";
+}
+
+std::string render_tiles(const json& s) {
+  const json& t = member(s, "total");
+  double tokens = num(t, "tokens"), requests = num(t, "requests");
+  return tile("total-tokens", fmt_count(tokens), "tokens", fixed(tokens, 0) + " tokens") +
+         tile("total-requests", fmt_count(requests), "requests", fixed(requests, 0) + " requests") +
+         tile("total-cost", fmt_usd(num(t, "cost_usd")), "cost", fixed(num(t, "cost_usd"), 6)) +
+         tile("total-energy", fmt_kwh(num(t, "energy_kwh")), "energy",
+              fixed(num(t, "energy_kwh"), 6) + " kWh") +
+         tile("total-electricity", fmt_usd(num(t, "electricity_usd")), "electricity",
+              fixed(num(t, "electricity_usd"), 6));
+}
+
+std::string render_share(const json& s, const char* dim, std::size_t limit) {
+  const json& rows = list(s, "rows");
+  std::string d = dim;
+  if (rows.empty())
+    return "<p class=\"none\" data-testid=\"share-" + d + "-empty\">No traffic in this window.</p>";
+  std::string out = "<table data-testid=\"share-" + d + "\"><thead><tr><th>" + d +
+                    "</th><th></th><th class=\"n\">share</th><th class=\"n\">tokens</th>"
+                    "<th class=\"n\">growth</th></tr></thead><tbody>";
+  for (std::size_t i = 0; i < rows.size() && i < limit; ++i) {
+    const json& r = rows[i];
+    std::string key = str(r, "key"), k = esc(key), c = colour(key);
+    double tokens = num(r, "tokens");
+    out += "<tr><td class=\"k\">" + swatch(c) + k + "</td><td>" + bar(num(r, "share"), c, 140) +
+           "</td><td class=\"n\" data-testid=\"share-" + d + "-" + k + "\">" +
+           fmt_pct(num(r, "share")) + "</td><td class=\"n\" data-testid=\"tokens-" + d + "-" + k +
+           "\" title=\"" + fixed(tokens, 0) + " tokens\">" + fmt_count(tokens) +
+           "</td><td class=\"n\" data-testid=\"growth-" + d + "-" + k + "\">" +
+           fmt_growth(member(r, "growth")) + "</td></tr>";
+  }
+  if (rows.size() > limit)
+    out += "<tr><td class=\"more\" colspan=\"5\">and " + std::to_string(rows.size() - limit) +
+           " more</td></tr>";
+  return out + "</tbody></table>";
+}
+
+std::string render_costs(const json& s) {
+  const json& rows = list(s, "rows");
+  if (rows.empty())
+    return "<p class=\"none\" data-testid=\"costs-empty\">No traffic in this window.</p>";
+  double max_cost = 0, max_kwh = 0;
+  for (const json& r : rows) {
+    max_cost = std::max(max_cost, num(r, "cost_usd"));
+    max_kwh = std::max(max_kwh, num(r, "energy_kwh"));
+  }
+  std::string out =
+      "<table data-testid=\"costs-region\"><thead><tr><th>region</th><th colspan=\"2\">cost</th>"
+      "<th colspan=\"2\">energy</th><th class=\"n\">electricity</th><th class=\"n\">requests</th>"
+      "</tr></thead><tbody>";
+  for (const json& r : rows) {
+    std::string key = str(r, "key"), k = esc(key), c = colour(key);
+    double cost = num(r, "cost_usd"), kwh = num(r, "energy_kwh");
+    out += "<tr><td class=\"k\">" + swatch(c) + k + "</td><td>" +
+           bar(max_cost > 0 ? cost / max_cost : 0, c, 80) +
+           "</td><td class=\"n\" data-testid=\"cost-region-" + k + "\">" + fmt_usd(cost) +
+           "</td><td>" + bar(max_kwh > 0 ? kwh / max_kwh : 0, c, 80) +
+           "</td><td class=\"n\" data-testid=\"energy-region-" + k + "\">" + fmt_kwh(kwh) +
+           "</td><td class=\"n\" data-testid=\"electricity-region-" + k + "\">" +
+           fmt_usd(num(r, "electricity_usd")) +
+           "</td><td class=\"n\" data-testid=\"requests-region-" + k + "\">" +
+           fmt_count(num(r, "requests")) + "</td></tr>";
+  }
+  return out + "</tbody></table>";
+}
+
+std::string render_savings(const json& s) {
+  const json& sv = member(s, "savings");
+  if (!sv.is_object())
+    return "<p class=\"none\" data-testid=\"savings-none\">No baseline model is configured, so "
+           "there is nothing to compare against.</p>";
+  double baseline = num(sv, "baseline_cost_usd"), actual = num(sv, "actual_cost_usd");
+  double saved = num(sv, "saved_usd");
+  double top = std::max(baseline, actual);
+  double rel = baseline > 0 ? saved / baseline : 0;
+  std::string headline = saved >= 0 ? "saved " + fmt_usd(saved) + " (" + fmt_pct(rel) + ")"
+                                    : "spent " + fmt_usd(-saved) + " more (" + fmt_pct(-rel) + ")";
+  return "<p class=\"big\" data-testid=\"savings-saved\">" + headline +
+         "</p><table><tbody><tr><td class=\"k\">baseline <span data-testid=\"savings-model\">" +
+         esc(str(sv, "baseline")) + "</span></td><td>" +
+         bar(top > 0 ? baseline / top : 0, "#8c8c8c", 200) +
+         "</td><td class=\"n\" data-testid=\"savings-baseline\">" + fmt_usd(baseline) +
+         "</td></tr><tr><td class=\"k\">actual</td><td>" +
+         bar(top > 0 ? actual / top : 0, "#2ca02c", 200) +
+         "</td><td class=\"n\" data-testid=\"savings-actual\">" + fmt_usd(actual) +
+         "</td></tr></tbody></table>";
+}
+
+// Stacked 100 % bars, one per day: each day's rows as fractions of that day's tokens.
+std::string render_daily(const json& d) {
+  const json& series = list(d, "series");
+  std::vector<double> totals;
+  std::vector<std::string> keys;
+  double all = 0;
+  for (const json& day : series) {
+    double t = 0;
+    for (const json& r : list(day, "rows")) {
+      if (num(r, "tokens") > 0) t += num(r, "tokens");
+      std::string key = str(r, "key");
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    }
+    totals.push_back(t);
+    all += t;
+  }
+  if (all <= 0) return "<p class=\"none\" data-testid=\"daily-empty\">No daily figures yet.</p>";
+  const double w = 640, h = 240, left = 40, right = 8, top = 8, bottom = 24;
+  const double pw = w - left - right, ph = h - top - bottom;
+  const double n = static_cast<double>(series.size());
+  const double slot = pw / n, bw = std::min(slot * 0.8, 48.0);
+  const std::size_t step = static_cast<std::size_t>(std::ceil(n / 7));
+  std::string out =
+      "<svg class=\"chart\" viewBox=\"0 0 640 240\" role=\"img\" aria-label=\"token share by "
+      "region per day\" data-testid=\"daily-region\">";
+  for (int p = 0; p <= 100; p += 25) {
+    std::string y = fixed(top + ph * (1 - p / 100.0), 2);
+    out += "<line class=\"gl\" x1=\"" + fixed(left, 2) + "\" x2=\"" + fixed(w - right, 2) +
+           "\" y1=\"" + y + "\" y2=\"" + y + "\"/><text class=\"ax\" x=\"" + fixed(left - 4, 2) +
+           "\" y=\"" + fixed(top + ph * (1 - p / 100.0) + 3, 2) + "\" text-anchor=\"end\">" +
+           std::to_string(p) + "%</text>";
+  }
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    const json& day = series[i];
+    std::string name = str(day, "day");
+    std::string x = fixed(left + i * slot + (slot - bw) / 2, 2);
+    double acc = 0, total = totals[i];
+    for (const json& r : list(day, "rows")) {
+      double t = num(r, "tokens");
+      if (t <= 0 || total <= 0) continue;
+      double y0 = top + ph * (1 - acc / total), y1 = top + ph * (1 - (acc + t) / total);
+      std::string key = str(r, "key");
+      out += "<rect x=\"" + x + "\" y=\"" + fixed(y1, 2) + "\" width=\"" + fixed(bw, 2) +
+             "\" height=\"" + fixed(y0 - y1, 2) + "\" fill=\"" + colour(key) + "\"><title>" +
+             esc(key) + " " + esc(name) + ": " + fmt_pct(t / total) + " (" + fmt_count(t) +
+             " tokens)</title></rect>";
+      acc += t;
+    }
+    if (i % step == 0)
+      out += "<text class=\"ax\" x=\"" + fixed(left + i * slot + slot / 2, 2) + "\" y=\"" +
+             fixed(h - 8, 2) + "\" text-anchor=\"middle\">" +
+             esc(name.size() >= 10 ? name.substr(5, 5) : name) + "</text>";
+  }
+  out += "</svg><ul class=\"legend\">";
+  for (const std::string& key : keys) out += "<li>" + swatch(colour(key)) + esc(key) + "</li>";
+  return out + "</ul>";
+}
+
+std::string render_windows(const std::string& active) {
+  std::string out;
+  for (const char* w : {"1h", "24h", "7d", "30d"}) {
+    std::string s = w;
+    out += "<a href=\"?window=" + s + "\" data-window=\"" + s + "\" data-testid=\"window-" + s +
+           "\"" + (s == active ? " class=\"on\"" : "") + ">" + s + "</a>";
+  }
+  return out;
+}
+
+constexpr std::string_view k_style = R"css(
+:root{color-scheme:light;--fg:#1d2330;--mute:#667085;--line:#e4e7ec;--bg:#f7f8fa}
+*{box-sizing:border-box}
+body{margin:0;padding:20px 24px;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+header{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 20px;margin-bottom:16px}
+h1{font-size:20px;margin:0}
+.sub{color:var(--mute);margin:0}
+nav a{display:inline-block;padding:2px 10px;margin-right:4px;border:1px solid var(--line);border-radius:12px;color:var(--fg);text-decoration:none;background:#fff}
+nav a.on{background:var(--fg);color:#fff;border-color:var(--fg)}
+.status{color:#b54708;font-size:12px}
+.empty{background:#fff;border:1px dashed #98a2b3;padding:16px;border-radius:8px;margin:0 0 16px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:12px;margin-bottom:16px}
+.tile{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px}
+.tile .v{font-size:24px;font-weight:600;font-variant-numeric:tabular-nums}
+.tile .l{color:var(--mute);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px}
+figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}
+figure.wide{grid-column:1/-1}
+figcaption{font-weight:600;margin-bottom:8px}
+table{border-collapse:collapse;width:100%}
+th{font-weight:500;color:var(--mute);font-size:12px;text-align:left}
+td,th{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:middle}
+.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.k{overflow-wrap:anywhere;min-width:7em}
+.more{color:var(--mute);font-size:12px}
+.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:-1px}
+.bar{display:block}
+.chart{width:100%;max-width:900px;height:auto;display:block}
+.gl{stroke:#e4e7ec}
+.ax{font-size:10px;fill:#667085}
+.legend{list-style:none;padding:0;margin:6px 0 0;display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px}
+.none{color:var(--mute)}
+.big{font-size:20px;font-weight:600;margin:4px 0 10px}
+footer{color:var(--mute);font-size:12px;margin-top:16px}
+)css";
+
+// Mirrors the render_* functions above; keep the two in step when either changes.
+constexpr std::string_view k_script = R"js(
+(function () {
+  'use strict';
+  var REGIONS = {cn: '#d62728', us: '#1f77b4', eu: '#9467bd', local: '#2ca02c', other: '#8c8c8c'};
+  var PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2',
+                 '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#17becf'];
+  var ESC = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
+  var EMPTY = [];
+
+  function isObj(j) { return j !== null && typeof j === 'object' && !Array.isArray(j); }
+  function member(j, k) { return isObj(j) && Object.prototype.hasOwnProperty.call(j, k) ? j[k] : null; }
+  function num(j, k) { var v = member(j, k); return typeof v === 'number' && isFinite(v) ? v : 0; }
+  function str(j, k) { var v = member(j, k); return typeof v === 'string' ? v : ''; }
+  function list(j, k) { var v = member(j, k); return Array.isArray(v) ? v : EMPTY; }
+  function esc(s) { return String(s).replace(/[&<>"']/g, function (c) { return ESC[c]; }); }
+
+  function fixed(x, d) {
+    var f = Math.pow(10, d);
+    var r = Math.floor(x * f + 0.5) / f;
+    if (r === 0) r = 0;
+    return r.toFixed(d);
+  }
+  function fmtCount(x) {
+    var a = Math.abs(x);
+    if (a < 1e3) return fixed(x, 0);
+    if (a < 1e6) return fixed(x / 1e3, 1) + ' k';
+    if (a < 1e9) return fixed(x / 1e6, 1) + ' M';
+    if (a < 1e12) return fixed(x / 1e9, 1) + ' B';
+    return fixed(x / 1e12, 1) + ' T';
+  }
+  function fmtUsd(x) {
+    var sign = x < 0 ? '-' : '';
+    var a = Math.abs(x);
+    if (a >= 1e6) return sign + '$' + fmtCount(a);
+    if (a >= 1 || a === 0) return sign + '$' + fixed(a, 2);
+    return sign + '$' + fixed(a, 4);
+  }
+  function fmtKwh(x) {
+    var a = Math.abs(x);
+    if (a < 10) return fixed(x, 3) + ' kWh';
+    if (a < 1e6) return fixed(x, 1) + ' kWh';
+    return fmtCount(x) + ' kWh';
+  }
+  function fmtPct(f) { return fixed(f * 100, 1) + ' %'; }
+  function fmtGrowth(g) {
+    if (typeof g !== 'number' || !isFinite(g)) return 'new';
+    var p = fixed(g * 100, 1);
+    return (p[0] !== '-' && p !== '0.0' ? '+' : '') + p + ' %';
+  }
+  function colour(key) {
+    if (Object.prototype.hasOwnProperty.call(REGIONS, key)) return REGIONS[key];
+    var h = 0x811c9dc5;
+    var bytes = new TextEncoder().encode(key);
+    for (var i = 0; i < bytes.length; ++i) { h = (h ^ bytes[i]) >>> 0; h = Math.imul(h, 0x01000193) >>> 0; }
+    return PALETTE[h % PALETTE.length];
+  }
+  function bar(fraction, fill, width) {
+    var f = Math.min(Math.max(fraction, 0), 1);
+    var w = String(width);
+    return '<svg class="bar" viewBox="0 0 ' + w + ' 12" width="' + w +
+      '" height="12" aria-hidden="true"><rect width="' + w +
+      '" height="12" fill="#eceff3"/><rect width="' + fixed(f * width, 1) +
+      '" height="12" fill="' + fill + '"/></svg>';
+  }
+  function swatch(fill) { return '<i class="sw" style="background:' + fill + '"></i>'; }
+
+  function renderRange(s) {
+    var w = str(s, 'window');
+    var out = 'window ' + esc(w === '' ? '7d' : w);
+    var from = str(s, 'from'), to = str(s, 'to');
+    if (from !== '' || to !== '') out += ': ' + esc(from) + ' to ' + esc(to);
+    return out;
+  }
+  function renderEmpty(s) {
+    var t = member(s, 'total');
+    if (num(t, 'tokens') > 0 || num(t, 'requests') > 0 || list(s, 'rows').length > 0) return '';
+    return '<p class="empty" data-testid="empty-state">No traffic yet. The figures appear here ' +
+      'after the first request through the gateway.</p>';
+  }
+  function tile(id, value, label, exact) {
+    return '<div class="tile"><div class="v" data-testid="' + id + '" title="' + esc(exact) + '">' +
+      esc(value) + '</div><div class="l">' + label + '</div></div>';
+  }
+  function renderTiles(s) {
+    var t = member(s, 'total');
+    var tokens = num(t, 'tokens'), requests = num(t, 'requests');
+    return tile('total-tokens', fmtCount(tokens), 'tokens', fixed(tokens, 0) + ' tokens') +
+      tile('total-requests', fmtCount(requests), 'requests', fixed(requests, 0) + ' requests') +
+      tile('total-cost', fmtUsd(num(t, 'cost_usd')), 'cost', fixed(num(t, 'cost_usd'), 6)) +
+      tile('total-energy', fmtKwh(num(t, 'energy_kwh')), 'energy', fixed(num(t, 'energy_kwh'), 6) + ' kWh') +
+      tile('total-electricity', fmtUsd(num(t, 'electricity_usd')), 'electricity',
+           fixed(num(t, 'electricity_usd'), 6));
+  }
+  function renderShare(s, d, limit) {
+    var rows = list(s, 'rows');
+    if (rows.length === 0)
+      return '<p class="none" data-testid="share-' + d + '-empty">No traffic in this window.</p>';
+    var out = '<table data-testid="share-' + d + '"><thead><tr><th>' + d +
+      '</th><th></th><th class="n">share</th><th class="n">tokens</th>' +
+      '<th class="n">growth</th></tr></thead><tbody>';
+    for (var i = 0; i < rows.length && i < limit; ++i) {
+      var r = rows[i];
+      var key = str(r, 'key'), k = esc(key), c = colour(key);
+      var tokens = num(r, 'tokens');
+      out += '<tr><td class="k">' + swatch(c) + k + '</td><td>' + bar(num(r, 'share'), c, 140) +
+        '</td><td class="n" data-testid="share-' + d + '-' + k + '">' + fmtPct(num(r, 'share')) +
+        '</td><td class="n" data-testid="tokens-' + d + '-' + k + '" title="' + fixed(tokens, 0) +
+        ' tokens">' + fmtCount(tokens) + '</td><td class="n" data-testid="growth-' + d + '-' + k +
+        '">' + fmtGrowth(member(r, 'growth')) + '</td></tr>';
+    }
+    if (rows.length > limit)
+      out += '<tr><td class="more" colspan="5">and ' + (rows.length - limit) + ' more</td></tr>';
+    return out + '</tbody></table>';
+  }
+  function renderCosts(s) {
+    var rows = list(s, 'rows');
+    if (rows.length === 0)
+      return '<p class="none" data-testid="costs-empty">No traffic in this window.</p>';
+    var maxCost = 0, maxKwh = 0;
+    rows.forEach(function (r) {
+      maxCost = Math.max(maxCost, num(r, 'cost_usd'));
+      maxKwh = Math.max(maxKwh, num(r, 'energy_kwh'));
+    });
+    var out = '<table data-testid="costs-region"><thead><tr><th>region</th><th colspan="2">cost</th>' +
+      '<th colspan="2">energy</th><th class="n">electricity</th><th class="n">requests</th>' +
+      '</tr></thead><tbody>';
+    rows.forEach(function (r) {
+      var key = str(r, 'key'), k = esc(key), c = colour(key);
+      var cost = num(r, 'cost_usd'), kwh = num(r, 'energy_kwh');
+      out += '<tr><td class="k">' + swatch(c) + k + '</td><td>' +
+        bar(maxCost > 0 ? cost / maxCost : 0, c, 80) +
+        '</td><td class="n" data-testid="cost-region-' + k + '">' + fmtUsd(cost) +
+        '</td><td>' + bar(maxKwh > 0 ? kwh / maxKwh : 0, c, 80) +
+        '</td><td class="n" data-testid="energy-region-' + k + '">' + fmtKwh(kwh) +
+        '</td><td class="n" data-testid="electricity-region-' + k + '">' +
+        fmtUsd(num(r, 'electricity_usd')) + '</td><td class="n" data-testid="requests-region-' +
+        k + '">' + fmtCount(num(r, 'requests')) + '</td></tr>';
+    });
+    return out + '</tbody></table>';
+  }
+  function renderSavings(s) {
+    var sv = member(s, 'savings');
+    if (!isObj(sv))
+      return '<p class="none" data-testid="savings-none">No baseline model is configured, so ' +
+        'there is nothing to compare against.</p>';
+    var baseline = num(sv, 'baseline_cost_usd'), actual = num(sv, 'actual_cost_usd');
+    var saved = num(sv, 'saved_usd');
+    var top = Math.max(baseline, actual);
+    var rel = baseline > 0 ? saved / baseline : 0;
+    var headline = saved >= 0 ? 'saved ' + fmtUsd(saved) + ' (' + fmtPct(rel) + ')'
+                              : 'spent ' + fmtUsd(-saved) + ' more (' + fmtPct(-rel) + ')';
+    return '<p class="big" data-testid="savings-saved">' + headline +
+      '</p><table><tbody><tr><td class="k">baseline <span data-testid="savings-model">' +
+      esc(str(sv, 'baseline')) + '</span></td><td>' + bar(top > 0 ? baseline / top : 0, '#8c8c8c', 200) +
+      '</td><td class="n" data-testid="savings-baseline">' + fmtUsd(baseline) +
+      '</td></tr><tr><td class="k">actual</td><td>' + bar(top > 0 ? actual / top : 0, '#2ca02c', 200) +
+      '</td><td class="n" data-testid="savings-actual">' + fmtUsd(actual) +
+      '</td></tr></tbody></table>';
+  }
+  function renderDaily(d) {
+    var series = list(d, 'series');
+    var totals = [], keys = [], all = 0;
+    series.forEach(function (day) {
+      var t = 0;
+      list(day, 'rows').forEach(function (r) {
+        if (num(r, 'tokens') > 0) t += num(r, 'tokens');
+        var key = str(r, 'key');
+        if (keys.indexOf(key) < 0) keys.push(key);
+      });
+      totals.push(t);
+      all += t;
+    });
+    if (all <= 0) return '<p class="none" data-testid="daily-empty">No daily figures yet.</p>';
+    var w = 640, h = 240, left = 40, right = 8, top = 8, bottom = 24;
+    var pw = w - left - right, ph = h - top - bottom;
+    var n = series.length;
+    var slot = pw / n, bw = Math.min(slot * 0.8, 48);
+    var step = Math.ceil(n / 7);
+    var out = '<svg class="chart" viewBox="0 0 640 240" role="img" aria-label="token share by ' +
+      'region per day" data-testid="daily-region">';
+    for (var p = 0; p <= 100; p += 25) {
+      var y = fixed(top + ph * (1 - p / 100), 2);
+      out += '<line class="gl" x1="' + fixed(left, 2) + '" x2="' + fixed(w - right, 2) +
+        '" y1="' + y + '" y2="' + y + '"/><text class="ax" x="' + fixed(left - 4, 2) +
+        '" y="' + fixed(top + ph * (1 - p / 100) + 3, 2) + '" text-anchor="end">' + p + '%</text>';
+    }
+    series.forEach(function (day, i) {
+      var name = str(day, 'day');
+      var x = fixed(left + i * slot + (slot - bw) / 2, 2);
+      var acc = 0, total = totals[i];
+      list(day, 'rows').forEach(function (r) {
+        var t = num(r, 'tokens');
+        if (t <= 0 || total <= 0) return;
+        var y0 = top + ph * (1 - acc / total), y1 = top + ph * (1 - (acc + t) / total);
+        var key = str(r, 'key');
+        out += '<rect x="' + x + '" y="' + fixed(y1, 2) + '" width="' + fixed(bw, 2) +
+          '" height="' + fixed(y0 - y1, 2) + '" fill="' + colour(key) + '"><title>' +
+          esc(key) + ' ' + esc(name) + ': ' + fmtPct(t / total) + ' (' + fmtCount(t) +
+          ' tokens)</title></rect>';
+        acc += t;
+      });
+      if (i % step === 0)
+        out += '<text class="ax" x="' + fixed(left + i * slot + slot / 2, 2) + '" y="' +
+          fixed(h - 8, 2) + '" text-anchor="middle">' +
+          esc(name.length >= 10 ? name.substr(5, 5) : name) + '</text>';
+    });
+    out += '</svg><ul class="legend">';
+    keys.forEach(function (key) { out += '<li>' + swatch(colour(key)) + esc(key) + '</li>'; });
+    return out + '</ul>';
+  }
+
+  function byId(id) { return document.getElementById(id); }
+  function setHtml(id, html) { var e = byId(id); if (e) e.innerHTML = html; }
+  function setStatus(text) { var e = byId('status'); if (e) e.textContent = text; }
+
+  var WINDOWS = ['1h', '24h', '7d', '30d'];
+  var nav = byId('windows');
+  var current = nav ? nav.getAttribute('data-active') : '7d';
+  var asked = new URLSearchParams(location.search).get('window');
+  if (WINDOWS.indexOf(asked) >= 0) current = asked;
+  // A page opened from a file has no API behind it; fetching would only log errors.
+  var live = location.protocol === 'http:' || location.protocol === 'https:';
+  var seq = 0;
+
+  function markWindow() {
+    document.querySelectorAll('#windows a').forEach(function (a) {
+      a.className = a.getAttribute('data-window') === current ? 'on' : '';
+    });
+  }
+  function getJson(url) {
+    return fetch(url, {cache: 'no-store', headers: {Accept: 'application/json'}}).then(function (r) {
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      return r.json();
+    });
+  }
+  function render(region, provider, model, daily) {
+    setHtml('range', renderRange(region));
+    setHtml('empty', renderEmpty(region));
+    setHtml('tiles', renderTiles(region));
+    setHtml('daily', renderDaily(daily));
+    setHtml('region', renderShare(region, 'region', 50));
+    setHtml('provider', renderShare(provider, 'provider', 20));
+    setHtml('model', renderShare(model, 'model', 12));
+    setHtml('costs', renderCosts(region));
+    setHtml('savings', renderSavings(region));
+    setHtml('generated', esc(new Date().toISOString().slice(0, 19) + 'Z'));
+  }
+  function refresh() {
+    if (!live) { setStatus('offline: no stats API behind this page, showing the figures it was saved with'); return; }
+    var mine = ++seq;
+    var w = encodeURIComponent(current);
+    var share = '/v1/stats/share?window=' + w + '&by=';
+    Promise.all([getJson(share + 'region'), getJson(share + 'provider'), getJson(share + 'model'),
+                 getJson('/v1/stats/daily?days=14&by=region')]).then(function (res) {
+      if (mine !== seq) return;
+      try {
+        render(res[0], res[1], res[2], res[3]);
+        setStatus('');
+      } catch (e) {
+        setStatus('could not draw the latest figures: ' + e.message);
+      }
+    }, function () {
+      if (mine === seq) setStatus('offline: the stats API did not answer, showing the last figures');
+    });
+  }
+
+  if (nav) nav.addEventListener('click', function (ev) {
+    var a = ev.target.closest ? ev.target.closest('a[data-window]') : null;
+    if (!a) return;
+    ev.preventDefault();
+    current = a.getAttribute('data-window');
+    markWindow();
+    refresh();
+  });
+  markWindow();
+  refresh();
+  if (live) setInterval(refresh, 10000);
+})();
+)js";
+
+}  // namespace
+
+std::string render_dashboard(const dashboard_data& d) {
+  const json& region = d.share_by_region;
+  std::string window = str(region, "window");
+  if (window.empty()) window = "7d";
+  std::string out;
+  out.reserve(32 * 1024);
+  out +=
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+      "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+      "<title>Meridian: token share</title><link rel=\"icon\" href=\"data:,\"><style>";
+  out += k_style;
+  out += "</style></head><body><header><h1>Meridian</h1><p class=\"sub\" id=\"range\">";
+  out += render_range(region);
+  out += "</p><nav id=\"windows\" data-active=\"" + esc(window) + "\">";
+  out += render_windows(window);
+  out +=
+      "</nav><span id=\"status\" class=\"status\" data-testid=\"status\"></span></header>"
+      "<div id=\"empty\">";
+  out += render_empty(region);
+  out += "</div><section id=\"tiles\" class=\"tiles\">";
+  out += render_tiles(region);
+  out +=
+      "</section><div class=\"figs\"><figure class=\"wide\"><figcaption>Token share by region "
+      "per day</figcaption><div id=\"daily\">";
+  out += render_daily(d.daily_by_region);
+  out += "</div></figure><figure><figcaption>Share by region</figcaption><div id=\"region\">";
+  out += render_share(region, "region", 50);
+  out += "</div></figure><figure><figcaption>Share by provider</figcaption><div id=\"provider\">";
+  out += render_share(d.share_by_provider, "provider", 20);
+  out += "</div></figure><figure><figcaption>Share by model</figcaption><div id=\"model\">";
+  out += render_share(d.share_by_model, "model", 12);
+  out +=
+      "</div></figure><figure><figcaption>Cost and energy by region</figcaption><div "
+      "id=\"costs\">";
+  out += render_costs(region);
+  out +=
+      "</div></figure><figure><figcaption>Savings against the baseline</figcaption><div "
+      "id=\"savings\">";
+  out += render_savings(region);
+  out += "</div></figure></div><footer>updated <span id=\"generated\" data-testid=\"generated\">";
+  out += esc(d.generated_at);
+  out += "</span>; refreshes every 10 s from /v1/stats</footer><script>";
+  out += k_script;
+  out += "</script></body></html>\n";
+  return out;
+}
+
+}  // namespace meridian::stats

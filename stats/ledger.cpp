@@ -1,0 +1,589 @@
+// SQLite storage for the ledger: schema migrations, the batched write transaction and the
+// read-side queries. The writer connection is guarded by one mutex (the storage thread and an
+// explicit flush() take turns); readers have their own connection and never wait for it.
+#include "stats/ledger.hpp"
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+namespace meridian::stats {
+namespace {
+
+using namespace std::chrono;
+
+// Applied in order, each once; schema_version holds how many have run. Append, never edit.
+constexpr const char* k_migrations[] = {
+    R"sql(
+CREATE TABLE hourly (
+  hour INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  model TEXT NOT NULL,
+  author TEXT NOT NULL,
+  region TEXT NOT NULL,
+  requests INTEGER NOT NULL,
+  errors INTEGER NOT NULL,
+  input INTEGER NOT NULL,
+  cache_read INTEGER NOT NULL,
+  cache_write INTEGER NOT NULL,
+  output INTEGER NOT NULL,
+  reasoning INTEGER NOT NULL,
+  cost_usd REAL NOT NULL,
+  energy_kwh REAL NOT NULL,
+  electricity_usd REAL NOT NULL,
+  PRIMARY KEY (hour, key, provider, model, author, region)
+) WITHOUT ROWID;
+CREATE TABLE generations (
+  request_id TEXT PRIMARY KEY,
+  key TEXT NOT NULL,
+  route TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  model TEXT NOT NULL,
+  author TEXT NOT NULL,
+  region TEXT NOT NULL,
+  input INTEGER NOT NULL,
+  cache_read INTEGER NOT NULL,
+  cache_write INTEGER NOT NULL,
+  output INTEGER NOT NULL,
+  reasoning INTEGER NOT NULL,
+  cost_usd REAL NOT NULL,
+  energy_kwh REAL NOT NULL,
+  electricity_usd REAL NOT NULL,
+  latency_ms REAL NOT NULL,
+  ttft_ms REAL,
+  outcome TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  fallback_index INTEGER NOT NULL,
+  estimated INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE INDEX generations_created ON generations (created_ms);
+)sql",
+};
+constexpr int k_schema_version = static_cast<int>(std::size(k_migrations));
+
+// Internal only: caught at the flush and query boundaries and turned into reported errors.
+struct sql_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct db_closer {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using db_ptr = std::unique_ptr<sqlite3, db_closer>;
+
+class statement {
+ public:
+  statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
+      throw sql_error(sqlite3_errmsg(db));
+  }
+  ~statement() { sqlite3_finalize(stmt_); }
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  statement& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
+  statement& bind(int i, std::uint64_t v) { return bind(i, static_cast<std::int64_t>(v)); }
+  statement& bind(int i, int v) { return bind(i, static_cast<std::int64_t>(v)); }
+  statement& bind(int i, double v) { return check(sqlite3_bind_double(stmt_, i, v)); }
+  statement& bind(int i, const std::string& v) {
+    return check(
+        sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  statement& bind(int i, std::optional<double> v) {
+    return v ? bind(i, *v) : check(sqlite3_bind_null(stmt_, i));
+  }
+
+  // True while a row is available.
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw sql_error(sqlite3_errmsg(db_));
+  }
+  void run() {
+    step();
+    sqlite3_reset(stmt_);
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::uint64_t uint64(int col) const { return static_cast<std::uint64_t>(int64(col)); }
+  double real(int col) const { return sqlite3_column_double(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+
+ private:
+  statement& check(int rc) {
+    if (rc != SQLITE_OK) throw sql_error(sqlite3_errmsg(db_));
+    return *this;
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+void exec(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : sqlite3_errmsg(db);
+    sqlite3_free(message);
+    throw sql_error(text);
+  }
+}
+
+db_ptr open_db(const std::string& path, int flags) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_ptr db(raw);
+  if (rc != SQLITE_OK)
+    throw sql_error("cannot open " + path + ": " +
+                    (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  sqlite3_busy_timeout(db.get(), 5000);
+  return db;
+}
+
+int read_schema_version(sqlite3* db) {
+  statement s(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  return s.step() ? static_cast<int>(s.int64(0)) : 0;
+}
+
+// Opens the writer: WAL so readers never block it; synchronous=NORMAL because WAL then
+// survives a killed process, which is the durability the contract promises.
+db_ptr open_writer(const std::string& path) {
+  db_ptr db = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  {
+    statement s(db.get(), "PRAGMA journal_mode=WAL");
+    if (!s.step() || s.text(0) != "wal") throw sql_error("cannot switch " + path + " to WAL mode");
+  }
+  exec(db.get(), "PRAGMA synchronous=NORMAL");
+  exec(db.get(), "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+  int version = read_schema_version(db.get());
+  if (version > k_schema_version)
+    throw sql_error(path + " has schema version " + std::to_string(version) +
+                    ", newer than this build's " + std::to_string(k_schema_version));
+  for (int next = version + 1; next <= k_schema_version; ++next) {
+    exec(db.get(), "BEGIN IMMEDIATE");
+    try {
+      exec(db.get(), k_migrations[next - 1]);
+      exec(db.get(), "DELETE FROM schema_version");
+      statement(db.get(), "INSERT INTO schema_version (version) VALUES (?)").bind(1, next).run();
+      exec(db.get(), "COMMIT");
+    } catch (const sql_error&) {
+      sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+  return db;
+}
+
+std::int64_t unix_ms(time_point t) {
+  return duration_cast<milliseconds>(t.time_since_epoch()).count();
+}
+std::int64_t unix_hour(time_point t) {
+  return floor<hours>(t).time_since_epoch().count() * 3600;
+}
+std::int64_t unix_seconds(time_point t) {
+  return duration_cast<seconds>(t.time_since_epoch()).count();
+}
+
+// The SQL expression a dimension groups by; from a fixed table, never from the query string.
+const char* group_expression(dimension by) {
+  switch (by) {
+    case dimension::region:
+      return "region";
+    case dimension::provider:
+      return "provider";
+    case dimension::model:
+      return "provider || '/' || model";
+    case dimension::author:
+      return "author";
+    case dimension::key:
+      return "key";
+  }
+  return "region";
+}
+
+using bucket_key =
+    std::tuple<std::int64_t, std::string, std::string, std::string, std::string, std::string>;
+
+void write_batch(sqlite3* db, const std::vector<usage_event>& events, time_point cutoff) {
+  std::map<bucket_key, aggregate> buckets;
+  for (const auto& e : events) {
+    auto& a = buckets[{unix_hour(e.time), e.key, e.provider, e.model, e.author, e.region}];
+    a.tokens += e.tokens;
+    a.requests += 1;
+    a.errors += e.outcome == "ok" ? 0 : 1;
+    a.cost_usd += e.cost_usd;
+    a.energy_kwh += e.energy_kwh;
+    a.electricity_usd += e.electricity_usd;
+  }
+  exec(db, "BEGIN IMMEDIATE");
+  try {
+    statement upsert(db, R"sql(
+INSERT INTO hourly (hour, key, provider, model, author, region, requests, errors, input,
+                    cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
+                    electricity_usd)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
+  requests = requests + excluded.requests, errors = errors + excluded.errors,
+  input = input + excluded.input, cache_read = cache_read + excluded.cache_read,
+  cache_write = cache_write + excluded.cache_write, output = output + excluded.output,
+  reasoning = reasoning + excluded.reasoning, cost_usd = cost_usd + excluded.cost_usd,
+  energy_kwh = energy_kwh + excluded.energy_kwh,
+  electricity_usd = electricity_usd + excluded.electricity_usd)sql");
+    for (const auto& [k, a] : buckets) {
+      const auto& [hour, key, provider, model, author, region] = k;
+      upsert.bind(1, hour).bind(2, key).bind(3, provider).bind(4, model).bind(5, author);
+      upsert.bind(6, region).bind(7, a.requests).bind(8, a.errors).bind(9, a.tokens.input);
+      upsert.bind(10, a.tokens.cache_read).bind(11, a.tokens.cache_write);
+      upsert.bind(12, a.tokens.output).bind(13, a.tokens.reasoning).bind(14, a.cost_usd);
+      upsert.bind(15, a.energy_kwh).bind(16, a.electricity_usd);
+      upsert.run();
+    }
+    // A request id names the request, so with fallbacks its last attempt is the record kept.
+    statement insert(db, R"sql(
+INSERT INTO generations (request_id, key, route, provider, model, author, region, input,
+                         cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
+                         electricity_usd, latency_ms, ttft_ms, outcome, status, fallback_index,
+                         estimated, created_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (request_id) DO UPDATE SET
+  key = excluded.key, route = excluded.route, provider = excluded.provider,
+  model = excluded.model, author = excluded.author, region = excluded.region,
+  input = excluded.input, cache_read = excluded.cache_read,
+  cache_write = excluded.cache_write, output = excluded.output,
+  reasoning = excluded.reasoning, cost_usd = excluded.cost_usd,
+  energy_kwh = excluded.energy_kwh, electricity_usd = excluded.electricity_usd,
+  latency_ms = excluded.latency_ms, ttft_ms = excluded.ttft_ms, outcome = excluded.outcome,
+  status = excluded.status, fallback_index = excluded.fallback_index,
+  estimated = excluded.estimated, created_ms = excluded.created_ms
+WHERE excluded.fallback_index >= generations.fallback_index)sql");
+    for (const auto& e : events) {
+      if (e.request_id.empty() || e.time < cutoff) continue;
+      insert.bind(1, e.request_id).bind(2, e.key).bind(3, e.route).bind(4, e.provider);
+      insert.bind(5, e.model).bind(6, e.author).bind(7, e.region).bind(8, e.tokens.input);
+      insert.bind(9, e.tokens.cache_read).bind(10, e.tokens.cache_write);
+      insert.bind(11, e.tokens.output).bind(12, e.tokens.reasoning).bind(13, e.cost_usd);
+      insert.bind(14, e.energy_kwh).bind(15, e.electricity_usd).bind(16, e.latency_ms);
+      insert.bind(17, e.ttft_ms).bind(18, e.outcome).bind(19, e.status);
+      insert.bind(20, static_cast<std::int64_t>(e.fallback_index));
+      insert.bind(21, e.estimated ? 1 : 0).bind(22, unix_ms(e.time));
+      insert.run();
+    }
+    statement(db, "DELETE FROM generations WHERE created_ms < ?").bind(1, unix_ms(cutoff)).run();
+    exec(db, "COMMIT");
+  } catch (const sql_error&) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+// A read transaction, so a query's statements all see one snapshot.
+class read_transaction {
+ public:
+  explicit read_transaction(sqlite3* db) : db_(db) { exec(db, "BEGIN"); }
+  ~read_transaction() { sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr); }
+  read_transaction(const read_transaction&) = delete;
+  read_transaction& operator=(const read_transaction&) = delete;
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace
+
+ledger_options ledger_options_from(const config::stats_config& cfg) {
+  ledger_options out;
+  out.path = cfg.ledger_path;
+  out.flush_interval = cfg.flush_interval;
+  out.retention = cfg.retention;
+  out.max_queue = static_cast<std::size_t>(cfg.max_queue);
+  return out;
+}
+
+struct ledger::impl {
+  explicit impl(ledger_options o) : options(std::move(o)) {}
+
+  ledger_options options;
+
+  mutable std::mutex queue_mu;
+  std::condition_variable wake;
+  std::deque<usage_event> queue;
+  bool stopping = false;    // the storage thread should end
+  bool stopped = false;     // record() refuses events
+  bool flush_soon = false;  // the queue is half full: do not wait for the interval
+  std::atomic<std::size_t> pending_size{0};
+  std::atomic<std::uint64_t> dropped{0}, write_errors{0};
+  std::thread thread;
+
+  std::mutex write_mu;  // guards writer and pending
+  db_ptr writer;
+  std::vector<usage_event> pending;  // taken from the queue, not yet committed
+  std::atomic<int> version{0};
+
+  mutable std::mutex error_mu;
+  std::string last_error;
+
+  mutable std::mutex read_mu;
+  mutable db_ptr reader;
+
+  void report(const std::string& message) {
+    write_errors.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(error_mu);
+    last_error = message;
+  }
+
+  void open_writer_locked() {
+    if (writer) return;
+    writer = open_writer(options.path);
+    version = read_schema_version(writer.get());
+  }
+
+  void flush(time_point now) {
+    std::lock_guard write_lock(write_mu);
+    {
+      std::lock_guard lock(queue_mu);
+      for (auto& e : queue) pending.push_back(std::move(e));
+      queue.clear();
+      flush_soon = false;
+    }
+    pending_size = pending.size();
+    try {
+      open_writer_locked();
+      write_batch(writer.get(), pending, now - options.retention);
+      pending.clear();
+      pending_size = 0;
+      std::lock_guard lock(error_mu);
+      last_error.clear();
+    } catch (const std::exception& e) {
+      // The events stay pending for the next flush; a connection that failed mid-write is
+      // reopened then, which also recovers from a file replaced underneath it.
+      if (writer && sqlite3_get_autocommit(writer.get()) == 0) writer.reset();
+      report(e.what());
+    }
+  }
+
+  void run() {
+    std::unique_lock lock(queue_mu);
+    while (!stopping) {
+      wake.wait_for(lock, options.flush_interval, [&] { return stopping || flush_soon; });
+      if (stopping) break;
+      lock.unlock();
+      flush(system_clock::now());
+      lock.lock();
+    }
+  }
+
+  sqlite3* reader_locked() const {
+    if (!reader) {
+      reader = open_db(options.path, SQLITE_OPEN_READWRITE);
+      exec(reader.get(), "PRAGMA query_only=1");
+    }
+    return reader.get();
+  }
+
+  // Runs a query on the reader; a failure drops the connection so the next query reopens it.
+  template <class T, class F>
+  result<T> query(F&& body) const {
+    std::lock_guard lock(read_mu);
+    try {
+      if (options.path.empty()) throw sql_error("no ledger is configured");
+      sqlite3* db = reader_locked();
+      read_transaction tx(db);
+      return body(db);
+    } catch (const std::exception& e) {
+      reader.reset();
+      return query_error{"", std::string("ledger unavailable: ") + e.what()};
+    }
+  }
+};
+
+ledger::ledger(ledger_options options) : impl_(std::make_unique<impl>(std::move(options))) {
+  if (impl_->options.path.empty()) {
+    impl_->stopped = true;
+    return;
+  }
+  // Opening at once reports a bad path at start-up; a failure is retried at every flush.
+  {
+    std::lock_guard lock(impl_->write_mu);
+    try {
+      impl_->open_writer_locked();
+    } catch (const std::exception& e) {
+      impl_->report(e.what());
+    }
+  }
+  if (impl_->options.background) impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+ledger::~ledger() {
+  stop();
+}
+
+bool ledger::record(usage_event event) {
+  std::lock_guard lock(impl_->queue_mu);
+  if (impl_->stopped) return false;
+  if (impl_->queue.size() + impl_->pending_size >= impl_->options.max_queue) {
+    impl_->dropped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  impl_->queue.push_back(std::move(event));
+  if (!impl_->flush_soon && impl_->queue.size() >= impl_->options.max_queue / 2) {
+    impl_->flush_soon = true;
+    impl_->wake.notify_one();
+  }
+  return true;
+}
+
+void ledger::flush() {
+  flush(std::chrono::system_clock::now());
+}
+
+void ledger::flush(time_point now) {
+  if (!impl_->options.path.empty()) impl_->flush(now);
+}
+
+void ledger::stop() {
+  {
+    std::lock_guard lock(impl_->queue_mu);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+    impl_->stopped = true;
+  }
+  impl_->wake.notify_one();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  flush();
+}
+
+std::uint64_t ledger::dropped() const {
+  return impl_->dropped;
+}
+std::uint64_t ledger::write_errors() const {
+  return impl_->write_errors;
+}
+std::size_t ledger::queued() const {
+  std::lock_guard lock(impl_->queue_mu);
+  return impl_->queue.size() + impl_->pending_size;
+}
+std::string ledger::last_error() const {
+  std::lock_guard lock(impl_->error_mu);
+  return impl_->last_error;
+}
+int ledger::schema_version() const {
+  return impl_->version;
+}
+
+result<share_data> ledger::share(const time_window& window, dimension by) const {
+  return impl_->query<share_data>([&](sqlite3* db) {
+    share_data out;
+    out.window = window;
+    out.by = by;
+    std::string expr = group_expression(by);
+    statement current(db, ("SELECT " + expr +
+                           ", SUM(requests), SUM(errors), SUM(input), SUM(cache_read), "
+                           "SUM(cache_write), SUM(output), SUM(reasoning), SUM(cost_usd), "
+                           "SUM(energy_kwh), SUM(electricity_usd) FROM hourly "
+                           "WHERE hour >= ? AND hour < ? GROUP BY 1")
+                              .c_str());
+    current.bind(1, unix_seconds(window.from)).bind(2, unix_seconds(window.to));
+    std::map<std::string, std::size_t> index;
+    while (current.step()) {
+      share_row row;
+      row.key = current.text(0);
+      auto& a = row.current;
+      a.requests = current.uint64(1);
+      a.errors = current.uint64(2);
+      a.tokens = {current.uint64(3), current.uint64(4), current.uint64(5), current.uint64(6),
+                  current.uint64(7)};
+      a.cost_usd = current.real(8);
+      a.energy_kwh = current.real(9);
+      a.electricity_usd = current.real(10);
+      index[row.key] = out.rows.size();
+      out.rows.push_back(std::move(row));
+    }
+    auto length = window.to - window.from;
+    statement previous(db, ("SELECT " + expr +
+                            ", SUM(input + cache_read + cache_write + output + reasoning) "
+                            "FROM hourly WHERE hour >= ? AND hour < ? GROUP BY 1")
+                               .c_str());
+    previous.bind(1, unix_seconds(window.from - length)).bind(2, unix_seconds(window.from));
+    while (previous.step())
+      if (auto it = index.find(previous.text(0)); it != index.end())
+        out.rows[it->second].previous_tokens = previous.uint64(1);
+    return out;
+  });
+}
+
+result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time_point now) const {
+  return impl_->query<daily_data>([&](sqlite3* db) {
+    daily_data out;
+    out.days = days;
+    out.top = top;
+    out.by = by;
+    auto first = floor<std::chrono::days>(now) - std::chrono::days(days > 0 ? days - 1 : 0);
+    std::vector<std::pair<std::string, std::map<std::string, std::uint64_t>>> per_day;
+    for (unsigned i = 0; i < days; ++i)
+      per_day.push_back({format_day(first + std::chrono::days(i)), {}});
+    statement s(db, ("SELECT (hour - ?) / 86400, " + std::string(group_expression(by)) +
+                     ", SUM(input + cache_read + cache_write + output + reasoning) FROM hourly "
+                     "WHERE hour >= ? AND hour < ? GROUP BY 1, 2")
+                        .c_str());
+    auto start = unix_seconds(first);
+    s.bind(1, start).bind(2, start).bind(3, start + std::int64_t{86400} * days);
+    while (s.step()) {
+      auto day = static_cast<std::size_t>(s.int64(0));
+      if (day < per_day.size()) per_day[day].second[s.text(1)] += s.uint64(2);
+    }
+    out.series = top_n_series(per_day, top);
+    return out;
+  });
+}
+
+result<std::optional<usage_event>> ledger::generation(const std::string& request_id) const {
+  return impl_->query<std::optional<usage_event>>([&](sqlite3* db) -> std::optional<usage_event> {
+    statement s(db, R"sql(
+SELECT request_id, key, route, provider, model, author, region, input, cache_read, cache_write,
+       output, reasoning, cost_usd, energy_kwh, electricity_usd, latency_ms, ttft_ms, outcome,
+       status, fallback_index, estimated, created_ms
+FROM generations WHERE request_id = ?)sql");
+    s.bind(1, request_id);
+    if (!s.step()) return std::nullopt;
+    usage_event e;
+    e.request_id = s.text(0);
+    e.key = s.text(1);
+    e.route = s.text(2);
+    e.provider = s.text(3);
+    e.model = s.text(4);
+    e.author = s.text(5);
+    e.region = s.text(6);
+    e.tokens = {s.uint64(7), s.uint64(8), s.uint64(9), s.uint64(10), s.uint64(11)};
+    e.cost_usd = s.real(12);
+    e.energy_kwh = s.real(13);
+    e.electricity_usd = s.real(14);
+    e.latency_ms = s.real(15);
+    if (!s.is_null(16)) e.ttft_ms = s.real(16);
+    e.outcome = s.text(17);
+    e.status = static_cast<int>(s.int64(18));
+    e.fallback_index = static_cast<unsigned>(s.int64(19));
+    e.estimated = s.int64(20) != 0;
+    e.time = time_point(milliseconds(s.int64(21)));
+    return e;
+  });
+}
+
+}  // namespace meridian::stats

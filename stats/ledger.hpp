@@ -1,0 +1,67 @@
+// The token ledger: usage events batched into SQLite (hourly buckets plus per-request
+// generation records) by a storage thread, and the share/daily/generation queries over it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "config/config.hpp"
+#include "stats/report.hpp"
+#include "stats/usage_event.hpp"
+
+namespace meridian::stats {
+
+struct ledger_options {
+  std::string path;  // the SQLite file; created with its schema when absent
+  std::chrono::milliseconds flush_interval{std::chrono::seconds(1)};
+  std::chrono::milliseconds retention{std::chrono::hours(24 * 30)};  // generation records
+  std::size_t max_queue = 100000;  // events held (queued or awaiting a retry) before dropping
+  bool background = true;          // false: no storage thread, only explicit flush() (tests)
+};
+
+// The options config's `stats` section asks for; path is empty when the ledger is "none".
+ledger_options ledger_options_from(const config::stats_config& cfg);
+
+// Thread-safe. record() never blocks on I/O: events wait in a bounded queue that the storage
+// thread writes every flush_interval in one transaction. A failed open or write is reported by
+// last_error() and write_errors() and retried on the next flush with the same events; nothing
+// throws into the caller. Queries use their own connection, so they never wait for a write
+// (WAL mode), and may be called from any thread.
+class ledger {
+ public:
+  explicit ledger(ledger_options options);
+  ~ledger();  // stop()
+  ledger(const ledger&) = delete;
+  ledger& operator=(const ledger&) = delete;
+
+  // Queues one event; false when it was dropped (queue full, counted in dropped()) or the
+  // ledger is stopped (not counted: nothing is lost that a running gateway produced).
+  bool record(usage_event event);
+  // Writes everything queued now, on the caller's thread; retention is measured from `now`.
+  void flush();
+  void flush(time_point now);
+  // Ends the storage thread and writes what is left; later record() calls do nothing.
+  void stop();
+
+  std::uint64_t dropped() const;
+  std::uint64_t write_errors() const;
+  std::size_t queued() const;      // events not yet written, including those awaiting a retry
+  std::string last_error() const;  // empty while the last flush succeeded
+  int schema_version() const;      // of the open file; 0 when it could not be opened
+
+  // Per-key sums over the window, with each key's tokens over the window just before.
+  result<share_data> share(const time_window& window, dimension by) const;
+  // `days` UTC days ending with the one containing `now`, top-N keys plus "other".
+  result<daily_data> daily(unsigned days, unsigned top, dimension by, time_point now) const;
+  // The record of one request (its last attempt), or nullopt when unknown or past retention.
+  result<std::optional<usage_event>> generation(const std::string& request_id) const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace meridian::stats

@@ -1,0 +1,305 @@
+// The SQLite ledger: exact sums, growth, daily top-N, retention, migrations, durability across
+// a reopen, a failing path, the bounded queue and the storage thread.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "stats/ledger.hpp"
+
+using namespace meridian;
+using namespace std::chrono;
+
+namespace {
+
+// A fresh database path, removed with its WAL files at the end of the test.
+struct temp_db {
+  std::string path;
+  explicit temp_db(const std::string& name)
+      : path((std::filesystem::temp_directory_path() /
+              ("meridian-ledger-" + std::to_string(::getpid()) + "-" + name + ".db"))
+                 .string()) {
+    remove();
+  }
+  ~temp_db() { remove(); }
+  void remove() const {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  }
+};
+
+stats::ledger_options manual(const std::string& path) {
+  stats::ledger_options o;
+  o.path = path;
+  o.background = false;
+  return o;
+}
+
+// 2026-11-10T12:00:00Z
+const stats::time_point k_noon = sys_days(year(2026) / 11 / 10) + hours(12);
+
+stats::usage_event event(std::string id, std::string provider, std::string model,
+                         std::string region, std::uint64_t input, std::uint64_t output,
+                         stats::time_point t) {
+  stats::usage_event e;
+  e.request_id = std::move(id);
+  e.route = "auto";
+  e.provider = std::move(provider);
+  e.model = std::move(model);
+  e.author = e.provider;
+  e.region = std::move(region);
+  e.tokens.input = input;
+  e.tokens.output = output;
+  e.cost_usd = static_cast<double>(input + output) / 1e6;
+  e.energy_kwh = static_cast<double>(input + output) / 1e6;
+  e.electricity_usd = e.energy_kwh * 0.1;
+  e.latency_ms = 120;
+  e.time = t;
+  return e;
+}
+
+template <class T>
+const T& ok(const stats::result<T>& r) {
+  if (auto* err = std::get_if<stats::query_error>(&r)) FAIL("query failed: " << err->message);
+  return std::get<T>(r);
+}
+
+const stats::share_row* row(const stats::share_data& d, const std::string& key) {
+  for (const auto& r : d.rows)
+    if (r.key == key) return &r;
+  return nullptr;
+}
+
+stats::time_window window_ending(stats::time_point now, hours length) {
+  auto end = floor<hours>(now) + hours(1);
+  return {"custom", end - length, end};
+}
+
+}  // namespace
+
+TEST_CASE("ledger: sums are exact across hours and days") {
+  temp_db db("sums");
+  stats::ledger book(manual(db.path));
+  CHECK(book.last_error().empty());
+  std::uint64_t cn_tokens = 0, us_tokens = 0, cn_requests = 0;
+  double cn_cost = 0;
+  for (int i = 0; i < 300; ++i) {
+    // Spread over the last three days, several events per hour bucket.
+    auto t = k_noon - minutes(i * 13);
+    bool cn = i % 3 != 0;
+    std::uint64_t input = 100 + i, output = 7 * i;
+    auto e = event("r" + std::to_string(i), cn ? "deepseek" : "openai",
+                   cn ? "deepseek-chat" : "gpt-4o", cn ? "cn" : "us", input, output, t);
+    e.tokens.cache_read = i % 5;
+    e.tokens.reasoning = i % 7;
+    std::uint64_t all = input + output + i % 5 + i % 7;
+    (cn ? cn_tokens : us_tokens) += all;
+    cn_requests += cn ? 1 : 0;
+    cn_cost += cn ? e.cost_usd : 0;
+    if (i % 50 == 0) e.outcome = "error";
+    CHECK(book.record(e));
+  }
+  book.flush(k_noon);
+  CHECK(book.queued() == 0);
+
+  auto data = ok(book.share(window_ending(k_noon, hours(24 * 7)), stats::dimension::region));
+  REQUIRE(data.rows.size() == 2);
+  CHECK(row(data, "cn")->current.tokens.total() == cn_tokens);
+  CHECK(row(data, "us")->current.tokens.total() == us_tokens);
+  CHECK(row(data, "cn")->current.requests == cn_requests);
+  CHECK(row(data, "cn")->current.errors + row(data, "us")->current.errors == 6);
+  CHECK(row(data, "cn")->current.cost_usd == doctest::Approx(cn_cost));
+
+  auto by_model = ok(book.share(window_ending(k_noon, hours(24 * 7)), stats::dimension::model));
+  REQUIRE(row(by_model, "deepseek/deepseek-chat") != nullptr);
+  CHECK(row(by_model, "deepseek/deepseek-chat")->current.tokens.total() == cn_tokens);
+
+  // One hour holds exactly the events whose time falls in it.
+  auto hour = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::provider));
+  std::uint64_t in_hour = 0;
+  for (int i = 0; i < 300; ++i)
+    if (floor<hours>(k_noon - minutes(i * 13)) == floor<hours>(k_noon))
+      in_hour += 100 + i + 7 * i + i % 5 + i % 7;
+  std::uint64_t got = 0;
+  for (const auto& r : hour.rows) got += r.current.tokens.total();
+  CHECK(got == in_hour);
+}
+
+TEST_CASE("ledger: growth compares with the window just before") {
+  temp_db db("growth");
+  stats::ledger book(manual(db.path));
+  book.record(event("a", "deepseek", "deepseek-chat", "cn", 1000, 0, k_noon - hours(30)));
+  book.record(event("b", "deepseek", "deepseek-chat", "cn", 1500, 0, k_noon - hours(2)));
+  book.record(event("c", "openai", "gpt-4o", "us", 10, 0, k_noon - hours(1)));
+  book.flush(k_noon);
+  auto data = ok(book.share(window_ending(k_noon, hours(24)), stats::dimension::region));
+  CHECK(row(data, "cn")->previous_tokens == 1000);
+  CHECK(row(data, "cn")->current.tokens.total() == 1500);
+  CHECK(row(data, "us")->previous_tokens == 0);
+  auto json = stats::share_json(data);
+  CHECK(json["rows"][0]["growth"].get<double>() == doctest::Approx(0.5));
+  CHECK(json["rows"][1]["growth"].is_null());
+}
+
+TEST_CASE("ledger: daily top-N with other, and days without traffic") {
+  temp_db db("daily");
+  stats::ledger book(manual(db.path));
+  auto day = [](int back) { return k_noon - hours(24 * back); };
+  book.record(event("1", "deepseek", "deepseek-chat", "cn", 500, 0, day(0)));
+  book.record(event("2", "deepseek", "deepseek-chat", "cn", 500, 0, day(2)));
+  book.record(event("3", "openai", "gpt-4o", "us", 300, 0, day(0)));
+  book.record(event("4", "local", "llama", "local", 5, 0, day(0)));
+  book.record(event("5", "local", "llama", "local", 7, 0, day(2) - hours(11)));
+  book.record(event("6", "local", "llama", "local", 9, 0, day(9)));  // outside 5 days
+  book.flush(k_noon);
+  auto d = ok(book.daily(5, 2, stats::dimension::model, k_noon));
+  REQUIRE(d.series.size() == 5);
+  CHECK(d.series.front().day == "2026-11-06");
+  CHECK(d.series.back().day == "2026-11-10");
+  CHECK(d.series[1].rows.empty());
+  auto json = stats::daily_json(d);
+  CHECK(json["series"][4]["rows"] ==
+        nlohmann::json::parse(R"([{"key":"deepseek/deepseek-chat","tokens":500},
+                                  {"key":"openai/gpt-4o","tokens":300},
+                                  {"key":"other","tokens":5}])"));
+  CHECK(json["series"][2]["rows"] ==
+        nlohmann::json::parse(
+            R"([{"key":"deepseek/deepseek-chat","tokens":500},{"key":"other","tokens":7}])"));
+}
+
+TEST_CASE("ledger: retention deletes old generations and keeps hourly totals") {
+  temp_db db("retention");
+  auto o = manual(db.path);
+  o.retention = hours(24);
+  stats::ledger book(o);
+  book.record(event("old", "deepseek", "deepseek-chat", "cn", 10, 0, k_noon - hours(30)));
+  book.record(event("new", "deepseek", "deepseek-chat", "cn", 20, 0, k_noon - hours(2)));
+  book.flush(k_noon - hours(20));  // both are within a day then
+  CHECK(ok(book.generation("old")).has_value());
+  book.flush(k_noon);
+  CHECK_FALSE(ok(book.generation("old")).has_value());
+  CHECK(ok(book.generation("new")).has_value());
+  auto data = ok(book.share(window_ending(k_noon, hours(48)), stats::dimension::region));
+  CHECK(row(data, "cn")->current.tokens.total() == 30);
+}
+
+TEST_CASE("ledger: a generation keeps every field and its last attempt") {
+  temp_db db("generation");
+  stats::ledger book(manual(db.path));
+  auto first = event("req-1", "openai", "gpt-4o", "us", 0, 0, k_noon);
+  first.outcome = "error";
+  first.status = 503;
+  auto second = event("req-1", "deepseek", "deepseek-chat", "cn", 11, 22, k_noon + seconds(1));
+  second.fallback_index = 1;
+  second.key = "team-web";
+  second.tokens.cache_write = 3;
+  second.tokens.reasoning = 4;
+  second.ttft_ms = 35.5;
+  second.estimated = true;
+  book.record(second);
+  book.record(first);  // an earlier attempt arriving later must not win
+  book.flush(k_noon);
+  auto g = ok(book.generation("req-1"));
+  REQUIRE(g.has_value());
+  CHECK(g->provider == "deepseek");
+  CHECK(g->key == "team-web");
+  CHECK(g->route == "auto");
+  CHECK(g->tokens.total() == 11 + 22 + 3 + 4);
+  CHECK(g->fallback_index == 1);
+  CHECK(g->ttft_ms == 35.5);
+  CHECK(g->estimated);
+  CHECK(g->status == 200);
+  CHECK(g->time == second.time);
+  CHECK_FALSE(ok(book.generation("missing")).has_value());
+}
+
+TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
+  temp_db db("restart");
+  auto window = window_ending(k_noon, hours(24));
+  nlohmann::json before;
+  {
+    stats::ledger book(manual(db.path));
+    CHECK(book.schema_version() == 1);
+    book.record(event("a", "deepseek", "deepseek-chat", "cn", 610, 0, k_noon));
+    book.record(event("b", "openai", "gpt-4o", "us", 310, 0, k_noon));
+    book.record(event("c", "local", "llama", "local", 80, 0, k_noon));
+    before = stats::share_json(ok(book.share(window, stats::dimension::region)));
+  }  // the destructor writes what is queued
+  stats::ledger again(manual(db.path));
+  CHECK(again.last_error().empty());
+  CHECK(again.schema_version() == 1);
+  auto after = stats::share_json(ok(again.share(window, stats::dimension::region)));
+  CHECK(after["rows"][0]["share"].get<double>() == 0.61);
+  CHECK(after["total"]["tokens"] == 1000);
+  CHECK(before["rows"].empty());  // nothing was flushed before the restart
+}
+
+TEST_CASE("ledger: record after stop does nothing") {
+  temp_db db("stop");
+  stats::ledger book(manual(db.path));
+  book.record(event("a", "deepseek", "deepseek-chat", "cn", 10, 0, k_noon));
+  book.stop();
+  CHECK_FALSE(book.record(event("b", "deepseek", "deepseek-chat", "cn", 10, 0, k_noon)));
+  CHECK(book.queued() == 0);
+  CHECK(book.dropped() == 0);
+  CHECK(ok(book.generation("a")).has_value());
+  CHECK_FALSE(ok(book.generation("b")).has_value());
+}
+
+TEST_CASE("ledger: an unwritable path is reported, never thrown, and retried") {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("meridian-ledger-dir-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto path = (dir / "ledger.db").string();
+  stats::ledger book(manual(path));
+  CHECK_FALSE(book.last_error().empty());
+  CHECK(book.write_errors() == 1);
+  CHECK(book.record(event("a", "deepseek", "deepseek-chat", "cn", 10, 0, k_noon)));
+  CHECK_NOTHROW(book.flush(k_noon));
+  CHECK(book.write_errors() == 2);
+  CHECK(book.queued() == 1);
+  auto failed = book.share(window_ending(k_noon, hours(1)), stats::dimension::region);
+  REQUIRE(std::holds_alternative<stats::query_error>(failed));
+  CHECK(std::get<stats::query_error>(failed).param.empty());
+
+  // Once the directory exists the same events are written.
+  std::filesystem::create_directories(dir);
+  book.flush(k_noon);
+  CHECK(book.last_error().empty());
+  CHECK(book.queued() == 0);
+  CHECK(ok(book.generation("a")).has_value());
+  book.stop();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("ledger: a full queue drops and counts") {
+  temp_db db("full");
+  auto o = manual(db.path);
+  o.max_queue = 3;
+  stats::ledger book(o);
+  int accepted = 0;
+  for (int i = 0; i < 5; ++i)
+    accepted += book.record(event(std::to_string(i), "p", "m", "cn", 1, 0, k_noon)) ? 1 : 0;
+  CHECK(accepted == 3);
+  CHECK(book.dropped() == 2);
+  book.flush(k_noon);
+  CHECK(book.record(event("5", "p", "m", "cn", 1, 0, k_noon)));
+}
+
+TEST_CASE("ledger: the storage thread flushes on its own") {
+  temp_db db("thread");
+  stats::ledger_options o;
+  o.path = db.path;
+  o.flush_interval = milliseconds(2);
+  stats::ledger book(o);
+  auto now = system_clock::now();
+  book.record(event("t", "deepseek", "deepseek-chat", "cn", 10, 0, now));
+  bool seen = false;
+  for (int i = 0; i < 500 && !seen; ++i) {
+    std::this_thread::sleep_for(milliseconds(2));
+    seen = ok(book.generation("t")).has_value();
+  }
+  CHECK(seen);
+}
