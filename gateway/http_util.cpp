@@ -71,6 +71,38 @@ std::string openai_error_body(std::string_view message, std::string_view type,
   return out;
 }
 
+std::map<std::string, std::string> parse_query(std::string_view target) {
+  std::map<std::string, std::string> out;
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return out;
+  auto decode = [](std::string_view in) {
+    std::string s;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] == '+') {
+        s.push_back(' ');
+      } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+        s.push_back(static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+      } else {
+        s.push_back(in[i]);
+      }
+    }
+    return s;
+  };
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    auto eq = pair.find('=');
+    if (!pair.empty())
+      out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
 std::string request_id_for(std::string_view inbound) {
   bool sane = !inbound.empty() && inbound.size() <= 128;
   for (char c : inbound)

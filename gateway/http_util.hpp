@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,9 @@ namespace meridian::gateway {
 // {"error":{"message","type","param","code"}} — OpenAI's error shape.
 std::string openai_error_body(std::string_view message, std::string_view type,
                               std::string_view param = {}, std::string_view code = {});
+
+// The query string of a request target as name -> value, percent-decoded ('+' is a space).
+std::map<std::string, std::string> parse_query(std::string_view target);
 
 // A fresh request id ("req_" + 24 hex digits), or the client's own if it is sane.
 std::string request_id_for(std::string_view inbound);

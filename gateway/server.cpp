@@ -27,6 +27,10 @@
 #include "providers/dialect.hpp"
 #include "providers/openai.hpp"
 #include "providers/sse.hpp"
+#include "stats/accounting.hpp"
+#include "stats/api.hpp"
+#include "stats/energy.hpp"
+#include "stats/ledger.hpp"
 #include "stats/metrics.hpp"
 
 namespace meridian::gateway {
@@ -50,8 +54,6 @@ struct gateway_metrics {
   explicit gateway_metrics(stats::registry& r)
       : requests(r.counter("meridian_requests_total", "Requests answered, by outcome.",
                            {"route", "provider", "model", "region", "status"})),
-        tokens(r.counter("meridian_tokens_total", "Tokens served, by bucket.",
-                         {"provider", "model", "author", "region", "type"})),
         upstream_errors(r.counter("meridian_upstream_errors_total",
                                   "Failed upstream exchanges, by kind.", {"provider", "kind"})),
         fallbacks(r.counter("meridian_fallbacks_total",
@@ -79,7 +81,6 @@ struct gateway_metrics {
     inflight.set({}, 0);
   }
   stats::counter_family& requests;
-  stats::counter_family& tokens;
   stats::counter_family& upstream_errors;
   stats::counter_family& fallbacks;
   stats::counter_family& config_reloads;
@@ -120,6 +121,9 @@ struct exchange {
   double upstream_seconds = 0;
   std::string retry_after;     // forwarded from an upstream 429
   bool anthropic_api = false;  // /v1/messages: answers and errors in Anthropic's shape
+  std::size_t emitted = 0;          // attempts already handed to accounting
+  std::uint64_t est_prompt = 0;     // the router's prompt estimate, used when usage is missing
+  std::uint64_t streamed_bytes = 0; // canonical chunk bytes relayed, for the same estimate
   std::string route;           // the route's match, empty when the model was addressed directly
   std::string route_explain;   // x-meridian-route: policy and why
 };
@@ -130,7 +134,12 @@ class server {
       : snap_(std::move(snap)),
         config_path_(std::move(config_path)),
         loaded_text_(std::move(config_text)),
-        metrics_(registry_) {}
+        metrics_(registry_) {
+    // The ledger and its counters live as long as the process, not one config snapshot.
+    const auto& st = snap_.load()->cfg->stats;
+    if (!st.ledger_path.empty()) ledger_ = std::make_unique<stats::ledger>(stats::ledger_options_from(st));
+    accounting_ = std::make_unique<stats::accounting>(registry_, ledger_.get());
+  }
   int run();
 
  private:
@@ -185,6 +194,13 @@ class server {
   void record_success(exchange& ex, const providers::provider& p, const providers::model_info& m,
                       steady::time_point attempt_start);
   void update_provider_up(const providers::provider& p);
+  void emit_attempt(exchange& ex, std::string_view outcome, unsigned status);
+  std::optional<stats::baseline> baseline_of(const snapshot& snap) const;
+  awaitable<void> stats_share(exchange& ex);
+  awaitable<void> stats_daily(exchange& ex);
+  awaitable<void> generation(exchange& ex);
+  awaitable<void> dashboard(exchange& ex);
+  awaitable<void> send_stats(exchange& ex, stats::result<std::string> answer, std::string_view type);
   awaitable<void> relay_stream(exchange& ex, const providers::dialect& d, upstream_exchange& x,
                                steady::time_point deadline, bool& reusable);
   awaitable<void> send(exchange& ex, http::status status, std::string body,
@@ -204,6 +220,8 @@ class server {
   std::string loaded_text_;       // the config text behind snap_; only the control thread uses it
   net::io_context control_{1};    // signals, reloads and the file watcher's wake-ups
   policies::health_book health_;  // outlives reloads
+  std::unique_ptr<stats::ledger> ledger_;       // null when stats.ledger is none
+  std::unique_ptr<stats::accounting> accounting_;
   stats::registry registry_;
   gateway_metrics metrics_;
   std::vector<std::unique_ptr<worker>> workers_;
@@ -219,6 +237,10 @@ const std::vector<server::route>& server::routes() {
       {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens},
       {http::verb::post, "/v1/embeddings", &server::embeddings},
       {http::verb::get, "/v1/models", &server::list_models},
+      {http::verb::get, "/v1/stats/share", &server::stats_share},
+      {http::verb::get, "/v1/stats/daily", &server::stats_daily},
+      {http::verb::get, "/v1/generation", &server::generation},
+      {http::verb::get, "/dashboard", &server::dashboard},
       {http::verb::get, "/healthz", &server::healthz},
       {http::verb::get, "/readyz", &server::readyz},
       {http::verb::get, "/metrics", &server::metrics},
@@ -325,6 +347,7 @@ awaitable<void> server::readyz(exchange& ex) {
 }
 
 awaitable<void> server::metrics(exchange& ex) {
+  accounting_->sync_ledger_counters();
   co_await send(ex, http::status::ok, registry_.expose(),
                 "text/plain; version=0.0.4; charset=utf-8");
 }
@@ -639,6 +662,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                      health_.snapshot(steady::now()), ex.snap.cfg->routes, {}, rng);
   ex.route = plan.route;
   ex.log.route = plan.route;
+  ex.est_prompt = std::get<policies::request_facts>(facts).est_prompt_tokens;
   ex.route_explain = header_safe(plan.explain);
   if (!plan.ok()) {
     const auto& e = *plan.error;
@@ -676,6 +700,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     ex.log.fallback_index = i;
     if (!health_.try_acquire(p.name, m.id, steady::now())) {
       last_failure = "circuit_open";
+      ex.emitted = i + 1;  // nothing was sent: there is no attempt to account for
       if (!last) continue;
       co_await send_error(ex, http::status::service_unavailable,
                           "Every candidate for this request is unavailable (circuit open)",
@@ -686,6 +711,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       last_failure = std::string(why);
       health_.record_failure(p.name, m.id, steady::now());
       update_provider_up(p);
+      emit_attempt(ex, why, 502);
     };
     const auto& d = providers::dialect_for(p.dialect);
     auto encoded = d.encode_chat(body, req, m.id);
@@ -910,6 +936,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
           ex.tokens = *tokens;
           chunk = providers::annotate_usage_chunk(chunk, providers::cost_usd(*tokens, *ex.model));
         }
+        ex.streamed_bytes += chunk.size();
         const std::string& wire = framer.chunk(chunk);
         if (wire.empty()) continue;
         ex.client.expires_after(t.idle_chunk);
@@ -968,6 +995,125 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
   ex.client.expires_after(t.idle_chunk);
   auto [ec, n] = co_await net::async_write(ex.client, http::make_chunk_last(), as_tuple);
   if (ec) ex.keep_alive = false;
+}
+
+// ---- accounting and statistics ----
+
+// One finished attempt, to metrics and the ledger. When the provider reported no usage for an
+// answer that was served, tokens are estimated (prompt: the router's estimate; completion:
+// relayed bytes / 4 less the JSON envelope) and the event says so.
+void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned status) {
+  const auto& p = *ex.provider;
+  const auto& m = *ex.model;
+  stats::usage_event ev;
+  ev.request_id = ex.log.request_id;
+  ev.route = ex.route;
+  ev.provider = p.name;
+  ev.model = m.id;
+  ev.author = m.author;
+  ev.region = p.region;
+  ev.outcome = std::string(outcome);
+  ev.status = static_cast<int>(status);
+  ev.fallback_index = static_cast<unsigned>(ex.log.fallback_index);
+  ev.latency_ms = seconds_since(ex.start) * 1000;
+  ev.ttft_ms = ex.log.ttft_ms;
+  ev.time = std::chrono::system_clock::now();
+  if (outcome == "ok" || outcome == "client_closed") {
+    providers::usage u = ex.tokens;
+    if (!u.present && outcome == "ok") {
+      constexpr std::uint64_t k_envelope = 120;  // bytes of JSON around each streamed delta
+      u.input = ex.est_prompt;
+      u.output = ex.streamed_bytes > k_envelope ? (ex.streamed_bytes - k_envelope) / 4 : 0;
+      ev.estimated = true;
+      ex.tokens = u;
+    }
+    ev.tokens = {u.input, u.cache_read, u.cache_write, u.output, u.reasoning};
+    ev.cost_usd = providers::cost_usd(u, m);
+  }
+  stats::apply_energy(*ex.snap.cfg, ev);
+  accounting_->on_event(ev);
+  ex.emitted = ex.log.fallback_index + 1;
+}
+
+std::optional<stats::baseline> server::baseline_of(const snapshot& snap) const {
+  const std::string& name = snap.cfg->stats.baseline;
+  if (name.empty()) return std::nullopt;
+  auto slash = name.find('/');
+  const auto* p = snap.catalog.find(name.substr(0, slash));
+  const auto* m = p ? p->find_model(name.substr(slash + 1)) : nullptr;
+  if (!m) return std::nullopt;
+  return stats::baseline{name, {m->input, m->output, m->cache_read, m->cache_write}};
+}
+
+// Ledger queries read SQLite: they run on the control thread, never on an event loop.
+awaitable<void> server::send_stats(exchange& ex, stats::result<std::string> answer,
+                                   std::string_view type) {
+  if (auto* e = std::get_if<stats::query_error>(&answer)) {
+    const bool missing = e->param == "id" && e->message.rfind("no generation", 0) == 0;
+    const http::status status = e->param.empty() ? http::status::service_unavailable
+                                : missing        ? http::status::not_found
+                                                 : http::status::bad_request;
+    co_await send_error(ex, status, e->message, "invalid_request_error", e->param,
+                        e->param.empty() ? "stats_unavailable" : "invalid_value");
+    co_return;
+  }
+  co_await send(ex, http::status::ok, std::move(std::get<std::string>(answer)), type);
+}
+
+namespace {
+
+template <class F>
+stats::result<std::string> as_text(F&& query) {
+  auto r = query();
+  if (auto* e = std::get_if<stats::query_error>(&r)) return *e;
+  return std::get<nlohmann::json>(r).dump();
+}
+
+}  // namespace
+
+awaitable<void> server::stats_share(exchange& ex) {
+  auto q = parse_query(ex.req.target());
+  auto base = baseline_of(ex.snap);
+  auto [e, answer] = co_await net::co_spawn(
+      control_, [&]() -> awaitable<stats::result<std::string>> {
+        co_return as_text([&] { return stats::share_answer(ledger_.get(), q, std::chrono::system_clock::now(), base); });
+      },
+      as_tuple);
+  co_await send_stats(ex, std::move(answer), "application/json");
+}
+
+awaitable<void> server::stats_daily(exchange& ex) {
+  auto q = parse_query(ex.req.target());
+  auto [e, answer] = co_await net::co_spawn(
+      control_, [&]() -> awaitable<stats::result<std::string>> {
+        co_return as_text([&] { return stats::daily_answer(ledger_.get(), q, std::chrono::system_clock::now()); });
+      },
+      as_tuple);
+  co_await send_stats(ex, std::move(answer), "application/json");
+}
+
+awaitable<void> server::generation(exchange& ex) {
+  auto q = parse_query(ex.req.target());
+  auto [e, answer] = co_await net::co_spawn(
+      control_, [&]() -> awaitable<stats::result<std::string>> {
+        // Events are written every flush_interval; flush first so a generation is found as
+        // soon as its answer was sent.
+        if (ledger_) ledger_->flush();
+        co_return as_text([&] { return stats::generation_answer(ledger_.get(), q); });
+      },
+      as_tuple);
+  co_await send_stats(ex, std::move(answer), "application/json");
+}
+
+awaitable<void> server::dashboard(exchange& ex) {
+  auto q = parse_query(ex.req.target());
+  auto base = baseline_of(ex.snap);
+  auto [e, answer] = co_await net::co_spawn(
+      control_, [&]() -> awaitable<stats::result<std::string>> {
+        co_return stats::dashboard_answer(ledger_.get(), q, std::chrono::system_clock::now(), base);
+      },
+      as_tuple);
+  co_await send_stats(ex, std::move(answer), "text/html; charset=utf-8");
 }
 
 // ---- admin and reload ----
@@ -1126,13 +1272,10 @@ void server::finish(exchange& ex) {
     const auto& p = *ex.provider;
     const auto& m = *ex.model;
     metrics_.requests.inc({ex.route, p.name, m.id, p.region, std::to_string(ex.log.status)});
-    const std::pair<const char*, std::uint64_t> buckets[] = {{"input", ex.tokens.input},
-                                                             {"cache_read", ex.tokens.cache_read},
-                                                             {"cache_write", ex.tokens.cache_write},
-                                                             {"output", ex.tokens.output},
-                                                             {"reasoning", ex.tokens.reasoning}};
-    for (const auto& [type, n] : buckets)
-      if (n) metrics_.tokens.inc({p.name, m.id, m.author, p.region, type}, static_cast<double>(n));
+    if (ex.emitted <= ex.log.fallback_index) {
+      const bool ok = ex.log.status == 200 && ex.log.error.empty();
+      emit_attempt(ex, ok ? "ok" : ex.log.error.empty() ? "error" : ex.log.error, ex.log.status);
+    }
     metrics_.duration.observe({p.name}, ex.log.latency_ms / 1000);
     metrics_.overhead.observe({}, std::max(0.0, ex.log.latency_ms / 1000 - ex.upstream_seconds));
   } else if (ex.log.path == "/v1/chat/completions") {
@@ -1403,6 +1546,11 @@ int server::run() {
         "\"inflight\":" + std::to_string(inflight_.load()));
   for (auto& w : workers_) w->ioc.stop();
   for (auto& w : workers_) w->thread.join();
+  if (ledger_) {
+    ledger_->stop();  // writes everything still queued: a clean shutdown loses no accounting
+    if (!ledger_->last_error().empty())
+      log(log_level::error, "the usage ledger could not write everything: " + ledger_->last_error());
+  }
   log(log_level::info, "stopped");
   return 0;
 }

@@ -82,12 +82,13 @@ std::string temp_dir::write(const std::string& name, const std::string& content)
 }
 
 process::process(const std::vector<std::string>& argv,
-                 const std::map<std::string, std::string>& env) {
+                 const std::map<std::string, std::string>& env, const std::string& cwd) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
   std::vector<std::string> args = argv;
   std::vector<char*> cargv;
   for (auto& a : args) cargv.push_back(a.data());
@@ -327,7 +328,8 @@ std::string sim::stats(const std::string& provider) {
 
 gateway::gateway(const std::string& yaml, const std::map<std::string, std::string>& env) {
   std::string cfg = dir.write("meridian.yaml", yaml);
-  proc = std::make_unique<process>(std::vector<std::string>{MERIDIAN_BIN, "serve", "-c", cfg}, env);
+  proc = std::make_unique<process>(std::vector<std::string>{MERIDIAN_BIN, "serve", "-c", cfg}, env,
+                                   dir.path());
   auto line = proc->wait_line("\"listening\"", 10s);
   if (!line) throw std::runtime_error("meridian did not start");
   port = nlohmann::json::parse(*line)["port"].get<std::uint16_t>();

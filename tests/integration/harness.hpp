@@ -34,7 +34,9 @@ class temp_dir {
 // A child process whose stdout is collected line by line.
 class process {
  public:
-  process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+  // `cwd`, when set, is the child's working directory (the default ledger file lands there).
+  process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
+          const std::string& cwd = {});
   ~process();
   process(const process&) = delete;
   process& operator=(const process&) = delete;

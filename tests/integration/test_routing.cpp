@@ -145,7 +145,7 @@ TEST_CASE("routing: the config reloads under load without failing a request") {
   const std::string valid_a = gateway_yaml(s, ordered("auto", {"good"}));
   const std::string valid_b = gateway_yaml(s, ordered("auto", {"good2"}));
   const std::string path = d.write("meridian.yaml", valid_a);
-  process gw({MERIDIAN_BIN, "serve", "-c", path, "--log-level", "warn"});
+  process gw({MERIDIAN_BIN, "serve", "-c", path, "--log-level", "warn"}, {}, d.path());
   auto listening = gw.wait_line("\"listening\"", 10s);
   REQUIRE(listening);
   const auto port = json::parse(*listening)["port"].get<std::uint16_t>();
@@ -201,7 +201,7 @@ TEST_CASE(
   };
   // The file lives in a directory we rename into, so the watcher does not race the signal.
   const std::string path = d.write("m.yaml", yaml("good"));
-  process gw({MERIDIAN_BIN, "serve", "-c", path});
+  process gw({MERIDIAN_BIN, "serve", "-c", path}, {}, d.path());
   auto listening = gw.wait_line("\"listening\"", 10s);
   auto admin_line = gw.wait_line("\"admin_listening\"", 1s);
   REQUIRE(listening);

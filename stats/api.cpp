@@ -1,0 +1,71 @@
+// Glue between query parameters, the ledger's queries and the report shapes.
+#include "stats/api.hpp"
+
+#include "stats/dashboard.hpp"
+
+namespace meridian::stats {
+namespace {
+
+std::optional<std::string_view> param(const query_params& q, const char* name) {
+  auto it = q.find(name);
+  if (it == q.end()) return std::nullopt;
+  return std::string_view(it->second);
+}
+
+query_error no_ledger() { return {"", "the usage ledger is disabled (stats.ledger: none)"}; }
+
+}  // namespace
+
+result<nlohmann::json> share_answer(const ledger* book, const query_params& q, time_point now,
+                                    const std::optional<baseline>& base) {
+  if (!book) return no_ledger();
+  auto parsed = parse_share_query(param(q, "window"), param(q, "by"), param(q, "from"), param(q, "to"), now);
+  if (auto* e = std::get_if<query_error>(&parsed)) return *e;
+  const auto& sq = std::get<share_query>(parsed);
+  auto data = book->share(sq.window, sq.by);
+  if (auto* e = std::get_if<query_error>(&data)) return *e;
+  return share_json(std::get<share_data>(data), base);
+}
+
+result<nlohmann::json> daily_answer(const ledger* book, const query_params& q, time_point now) {
+  if (!book) return no_ledger();
+  auto parsed = parse_daily_query(param(q, "days"), param(q, "top"), param(q, "by"));
+  if (auto* e = std::get_if<query_error>(&parsed)) return *e;
+  const auto& dq = std::get<daily_query>(parsed);
+  auto data = book->daily(dq.days, dq.top, dq.by, now);
+  if (auto* e = std::get_if<query_error>(&data)) return *e;
+  return daily_json(std::get<daily_data>(data));
+}
+
+result<nlohmann::json> generation_answer(const ledger* book, const query_params& q) {
+  if (!book) return no_ledger();
+  auto id = param(q, "id");
+  if (!id || id->empty()) return query_error{"id", "the id parameter is required"};
+  auto found = book->generation(std::string(*id));
+  if (auto* e = std::get_if<query_error>(&found)) return *e;
+  const auto& ev = std::get<std::optional<usage_event>>(found);
+  if (!ev) return query_error{"id", "no generation with id '" + std::string(*id) + "'"};
+  return generation_json(*ev);
+}
+
+result<std::string> dashboard_answer(const ledger* book, const query_params& q, time_point now,
+                                     const std::optional<baseline>& base) {
+  dashboard_data d;
+  d.generated_at = format_iso8601(now);
+  query_params by = q;
+  for (const char* dim : {"region", "provider", "model"}) {
+    by["by"] = dim;
+    auto share = share_answer(book, by, now, base);
+    if (auto* e = std::get_if<query_error>(&share)) return *e;
+    nlohmann::json& slot = std::string_view(dim) == "region"     ? d.share_by_region
+                           : std::string_view(dim) == "provider" ? d.share_by_provider
+                                                                 : d.share_by_model;
+    slot = std::move(std::get<nlohmann::json>(share));
+  }
+  auto daily = daily_answer(book, {{"days", "14"}, {"by", "region"}}, now);
+  if (auto* e = std::get_if<query_error>(&daily)) return *e;
+  d.daily_by_region = std::move(std::get<nlohmann::json>(daily));
+  return render_dashboard(d);
+}
+
+}  // namespace meridian::stats

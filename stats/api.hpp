@@ -1,0 +1,29 @@
+// The statistics endpoints' logic without HTTP: query parameters in, JSON (or a query_error
+// naming the parameter) out. The gateway only parses the URL and writes the answer.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "stats/ledger.hpp"
+#include "stats/report.hpp"
+
+namespace meridian::stats {
+
+using query_params = std::map<std::string, std::string>;
+
+// GET /v1/stats/share?window=7d&by=region (or from/to).
+result<nlohmann::json> share_answer(const ledger* book, const query_params& q, time_point now,
+                                    const std::optional<baseline>& base);
+// GET /v1/stats/daily?days=30&top=20&by=model.
+result<nlohmann::json> daily_answer(const ledger* book, const query_params& q, time_point now);
+// GET /v1/generation?id=REQUEST_ID; a query_error with param "id" when there is no such record.
+result<nlohmann::json> generation_answer(const ledger* book, const query_params& q);
+// GET /dashboard?window=7d: the whole page, first view rendered here.
+result<std::string> dashboard_answer(const ledger* book, const query_params& q, time_point now,
+                                     const std::optional<baseline>& base);
+
+}  // namespace meridian::stats

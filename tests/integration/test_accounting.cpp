@@ -1,0 +1,209 @@
+// Token accounting end to end: after mixed traffic through the real binary, /metrics, the share
+// API and the ledger agree exactly with the usage the simulator reported, and survive restarts.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/harness.hpp"
+
+using namespace meridian::test;
+using nlohmann::json;
+
+namespace {
+
+const char* k_sim = R"(
+providers:
+  fast:  { port: 0, models: [m-fast], ttft: 0ms, tokens_per_second: 0, reply_tokens: 8 }
+  bad:   { port: 0, models: [m-fast], fault: "status=500" }
+  claude:
+    dialect: anthropic
+    port: 0
+    models: [claude-sonnet-4-5]
+    ttft: 0ms
+    tokens_per_second: 500
+    reply_tokens: 6
+  gem:
+    dialect: gemini
+    port: 0
+    models: [gemini-2.5-pro]
+    ttft: 0ms
+    tokens_per_second: 500
+    reply_tokens: 7
+)";
+
+struct prices {
+  double in, out;
+};
+const std::map<std::string, prices> k_prices = {
+    {"fast", {0.5, 1.0}}, {"claude", {3, 15}}, {"gem", {1.25, 10}}};
+
+std::string gateway_yaml(sim& s, const std::string& ledger) {
+  auto port = [&](const char* p) { return std::to_string(s.ports.at(p)); };
+  return "server: { listen: 127.0.0.1:0, threads: 2 }\n"
+         "stats: { ledger: \"sqlite:" + ledger + "\", flush_interval: 100ms, baseline: claude/claude-sonnet-4-5 }\n"
+         "providers:\n"
+         "  fast: { base_url: \"http://127.0.0.1:" + port("fast") + "/v1\", region: cn, models: { m-fast: { input: 0.5, output: 1 } } }\n"
+         "  bad: { base_url: \"http://127.0.0.1:" + port("bad") + "/v1\", region: cn, models: { m-fast: { input: 0.5, output: 1 } } }\n"
+         "  claude: { dialect: anthropic, base_url: \"http://127.0.0.1:" + port("claude") + "/v1\", region: us,"
+         " models: { claude-sonnet-4-5: { input: 3, output: 15, cache_read: 0.3 } } }\n"
+         "  gem: { dialect: gemini, base_url: \"http://127.0.0.1:" + port("gem") + "/v1beta\", region: us,"
+         " models: { gemini-2.5-pro: { input: 1.25, output: 10 } } }\n"
+         "routes:\n"
+         "  - { match: fb, policy: ordered, candidates: [bad/m-fast, fast/m-fast] }\n";
+}
+
+std::string body(const std::string& model, bool stream) {
+  return R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Count my tokens exactly"}])" +
+         (stream ? R"(,"stream":true)" : "") + "}";
+}
+
+struct totals {
+  std::uint64_t tokens = 0;
+  double cost = 0;
+  std::map<std::string, std::uint64_t> by_region;
+};
+
+// Sums of every sample of a metric family, optionally only those whose labels contain `filter`.
+double metric_sum(const std::string& text, const std::string& name, const std::string& filter = "") {
+  double sum = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + "{", 0) != 0 && line.rfind(name + " ", 0) != 0) continue;
+    if (!filter.empty() && line.find(filter) == std::string::npos) continue;
+    sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+json share(std::uint16_t port, const std::string& by) {
+  auto r = http_call(port, "GET", "/v1/stats/share?window=24h&by=" + by);
+  REQUIRE(r.status == 200);
+  return json::parse(r.body);
+}
+
+}  // namespace
+
+TEST_CASE("accounting: metrics, share API and ledger equal the simulator's usage exactly") {
+  sim s(k_sim);
+  temp_dir d;
+  const std::string ledger = d.path() + "/ledger.db";
+  totals expected;
+  std::vector<std::string> ids;
+  {
+    gateway g(gateway_yaml(s, ledger));
+    auto count = [&](const json& usage, const std::string& provider, const std::string& region) {
+      std::uint64_t t = usage["prompt_tokens"].get<std::uint64_t>() + usage["completion_tokens"].get<std::uint64_t>();
+      expected.tokens += t;
+      expected.by_region[region] += t;
+      const auto& p = k_prices.at(provider);
+      double c = (usage["prompt_tokens"].get<double>() * p.in + usage["completion_tokens"].get<double>() * p.out) / 1e6;
+      CHECK(usage["cost"].get<double>() == doctest::Approx(c));
+      expected.cost += c;
+    };
+    const std::vector<std::tuple<std::string, std::string, std::string>> calls = {
+        {"fast/m-fast", "fast", "cn"}, {"claude/claude-sonnet-4-5", "claude", "us"},
+        {"gem/gemini-2.5-pro", "gem", "us"}, {"fb", "fast", "cn"}};
+    for (const auto& [model, provider, region] : calls) {
+      auto r = http_call(g.port, "POST", "/v1/chat/completions", body(model, false));
+      REQUIRE(r.status == 200);
+      CHECK(r.headers["x-meridian-provider"] == provider);
+      ids.push_back(r.headers["x-request-id"]);
+      count(json::parse(r.body)["usage"], provider, region);
+      stream_client c(g.port, body(model, true));
+      REQUIRE(c.status() == 200);
+      json usage;
+      while (auto ev = c.next_event()) {
+        if (*ev == "[DONE]") break;
+        auto j = json::parse(*ev);
+        if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
+      }
+      REQUIRE(usage.is_object());
+      count(usage, provider, region);
+    }
+    // Every figure below is read after the answers: allow a flush interval.
+    CHECK(eventually([&] { return share(g.port, "region")["total"]["tokens"] == expected.tokens; }, 3s));
+    auto by_region = share(g.port, "region");
+    CHECK(by_region["total"]["cost_usd"].get<double>() == doctest::Approx(expected.cost));
+    double sum_shares = 0;
+    for (const auto& row : by_region["rows"]) {
+      CHECK(row["tokens"] == expected.by_region[row["key"].get<std::string>()]);
+      sum_shares += row["share"].get<double>();
+    }
+    CHECK(sum_shares == doctest::Approx(1.0));
+    // Attempts, including the failed one the fallback route made.
+    CHECK(by_region["total"]["requests"] == 10);
+    auto by_provider = share(g.port, "provider");
+    bool saw_bad = false;
+    for (const auto& row : by_provider["rows"]) saw_bad |= row["key"] == "bad";
+    CHECK(saw_bad);
+    REQUIRE(by_region["savings"].is_object());
+    CHECK(by_region["savings"]["actual_cost_usd"].get<double>() == doctest::Approx(expected.cost));
+    CHECK(by_region["savings"]["baseline_cost_usd"].get<double>() > expected.cost);
+
+    auto metrics = http_call(g.port, "GET", "/metrics").body;
+    CHECK(metric_sum(metrics, "meridian_tokens_total") == static_cast<double>(expected.tokens));
+    CHECK(metric_sum(metrics, "meridian_cost_usd_total") == doctest::Approx(expected.cost));
+    CHECK(metric_sum(metrics, "meridian_energy_kwh_total") ==
+          doctest::Approx(static_cast<double>(expected.tokens) / 1e6));  // 1 kWh per Mtok default
+    CHECK(metric_sum(metrics, "meridian_electricity_usd_total", "region=\"cn\"") ==
+          doctest::Approx(static_cast<double>(expected.by_region["cn"]) / 1e6 * 0.076));
+
+    auto gen = http_call(g.port, "GET", "/v1/generation?id=" + ids[0]);
+    REQUIRE(gen.status == 200);
+    auto gj = json::parse(gen.body);
+    CHECK(gj["provider"] == "fast");
+    CHECK(gj["tokens"]["output"] == 8);
+    CHECK(http_call(g.port, "GET", "/v1/generation?id=nope").status == 404);
+    CHECK(http_call(g.port, "GET", "/v1/stats/share?window=5y").status == 400);
+
+    auto daily = json::parse(http_call(g.port, "GET", "/v1/stats/daily?days=2&top=1&by=provider").body);
+    REQUIRE(daily["series"].size() == 2);
+    std::uint64_t daily_total = 0;
+    for (const auto& row : daily["series"][1]["rows"]) daily_total += row["tokens"].get<std::uint64_t>();
+    CHECK(daily_total == expected.tokens);
+    CHECK(daily["series"][1]["rows"].back()["key"] == "other");
+
+    auto page = http_call(g.port, "GET", "/dashboard");
+    CHECK(page.status == 200);
+    CHECK(page.headers["content-type"].find("text/html") == 0);
+    CHECK(page.body.find("data-testid=\"share-region-cn\"") != std::string::npos);
+
+    // The exposition passes the real promtool.
+    std::string scrape = d.write("scrape.txt", metrics);
+    CHECK(std::system(("promtool check metrics < " + scrape + " >/dev/null 2>&1").c_str()) == 0);
+
+    g.proc->signal(SIGTERM);
+    REQUIRE(g.proc->wait_exit(10s) == 0);
+  }
+  // A restart on the same ledger keeps the shares.
+  gateway again(gateway_yaml(s, ledger));
+  CHECK(share(again.port, "region")["total"]["tokens"] == expected.tokens);
+}
+
+TEST_CASE("accounting: kill -9 after a flush loses nothing that was flushed") {
+  sim s(k_sim);
+  temp_dir d;
+  const std::string ledger = d.path() + "/ledger.db";
+  std::uint64_t tokens = 0;
+  {
+    gateway g(gateway_yaml(s, ledger));
+    for (int i = 0; i < 5; ++i) {
+      auto r = http_call(g.port, "POST", "/v1/chat/completions", body("fast/m-fast", false));
+      REQUIRE(r.status == 200);
+      auto u = json::parse(r.body)["usage"];
+      tokens += u["prompt_tokens"].get<std::uint64_t>() + u["completion_tokens"].get<std::uint64_t>();
+    }
+    CHECK(eventually([&] { return share(g.port, "region")["total"]["tokens"] == tokens; }, 3s));
+    g.proc->signal(SIGKILL);
+    g.proc->wait_exit(5s);
+  }
+  gateway again(gateway_yaml(s, ledger));
+  CHECK(share(again.port, "region")["total"]["tokens"] == tokens);
+}
