@@ -236,9 +236,11 @@ class parser {
   model_config model(const located& at, int line) const {
     model_config out;
     out.line = line;
-    for (const auto& [key, value] : entries(at, {"input", "output", "cache_read", "cache_write",
-                                                 "quality", "context", "kwh_per_million_tokens"})) {
+    for (const auto& [key, value] :
+         entries(at, {"input", "output", "cache_read", "cache_write", "quality", "context",
+                      "kwh_per_million_tokens", "capabilities"})) {
       if (key == "input") out.input = price(value);
+      if (key == "capabilities") out.capabilities = capabilities(value);
       if (key == "kwh_per_million_tokens")
         out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
       if (key == "output") out.output = price(value);
@@ -246,6 +248,20 @@ class parser {
       if (key == "cache_write") out.cache_write = price(value);
       if (key == "context") out.context = static_cast<std::uint32_t>(positive(value));
       if (key == "quality") out.quality = quality(value);
+    }
+    return out;
+  }
+
+  // A list drawn from tools, images and json; repeating one is harmless.
+  std::vector<capability> capabilities(const located& at) const {
+    std::vector<capability> out;
+    for (const auto& item : items(at)) {
+      std::string text = scalar(item);
+      auto it = std::find_if(std::begin(k_capabilities), std::end(k_capabilities),
+                             [&](capability c) { return to_string(c) == text; });
+      if (it == std::end(k_capabilities))
+        fail(item, "unknown capability '" + text + "'; expected one of tools, images, json");
+      out.push_back(*it);
     }
     return out;
   }
@@ -343,14 +359,7 @@ class parser {
           if (price_key == "completion") out.max_completion_price = price(price_value);
         }
       } else {
-        for (const auto& item : items(value)) {
-          std::string text = scalar(item);
-          auto it = std::find_if(std::begin(k_capabilities), std::end(k_capabilities),
-                                 [&](capability c) { return to_string(c) == text; });
-          if (it == std::end(k_capabilities))
-            fail(item, "unknown capability '" + text + "'; expected one of tools, images, json");
-          out.capabilities.push_back(*it);
-        }
+        out.capabilities = capabilities(value);
       }
     }
     return out;
@@ -437,6 +446,27 @@ class parser {
     for (const auto& [key, value] : entries(at, {"kwh_per_million_tokens"})) {
       (void)key;
       out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
+    }
+    return out;
+  }
+
+  health_config health(const located& at) const {
+    health_config out;
+    for (const auto& [key, value] :
+         entries(at, {"failure_threshold", "cooldown", "recent_failure", "alpha"})) {
+      if (key == "failure_threshold") {
+        out.failure_threshold = static_cast<unsigned>(positive(value));
+      } else if (key == "alpha") {
+        double a = non_negative(value, "the weight of the newest sample");
+        if (a <= 0 || a > 1)
+          fail(value, "must be greater than 0 and at most 1, got '" + scalar(value) + "'");
+        out.alpha = a;
+      } else {
+        duration d = convert(value, parse_duration);
+        // A zero cooldown would let a probe through on every request to a failing provider.
+        if (key == "cooldown" && d.count() == 0) fail(value, "must be greater than zero");
+        (key == "cooldown" ? out.cooldown : out.recent_failure) = d;
+      }
     }
     return out;
   }
@@ -555,9 +585,11 @@ class parser {
         fail(key, kv.first.Mark(), "section not supported by this version yet");
     }
     std::optional<located> routes_at, baseline_at;
-    for (const auto& [key, value] :
-         entries(at, {"server", "providers", "models", "routes", "regions", "energy", "stats"})) {
-      if (key == "stats") {
+    for (const auto& [key, value] : entries(at, {"server", "providers", "models", "routes",
+                                                 "regions", "energy", "stats", "health"})) {
+      if (key == "health") {
+        out.health = health(value);
+      } else if (key == "stats") {
         out.stats = stats(value, baseline_at);
       } else if (key == "routes") {
         routes_at = value;

@@ -50,12 +50,17 @@ struct server_config {
   server_timeouts timeouts;
 };
 
+// What a request may need from a model; a model lacking one is never sent such a request.
+enum class capability { tools, images, json };
+
 // Facts about one model; prices are USD per million tokens. Unset fields come from the catalog.
 struct model_config {
   std::optional<double> input, output, cache_read, cache_write;
   std::optional<int> quality;
   std::optional<std::uint32_t> context;
   std::optional<double> kwh_per_million_tokens;  // unset: the provider's, then energy's
+  // The complete set the model supports; unset keeps the catalog's (tools and json by default).
+  std::optional<std::vector<capability>> capabilities;
   int line = 0;
 };
 
@@ -95,8 +100,6 @@ struct route_candidate {
   double weight = 1.0;  // the share under policy weighted
   int line = 0;
 };
-
-enum class capability { tools, images, json };
 
 // Hard constraints of a route: a candidate failing any of them is never tried.
 struct route_require {
@@ -139,6 +142,14 @@ struct stats_config {
   std::uint64_t max_queue = 100000;  // events buffered before new ones are dropped
 };
 
+// The health book's circuit breaker and averages; see policies/health.hpp.
+struct health_config {
+  unsigned failure_threshold = 3;                     // consecutive failures that open a circuit
+  duration cooldown{std::chrono::seconds(30)};        // open -> a half-open probe
+  duration recent_failure{std::chrono::seconds(30)};  // the default policy skips such providers
+  double alpha = 0.2;                                 // EWMA weight of the newest sample, (0, 1]
+};
+
 struct config {
   server_config server;
   std::vector<provider_config> providers;        // in file order
@@ -147,6 +158,7 @@ struct config {
   std::map<std::string, region_config> regions;  // built-in cn, us, eu, local plus declared
   energy_config energy;
   stats_config stats;
+  health_config health;
   std::string source;  // the file it came from
 };
 

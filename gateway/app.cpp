@@ -1,5 +1,5 @@
-// Subcommands: serve (the gateway), check (validate and print the resolved catalog), demo
-// (simulated providers plus the gateway, no keys needed).
+// Subcommands: serve (the gateway), check (validate and print the resolved catalog), route
+// (dry-run the router on one request), demo (simulated providers plus the gateway, no keys needed).
 #include "gateway/app.hpp"
 
 #include <poll.h>
@@ -8,19 +8,25 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "gateway/http_util.hpp"
 #include "gateway/server.hpp"
+#include "policies/facts.hpp"
+#include "policies/router.hpp"
+#include "policies/strategy.hpp"
 
 extern char** environ;
 
@@ -34,6 +40,8 @@ constexpr const char* k_usage =
     "  meridian serve -c FILE [--log-level debug|info|warn|error]   run the gateway\n"
     "  meridian check -c FILE                                       validate; print providers and "
     "models\n"
+    "  meridian route -c FILE REQ.json                              dry-run the router on an "
+    "OpenAI chat body\n"
     "  meridian demo [--log-level L]                                simulated providers + gateway "
     "on 127.0.0.1:8080\n"
     "  meridian --version\n";
@@ -41,6 +49,7 @@ constexpr const char* k_usage =
 struct cli {
   std::string command;
   std::string config_path;
+  std::string request_path;  // route's REQ.json
   log_level level = log_level::info;
   std::string error;
 };
@@ -62,6 +71,8 @@ cli parse_args(int argc, char** argv) {
         c.error = "--log-level must be debug, info, warn or error";
       else
         c.level = *l;
+    } else if (c.command == "route" && c.request_path.empty() && !a.empty() && a[0] != '-') {
+      c.request_path = a;
     } else {
       c.error = "unexpected argument '" + a + "'";
     }
@@ -86,6 +97,7 @@ std::shared_ptr<const snapshot> load(const std::string& path, std::string* text 
 }
 
 std::string auth_text(const providers::provider& p) {
+  if (p.keyless_loopback) return "no key (loopback)";
   switch (p.auth) {
     case providers::auth_style::bearer:
       return "bearer";
@@ -104,20 +116,106 @@ int check(const std::string& path) {
   const auto& cat = snap->catalog;
   std::printf("%s: valid\n\nproviders (%zu usable, %zu skipped)\n", path.c_str(),
               cat.providers.size(), cat.skipped.size());
-  std::printf("  %-12s %-8s %-7s %-10s %s\n", "NAME", "DIALECT", "REGION", "AUTH", "BASE URL");
+  std::printf("  %-12s %-9s %-7s %-17s %-8s %-20s %s\n", "NAME", "DIALECT", "REGION", "AUTH",
+              "AS_OF", "SOURCE (URL/REGION)", "BASE URL");
   for (const auto& p : cat.providers)
-    std::printf("  %-12s %-8s %-7s %-10s %s\n", p.name.c_str(),
+    std::printf("  %-12s %-9s %-7s %-17s %-8s %-20s %s\n", p.name.c_str(),
                 std::string(config::to_string(p.dialect)).c_str(), p.region.c_str(),
-                auth_text(p).c_str(), p.url_text.c_str());
+                auth_text(p).c_str(), p.as_of.empty() ? "-" : p.as_of.c_str(),
+                (p.url_source + "/" + p.region_source).c_str(), p.url_text.c_str());
   for (const auto& s : cat.skipped)
     std::printf("  %-12s skipped: %s\n", s.name.c_str(), s.reason.c_str());
   std::printf("\nmodels (USD per million tokens)\n");
-  std::printf("  %-36s %8s %8s %8s %7s %9s  %s\n", "MODEL", "INPUT", "OUTPUT", "CACHE_RD",
-              "QUALITY", "CONTEXT", "AUTHOR");
+  std::printf("  %-36s %8s %8s %8s %7s %9s  %-10s %s\n", "MODEL", "INPUT", "OUTPUT", "CACHE_RD",
+              "QUALITY", "CONTEXT", "AUTHOR", "SOURCE");
   for (const auto& p : cat.providers)
     for (const auto& m : p.models)
-      std::printf("  %-36s %8.3f %8.3f %8.3f %7d %9u  %s\n", (p.name + "/" + m.id).c_str(), m.input,
-                  m.output, m.cache_read, m.quality, m.context, m.author.c_str());
+      std::printf("  %-36s %8.3f %8.3f %8.3f %7d %9u  %-10s %s\n", (p.name + "/" + m.id).c_str(),
+                  m.input, m.output, m.cache_read, m.quality, m.context, m.author.c_str(),
+                  m.source.c_str());
+  // Catalog values are defaults dated by AS_OF; a reader deciding whether to trust a price needs
+  // to know which ones the file pins down.
+  std::printf(
+      "\nSOURCE: catalog = built-in preset (prices as of AS_OF), file = this file, catalog+file = "
+      "preset with fields overridden here\n");
+  return 0;
+}
+
+// The dry run of `meridian route`: one request planned exactly as serve would with no traffic
+// seen yet (empty health), no API key constraints and a fixed seed, so the output is repeatable.
+int route(const std::string& config_path, const std::string& request_path) {
+  std::ifstream f(request_path, std::ios::binary);
+  if (!f) {
+    std::fprintf(stderr, "error: %s: cannot read the file\n", request_path.c_str());
+    return 2;
+  }
+  std::stringstream body;
+  body << f.rdbuf();
+  auto parsed = policies::facts_from_openai_body(body.str());
+  if (const auto* e = std::get_if<policies::facts_error>(&parsed)) {
+    // A body that is not a JSON object is a usage mistake; a badly shaped field is what the
+    // gateway would answer 400 for, so it reads like a plan error.
+    std::fprintf(stderr, "error: %s: %s\n", request_path.c_str(), e->message.c_str());
+    return e->param.empty() ? 2 : 1;
+  }
+  const auto& facts = std::get<policies::request_facts>(parsed);
+  auto snap = load(config_path);
+  if (!snap) return 1;
+
+  std::mt19937_64 rng(1);
+  auto r =
+      policies::plan(facts, snap->catalog, policies::health_snapshot{}, snap->cfg->routes, {}, rng);
+  auto name = [](const providers::provider* p, const providers::model_info* m) {
+    return p->name + "/" + m->id;
+  };
+  int width = 20;
+  for (const auto& a : r.attempts)
+    width = std::max(width, static_cast<int>(name(a.provider, a.model).size()));
+  for (const auto& e : r.excluded)
+    width = std::max(width, static_cast<int>(name(e.provider, e.model).size()));
+
+  std::printf("request: model '%s', ~%llu prompt tokens, %llu completion tokens%s\n",
+              facts.model.c_str(), static_cast<unsigned long long>(facts.est_prompt_tokens),
+              static_cast<unsigned long long>(
+                  facts.max_tokens.value_or(policies::k_default_completion_tokens)),
+              facts.max_tokens ? "" : " (assumed: no max_tokens)");
+  std::printf("route: %s\n", r.route.empty() ? "none (addressed directly)" : r.route.c_str());
+  if (r.ok()) {
+    std::printf("policy: %s%s\n", std::string(r.policy).c_str(),
+                r.policy == "weighted" || r.policy == "price_weighted"
+                    ? " (one random draw, fixed seed)"
+                    : "");
+    std::printf("explain: %s\n", r.explain.c_str());
+    bool cost = r.policy == "cost";
+    std::printf("\nattempts (best first; prices USD per million tokens)\n");
+    std::printf("  %2s  %-*s %-7s %8s %8s %7s %9s", "#", width, "PROVIDER/MODEL", "REGION", "INPUT",
+                "OUTPUT", "QUALITY", "CONTEXT");
+    if (cost) std::printf(" %13s", "EXPECTED_USD");
+    std::printf("  %s\n", "REASON");
+    for (std::size_t i = 0; i < r.attempts.size(); ++i) {
+      const auto& a = r.attempts[i];
+      std::string context = a.model->context ? std::to_string(a.model->context) : "-";
+      std::printf("  %2zu  %-*s %-7s %8.3f %8.3f %7d %9s", i + 1, width,
+                  name(a.provider, a.model).c_str(), a.provider->region.c_str(), a.model->input,
+                  a.model->output, a.model->quality, context.c_str());
+      if (cost) std::printf(" %13.8f", policies::expected_cost(facts, *a.model) / 1e6);
+      std::printf("  %s\n", std::string(a.reason).c_str());
+    }
+  }
+  if (r.excluded.empty()) {
+    std::printf("\nexclusions: none\n");
+  } else {
+    std::printf("\nexclusions\n  %-*s %s\n", width, "PROVIDER/MODEL", "CONSTRAINT");
+    for (const auto& e : r.excluded)
+      std::printf("  %-*s %s\n", width, name(e.provider, e.model).c_str(),
+                  std::string(e.constraint).c_str());
+  }
+  if (!r.ok()) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: status %d, param '%s': %s\n", r.error->status,
+                 r.error->param.c_str(), r.error->message.c_str());
+    return 1;
+  }
   return 0;
 }
 
@@ -196,7 +294,7 @@ int demo(log_level level) {
     ready = seen.find("\"ready\"") != std::string::npos;
   }
   if (!ready) {
-    std::cerr << "error: meridian-sim did not start (ports 9101-9104 busy?)\n" << seen;
+    std::cerr << "error: meridian-sim did not start (ports 9101-9106 busy?)\n" << seen;
     kill(pid, SIGTERM);
     waitpid(pid, nullptr, 0);
     return 1;
@@ -209,7 +307,9 @@ int demo(log_level level) {
   const auto& l = snap->cfg->server.listen;
   std::string base = "http://" + l.host + ":" + std::to_string(l.port);
   std::printf(
-      "Meridian demo: simulated deepseek, qwen, openai and local providers (no API keys needed)\n"
+      "Meridian demo: simulated deepseek, qwen, openai and local providers (OpenAI dialect), "
+      "claude\n"
+      "(Anthropic dialect) and gemini (Gemini dialect); no API keys needed\n"
       "Try:\n"
       "  curl -s %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
       "    -d "
@@ -219,10 +319,15 @@ int demo(log_level level) {
       "    -d "
       "'{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":"
       "\"Stream please\"}]}'\n"
+      "  curl -s %s/v1/messages -H 'Content-Type: application/json' \\\n"
+      "    -H 'anthropic-version: 2023-06-01' \\\n"
+      "    -d "
+      "'{\"model\":\"deepseek/deepseek-chat\",\"max_tokens\":256,\"messages\":[{\"role\":\"user\","
+      "\"content\":\"Hello from the Anthropic format\"}]}'\n"
       "Models:  %s/v1/models\n"
       "Metrics: %s/metrics\n"
       "Ctrl-C stops the gateway and the simulator.\n\n",
-      base.c_str(), base.c_str(), base.c_str(), base.c_str());
+      base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str());
   std::fflush(stdout);
   set_log_level(level);
   int code = serve(snap, gw_cfg, text);
@@ -256,6 +361,13 @@ int run_cli(int argc, char** argv) {
       return 2;
     }
     return c.command == "check" ? check(c.config_path) : serve_file(c.config_path);
+  }
+  if (c.command == "route") {
+    if (c.config_path.empty() || c.request_path.empty()) {
+      std::fprintf(stderr, "error: route needs -c FILE and REQ.json\n%s", k_usage);
+      return 2;
+    }
+    return route(c.config_path, c.request_path);
   }
   std::fprintf(stderr, "error: unknown command '%s'\n%s", c.command.c_str(), k_usage);
   return 2;

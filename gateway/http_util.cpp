@@ -80,7 +80,8 @@ std::map<std::string, std::string> parse_query(std::string_view target) {
     for (std::size_t i = 0; i < in.size(); ++i) {
       if (in[i] == '+') {
         s.push_back(' ');
-      } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+      } else if (in[i] == '%' && i + 2 < in.size() &&
+                 std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
                  std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
         s.push_back(static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16)));
         i += 2;
@@ -96,7 +97,8 @@ std::map<std::string, std::string> parse_query(std::string_view target) {
     std::string_view pair = rest.substr(0, amp);
     auto eq = pair.find('=');
     if (!pair.empty())
-      out[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+      out[decode(pair.substr(0, eq))] =
+          eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
     if (amp == std::string_view::npos) break;
     rest.remove_prefix(amp + 1);
   }

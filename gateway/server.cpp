@@ -119,13 +119,13 @@ struct exchange {
   const providers::model_info* model = nullptr;
   providers::usage tokens;
   double upstream_seconds = 0;
-  std::string retry_after;     // forwarded from an upstream 429
-  bool anthropic_api = false;  // /v1/messages: answers and errors in Anthropic's shape
-  std::size_t emitted = 0;          // attempts already handed to accounting
-  std::uint64_t est_prompt = 0;     // the router's prompt estimate, used when usage is missing
-  std::uint64_t streamed_bytes = 0; // canonical chunk bytes relayed, for the same estimate
-  std::string route;           // the route's match, empty when the model was addressed directly
-  std::string route_explain;   // x-meridian-route: policy and why
+  std::string retry_after;           // forwarded from an upstream 429
+  bool anthropic_api = false;        // /v1/messages: answers and errors in Anthropic's shape
+  std::size_t emitted = 0;           // attempts already handed to accounting
+  std::uint64_t est_prompt = 0;      // the router's prompt estimate, used when usage is missing
+  std::uint64_t streamed_bytes = 0;  // canonical chunk bytes relayed, for the same estimate
+  std::string route;          // the route's match, empty when the model was addressed directly
+  std::string route_explain;  // x-meridian-route: policy and why
 };
 
 class server {
@@ -134,10 +134,12 @@ class server {
       : snap_(std::move(snap)),
         config_path_(std::move(config_path)),
         loaded_text_(std::move(config_text)),
+        health_(policies::health_options_from(snap_.load()->cfg->health)),
         metrics_(registry_) {
     // The ledger and its counters live as long as the process, not one config snapshot.
     const auto& st = snap_.load()->cfg->stats;
-    if (!st.ledger_path.empty()) ledger_ = std::make_unique<stats::ledger>(stats::ledger_options_from(st));
+    if (!st.ledger_path.empty())
+      ledger_ = std::make_unique<stats::ledger>(stats::ledger_options_from(st));
     accounting_ = std::make_unique<stats::accounting>(registry_, ledger_.get());
   }
   int run();
@@ -200,7 +202,8 @@ class server {
   awaitable<void> stats_daily(exchange& ex);
   awaitable<void> generation(exchange& ex);
   awaitable<void> dashboard(exchange& ex);
-  awaitable<void> send_stats(exchange& ex, stats::result<std::string> answer, std::string_view type);
+  awaitable<void> send_stats(exchange& ex, stats::result<std::string> answer,
+                             std::string_view type);
   awaitable<void> relay_stream(exchange& ex, const providers::dialect& d, upstream_exchange& x,
                                steady::time_point deadline, bool& reusable);
   awaitable<void> send(exchange& ex, http::status status, std::string body,
@@ -220,7 +223,7 @@ class server {
   std::string loaded_text_;       // the config text behind snap_; only the control thread uses it
   net::io_context control_{1};    // signals, reloads and the file watcher's wake-ups
   policies::health_book health_;  // outlives reloads
-  std::unique_ptr<stats::ledger> ledger_;       // null when stats.ledger is none
+  std::unique_ptr<stats::ledger> ledger_;  // null when stats.ledger is none
   std::unique_ptr<stats::accounting> accounting_;
   stats::registry registry_;
   gateway_metrics metrics_;
@@ -1075,8 +1078,11 @@ awaitable<void> server::stats_share(exchange& ex) {
   auto q = parse_query(ex.req.target());
   auto base = baseline_of(ex.snap);
   auto [e, answer] = co_await net::co_spawn(
-      control_, [&]() -> awaitable<stats::result<std::string>> {
-        co_return as_text([&] { return stats::share_answer(ledger_.get(), q, std::chrono::system_clock::now(), base); });
+      control_,
+      [&]() -> awaitable<stats::result<std::string>> {
+        co_return as_text([&] {
+          return stats::share_answer(ledger_.get(), q, std::chrono::system_clock::now(), base);
+        });
       },
       as_tuple);
   co_await send_stats(ex, std::move(answer), "application/json");
@@ -1085,8 +1091,11 @@ awaitable<void> server::stats_share(exchange& ex) {
 awaitable<void> server::stats_daily(exchange& ex) {
   auto q = parse_query(ex.req.target());
   auto [e, answer] = co_await net::co_spawn(
-      control_, [&]() -> awaitable<stats::result<std::string>> {
-        co_return as_text([&] { return stats::daily_answer(ledger_.get(), q, std::chrono::system_clock::now()); });
+      control_,
+      [&]() -> awaitable<stats::result<std::string>> {
+        co_return as_text([&] {
+          return stats::daily_answer(ledger_.get(), q, std::chrono::system_clock::now());
+        });
       },
       as_tuple);
   co_await send_stats(ex, std::move(answer), "application/json");
@@ -1095,7 +1104,8 @@ awaitable<void> server::stats_daily(exchange& ex) {
 awaitable<void> server::generation(exchange& ex) {
   auto q = parse_query(ex.req.target());
   auto [e, answer] = co_await net::co_spawn(
-      control_, [&]() -> awaitable<stats::result<std::string>> {
+      control_,
+      [&]() -> awaitable<stats::result<std::string>> {
         // Events are written every flush_interval; flush first so a generation is found as
         // soon as its answer was sent.
         if (ledger_) ledger_->flush();
@@ -1109,7 +1119,8 @@ awaitable<void> server::dashboard(exchange& ex) {
   auto q = parse_query(ex.req.target());
   auto base = baseline_of(ex.snap);
   auto [e, answer] = co_await net::co_spawn(
-      control_, [&]() -> awaitable<stats::result<std::string>> {
+      control_,
+      [&]() -> awaitable<stats::result<std::string>> {
         co_return stats::dashboard_answer(ledger_.get(), q, std::chrono::system_clock::now(), base);
       },
       as_tuple);
@@ -1549,7 +1560,8 @@ int server::run() {
   if (ledger_) {
     ledger_->stop();  // writes everything still queued: a clean shutdown loses no accounting
     if (!ledger_->last_error().empty())
-      log(log_level::error, "the usage ledger could not write everything: " + ledger_->last_error());
+      log(log_level::error,
+          "the usage ledger could not write everything: " + ledger_->last_error());
   }
   log(log_level::info, "stopped");
   return 0;

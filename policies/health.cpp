@@ -44,6 +44,15 @@ circuit_state effective(const deployment_health& h, health_clock::time_point now
 
 }  // namespace
 
+health_options health_options_from(const config::health_config& cfg) {
+  health_options out;
+  out.failure_threshold = cfg.failure_threshold;
+  out.cooldown = std::chrono::duration_cast<health_clock::duration>(cfg.cooldown);
+  out.recent_failure = std::chrono::duration_cast<health_clock::duration>(cfg.recent_failure);
+  out.alpha = cfg.alpha;
+  return out;
+}
+
 const deployment_health* health_snapshot::find(std::string_view provider,
                                                std::string_view model) const {
   if (!entries_) return nullptr;

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "config/config.hpp"
+
 namespace meridian::policies {
 
 using health_clock = std::chrono::steady_clock;
@@ -22,6 +24,9 @@ struct health_options {
   health_clock::duration recent_failure = std::chrono::seconds(30);  // the default policy skips
   double alpha = 0.2;  // EWMA weight of the newest sample
 };
+
+// The options the YAML `health` section asks for (already validated by the config parser).
+health_options health_options_from(const config::health_config& cfg);
 
 // closed: traffic flows. open: nothing is sent until the cooldown ends. half_open: one probe is
 // in flight; its outcome closes or reopens the circuit.

@@ -42,6 +42,18 @@ std::string_view strip_suffix(std::string_view model, sort_by& hint) {
   return model;
 }
 
+bool has(const model_info& m, config::capability c) {
+  switch (c) {
+    case config::capability::tools:
+      return m.tools;
+    case config::capability::images:
+      return m.images;
+    case config::capability::json:
+      return m.json;
+  }
+  return false;
+}
+
 class planner {
  public:
   planner(const request_facts& f, const providers::catalog& cat, const health_snapshot& h,
@@ -114,6 +126,8 @@ class planner {
         return "route.require.max_price.prompt";
       if (req.max_completion_price && m.output > *req.max_completion_price)
         return "route.require.max_price.completion";
+      for (auto need : req.capabilities)
+        if (!has(m, need)) return "route.require.capabilities";
     }
     if (!pref.only.empty() && !contains(pref.only, p.name)) return "provider.only";
     if (contains(pref.ignore, p.name)) return "provider.ignore";
@@ -122,6 +136,10 @@ class planner {
       return "provider.max_price.prompt";
     if (pref.max_completion_price && m.output > *pref.max_completion_price)
       return "provider.max_price.completion";
+    // What the request itself uses: a model without it would reject or silently ignore it.
+    if (facts_.needs_tools && !m.tools) return "capability.tools";
+    if (facts_.needs_images && !m.images) return "capability.images";
+    if (facts_.needs_json && !m.json) return "capability.json";
     if (m.context != 0 && facts_.est_prompt_tokens > m.context) return "context_length";
     return {};
   }
@@ -179,6 +197,10 @@ class planner {
                      top.starts_with("route.require.exclude_providers");
     err.status = selection ? 404 : 400;
     err.param = top.starts_with("provider.") ? "provider" : top == "key.regions" ? "" : "model";
+    // Blame the request field that asked for the capability, so the client knows what to drop.
+    if (top == "capability.tools") err.param = "tools";
+    if (top == "capability.images") err.param = "messages";
+    if (top == "capability.json") err.param = "response_format";
     err.message = "No provider can serve '" + std::string(asked) + "': ";
     for (std::size_t i = 0; i < counts.size(); ++i) {
       if (i) err.message += ", ";

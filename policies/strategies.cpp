@@ -183,10 +183,14 @@ class inverse_square_strategy final : public strategy {
 
 }  // namespace
 
-double expected_cost(const candidate& c, const request_facts& f) {
+double expected_cost(const request_facts& f, const providers::model_info& m) {
   double completion =
       static_cast<double>(f.max_tokens ? *f.max_tokens : k_default_completion_tokens);
-  return static_cast<double>(f.est_prompt_tokens) * c.model->input + completion * c.model->output;
+  return static_cast<double>(f.est_prompt_tokens) * m.input + completion * m.output;
+}
+
+double expected_cost(const candidate& c, const request_facts& f) {
+  return expected_cost(f, *c.model);
 }
 
 std::unique_ptr<strategy> make_cost_strategy() {

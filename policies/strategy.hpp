@@ -35,8 +35,11 @@ struct rank_context {
   std::mt19937_64& rng;                  // for weighted and the price-weighted default
 };
 
-// Expected USD cost of the request on a candidate, in micro-dollars: estimated prompt tokens
-// times the input price plus max_tokens (or k_default_completion_tokens) times the output price.
+// Expected cost of the request on a model, in micro-dollars (prices are USD per million tokens):
+// estimated prompt tokens times the input price plus max_tokens (or k_default_completion_tokens)
+// times the output price. Divide by 1e6 for USD.
+double expected_cost(const request_facts& f, const providers::model_info& m);
+// The same for a candidate's model; what the cost-aware strategies rank by.
 double expected_cost(const candidate& c, const request_facts& f);
 
 class strategy {

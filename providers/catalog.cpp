@@ -1,7 +1,11 @@
-// Built-in presets (base URL, region, auth, default prices as of 2026-11) and their
+// Built-in presets (base URL, region, auth, default prices with their as_of date) and their
 // resolution against the configuration. Every price here can be overridden in YAML.
 #include "providers/catalog.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
@@ -19,10 +23,17 @@ struct preset {
   const char* region;
   auth_style auth;
   const char* key_env;  // nullptr: no key needed (local servers)
+  const char* as_of;    // when the URL and prices below were last checked, "YYYY-MM"
   std::vector<model_info> models;
 };
 
-// Second-hand list prices, USD per million tokens; see ../shared/PROVIDERS.md.
+// List prices, USD per million tokens, from providers' pages and second-hand price lists (see
+// ../shared/PROVIDERS.md). Mainland endpoints bill in CNY: where the CNY list price was found it
+// is converted at 7.1 CNY per USD, otherwise the international USD price stands in. Regional
+// variants come in pairs because an account and its key belong to one platform: a CN key is
+// refused by the international endpoint and the other way round. "intl" marks endpoints hosted
+// outside mainland China (Singapore for DashScope); it is not a built-in region, so it has no
+// electricity price unless `regions:` declares one.
 const std::vector<preset>& presets() {
   static const std::vector<preset> table = {
       {"deepseek",
@@ -31,14 +42,28 @@ const std::vector<preset>& presets() {
        "cn",
        auth_style::bearer,
        "DEEPSEEK_API_KEY",
+       "2026-11",
        {{"deepseek-chat", 0.28, 0.42, 0.028, 0, 80, 131072},
         {"deepseek-reasoner", 0.28, 0.42, 0.028, 0, 85, 131072}}},
+      // Beijing; CNY list prices: plus 0.8/2, max 2.4/9.6, turbo 0.3/0.6 per million.
       {"qwen",
        dialect_kind::openai,
        "https://dashscope.aliyuncs.com/compatible-mode/v1",
        "cn",
        auth_style::bearer,
        "DASHSCOPE_API_KEY",
+       "2026-11",
+       {{"qwen-plus", 0.113, 0.282, 0, 0, 78, 131072},
+        {"qwen-max", 0.338, 1.352, 0, 0, 84, 32768},
+        {"qwen-turbo", 0.042, 0.085, 0, 0, 65, 1000000}}},
+      // Singapore; the international console bills in USD.
+      {"qwen-intl",
+       dialect_kind::openai,
+       "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+       "intl",
+       auth_style::bearer,
+       "DASHSCOPE_API_KEY",
+       "2026-11",
        {{"qwen-plus", 0.4, 1.2, 0, 0, 78, 131072},
         {"qwen-max", 1.6, 6.4, 0, 0, 84, 32768},
         {"qwen-turbo", 0.05, 0.2, 0, 0, 65, 1000000}}},
@@ -48,21 +73,55 @@ const std::vector<preset>& presets() {
        "cn",
        auth_style::bearer,
        "MOONSHOT_API_KEY",
-       {{"kimi-k2-0905-preview", 0.6, 2.5, 0.15, 0, 82, 262144}}},
+       "2026-11",
+       {{"kimi-k2-0905-preview", 0.6, 2.5, 0.15, 0, 82, 262144},
+        {"kimi-k2-thinking", 0.6, 2.5, 0.15, 0, 85, 262144},
+        {"kimi-k2-turbo-preview", 1.15, 8, 0.15, 0, 82, 262144}}},
+      {"moonshot-intl",
+       dialect_kind::openai,
+       "https://api.moonshot.ai/v1",
+       "intl",
+       auth_style::bearer,
+       "MOONSHOT_API_KEY",
+       "2026-11",
+       {{"kimi-k2-0905-preview", 0.6, 2.5, 0.15, 0, 82, 262144},
+        {"kimi-k2-thinking", 0.6, 2.5, 0.15, 0, 85, 262144},
+        {"kimi-k2-turbo-preview", 1.15, 8, 0.15, 0, 82, 262144}}},
       {"zhipu",
        dialect_kind::openai,
        "https://open.bigmodel.cn/api/paas/v4",
        "cn",
        auth_style::bearer,
        "ZHIPU_API_KEY",
+       "2026-11",
        {{"glm-4.6", 0.6, 2.2, 0.11, 0, 82, 200000},
         {"glm-4.5-air", 0.2, 1.1, 0.03, 0, 72, 131072}}},
+      // Z.ai, Zhipu's international platform; its keys are separate from bigmodel.cn's.
+      {"zhipu-intl",
+       dialect_kind::openai,
+       "https://api.z.ai/api/paas/v4",
+       "intl",
+       auth_style::bearer,
+       "ZAI_API_KEY",
+       "2026-11",
+       {{"glm-4.6", 0.6, 2.2, 0.11, 0, 82, 200000},
+        {"glm-4.5-air", 0.2, 1.1, 0.03, 0, 72, 131072}}},
+      // api.minimax.io is MiniMax's international platform; "minimax-cn" is the mainland one.
       {"minimax",
        dialect_kind::openai,
        "https://api.minimax.io/v1",
+       "intl",
+       auth_style::bearer,
+       "MINIMAX_API_KEY",
+       "2026-11",
+       {{"MiniMax-M2", 0.3, 1.2, 0.03, 0, 80, 204800}}},
+      {"minimax-cn",
+       dialect_kind::openai,
+       "https://api.minimax.chat/v1",
        "cn",
        auth_style::bearer,
        "MINIMAX_API_KEY",
+       "2026-11",
        {{"MiniMax-M2", 0.3, 1.2, 0.03, 0, 80, 204800}}},
       {"openai",
        dialect_kind::openai,
@@ -70,6 +129,7 @@ const std::vector<preset>& presets() {
        "us",
        auth_style::bearer,
        "OPENAI_API_KEY",
+       "2026-11",
        {{"gpt-4o-mini", 0.15, 0.6, 0.075, 0, 75, 128000},
         {"gpt-4o", 2.5, 10, 1.25, 0, 88, 128000},
         {"gpt-4.1", 2, 8, 0.5, 0, 88, 1047576},
@@ -80,6 +140,7 @@ const std::vector<preset>& presets() {
        "us",
        auth_style::x_api_key,
        "ANTHROPIC_API_KEY",
+       "2026-11",
        {{"claude-sonnet-4-5", 3, 15, 0.3, 3.75, 92, 200000},
         {"claude-haiku-4-5", 1, 5, 0.1, 1.25, 80, 200000}}},
       {"gemini",
@@ -88,6 +149,7 @@ const std::vector<preset>& presets() {
        "us",
        auth_style::x_goog_api_key,
        "GEMINI_API_KEY",
+       "2026-11",
        {{"gemini-2.5-flash", 0.3, 2.5, 0.03, 0, 84, 1048576},
         {"gemini-2.5-pro", 1.25, 10, 0.125, 0, 90, 1048576}}},
       {"ollama",
@@ -96,6 +158,7 @@ const std::vector<preset>& presets() {
        "local",
        auth_style::none,
        nullptr,
+       "2026-11",
        {}},
       {"vllm",
        dialect_kind::openai,
@@ -103,6 +166,7 @@ const std::vector<preset>& presets() {
        "local",
        auth_style::none,
        nullptr,
+       "2026-11",
        {}},
       {"llamacpp",
        dialect_kind::openai,
@@ -110,6 +174,7 @@ const std::vector<preset>& presets() {
        "local",
        auth_style::none,
        nullptr,
+       "2026-11",
        {}},
   };
   return table;
@@ -139,14 +204,27 @@ void apply(model_info& m, const config::model_config& c) {
   if (c.cache_write) m.cache_write = *c.cache_write;
   if (c.quality) m.quality = *c.quality;
   if (c.context) m.context = *c.context;
+  if (c.capabilities) {
+    auto has = [&](config::capability k) {
+      return std::find(c.capabilities->begin(), c.capabilities->end(), k) != c.capabilities->end();
+    };
+    m.tools = has(config::capability::tools);
+    m.images = has(config::capability::images);
+    m.json = has(config::capability::json);
+  }
 }
 
 void merge_model(provider& p, const std::string& id, const config::model_config& c) {
   for (auto& m : p.models)
-    if (m.id == id) return apply(m, c);
+    if (m.id == id) {
+      // The file names a preset model: whatever it leaves unset still comes from the catalog.
+      if (m.source == "catalog") m.source = "catalog+file";
+      return apply(m, c);
+    }
   model_info m;
   m.id = id;
   m.author = guess_author(id);
+  m.source = "file";
   apply(m, c);
   p.models.push_back(std::move(m));
 }
@@ -229,6 +307,12 @@ std::string guess_author(std::string_view id) {
   return "unknown";
 }
 
+bool preset_model_sees_images(std::string_view id) {
+  for (std::string_view prefix : {"gpt-4o", "gpt-4.1", "gpt-5", "claude", "gemini"})
+    if (id.starts_with(prefix)) return true;
+  return false;
+}
+
 const model_info* provider::find_model(std::string_view id) const {
   for (const auto& m : models)
     if (m.id == id) return &m;
@@ -247,6 +331,21 @@ env_lookup process_env() {
     if (!v) return std::nullopt;
     return std::string(v);
   };
+}
+
+std::optional<preset_summary> describe_preset(std::string_view name) {
+  for (const auto& p : presets())
+    if (name == p.name) return preset_summary{p.name, p.base_url, p.region, p.as_of, p.dialect};
+  return std::nullopt;
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost") return true;
+  const std::string h(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, h.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 std::vector<std::string> preset_names() {
@@ -273,16 +372,30 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
       p.url_text = pre->base_url;
       p.region = pre->region;
       p.auth = pre->auth;
+      p.as_of = pre->as_of;
+      p.url_source = p.region_source = "catalog";
       p.models = pre->models;
-      for (auto& m : p.models) m.author = guess_author(m.id);
+      for (auto& m : p.models) {
+        m.author = guess_author(m.id);
+        m.images = preset_model_sees_images(m.id);
+      }
     }
     if (pc.dialect) {
       p.dialect = *pc.dialect;
       if (!pre) p.auth = default_auth(p.dialect);
     }
-    if (!pc.base_url.empty()) p.url_text = pc.base_url;
-    if (!pc.region.empty()) p.region = pc.region;
-    if (p.region.empty()) p.region = "any";
+    if (!pc.base_url.empty()) {
+      p.url_text = pc.base_url;
+      p.url_source = "file";
+    }
+    if (!pc.region.empty()) {
+      p.region = pc.region;
+      p.region_source = "file";
+    }
+    if (p.region.empty()) {
+      p.region = "any";
+      p.region_source = "default";
+    }
     auto url = parse_base_url(p.url_text);
     if (!url)
       throw config::config_error(where(cfg, "providers." + pc.name + ".base_url", pc.line) +
@@ -306,11 +419,17 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
       }
     } else if (!key_env.empty()) {
       auto v = env(key_env);
-      if (!v || trim(*v).empty()) {
+      if (v && !trim(*v).empty()) {
+        p.api_key = trim(*v);
+      } else if (pc.api_key_env.empty() && !pc.base_url.empty() && is_loopback_host(p.url.host)) {
+        // Only the preset's default variable is waived, and only for a server on this machine
+        // that the file itself names (a simulator, a local proxy): a key the file asks for by
+        // name is still required.
+        p.keyless_loopback = true;
+      } else {
         out.skipped.push_back({pc.name, key_env + " is not set"});
         continue;
       }
-      p.api_key = trim(*v);
     } else if (pre && pre->key_env == nullptr) {
       p.auth = auth_style::none;
     }

@@ -20,7 +20,16 @@ struct model_info {
   int quality = 50;
   std::uint32_t context = 0;  // 0 = unknown
   std::string author;         // the model's vendor ("deepseek", "openai", "meta", ...)
+  // Where the facts came from, so `meridian check` can show which prices are built-in defaults:
+  // "catalog" (preset only), "file" (declared in YAML only) or "catalog+file" (preset, then
+  // overridden in YAML).
+  std::string source = "catalog";
+  // What requests it accepts: tool calls, image inputs, JSON mode. Hard routing constraints.
+  bool tools = true, images = false, json = true;
 };
+
+// Whether a built-in preset's model takes image input, judged by its id.
+bool preset_model_sees_images(std::string_view model_id);
 
 // USD for `u` at `m`'s prices (per million tokens); reasoning is billed as output.
 double cost_usd(const usage& u, const model_info& m);
@@ -46,7 +55,14 @@ struct provider {
   std::string url_text;  // base URL as configured, for display
   base_url url;
   std::string region;
+  // "catalog" or "file" for each of the two, so `meridian check` can show which one YAML set;
+  // a region neither sets is "default" ("any").
+  std::string url_source, region_source;
+  std::string as_of;  // date of the preset's facts ("2026-11"); empty without a preset
   auth_style auth = auth_style::bearer;
+  // A preset's key variable is unset but YAML points it at a loopback server (a simulator or a
+  // local proxy), so it runs without a key instead of being skipped.
+  bool keyless_loopback = false;
   std::string api_key;  // secret: never logged, never returned
   config::tls_config tls;
   std::map<std::string, std::string> headers;
@@ -78,5 +94,15 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env = process
 
 // Names of the built-in presets.
 std::vector<std::string> preset_names();
+
+// A preset's own facts, for listings (README, `check`); nullopt for an unknown name.
+struct preset_summary {
+  std::string name, base_url, region, as_of;
+  config::dialect_kind dialect = config::dialect_kind::openai;
+};
+std::optional<preset_summary> describe_preset(std::string_view name);
+
+// True for 127.0.0.0/8, ::1 and "localhost": hosts that never leave this machine.
+bool is_loopback_host(std::string_view host);
 
 }  // namespace meridian::providers

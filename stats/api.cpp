@@ -12,14 +12,17 @@ std::optional<std::string_view> param(const query_params& q, const char* name) {
   return std::string_view(it->second);
 }
 
-query_error no_ledger() { return {"", "the usage ledger is disabled (stats.ledger: none)"}; }
+query_error no_ledger() {
+  return {"", "the usage ledger is disabled (stats.ledger: none)"};
+}
 
 }  // namespace
 
 result<nlohmann::json> share_answer(const ledger* book, const query_params& q, time_point now,
                                     const std::optional<baseline>& base) {
   if (!book) return no_ledger();
-  auto parsed = parse_share_query(param(q, "window"), param(q, "by"), param(q, "from"), param(q, "to"), now);
+  auto parsed =
+      parse_share_query(param(q, "window"), param(q, "by"), param(q, "from"), param(q, "to"), now);
   if (auto* e = std::get_if<query_error>(&parsed)) return *e;
   const auto& sq = std::get<share_query>(parsed);
   auto data = book->share(sq.window, sq.by);

@@ -170,18 +170,25 @@ TEST_CASE("the reference example parses with the documented values") {
   CHECK(c.models.at("openai/gpt-4o-mini").context == 128000u);
 }
 
-TEST_CASE("the demo config describes four simulated providers") {
+TEST_CASE("the demo config describes six simulated providers") {
   auto c = cfg::load_config((k_root / "config/examples/demo.yaml").string());
   CHECK(c.server.listen.host == "127.0.0.1");
   CHECK(c.server.listen.port == 8080);
-  REQUIRE(c.providers.size() == 4);
+  REQUIRE(c.providers.size() == 6);
   for (const auto& p : c.providers) {
     CAPTURE(p.name);
+    // Keys never appear in the demo: the simulator needs none.
+    CHECK(p.api_key_env.empty());
+    CHECK(p.api_key_file.empty());
+    // claude and gemini take their dialect from a preset; the rest spell out the OpenAI one.
+    if (p.name == "claude" || p.name == "gemini") {
+      CHECK(p.preset == (p.name == "claude" ? "anthropic" : "gemini"));
+      CHECK(p.base_url.rfind("http://127.0.0.1:910", 0) == 0);
+      continue;
+    }
     CHECK(p.preset.empty());
     REQUIRE(p.dialect);
     CHECK(*p.dialect == cfg::dialect_kind::openai);
-    CHECK(p.api_key_env.empty());
-    CHECK(p.api_key_file.empty());
   }
   const auto& deepseek = find_provider(c, "deepseek");
   CHECK(deepseek.base_url == "http://127.0.0.1:9101/v1");
@@ -273,5 +280,36 @@ TEST_CASE("the stats section and energy overrides parse into typed values") {
   CHECK(defaults.stats.retention == 720h);
   CHECK(cfg::parse_config("stats: { ledger: none }\n").stats.ledger_path.empty());
   CHECK(error_of("stats: { ledger: mysql://x }\n").find("expected sqlite:PATH or none") !=
+        std::string::npos);
+}
+
+TEST_CASE("the health section and model capabilities parse into typed values") {
+  auto c = cfg::parse_config(
+      "providers:\n"
+      "  local:\n"
+      "    base_url: http://127.0.0.1:1/v1\n"
+      "    models: { vl: { capabilities: [images, tools] }, plain: { capabilities: [] } }\n"
+      "models:\n"
+      "  local/vl: { quality: 70 }\n"
+      "health:\n"
+      "  failure_threshold: 5\n"
+      "  cooldown: 2m\n"
+      "  recent_failure: 0s\n"
+      "  alpha: 1\n",
+      "test.yaml");
+  CHECK(c.health.failure_threshold == 5u);
+  CHECK(c.health.cooldown == 120s);
+  CHECK(c.health.recent_failure == 0s);
+  CHECK(c.health.alpha == doctest::Approx(1.0));
+  const auto& models = find_provider(c, "local").models;
+  REQUIRE(models.at("vl").capabilities);
+  CHECK(*models.at("vl").capabilities ==
+        std::vector<cfg::capability>{cfg::capability::images, cfg::capability::tools});
+  REQUIRE(models.at("plain").capabilities);
+  CHECK(models.at("plain").capabilities->empty());
+  CHECK_FALSE(c.models.at("local/vl").capabilities);
+
+  CHECK(error_of("health: { alpha: 0 }\n").find("health.alpha (line 1)") != std::string::npos);
+  CHECK(error_of("health: { cooldown: 0s }\n").find("must be greater than zero") !=
         std::string::npos);
 }

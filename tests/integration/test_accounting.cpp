@@ -47,20 +47,31 @@ const std::map<std::string, prices> k_prices = {
 std::string gateway_yaml(sim& s, const std::string& ledger) {
   auto port = [&](const char* p) { return std::to_string(s.ports.at(p)); };
   return "server: { listen: 127.0.0.1:0, threads: 2 }\n"
-         "stats: { ledger: \"sqlite:" + ledger + "\", flush_interval: 100ms, baseline: claude/claude-sonnet-4-5 }\n"
+         "stats: { ledger: \"sqlite:" +
+         ledger +
+         "\", flush_interval: 100ms, baseline: claude/claude-sonnet-4-5 }\n"
          "providers:\n"
-         "  fast: { base_url: \"http://127.0.0.1:" + port("fast") + "/v1\", region: cn, models: { m-fast: { input: 0.5, output: 1 } } }\n"
-         "  bad: { base_url: \"http://127.0.0.1:" + port("bad") + "/v1\", region: cn, models: { m-fast: { input: 0.5, output: 1 } } }\n"
-         "  claude: { dialect: anthropic, base_url: \"http://127.0.0.1:" + port("claude") + "/v1\", region: us,"
+         "  fast: { base_url: \"http://127.0.0.1:" +
+         port("fast") +
+         "/v1\", region: cn, models: { m-fast: { input: 0.5, output: 1 } } }\n"
+         "  bad: { base_url: \"http://127.0.0.1:" +
+         port("bad") +
+         "/v1\", region: cn, models: { m-fast: { input: 0.5, output: 1 } } }\n"
+         "  claude: { dialect: anthropic, base_url: \"http://127.0.0.1:" +
+         port("claude") +
+         "/v1\", region: us,"
          " models: { claude-sonnet-4-5: { input: 3, output: 15, cache_read: 0.3 } } }\n"
-         "  gem: { dialect: gemini, base_url: \"http://127.0.0.1:" + port("gem") + "/v1beta\", region: us,"
+         "  gem: { dialect: gemini, base_url: \"http://127.0.0.1:" +
+         port("gem") +
+         "/v1beta\", region: us,"
          " models: { gemini-2.5-pro: { input: 1.25, output: 10 } } }\n"
          "routes:\n"
          "  - { match: fb, policy: ordered, candidates: [bad/m-fast, fast/m-fast] }\n";
 }
 
 std::string body(const std::string& model, bool stream) {
-  return R"({"model":")" + model + R"(","messages":[{"role":"user","content":"Count my tokens exactly"}])" +
+  return R"({"model":")" + model +
+         R"(","messages":[{"role":"user","content":"Count my tokens exactly"}])" +
          (stream ? R"(,"stream":true)" : "") + "}";
 }
 
@@ -71,7 +82,8 @@ struct totals {
 };
 
 // Sums of every sample of a metric family, optionally only those whose labels contain `filter`.
-double metric_sum(const std::string& text, const std::string& name, const std::string& filter = "") {
+double metric_sum(const std::string& text, const std::string& name,
+                  const std::string& filter = "") {
   double sum = 0;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
@@ -99,17 +111,22 @@ TEST_CASE("accounting: metrics, share API and ledger equal the simulator's usage
   {
     gateway g(gateway_yaml(s, ledger));
     auto count = [&](const json& usage, const std::string& provider, const std::string& region) {
-      std::uint64_t t = usage["prompt_tokens"].get<std::uint64_t>() + usage["completion_tokens"].get<std::uint64_t>();
+      std::uint64_t t = usage["prompt_tokens"].get<std::uint64_t>() +
+                        usage["completion_tokens"].get<std::uint64_t>();
       expected.tokens += t;
       expected.by_region[region] += t;
       const auto& p = k_prices.at(provider);
-      double c = (usage["prompt_tokens"].get<double>() * p.in + usage["completion_tokens"].get<double>() * p.out) / 1e6;
+      double c = (usage["prompt_tokens"].get<double>() * p.in +
+                  usage["completion_tokens"].get<double>() * p.out) /
+                 1e6;
       CHECK(usage["cost"].get<double>() == doctest::Approx(c));
       expected.cost += c;
     };
     const std::vector<std::tuple<std::string, std::string, std::string>> calls = {
-        {"fast/m-fast", "fast", "cn"}, {"claude/claude-sonnet-4-5", "claude", "us"},
-        {"gem/gemini-2.5-pro", "gem", "us"}, {"fb", "fast", "cn"}};
+        {"fast/m-fast", "fast", "cn"},
+        {"claude/claude-sonnet-4-5", "claude", "us"},
+        {"gem/gemini-2.5-pro", "gem", "us"},
+        {"fb", "fast", "cn"}};
     for (const auto& [model, provider, region] : calls) {
       auto r = http_call(g.port, "POST", "/v1/chat/completions", body(model, false));
       REQUIRE(r.status == 200);
@@ -128,7 +145,8 @@ TEST_CASE("accounting: metrics, share API and ledger equal the simulator's usage
       count(usage, provider, region);
     }
     // Every figure below is read after the answers: allow a flush interval.
-    CHECK(eventually([&] { return share(g.port, "region")["total"]["tokens"] == expected.tokens; }, 3s));
+    CHECK(eventually([&] { return share(g.port, "region")["total"]["tokens"] == expected.tokens; },
+                     3s));
     auto by_region = share(g.port, "region");
     CHECK(by_region["total"]["cost_usd"].get<double>() == doctest::Approx(expected.cost));
     double sum_shares = 0;
@@ -163,10 +181,12 @@ TEST_CASE("accounting: metrics, share API and ledger equal the simulator's usage
     CHECK(http_call(g.port, "GET", "/v1/generation?id=nope").status == 404);
     CHECK(http_call(g.port, "GET", "/v1/stats/share?window=5y").status == 400);
 
-    auto daily = json::parse(http_call(g.port, "GET", "/v1/stats/daily?days=2&top=1&by=provider").body);
+    auto daily =
+        json::parse(http_call(g.port, "GET", "/v1/stats/daily?days=2&top=1&by=provider").body);
     REQUIRE(daily["series"].size() == 2);
     std::uint64_t daily_total = 0;
-    for (const auto& row : daily["series"][1]["rows"]) daily_total += row["tokens"].get<std::uint64_t>();
+    for (const auto& row : daily["series"][1]["rows"])
+      daily_total += row["tokens"].get<std::uint64_t>();
     CHECK(daily_total == expected.tokens);
     CHECK(daily["series"][1]["rows"].back()["key"] == "other");
 
@@ -198,7 +218,8 @@ TEST_CASE("accounting: kill -9 after a flush loses nothing that was flushed") {
       auto r = http_call(g.port, "POST", "/v1/chat/completions", body("fast/m-fast", false));
       REQUIRE(r.status == 200);
       auto u = json::parse(r.body)["usage"];
-      tokens += u["prompt_tokens"].get<std::uint64_t>() + u["completion_tokens"].get<std::uint64_t>();
+      tokens +=
+          u["prompt_tokens"].get<std::uint64_t>() + u["completion_tokens"].get<std::uint64_t>();
     }
     CHECK(eventually([&] { return share(g.port, "region")["total"]["tokens"] == tokens; }, 3s));
     g.proc->signal(SIGKILL);

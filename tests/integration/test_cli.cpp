@@ -45,6 +45,7 @@ providers:
     base_url: http://127.0.0.1:11434/v1
     region: local
     models: { "qwen2.5:7b": { quality: 55 } }
+  zai: { preset: zhipu-intl, base_url: "http://127.0.0.1:9/v1", models: { glm-4.6: { quality: 90 } } }
 )");
   auto r = run({"check", "-c", file}, {{"MERIDIAN_TEST_OPENAI_KEY", "sk-secret-value-123"}});
   CHECK(r.code == 0);
@@ -53,6 +54,19 @@ providers:
   CHECK(r.out.find("openai/gpt-4o-mini") != std::string::npos);
   CHECK(r.out.find("local/qwen2.5:7b") != std::string::npos);
   CHECK(r.out.find("sk-secret-value-123") == std::string::npos);  // keys are never printed
+  // Where each value came from: the file, the catalog, or the catalog overridden by the file.
+  auto line_of = [&](const std::string& start) {
+    auto at = r.out.find("\n  " + start + " ");
+    return at == std::string::npos ? std::string()
+                                   : r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1);
+  };
+  CHECK(line_of("openai/gpt-4o-mini").ends_with(" catalog"));
+  CHECK(line_of("local/qwen2.5:7b").ends_with(" file"));
+  CHECK(line_of("zai/glm-4.6").ends_with(" catalog+file"));
+  // A preset pointed at loopback runs without its key; its URL is the file's, its region the
+  // catalog's.
+  CHECK(line_of("zai").find("no key (loopback)") != std::string::npos);
+  CHECK(line_of("zai").find("file/catalog") != std::string::npos);
 }
 
 TEST_CASE("cli: check exits 1 with the YAML path and line of a mistake") {

@@ -229,3 +229,43 @@ TEST_CASE(
   CHECK(cfg["routes"][0]["match"] == "auto");
   CHECK(cfg["providers"].size() == s.ports.size());
 }
+
+TEST_CASE(
+    "routing: an open circuit lets one probe through after the cooldown and closes on success") {
+  sim s(k_sim);
+  temp_dir d;
+  auto yaml = [&](const std::string& flaky_target) {
+    return "server: { listen: 127.0.0.1:0, threads: 1 }\n"
+           "health: { failure_threshold: 2, cooldown: 400ms }\n"
+           "providers:\n"
+           "  flaky: { base_url: \"http://127.0.0.1:" +
+           std::to_string(s.ports.at(flaky_target)) +
+           "/v1\", region: cn, models: { m: {} } }\n"
+           "  good: { base_url: \"http://127.0.0.1:" +
+           std::to_string(s.ports.at("good")) +
+           "/v1\", region: cn, models: { m: {} } }\n"
+           "routes:\n" +
+           ordered("auto", {"flaky", "good"});
+  };
+  const std::string path = d.write("m.yaml", yaml("bad500"));
+  process gw({MERIDIAN_BIN, "serve", "-c", path, "--log-level", "warn"}, {}, d.path());
+  auto listening = gw.wait_line("\"listening\"", 10s);
+  REQUIRE(listening);
+  const auto port = json::parse(*listening)["port"].get<std::uint16_t>();
+  auto served_by = [&] {
+    return http_call(port, "POST", "/v1/chat/completions", body("auto"))
+        .headers["x-meridian-provider"];
+  };
+  for (int i = 0; i < 4; ++i) CHECK(served_by() == "good");
+  CHECK(sim_requests(s, "bad500") == 2);  // then open: no more traffic there
+  // The operator mends the provider; the health book survives the reload.
+  std::ofstream(path) << yaml("good2");
+  gw.signal(SIGHUP);
+  CHECK(served_by() == "good");  // still open: the cooldown has not passed
+  std::this_thread::sleep_for(500ms);
+  CHECK(served_by() == "flaky");  // the half-open probe succeeded and closed the circuit
+  CHECK(served_by() == "flaky");
+  CHECK(
+      http_call(port, "GET", "/metrics").body.find("meridian_provider_up{provider=\"flaky\"} 1") !=
+      std::string::npos);
+}

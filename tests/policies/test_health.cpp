@@ -113,3 +113,16 @@ TEST_CASE("snapshot lookups match provider and model exactly, slashes in ids inc
   CHECK(snap.find("a", "bc") == nullptr);
   CHECK(snap.find("", "a") == nullptr);
 }
+
+TEST_CASE("health options from the YAML health section drive the circuit breaker") {
+  auto cfg = meridian::config::parse_config(
+      "health: { failure_threshold: 1, cooldown: 5s, alpha: 0.5 }\n");
+  auto options = health_options_from(cfg.health);
+  CHECK(options.cooldown == std::chrono::seconds(5));
+  CHECK(options.alpha == doctest::Approx(0.5));
+  health_book book(options);
+  auto t = health_clock::time_point{} + std::chrono::hours(1);
+  book.record_failure("p", "m", t);
+  CHECK(book.state("p", "m", t) == circuit_state::open);
+  CHECK(book.state("p", "m", t + std::chrono::seconds(5)) == circuit_state::half_open);
+}

@@ -607,3 +607,84 @@ providers:
   REQUIRE(r.ok());
   CHECK(r.attempts[0].provider->name == "a");
 }
+
+namespace {
+
+// Capabilities declared per model: "vision" sees images, "text" has no tools nor JSON mode.
+constexpr const char* k_capability_yaml = R"(
+providers:
+  a:
+    base_url: http://127.0.0.1:1/v1
+    models:
+      vision: { input: 3, output: 3, quality: 90, capabilities: [tools, images, json] }
+      text: { input: 1, output: 1, quality: 70, capabilities: [] }
+      default: { input: 2, output: 2, quality: 80 }
+routes:
+  - match: any
+    policy: cost
+    candidates: [a/*]
+  - match: seeing
+    policy: cost
+    candidates: [a/*]
+    require: { capabilities: [images] }
+)";
+
+struct capability_world {
+  config::config cfg = config::parse_config(k_capability_yaml, "caps.yaml");
+  providers::catalog cat =
+      providers::build_catalog(cfg, [](const std::string&) { return std::nullopt; });
+  std::mt19937_64 rng{99};
+
+  plan_result route(const request_facts& f) { return plan(f, cat, {}, cfg.routes, {}, rng); }
+};
+
+}  // namespace
+
+TEST_CASE("router: a request with tools excludes models without tool support") {
+  capability_world w;
+  auto f = facts("any");
+  CHECK(attempts(w.route(f)) == "a/text,a/default,a/vision");
+  f.needs_tools = true;
+  auto r = w.route(f);
+  CHECK(attempts(r) == "a/default,a/vision");
+  CHECK(excluded_for(r, "a", "text") == "capability.tools");
+}
+
+TEST_CASE("router: images and JSON mode are hard constraints too") {
+  capability_world w;
+  auto f = facts("any");
+  f.needs_images = true;
+  auto r = w.route(f);
+  CHECK(attempts(r) == "a/vision");
+  CHECK(excluded_for(r, "a", "text") == "capability.images");
+  CHECK(excluded_for(r, "a", "default") == "capability.images");
+  f.needs_images = false;
+  f.needs_json = true;
+  r = w.route(f);
+  CHECK(attempts(r) == "a/default,a/vision");
+  CHECK(excluded_for(r, "a", "text") == "capability.json");
+}
+
+TEST_CASE("router: a capability no candidate has names the request field") {
+  capability_world w;
+  auto f = facts("a/text");
+  f.needs_tools = true;
+  auto r = w.route(f);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error->status == 400);
+  CHECK(r.error->param == "tools");
+  CHECK(r.error->message.find("capability.tools excluded 1") != std::string::npos);
+  f.needs_tools = false;
+  f.needs_json = true;
+  r = w.route(f);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error->param == "response_format");
+}
+
+TEST_CASE("router: route require.capabilities applies even when the request does not need it") {
+  capability_world w;
+  auto r = w.route(facts("seeing"));
+  CHECK(attempts(r) == "a/vision");
+  CHECK(excluded_for(r, "a", "text") == "route.require.capabilities");
+  CHECK(excluded_for(r, "a", "default") == "route.require.capabilities");
+}
