@@ -27,6 +27,8 @@
 #include "policies/facts.hpp"
 #include "policies/router.hpp"
 #include "policies/strategy.hpp"
+#include "stats/api.hpp"
+#include "stats/ledger.hpp"
 
 extern char** environ;
 
@@ -42,6 +44,7 @@ constexpr const char* k_usage =
     "models\n"
     "  meridian route -c FILE REQ.json                              dry-run the router on an "
     "OpenAI chat body\n"
+    "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key]   token shares\n"
     "  meridian demo [--log-level L]                                simulated providers + gateway "
     "on 127.0.0.1:8080\n"
     "  meridian --version\n";
@@ -50,6 +53,7 @@ struct cli {
   std::string command;
   std::string config_path;
   std::string request_path;  // route's REQ.json
+  std::string window = "7d", by = "region";  // stats
   log_level level = log_level::info;
   std::string error;
 };
@@ -71,6 +75,8 @@ cli parse_args(int argc, char** argv) {
         c.error = "--log-level must be debug, info, warn or error";
       else
         c.level = *l;
+    } else if (c.command == "stats" && (a == "--window" || a == "--by") && i + 1 < argc) {
+      (a == "--window" ? c.window : c.by) = argv[++i];
     } else if (c.command == "route" && c.request_path.empty() && !a.empty() && a[0] != '-') {
       c.request_path = a;
     } else {
@@ -336,6 +342,35 @@ int demo(log_level level) {
   return code;
 }
 
+// The share table of the ledger the config names, read directly from its file (SQLite in WAL
+// mode lets this run beside a serving gateway).
+int stats_table(const std::string& path, const std::string& window, const std::string& by) {
+  auto snap = load(path);
+  if (!snap) return 1;
+  const auto& st = snap->cfg->stats;
+  if (st.ledger_path.empty()) {
+    std::fprintf(stderr, "error: %s: stats.ledger is none; there is nothing to report\n", path.c_str());
+    return 1;
+  }
+  if (!fs::exists(st.ledger_path)) {
+    std::fprintf(stderr, "error: no ledger at %s yet (it is created when the gateway first serves)\n",
+                 st.ledger_path.c_str());
+    return 1;
+  }
+  stats::ledger_options o = stats::ledger_options_from(st);
+  o.background = false;
+  stats::ledger book(o);
+  auto answer = stats::share_answer(&book, {{"window", window}, {"by", by}},
+                                    std::chrono::system_clock::now(), baseline_of(*snap));
+  if (auto* e = std::get_if<stats::query_error>(&answer)) {
+    const std::string what = e->param.empty() ? e->message : "--" + e->param + ": " + e->message;
+    std::fprintf(stderr, "error: %s\n", what.c_str());
+    return e->param.empty() ? 1 : 2;
+  }
+  std::fputs(stats::share_table(std::get<nlohmann::json>(answer)).c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -361,6 +396,13 @@ int run_cli(int argc, char** argv) {
       return 2;
     }
     return c.command == "check" ? check(c.config_path) : serve_file(c.config_path);
+  }
+  if (c.command == "stats") {
+    if (c.config_path.empty()) {
+      std::fprintf(stderr, "error: stats needs -c FILE\n%s", k_usage);
+      return 2;
+    }
+    return stats_table(c.config_path, c.window, c.by);
   }
   if (c.command == "route") {
     if (c.config_path.empty() || c.request_path.empty()) {

@@ -197,7 +197,6 @@ class server {
                       steady::time_point attempt_start);
   void update_provider_up(const providers::provider& p);
   void emit_attempt(exchange& ex, std::string_view outcome, unsigned status);
-  std::optional<stats::baseline> baseline_of(const snapshot& snap) const;
   awaitable<void> stats_share(exchange& ex);
   awaitable<void> stats_daily(exchange& ex);
   awaitable<void> generation(exchange& ex);
@@ -1036,16 +1035,6 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   stats::apply_energy(*ex.snap.cfg, ev);
   accounting_->on_event(ev);
   ex.emitted = ex.log.fallback_index + 1;
-}
-
-std::optional<stats::baseline> server::baseline_of(const snapshot& snap) const {
-  const std::string& name = snap.cfg->stats.baseline;
-  if (name.empty()) return std::nullopt;
-  auto slash = name.find('/');
-  const auto* p = snap.catalog.find(name.substr(0, slash));
-  const auto* m = p ? p->find_model(name.substr(slash + 1)) : nullptr;
-  if (!m) return std::nullopt;
-  return stats::baseline{name, {m->input, m->output, m->cache_read, m->cache_write}};
 }
 
 // Ledger queries read SQLite: they run on the control thread, never on an event loop.

@@ -27,4 +27,14 @@ std::shared_ptr<const snapshot> make_snapshot(const std::string& yaml, const std
   return finish(config::parse_config(yaml, source), env);
 }
 
+std::optional<stats::baseline> baseline_of(const snapshot& snap) {
+  const std::string& name = snap.cfg->stats.baseline;
+  if (name.empty()) return std::nullopt;
+  auto slash = name.find('/');
+  const auto* p = snap.catalog.find(name.substr(0, slash));
+  const auto* m = p ? p->find_model(name.substr(slash + 1)) : nullptr;
+  if (!m) return std::nullopt;
+  return stats::baseline{name, {m->input, m->output, m->cache_read, m->cache_write}};
+}
+
 }  // namespace meridian::gateway

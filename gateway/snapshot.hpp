@@ -3,10 +3,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
 #include "providers/catalog.hpp"
+#include "stats/report.hpp"
 
 namespace meridian::gateway {
 
@@ -21,5 +23,9 @@ struct snapshot {
 std::shared_ptr<const snapshot> make_snapshot(
     const std::string& yaml, const std::string& source,
     const providers::env_lookup& env = providers::process_env());
+
+// The savings baseline `stats.baseline` names, priced from the catalog; nullopt when unset or
+// when that model is not available.
+std::optional<stats::baseline> baseline_of(const snapshot& snap);
 
 }  // namespace meridian::gateway

@@ -7,6 +7,7 @@ packages=(
   libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev libssl-dev libsqlite3-dev
   openssl curl   # test certificates made at run time; the demo's curl examples
   prometheus     # promtool checks the /metrics exposition in the tests
+  chromium       # the dashboard test loads the page in headless Chromium
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,9 +3,12 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <sstream>
 #include <fstream>
 #include <regex>
 
@@ -227,4 +230,61 @@ TEST_CASE("accounting: kill -9 after a flush loses nothing that was flushed") {
   }
   gateway again(gateway_yaml(s, ledger));
   CHECK(share(again.port, "region")["total"]["tokens"] == tokens);
+}
+
+TEST_CASE("accounting: meridian stats prints the share table from the ledger") {
+  sim s(k_sim);
+  temp_dir d;
+  const std::string ledger = d.path() + "/ledger.db";
+  const std::string cfg = d.write("m.yaml", gateway_yaml(s, ledger));
+  {
+    gateway g(gateway_yaml(s, ledger));
+    for (const char* model : {"fast/m-fast", "claude/claude-sonnet-4-5"})
+      REQUIRE(http_call(g.port, "POST", "/v1/chat/completions", body(model, false)).status == 200);
+    g.proc->signal(SIGTERM);
+    REQUIRE(g.proc->wait_exit(10s) == 0);
+  }
+  process p({MERIDIAN_BIN, "stats", "-c", cfg, "--window", "24h", "--by", "provider"});
+  REQUIRE(p.wait_exit(10s) == 0);
+  std::string out;
+  p.wait_line("\x01", 200ms);
+  for (const auto& l : p.lines()) out += l + "\n";
+  INFO(out);
+  CHECK(out.find("fast") != std::string::npos);
+  CHECK(out.find("claude") != std::string::npos);
+  CHECK(out.find("%") != std::string::npos);
+  process bad({MERIDIAN_BIN, "stats", "-c", cfg, "--window", "5y"});
+  CHECK(bad.wait_exit(10s) == 2);
+}
+
+TEST_CASE("accounting: the dashboard in headless Chromium shows the API's figures") {
+  sim s(k_sim);
+  temp_dir d;
+  gateway g(gateway_yaml(s, d.path() + "/ledger.db"));
+  for (const char* model : {"fast/m-fast", "fast/m-fast", "claude/claude-sonnet-4-5", "gem/gemini-2.5-pro"})
+    REQUIRE(http_call(g.port, "POST", "/v1/chat/completions", body(model, false)).status == 200);
+  json api;
+  REQUIRE(eventually([&] {
+    api = json::parse(http_call(g.port, "GET", "/v1/stats/share?window=7d&by=region").body);
+    return api["total"]["requests"] == 4;
+  }, 3s));
+  // The screenshot and the DOM are kept next to the test binary as artifacts.
+  const std::string out = std::string(MERIDIAN_ARTIFACT_DIR) + "/dashboard";
+  const std::string cmd = std::string(MERIDIAN_SOURCE_DIR) + "/tests/browser/check_dashboard.sh http://127.0.0.1:" +
+                          std::to_string(g.port) + " " + out + " >/dev/null 2>&1";
+  const int rc = std::system(cmd.c_str());
+  REQUIRE(WIFEXITED(rc));
+  CHECK(WEXITSTATUS(rc) == 0);  // loaded, no console error (77 would mean Chromium is missing)
+  std::ifstream dom_file(out + "/dom.html");
+  std::stringstream dom;
+  dom << dom_file.rdbuf();
+  REQUIRE_FALSE(dom.str().empty());
+  for (const auto& row : api["rows"]) {
+    char expected[32];
+    std::snprintf(expected, sizeof expected, "%.1f %%", row["share"].get<double>() * 100);
+    const std::string cell = "data-testid=\"share-region-" + row["key"].get<std::string>() + "\">" + expected + "<";
+    INFO(cell);
+    CHECK(dom.str().find(cell) != std::string::npos);
+  }
+  CHECK(std::filesystem::file_size(out + "/dashboard.png") > 10000);
 }
