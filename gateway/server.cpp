@@ -194,7 +194,7 @@ class server {
   awaitable<void> serve_chat(exchange& ex, std::string_view body,
                              const providers::chat_request& req);
   void record_success(exchange& ex, const providers::provider& p, const providers::model_info& m,
-                      steady::time_point attempt_start);
+                      steady::time_point attempt_start, std::optional<double> first_byte_ms);
   void update_provider_up(const providers::provider& p);
   void emit_attempt(exchange& ex, std::string_view outcome, unsigned status);
   awaitable<void> stats_share(exchange& ex);
@@ -725,6 +725,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       co_return;
     }
     const auto attempt_start = steady::now();
+    std::optional<double> first_byte_ms;
     auto up = make_upstream_request(
         ex, p, std::move(std::get<providers::upstream_request>(encoded)), req.stream);
     auto x = co_await open_exchange(ex, p, up, deadline);
@@ -738,13 +739,15 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     const unsigned status = x.parser->get().result_int();
     const bool is_sse = x.parser->get()[http::field::content_type].find("text/event-stream") !=
                         beast::string_view::npos;
+    // For a whole answer the first byte is as close to a first token as the gateway can see.
+    if (!req.stream) first_byte_ms = std::chrono::duration<double, std::milli>(steady::now() - attempt_start).count();
     if (status == 200 && req.stream && is_sse) {
       bool reusable = false;
       co_await relay_stream(ex, d, x, deadline, reusable);
       ex.upstream_seconds = seconds_since(upstream_start);
       finish_exchange(ex, x, reusable);
       if (ex.log.error.empty()) {
-        record_success(ex, p, m, attempt_start);
+        record_success(ex, p, m, attempt_start, std::nullopt);
       } else if (ex.log.error != "client_closed") {
         failed(ex.log.error);
       }
@@ -808,7 +811,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       ex.tokens = *ok.tokens;
       cost = providers::cost_usd(ex.tokens, m);
     }
-    record_success(ex, p, m, attempt_start);
+    record_success(ex, p, m, attempt_start, first_byte_ms);
     // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
     // expression inside a co_await (it destroys them twice).
     std::string out = ex.anthropic_api
@@ -820,13 +823,16 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
 }
 
 void server::record_success(exchange& ex, const providers::provider& p,
-                            const providers::model_info& m, steady::time_point attempt_start) {
+                            const providers::model_info& m, steady::time_point attempt_start,
+                            std::optional<double> first_byte_ms) {
   policies::observation seen;
   double seconds = seconds_since(attempt_start);
   seen.latency_ms = seconds * 1000;
   if (ex.log.ttft_ms)
     seen.ttft_ms = *ex.log.ttft_ms -
                    std::chrono::duration<double, std::milli>(attempt_start - ex.start).count();
+  else
+    seen.ttft_ms = first_byte_ms;
   if (seconds > 0 && ex.tokens.completion_total() > 0)
     seen.tokens_per_s = static_cast<double>(ex.tokens.completion_total()) / seconds;
   health_.record_success(p.name, m.id, steady::now(), seen);

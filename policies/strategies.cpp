@@ -21,20 +21,20 @@ void sort_scored(std::span<candidate> c, direction d) {
   });
 }
 
-// A health metric per candidate; deployments never observed get the middle of the observed
-// range, so they are neither favoured nor starved until data comes in.
+// A health metric per candidate. A deployment never observed ranks first: otherwise the
+// first one measured would win every tie and the others would never be measured at all.
 template <typename Metric>
-void score_observed(std::span<candidate> c, Metric metric) {
+void score_observed(std::span<candidate> c, Metric metric, bool lower_is_better) {
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (const auto& x : c)
     if (auto v = x.health ? metric(*x.health) : std::nullopt) {
       lo = std::min(lo, *v);
       hi = std::max(hi, *v);
     }
-  double middle = lo <= hi ? (lo + hi) / 2 : 0;
+  const double unknown = lo > hi ? 0 : lower_is_better ? lo - 1 : hi + 1;
   for (auto& x : c) {
     auto v = x.health ? metric(*x.health) : std::nullopt;
-    x.score = v ? *v : middle;
+    x.score = v ? *v : unknown;
   }
 }
 
@@ -69,7 +69,7 @@ class latency_strategy final : public strategy {
  public:
   std::string_view name() const override { return "latency"; }
   void rank(std::span<candidate> c, const rank_context&) const override {
-    score_observed(c, ttft);
+    score_observed(c, ttft, true);
     sort_scored(c, direction::ascending);
   }
 };
@@ -78,7 +78,7 @@ class throughput_strategy final : public strategy {
  public:
   std::string_view name() const override { return "throughput"; }
   void rank(std::span<candidate> c, const rank_context&) const override {
-    score_observed(c, throughput);
+    score_observed(c, throughput, false);
     sort_scored(c, direction::descending);
   }
 };
@@ -101,7 +101,7 @@ class balanced_strategy final : public strategy {
     // The cost column is parked in `score` while the latency column is computed.
     range cost, latency, quality;
     for (auto& x : c) cost.add(expected_cost(x, ctx.facts));
-    score_observed(c, ttft);
+    score_observed(c, ttft, true);
     for (auto& x : c) {
       latency.add(x.score);
       quality.add(x.model->quality);

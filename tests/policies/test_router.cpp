@@ -391,8 +391,8 @@ TEST_CASE(":floor sorts by price and :nitro by throughput") {
   r = w.route("shared:nitro");
   REQUIRE(r.ok());
   CHECK(r.policy == "throughput");
-  // deepseek is unobserved and so scores the middle, 75.
-  CHECK(attempts(r) == "openai/shared,deepseek/shared,claude/shared");
+  // deepseek is unobserved and so goes first, to be measured.
+  CHECK(attempts(r) == "deepseek/shared,openai/shared,claude/shared");
   // A colon that is part of a model id is not a suffix.
   CHECK(attempts(w.route("qwen2.5:7b")) == "local/qwen2.5:7b");
 }

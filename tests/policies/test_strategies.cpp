@@ -87,12 +87,12 @@ TEST_CASE("expected_cost uses max_tokens or the default completion estimate") {
   CHECK(expected_cost(c[0], f.facts) == doctest::Approx(100 * 2 + 256 * 10));
 }
 
-TEST_CASE("latency ranks by TTFT EWMA with unknown deployments in the middle") {
+TEST_CASE("latency ranks by TTFT EWMA with unknown deployments first to be measured") {
   fixture f({model("A", 0, 0), model("B", 0, 0), model("C", 0, 0), model("D", 0, 0)});
   f.health[0].ttft_ms = 100;
   f.health[2].ttft_ms = 300;
-  f.health[3].ttft_ms = 200;  // B is unknown: scored 200, the middle, and ties D by list order
-  CHECK(f.ranked("latency", f.candidates(true)) == "ABDC");
+  f.health[3].ttft_ms = 200;  // B is unknown: it goes first so that it gets measured
+  CHECK(f.ranked("latency", f.candidates(true)) == "BADC");
   // Nothing observed: list order.
   CHECK(f.ranked("latency", f.candidates(false)) == "ABCD");
 }
@@ -101,8 +101,8 @@ TEST_CASE("throughput ranks by tokens per second, highest first") {
   fixture f({model("A", 0, 0), model("B", 0, 0), model("C", 0, 0), model("D", 0, 0)});
   f.health[0].tokens_per_s = 20;
   f.health[1].tokens_per_s = 80;
-  f.health[3].tokens_per_s = 80;  // ties B; C unknown scores 50
-  CHECK(f.ranked("throughput", f.candidates(true)) == "BDCA");
+  f.health[3].tokens_per_s = 80;  // ties B by list order; C is unknown and goes first
+  CHECK(f.ranked("throughput", f.candidates(true)) == "CBDA");
 }
 
 TEST_CASE("quality ranks highest first with ties in list order") {
