@@ -44,7 +44,8 @@ constexpr const char* k_usage =
     "models\n"
     "  meridian route -c FILE REQ.json                              dry-run the router on an "
     "OpenAI chat body\n"
-    "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key]   token shares\n"
+    "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key]   token "
+    "shares\n"
     "  meridian demo [--log-level L]                                simulated providers + gateway "
     "on 127.0.0.1:8080\n"
     "  meridian --version\n";
@@ -52,7 +53,7 @@ constexpr const char* k_usage =
 struct cli {
   std::string command;
   std::string config_path;
-  std::string request_path;  // route's REQ.json
+  std::string request_path;                  // route's REQ.json
   std::string window = "7d", by = "region";  // stats
   log_level level = log_level::info;
   std::string error;
@@ -144,6 +145,25 @@ int check(const std::string& path) {
   std::printf(
       "\nSOURCE: catalog = built-in preset (prices as of AS_OF), file = this file, catalog+file = "
       "preset with fields overridden here\n");
+  if (!snap->cfg->routes.empty()) {
+    std::printf("\nroutes (first match wins)\n  %-16s %-15s %-8s %s\n", "MATCH", "POLICY",
+                "RETRIES", "CANDIDATES (usable now)");
+    for (const auto& r : snap->cfg->routes) {
+      std::string usable;
+      for (const auto& c : r.candidates) {
+        auto slash = c.pattern.find('/');
+        for (const auto& p : cat.providers) {
+          if (!policies::glob_match(c.pattern.substr(0, slash), p.name)) continue;
+          for (const auto& m : p.models)
+            if (policies::glob_match(c.pattern.substr(slash + 1), m.id))
+              usable += (usable.empty() ? "" : ", ") + p.name + "/" + m.id;
+        }
+      }
+      std::printf("  %-16s %-15s %-8u %s\n", r.match.c_str(),
+                  r.policy ? std::string(config::to_string(*r.policy)).c_str() : "price_weighted",
+                  r.fallback ? r.retries : 0u, usable.empty() ? "(none)" : usable.c_str());
+    }
+  }
   return 0;
 }
 
@@ -349,11 +369,13 @@ int stats_table(const std::string& path, const std::string& window, const std::s
   if (!snap) return 1;
   const auto& st = snap->cfg->stats;
   if (st.ledger_path.empty()) {
-    std::fprintf(stderr, "error: %s: stats.ledger is none; there is nothing to report\n", path.c_str());
+    std::fprintf(stderr, "error: %s: stats.ledger is none; there is nothing to report\n",
+                 path.c_str());
     return 1;
   }
   if (!fs::exists(st.ledger_path)) {
-    std::fprintf(stderr, "error: no ledger at %s yet (it is created when the gateway first serves)\n",
+    std::fprintf(stderr,
+                 "error: no ledger at %s yet (it is created when the gateway first serves)\n",
                  st.ledger_path.c_str());
     return 1;
   }

@@ -740,7 +740,9 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     const bool is_sse = x.parser->get()[http::field::content_type].find("text/event-stream") !=
                         beast::string_view::npos;
     // For a whole answer the first byte is as close to a first token as the gateway can see.
-    if (!req.stream) first_byte_ms = std::chrono::duration<double, std::milli>(steady::now() - attempt_start).count();
+    if (!req.stream)
+      first_byte_ms =
+          std::chrono::duration<double, std::milli>(steady::now() - attempt_start).count();
     if (status == 200 && req.stream && is_sse) {
       bool reusable = false;
       co_await relay_stream(ex, d, x, deadline, reusable);
@@ -1196,7 +1198,8 @@ void server::watch_config(std::stop_token stop, std::promise<void>* started) {
     bool ours = false;
     for (ssize_t i = 0; i < len;) {
       auto* ev = reinterpret_cast<inotify_event*>(buf + i);
-      if (ev->len && name == ev->name) ours = true;
+      // Kubernetes updates a mounted ConfigMap by swapping the "..data" symlink, not the file.
+      if (ev->len && (name == ev->name || std::string_view(ev->name) == "..data")) ours = true;
       i += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
     }
     if (ours)

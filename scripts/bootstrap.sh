@@ -6,7 +6,7 @@ packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev libssl-dev libsqlite3-dev
   openssl curl   # test certificates made at run time; the demo's curl examples
-  prometheus     # promtool checks the /metrics exposition in the tests
+  prometheus     # promtool checks /metrics and deploy/prometheus; test_deploy runs the server
   chromium       # the dashboard test loads the page in headless Chromium
 )
 missing=()

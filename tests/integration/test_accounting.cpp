@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <sstream>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -261,17 +261,22 @@ TEST_CASE("accounting: the dashboard in headless Chromium shows the API's figure
   sim s(k_sim);
   temp_dir d;
   gateway g(gateway_yaml(s, d.path() + "/ledger.db"));
-  for (const char* model : {"fast/m-fast", "fast/m-fast", "claude/claude-sonnet-4-5", "gem/gemini-2.5-pro"})
+  for (const char* model :
+       {"fast/m-fast", "fast/m-fast", "claude/claude-sonnet-4-5", "gem/gemini-2.5-pro"})
     REQUIRE(http_call(g.port, "POST", "/v1/chat/completions", body(model, false)).status == 200);
   json api;
-  REQUIRE(eventually([&] {
-    api = json::parse(http_call(g.port, "GET", "/v1/stats/share?window=7d&by=region").body);
-    return api["total"]["requests"] == 4;
-  }, 3s));
+  REQUIRE(eventually(
+      [&] {
+        api = json::parse(http_call(g.port, "GET", "/v1/stats/share?window=7d&by=region").body);
+        return api["total"]["requests"] == 4;
+      },
+      3s));
   // The screenshot and the DOM are kept next to the test binary as artifacts.
   const std::string out = std::string(MERIDIAN_ARTIFACT_DIR) + "/dashboard";
-  const std::string cmd = std::string(MERIDIAN_SOURCE_DIR) + "/tests/browser/check_dashboard.sh http://127.0.0.1:" +
-                          std::to_string(g.port) + " " + out + " >/dev/null 2>&1";
+  const std::string cmd =
+      std::string(MERIDIAN_SOURCE_DIR) +
+      "/tests/browser/check_dashboard.sh http://127.0.0.1:" + std::to_string(g.port) + " " + out +
+      " >/dev/null 2>&1";
   const int rc = std::system(cmd.c_str());
   REQUIRE(WIFEXITED(rc));
   CHECK(WEXITSTATUS(rc) == 0);  // loaded, no console error (77 would mean Chromium is missing)
@@ -282,7 +287,8 @@ TEST_CASE("accounting: the dashboard in headless Chromium shows the API's figure
   for (const auto& row : api["rows"]) {
     char expected[32];
     std::snprintf(expected, sizeof expected, "%.1f %%", row["share"].get<double>() * 100);
-    const std::string cell = "data-testid=\"share-region-" + row["key"].get<std::string>() + "\">" + expected + "<";
+    const std::string cell =
+        "data-testid=\"share-region-" + row["key"].get<std::string>() + "\">" + expected + "<";
     INFO(cell);
     CHECK(dom.str().find(cell) != std::string::npos);
   }

@@ -346,3 +346,47 @@ TEST_CASE("dialects: embeddings pass through with usage and cost") {
                          R"({"model":"claude/claude-sonnet-4-5","input":"x"})");
   CHECK(wrong.status == 400);
 }
+
+TEST_CASE("dialects: an Anthropic client gets answers and streams from every backend dialect") {
+  sim s(k_sim);
+  gateway g(gateway_yaml(s), k_env);
+  const std::map<std::string, int> backends = {
+      {"fast/m-fast", 8}, {"claude/claude-sonnet-4-5", 6}, {"gem/gemini-2.5-flash", 7}};
+  for (const auto& [model, tokens] : backends) {
+    INFO(model);
+    json req = {{"model", model},
+                {"max_tokens", 100},
+                {"system", "Be brief."},
+                {"messages", {{{"role", "user"}, {"content", "Hello there"}}}}};
+    auto r = http_call(g.port, "POST", "/v1/messages", req.dump(),
+                       {{"anthropic-version", "2023-06-01"}});
+    REQUIRE(r.status == 200);
+    auto j = json::parse(r.body);
+    CHECK(j["type"] == "message");
+    CHECK(j["stop_reason"] == "end_turn");
+    CHECK(j["usage"]["output_tokens"] == tokens);
+    std::string whole;
+    for (const auto& block : j["content"])
+      if (block["type"] == "text") whole += block["text"].get<std::string>();
+    CHECK_FALSE(whole.empty());
+
+    req["stream"] = true;
+    stream_client c(g.port, req.dump(), {{"anthropic-version", "2023-06-01"}}, "/v1/messages");
+    REQUIRE(c.status() == 200);
+    std::string text;
+    std::vector<std::string> types;
+    json final_usage;
+    while (auto ev = c.next_event()) {
+      auto e = json::parse(*ev);
+      types.push_back(e["type"]);
+      if (e["type"] == "content_block_delta" && e["delta"]["type"] == "text_delta")
+        text += e["delta"]["text"].get<std::string>();
+      if (e["type"] == "message_delta") final_usage = e["usage"];
+    }
+    REQUIRE_FALSE(types.empty());
+    CHECK(types.front() == "message_start");
+    CHECK(types.back() == "message_stop");
+    CHECK(text == whole);
+    CHECK(final_usage["output_tokens"] == tokens);
+  }
+}

@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -268,4 +269,34 @@ TEST_CASE(
   CHECK(
       http_call(port, "GET", "/metrics").body.find("meridian_provider_up{provider=\"flaky\"} 1") !=
       std::string::npos);
+}
+
+TEST_CASE("routing: a Kubernetes-style ConfigMap swap of the ..data symlink reloads the config") {
+  namespace fs = std::filesystem;
+  sim s(k_sim);
+  temp_dir d;
+  auto version = [&](const std::string& dir, const std::string& who) {
+    fs::create_directory(d.path() + "/" + dir);
+    std::ofstream(d.path() + "/" + dir + "/meridian.yaml")
+        << "server: { listen: 127.0.0.1:0, threads: 1 }\n" + providers_yaml(s) + "routes:\n" +
+               ordered("auto", {who});
+  };
+  // The layout kubelet makes: meridian.yaml -> ..data/meridian.yaml, ..data -> ..v1
+  version("..v1", "good");
+  fs::create_directory_symlink("..v1", d.path() + "/..data");
+  fs::create_symlink("..data/meridian.yaml", d.path() + "/meridian.yaml");
+  process gw({MERIDIAN_BIN, "serve", "-c", d.path() + "/meridian.yaml", "--log-level", "warn"}, {},
+             d.path());
+  auto listening = gw.wait_line("\"listening\"", 10s);
+  REQUIRE(listening);
+  const auto port = json::parse(*listening)["port"].get<std::uint16_t>();
+  auto served_by = [&] {
+    return http_call(port, "POST", "/v1/chat/completions", body("auto"))
+        .headers["x-meridian-provider"];
+  };
+  CHECK(served_by() == "good");
+  version("..v2", "good2");
+  fs::create_directory_symlink("..v2", d.path() + "/..data_tmp");
+  fs::rename(d.path() + "/..data_tmp", d.path() + "/..data");  // the atomic swap
+  CHECK(eventually([&] { return served_by() == "good2"; }, 5s));
 }
