@@ -1,152 +1,15 @@
 // Anthropic Messages dialect: request encoding, whole answers and SSE streams against fixtures.
 #include <doctest/doctest.h>
 
-#include <fstream>
-#include <iterator>
-#include <random>
-#include <string>
-#include <vector>
-
-#include <nlohmann/json.hpp>
-
 #include "providers/anthropic.hpp"
-
-using namespace meridian::providers;
-using json = nlohmann::json;
+#include "tests/providers/dialect_test_support.hpp"
 
 namespace {
 
-std::string read_fixture(const std::string& name) {
-  std::ifstream f(std::string(MERIDIAN_SOURCE_DIR) + "/tests/fixtures/anthropic/" + name,
-                  std::ios::binary);
-  REQUIRE(f.good());
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-const dialect& anthropic() {
+const dialect_target& target() {
   static const auto d = make_anthropic_dialect();
-  return *d;
-}
-
-upstream_request encode_ok(const std::string& body, const std::string& model = "claude-x") {
-  auto parsed = parse_chat_request(body);
-  REQUIRE(std::holds_alternative<chat_request>(parsed));
-  auto r = anthropic().encode_chat(body, std::get<chat_request>(parsed), model);
-  REQUIRE(std::holds_alternative<upstream_request>(r));
-  return std::get<upstream_request>(r);
-}
-
-request_error encode_err(const std::string& body) {
-  auto parsed = parse_chat_request(body);
-  REQUIRE(std::holds_alternative<chat_request>(parsed));
-  auto r = anthropic().encode_chat(body, std::get<chat_request>(parsed), "claude-x");
-  REQUIRE(std::holds_alternative<request_error>(r));
-  return std::get<request_error>(r);
-}
-
-json encoded_body(const std::string& body) {
-  return json::parse(encode_ok(body).body);
-}
-
-struct stream_run {
-  std::vector<std::string> chunks;
-  bool failed = false;
-  std::string error;
-  bool complete = false;
-  std::optional<usage> tokens;
-};
-
-// Feeds `wire` to a fresh parser and decoder in pieces ending at `cuts` (ascending).
-stream_run run_stream(const std::string& wire, const std::vector<std::size_t>& cuts) {
-  stream_run run;
-  sse_parser parser;
-  auto decoder = anthropic().stream("claude-sonnet-4-5");
-  std::size_t at = 0;
-  for (std::size_t cut : cuts) {
-    REQUIRE(parser.feed(std::string_view(wire).substr(at, cut - at)));
-    at = cut;
-    sse_event ev;
-    while (!run.failed && parser.next(ev)) {
-      if (!decoder->on_event(ev, run.chunks)) {
-        run.failed = true;
-        run.error = decoder->error();
-      }
-    }
-  }
-  run.complete = decoder->complete();
-  run.tokens = decoder->tokens();
-  return run;
-}
-
-// Whole, byte by byte and in seeded random splits: all must decode alike.
-std::vector<std::vector<std::size_t>> splits(std::size_t size) {
-  std::vector<std::vector<std::size_t>> out{{size}};
-  std::vector<std::size_t> bytes;
-  for (std::size_t i = 1; i <= size; ++i) bytes.push_back(i);
-  out.push_back(bytes);
-  for (unsigned seed : {1u, 7u, 42u, 2024u}) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<std::size_t> step(1, 64);
-    std::vector<std::size_t> cuts;
-    for (std::size_t at = 0; at < size;) {
-      at = std::min(size, at + step(rng));
-      cuts.push_back(at);
-    }
-    out.push_back(cuts);
-  }
-  return out;
-}
-
-// Chunks without `created` (a clock reading), checked for the fields every chunk shares.
-json normalised(const std::vector<std::string>& chunks, const std::string& id) {
-  json out = json::array();
-  for (const std::string& c : chunks) {
-    json j = json::parse(c);
-    CHECK(j["id"] == id);
-    CHECK(j["object"] == "chat.completion.chunk");
-    CHECK(j["model"] == "claude-sonnet-4-5");
-    CHECK(j["created"].is_number_integer());
-    j.erase("id");
-    j.erase("object");
-    j.erase("model");
-    j.erase("created");
-    out.push_back(std::move(j));
-  }
-  return out;
-}
-
-stream_run run_all_splits(const std::string& fixture) {
-  const std::string wire = read_fixture(fixture);
-  stream_run first;
-  bool have_first = false;
-  for (const auto& cuts : splits(wire.size())) {
-    stream_run run = run_stream(wire, cuts);
-    if (!have_first) {
-      first = run;
-      have_first = true;
-      continue;
-    }
-    REQUIRE(run.chunks.size() == first.chunks.size());
-    for (std::size_t i = 0; i < run.chunks.size(); ++i) {
-      json a = json::parse(run.chunks[i]), b = json::parse(first.chunks[i]);
-      a.erase("created");
-      b.erase("created");
-      CHECK(a == b);
-    }
-    CHECK(run.failed == first.failed);
-    CHECK(run.complete == first.complete);
-  }
-  return first;
-}
-
-json decode_ok(const std::string& body, std::optional<usage>& tokens) {
-  auto r = anthropic().decode_chat(body, "claude-sonnet-4-5");
-  REQUIRE(std::holds_alternative<decoded_chat>(r));
-  tokens = std::get<decoded_chat>(r).tokens;
-  json j = json::parse(std::get<decoded_chat>(r).body);
-  CHECK(j["created"].is_number_integer());
-  j.erase("created");
-  return j;
+  static const dialect_target t{*d, "anthropic", "claude-sonnet-4-5", "claude-x"};
+  return t;
 }
 
 }  // namespace
@@ -329,12 +192,12 @@ TEST_CASE("anthropic: stop reasons, missing usage and error bodies") {
   j = decode_ok(R"({"id":"m2","content":[],"stop_reason":"stop_sequence"})", tokens);
   CHECK(j["choices"][0]["finish_reason"] == "stop");
   CHECK(j["choices"][0]["message"]["content"].is_null());
-  auto err = anthropic().decode_chat(
+  auto err = target().d.decode_chat(
       R"({"type":"error","error":{"type":"invalid_request_error","message":"bad"}})", "m");
   REQUIRE(std::holds_alternative<decode_error>(err));
   CHECK(std::get<decode_error>(err).message == "invalid_request_error: bad");
-  CHECK(std::holds_alternative<decode_error>(anthropic().decode_chat("<html>", "m")));
-  CHECK(std::holds_alternative<decode_error>(anthropic().decode_chat(R"({"content":7})", "m")));
+  CHECK(std::holds_alternative<decode_error>(target().d.decode_chat("<html>", "m")));
+  CHECK(std::holds_alternative<decode_error>(target().d.decode_chat(R"({"content":7})", "m")));
 }
 
 TEST_CASE("anthropic: a streamed text answer with cache usage, in any split") {
@@ -375,7 +238,7 @@ TEST_CASE("anthropic: an error event mid-stream stops the decoder") {
 }
 
 TEST_CASE("anthropic: a non-JSON event is a stream error") {
-  auto decoder = anthropic().stream("m");
+  auto decoder = target().d.stream("m");
   std::vector<std::string> out;
   CHECK_FALSE(decoder->on_event({"content_block_delta", "{oops", ""}, out));
   CHECK_FALSE(decoder->error().empty());
@@ -384,10 +247,10 @@ TEST_CASE("anthropic: a non-JSON event is a stream error") {
 }
 
 TEST_CASE("anthropic: 529 overloaded is retryable, client errors are not") {
-  CHECK(anthropic().kind() == meridian::config::dialect_kind::anthropic);
-  CHECK(anthropic().retryable(529, R"({"type":"error","error":{"type":"overloaded_error"}})"));
-  CHECK(anthropic().retryable(503, ""));
-  CHECK(anthropic().retryable(429, R"({"type":"error","error":{"type":"rate_limit_error"}})"));
-  CHECK_FALSE(anthropic().retryable(400, R"({"type":"error"})"));
-  CHECK_FALSE(anthropic().retryable(401, ""));
+  CHECK(target().d.kind() == meridian::config::dialect_kind::anthropic);
+  CHECK(target().d.retryable(529, R"({"type":"error","error":{"type":"overloaded_error"}})"));
+  CHECK(target().d.retryable(503, ""));
+  CHECK(target().d.retryable(429, R"({"type":"error","error":{"type":"rate_limit_error"}})"));
+  CHECK_FALSE(target().d.retryable(400, R"({"type":"error"})"));
+  CHECK_FALSE(target().d.retryable(401, ""));
 }

@@ -1,152 +1,15 @@
 // Gemini dialect: request encoding, whole answers and SSE streams against fixtures.
 #include <doctest/doctest.h>
 
-#include <fstream>
-#include <iterator>
-#include <random>
-#include <string>
-#include <vector>
-
-#include <nlohmann/json.hpp>
-
 #include "providers/gemini.hpp"
-
-using namespace meridian::providers;
-using json = nlohmann::json;
+#include "tests/providers/dialect_test_support.hpp"
 
 namespace {
 
-std::string read_fixture(const std::string& name) {
-  std::ifstream f(std::string(MERIDIAN_SOURCE_DIR) + "/tests/fixtures/gemini/" + name,
-                  std::ios::binary);
-  REQUIRE(f.good());
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-const dialect& gemini() {
+const dialect_target& target() {
   static const auto d = make_gemini_dialect();
-  return *d;
-}
-
-upstream_request encode_ok(const std::string& body, const std::string& model = "gemini-2.5-flash") {
-  auto parsed = parse_chat_request(body);
-  REQUIRE(std::holds_alternative<chat_request>(parsed));
-  auto r = gemini().encode_chat(body, std::get<chat_request>(parsed), model);
-  REQUIRE(std::holds_alternative<upstream_request>(r));
-  return std::get<upstream_request>(r);
-}
-
-request_error encode_err(const std::string& body) {
-  auto parsed = parse_chat_request(body);
-  REQUIRE(std::holds_alternative<chat_request>(parsed));
-  auto r = gemini().encode_chat(body, std::get<chat_request>(parsed), "gemini-2.5-flash");
-  REQUIRE(std::holds_alternative<request_error>(r));
-  return std::get<request_error>(r);
-}
-
-json encoded_body(const std::string& body) {
-  return json::parse(encode_ok(body).body);
-}
-
-struct stream_run {
-  std::vector<std::string> chunks;
-  bool failed = false;
-  std::string error;
-  bool complete = false;
-  std::optional<usage> tokens;
-};
-
-// Feeds `wire` to a fresh parser and decoder in pieces ending at `cuts` (ascending).
-stream_run run_stream(const std::string& wire, const std::vector<std::size_t>& cuts) {
-  stream_run run;
-  sse_parser parser;
-  auto decoder = gemini().stream("gemini-2.5-flash");
-  std::size_t at = 0;
-  for (std::size_t cut : cuts) {
-    REQUIRE(parser.feed(std::string_view(wire).substr(at, cut - at)));
-    at = cut;
-    sse_event ev;
-    while (!run.failed && parser.next(ev)) {
-      if (!decoder->on_event(ev, run.chunks)) {
-        run.failed = true;
-        run.error = decoder->error();
-      }
-    }
-  }
-  run.complete = decoder->complete();
-  run.tokens = decoder->tokens();
-  return run;
-}
-
-// Whole, byte by byte and in seeded random splits: all must decode alike.
-std::vector<std::vector<std::size_t>> splits(std::size_t size) {
-  std::vector<std::vector<std::size_t>> out{{size}};
-  std::vector<std::size_t> bytes;
-  for (std::size_t i = 1; i <= size; ++i) bytes.push_back(i);
-  out.push_back(bytes);
-  for (unsigned seed : {1u, 7u, 42u, 2024u}) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<std::size_t> step(1, 64);
-    std::vector<std::size_t> cuts;
-    for (std::size_t at = 0; at < size;) {
-      at = std::min(size, at + step(rng));
-      cuts.push_back(at);
-    }
-    out.push_back(cuts);
-  }
-  return out;
-}
-
-// Chunks without `created` (a clock reading), checked for the fields every chunk shares.
-json normalised(const std::vector<std::string>& chunks, const std::string& id) {
-  json out = json::array();
-  for (const std::string& c : chunks) {
-    json j = json::parse(c);
-    CHECK(j["id"] == id);
-    CHECK(j["object"] == "chat.completion.chunk");
-    CHECK(j["model"] == "gemini-2.5-flash");
-    CHECK(j["created"].is_number_integer());
-    j.erase("id");
-    j.erase("object");
-    j.erase("model");
-    j.erase("created");
-    out.push_back(std::move(j));
-  }
-  return out;
-}
-
-stream_run run_all_splits(const std::string& fixture) {
-  const std::string wire = read_fixture(fixture);
-  stream_run first;
-  bool have_first = false;
-  for (const auto& cuts : splits(wire.size())) {
-    stream_run run = run_stream(wire, cuts);
-    if (!have_first) {
-      first = run;
-      have_first = true;
-      continue;
-    }
-    REQUIRE(run.chunks.size() == first.chunks.size());
-    for (std::size_t i = 0; i < run.chunks.size(); ++i) {
-      json a = json::parse(run.chunks[i]), b = json::parse(first.chunks[i]);
-      a.erase("created");
-      b.erase("created");
-      CHECK(a == b);
-    }
-    CHECK(run.failed == first.failed);
-    CHECK(run.complete == first.complete);
-  }
-  return first;
-}
-
-json decode_ok(const std::string& body, std::optional<usage>& tokens) {
-  auto r = gemini().decode_chat(body, "gemini-2.5-flash");
-  REQUIRE(std::holds_alternative<decoded_chat>(r));
-  tokens = std::get<decoded_chat>(r).tokens;
-  json j = json::parse(std::get<decoded_chat>(r).body);
-  CHECK(j["created"].is_number_integer());
-  j.erase("created");
-  return j;
+  static const dialect_target t{*d, "gemini", "gemini-2.5-flash", "gemini-2.5-flash"};
+  return t;
 }
 
 }  // namespace
@@ -327,12 +190,12 @@ TEST_CASE("gemini: finish reasons, blocked prompts and error bodies") {
   CHECK(j["choices"][0]["message"]["content"].is_null());
   REQUIRE(tokens);
   CHECK(tokens->input == 7);
-  auto err = gemini().decode_chat(
+  auto err = target().d.decode_chat(
       R"({"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}})", "m");
   REQUIRE(std::holds_alternative<decode_error>(err));
   CHECK(std::get<decode_error>(err).message == "INVALID_ARGUMENT: API key not valid.");
-  CHECK(std::holds_alternative<decode_error>(gemini().decode_chat(R"({"candidates":[]})", "m")));
-  CHECK(std::holds_alternative<decode_error>(gemini().decode_chat("not json", "m")));
+  CHECK(std::holds_alternative<decode_error>(target().d.decode_chat(R"({"candidates":[]})", "m")));
+  CHECK(std::holds_alternative<decode_error>(target().d.decode_chat("not json", "m")));
 }
 
 TEST_CASE("gemini: a streamed text answer, in any split") {
@@ -371,9 +234,9 @@ TEST_CASE("gemini: an error event mid-stream stops the decoder") {
 }
 
 TEST_CASE("gemini: uses the default retry classification") {
-  CHECK(gemini().kind() == meridian::config::dialect_kind::gemini);
-  CHECK(gemini().retryable(503, ""));
-  CHECK(gemini().retryable(429, R"({"error":{"status":"RESOURCE_EXHAUSTED"}})"));
-  CHECK_FALSE(gemini().retryable(400, ""));
-  CHECK_FALSE(gemini().retryable(404, ""));
+  CHECK(target().d.kind() == meridian::config::dialect_kind::gemini);
+  CHECK(target().d.retryable(503, ""));
+  CHECK(target().d.retryable(429, R"({"error":{"status":"RESOURCE_EXHAUSTED"}})"));
+  CHECK_FALSE(target().d.retryable(400, ""));
+  CHECK_FALSE(target().d.retryable(404, ""));
 }
