@@ -86,50 +86,26 @@ void family::check_arity(const label_values& v) const {
                            " labels");
 }
 
-void counter_family::inc(const label_values& labels, double by) {
+void scalar_family::add_to(const label_values& labels, double by) {
   check_arity(labels);
   std::lock_guard lock(mu_);
   values_[labels] += by;
 }
 
-double counter_family::value(const label_values& labels) const {
-  std::lock_guard lock(mu_);
-  auto it = values_.find(labels);
-  return it == values_.end() ? 0 : it->second;
-}
-
-void counter_family::expose(std::string& out) const {
-  append_header(out, name_, help_, "counter");
-  std::lock_guard lock(mu_);
-  for (const auto& [labels, v] : values_) {
-    out += name_;
-    append_labels(out, labels_, labels);
-    out += ' ';
-    append_number(out, v);
-    out += '\n';
-  }
-}
-
-void gauge_family::set(const label_values& labels, double v) {
+void scalar_family::store(const label_values& labels, double v) {
   check_arity(labels);
   std::lock_guard lock(mu_);
   values_[labels] = v;
 }
 
-void gauge_family::add(const label_values& labels, double by) {
-  check_arity(labels);
-  std::lock_guard lock(mu_);
-  values_[labels] += by;
-}
-
-double gauge_family::value(const label_values& labels) const {
+double scalar_family::value(const label_values& labels) const {
   std::lock_guard lock(mu_);
   auto it = values_.find(labels);
   return it == values_.end() ? 0 : it->second;
 }
 
-void gauge_family::expose(std::string& out) const {
-  append_header(out, name_, help_, "gauge");
+void scalar_family::expose(std::string& out) const {
+  append_header(out, name_, help_, type_);
   std::lock_guard lock(mu_);
   for (const auto& [labels, v] : values_) {
     out += name_;

@@ -28,29 +28,38 @@ class family {
   std::vector<std::string> labels_;
 };
 
-class counter_family : public family {
+// One number per label set: what counters and gauges share.
+class scalar_family : public family {
  public:
-  using family::family;
-  void inc(const label_values& labels, double by = 1.0);
+  scalar_family(std::string name, std::string help, std::vector<std::string> labels,
+                const char* type)
+      : family(std::move(name), std::move(help), std::move(labels)), type_(type) {}
   double value(const label_values& labels) const;
   void expose(std::string& out) const override;
 
+ protected:
+  void add_to(const label_values& labels, double by);
+  void store(const label_values& labels, double v);
+
  private:
+  const char* type_;  // "counter" or "gauge", for # TYPE
   mutable std::mutex mu_;
   std::map<label_values, double> values_;
 };
 
-class gauge_family : public family {
+class counter_family : public scalar_family {
  public:
-  using family::family;
-  void set(const label_values& labels, double v);
-  void add(const label_values& labels, double by);
-  double value(const label_values& labels) const;
-  void expose(std::string& out) const override;
+  counter_family(std::string name, std::string help, std::vector<std::string> labels)
+      : scalar_family(std::move(name), std::move(help), std::move(labels), "counter") {}
+  void inc(const label_values& labels, double by = 1.0) { add_to(labels, by); }
+};
 
- private:
-  mutable std::mutex mu_;
-  std::map<label_values, double> values_;
+class gauge_family : public scalar_family {
+ public:
+  gauge_family(std::string name, std::string help, std::vector<std::string> labels)
+      : scalar_family(std::move(name), std::move(help), std::move(labels), "gauge") {}
+  void set(const label_values& labels, double v) { store(labels, v); }
+  void add(const label_values& labels, double by) { add_to(labels, by); }
 };
 
 class histogram_family : public family {
