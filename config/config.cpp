@@ -2,6 +2,7 @@
 // problem with its source, YAML path and line so an operator can fix it without guessing.
 #include "config/config.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -796,9 +797,59 @@ std::string_view to_string(capability c) {
   return "unknown";
 }
 
+namespace {
+
+// yaml-cpp 0.7 loops forever, emitting nulls and growing without bound, on a document whose
+// root starts with a tag or anchor followed by ',' (e.g. "!a,", found by tests/fuzz/fuzz_yaml).
+// A real document yields at most a few events per byte, so a first pass that only counts events
+// stops the loop before YAML::LoadAll builds it into nodes.
+class event_budget : public YAML::EventHandler {
+ public:
+  event_budget(std::size_t text_bytes, const std::string& source)
+      : left_(4 * text_bytes + 64), source_(source) {}
+
+  void OnDocumentStart(const YAML::Mark& m) override { spend(m); }
+  void OnDocumentEnd() override { spend(mark_); }
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { spend(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { spend(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    spend(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    spend(m);
+  }
+  void OnSequenceEnd() override { spend(mark_); }
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    spend(m);
+  }
+  void OnMapEnd() override { spend(mark_); }
+
+ private:
+  void spend(const YAML::Mark& m) {
+    mark_ = m;
+    if (left_-- == 0)
+      throw config_error(source_ + ": (line " + std::to_string(m.line + 1) +
+                         "): invalid YAML: the parser does not terminate on this text");
+  }
+
+  std::size_t left_;
+  const std::string& source_;
+  YAML::Mark mark_;
+};
+
+}  // namespace
+
 config parse_config(const std::string& yaml_text, const std::string& source) {
   std::vector<YAML::Node> documents;
   try {
+    std::istringstream in(yaml_text);
+    YAML::Parser events(in);
+    event_budget budget(yaml_text.size(), source);
+    while (events.HandleNextDocument(budget)) {
+    }
     documents = YAML::LoadAll(yaml_text);
   } catch (const YAML::ParserException& e) {
     throw config_error(source + ": (line " + std::to_string(e.mark.line + 1) +

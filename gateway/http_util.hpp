@@ -20,7 +20,12 @@ std::map<std::string, std::string> parse_query(std::string_view target);
 // A fresh request id ("req_" + 24 hex digits), or the client's own if it is sane.
 std::string request_id_for(std::string_view inbound);
 
-// Removes `secret` from `text` wherever it occurs (upstream messages can quote keys).
+// True when `body` nests arrays and objects deeper than `max_depth`. Linear and iterative, so it
+// can run before any parser or DOM walk that recurses; string contents (and escapes) are skipped.
+bool json_nesting_exceeds(std::string_view body, std::size_t max_depth);
+
+// Removes `secret` from `text` wherever it occurs (upstream messages can quote keys), and a tail
+// of `text` that is the secret's beginning (a quote cut short by a length limit).
 std::string redact(std::string text, std::string_view secret);
 
 enum class log_level { debug, info, warn, error };

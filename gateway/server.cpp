@@ -62,6 +62,8 @@ struct gateway_metrics {
         config_reloads(
             r.counter("meridian_config_reloads_total", "Config reloads, by result.", {"result"})),
         inflight(r.gauge("meridian_inflight_requests", "Requests being served now.")),
+        upstream_idle(r.gauge("meridian_upstream_idle_connections",
+                              "Idle keep-alive connections to providers, summed over threads.")),
         provider_up(r.gauge("meridian_provider_up",
                             "1 while at least one of the provider's circuits is closed.",
                             {"provider"})),
@@ -79,12 +81,14 @@ struct gateway_metrics {
                               0.005, 0.01, 0.05})) {
     build_info.set({std::string(k_version)}, 1);
     inflight.set({}, 0);
+    upstream_idle.set({}, 0);
   }
   stats::counter_family& requests;
   stats::counter_family& upstream_errors;
   stats::counter_family& fallbacks;
   stats::counter_family& config_reloads;
   stats::gauge_family& inflight;
+  stats::gauge_family& upstream_idle;  // read from the pools at scrape time, not kept up to date
   stats::gauge_family& provider_up;
   stats::gauge_family& build_info;
   stats::histogram_family& duration;
@@ -302,8 +306,14 @@ awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std:
     else if (e.is_string())
       upstream_message = e.get<std::string>();
   }
-  if (upstream_message.size() > 512) upstream_message.resize(512);
+  // Redact before cutting, so a key straddling the cut cannot leave half of itself behind;
+  // cut on a UTF-8 character boundary.
   upstream_message = redact(std::move(upstream_message), p.api_key);
+  if (upstream_message.size() > 512) {
+    std::size_t cut = 512;
+    while (cut > 0 && (static_cast<unsigned char>(upstream_message[cut]) & 0xC0) == 0x80) --cut;
+    upstream_message.resize(cut);
+  }
   std::string suffix = upstream_message.empty() ? "" : ": " + upstream_message;
   metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
   if (status == 429) {
@@ -350,6 +360,9 @@ awaitable<void> server::readyz(exchange& ex) {
 
 awaitable<void> server::metrics(exchange& ex) {
   accounting_->sync_ledger_counters();
+  std::size_t idle = 0;
+  for (const auto& w : workers_) idle += w->pool.idle_now();
+  metrics_.upstream_idle.set({}, static_cast<double>(idle));
   co_await send(ex, http::status::ok, registry_.expose(),
                 "text/plain; version=0.0.4; charset=utf-8");
 }
@@ -451,6 +464,9 @@ awaitable<server::upstream_exchange> server::open_exchange(exchange& ex,
                     : upstream_fault::protocol;
       x.detail = ec.message();
     }
+    // Only a stale pooled connection earns a second try: a fresh one that failed reached the
+    // provider, and trying again would send the request twice and double the deadline.
+    break;
   }
   if (!x.conn) {
     metrics_.upstream_errors.inc({p.name, std::string(to_string(x.fault))});
@@ -501,6 +517,11 @@ awaitable<void> server::send_fault(exchange& ex, const providers::provider& p, u
     co_await send_error(ex, http::status::gateway_timeout,
                         "Provider '" + p.name + "' did not answer in time (" + detail + ")",
                         "upstream_error", {}, "upstream_timeout");
+  } else if (fault == upstream_fault::too_large) {
+    // The provider was reached and answered: "unreachable" would send operators the wrong way.
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' sent an " + detail, "upstream_error", {},
+                        "upstream_too_large");
   } else {
     co_await send_error(ex, http::status::bad_gateway,
                         "Provider '" + p.name + "' failed (" + std::string(to_string(fault)) +
@@ -1294,6 +1315,9 @@ void server::finish(exchange& ex) {
 }
 
 awaitable<void> server::dispatch(exchange& ex, bool admin) {
+  // Generous for tool schemas (OpenAI caps structured outputs far lower), shallow enough that no
+  // recursive JSON code can exhaust a coroutine's stack.
+  static constexpr std::size_t k_max_json_depth = 128;
   std::string_view target = ex.req.target();
   std::string_view path = target.substr(0, target.find('?'));
   ex.log.method = std::string(ex.req.method_string());
@@ -1302,6 +1326,16 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
   for (const auto& r : admin ? admin_routes() : routes()) {
     if (r.path != path) continue;
     if (r.method == ex.req.method()) {
+      // Bounded before any handler runs: the router's facts parser and the dialect translators
+      // build DOMs, and walking or dumping one recurses once per level.
+      if (json_nesting_exceeds(ex.req.body(), k_max_json_depth)) {
+        ex.anthropic_api = path.starts_with("/v1/messages");
+        const std::string message =
+            "JSON nesting too deep (the limit is " + std::to_string(k_max_json_depth) + " levels)";
+        co_await send_error(ex, http::status::bad_request, message, "invalid_request_error", {},
+                            "nesting_too_deep");
+        co_return;
+      }
       co_await (this->*r.fn)(ex);
       co_return;
     }
@@ -1341,6 +1375,7 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
   const auto initial = snap_.load();
   const auto limits = initial->cfg->server.limits;
   const auto timeouts = initial->cfg->server.timeouts;
+  bool refused = false;  // answered before the request was read whole: linger before closing
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(limits.max_header_bytes);
@@ -1353,9 +1388,11 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
       // A peer that closes between requests, or idles past the header deadline, is not an error.
       // A declared Content-Length over the limit is caught here, before any body is read.
       if (hec == http::error::header_limit) {
+        refused = true;
         co_await reject(stream, http::status::request_header_fields_too_large,
                         "Request headers are too large", "headers_too_large");
       } else if (hec == http::error::body_limit) {
+        refused = true;
         co_await reject(
             stream, http::status::payload_too_large,
             "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
@@ -1363,9 +1400,32 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
       } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
                  hec != net::error::operation_aborted && hec != net::error::connection_reset &&
                  hec != net::error::eof) {
+        refused = true;
         co_await reject(stream, http::status::bad_request,
                         "Malformed HTTP request: " + hec.message(), "bad_http");
       }
+      break;
+    }
+    // Framing two parsers could read two ways is refused before any body is read (request
+    // smuggling). Beast itself refuses Content-Length with Transfer-Encoding and unequal lengths,
+    // but accepts repeated equal lengths ("5, 5" or two fields) and codings after "chunked".
+    std::size_t lengths = 0, codings = 0;
+    bool plain = true;
+    for (const auto& f : parser.get()) {
+      if (f.name() == http::field::content_length) {
+        ++lengths;
+        plain = plain && f.value().find(',') == std::string_view::npos;
+      } else if (f.name() == http::field::transfer_encoding) {
+        ++codings;
+        plain = plain && beast::iequals(f.value(), "chunked");
+      }
+    }
+    if (lengths > 1 || codings > 1 || (lengths && codings) || !plain) {
+      refused = true;
+      co_await reject(stream, http::status::bad_request,
+                      "Ambiguous request framing: send one Content-Length or "
+                      "Transfer-Encoding: chunked",
+                      "bad_http");
       break;
     }
     const auto start = steady::now();
@@ -1389,6 +1449,7 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
       ex.log.method = std::string(parser.get().method_string());
       ex.log.path = std::string(parser.get().target());
       if (bec == http::error::body_limit) {
+        refused = true;
         co_await send_error(
             ex, http::status::payload_too_large,
             "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
@@ -1417,6 +1478,17 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
   }
   error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  if (refused) {
+    // Lingering close: what is left of a refused request is read and dropped for a moment, or
+    // the kernel answers those bytes with a reset that destroys the error reply just sent.
+    stream.expires_after(std::chrono::seconds(1));
+    char sink[16384];
+    for (std::size_t dropped = 0; dropped < (1u << 20);) {
+      auto [ec, n] = co_await stream.async_read_some(net::buffer(sink), as_tuple);
+      if (ec) break;
+      dropped += n;
+    }
+  }
   stream.close();
 }
 

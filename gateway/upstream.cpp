@@ -85,6 +85,7 @@ awaitable<std::unique_ptr<upstream_conn>> upstream_pool::acquire(const providers
     if (it != idle_.end() && !it->second.empty()) {
       auto c = std::move(it->second.back());
       it->second.pop_back();
+      idle_now_.fetch_sub(1, std::memory_order_relaxed);
       c->mark_reused();
       co_return c;
     }
@@ -140,6 +141,7 @@ void upstream_pool::release(std::unique_ptr<upstream_conn> c) {
   auto& list = idle_[c->key()];
   if (list.size() >= max_idle_) return;  // dropping closes it
   list.push_back(std::move(c));
+  idle_now_.fetch_add(1, std::memory_order_relaxed);
 }
 
 std::size_t upstream_pool::idle_count() const {

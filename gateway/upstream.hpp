@@ -2,6 +2,7 @@
 // thread so the hot path takes no lock. Every operation runs under a deadline.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,6 +61,8 @@ class upstream_pool {
   // Returns a connection whose last response was read completely and allows keep-alive.
   void release(std::unique_ptr<upstream_conn> c);
   std::size_t idle_count() const;
+  // The same number, safe to read from any thread (the metrics scrape runs on another worker).
+  std::size_t idle_now() const { return idle_now_.load(std::memory_order_relaxed); }
 
  private:
   ssl::context& ssl_for(const providers::provider& p);
@@ -68,6 +71,8 @@ class upstream_pool {
   std::size_t max_idle_;
   std::map<std::string, std::vector<std::unique_ptr<upstream_conn>>> idle_;
   std::map<std::string, std::unique_ptr<ssl::context>> ssl_;
+  // Written only by the owning thread: a relaxed counter keeps the hot path free of locks.
+  std::atomic<std::size_t> idle_now_{0};
 };
 
 // --- template definitions ---

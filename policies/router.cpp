@@ -397,7 +397,9 @@ std::vector<std::string> validate_routes(const config::config& cfg,
     const auto& route = cfg.routes[i];
     for (std::size_t j = 0; j < route.candidates.size(); ++j) {
       const auto& rc = route.candidates[j];
-      auto [pp, mp] = split_pattern(rc.pattern);
+      // Named, not a structured binding: clang 14 (the fuzz build) cannot capture bindings.
+      const auto split = split_pattern(rc.pattern);
+      const std::string_view pp = split.first, mp = split.second;
       auto fail = [&](const std::string& what) {
         out.push_back(cfg.source + ": routes[" + std::to_string(i) + "].candidates[" +
                       std::to_string(j) + "] (line " + std::to_string(rc.line) + "): " + what);

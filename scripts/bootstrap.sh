@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev libssl-dev libsqlite3-dev
+  clang libclang-rt-14-dev   # the fuzz preset: libFuzzer with ASan and UBSan
   openssl curl   # test certificates made at run time; the demo's curl examples
   prometheus     # promtool checks /metrics and deploy/prometheus; test_deploy runs the server
   chromium       # the dashboard test loads the page in headless Chromium

@@ -313,3 +313,11 @@ TEST_CASE("the health section and model capabilities parse into typed values") {
   CHECK(error_of("health: { cooldown: 0s }\n").find("must be greater than zero") !=
         std::string::npos);
 }
+
+TEST_CASE("a root tag or anchor followed by a comma is an error, not a hang") {
+  // yaml-cpp 0.7 loops forever on these (found by fuzz_yaml); the loader must refuse them.
+  for (const char* text : {"!,", "!a,", "&x ,", "---\n&x ,\n", "---\n!b ,"}) {
+    INFO(text);
+    CHECK_THROWS_AS(meridian::config::parse_config(text, "t.yaml"), meridian::config::config_error);
+  }
+}

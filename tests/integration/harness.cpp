@@ -82,13 +82,17 @@ std::string temp_dir::write(const std::string& name, const std::string& content)
 }
 
 process::process(const std::vector<std::string>& argv,
-                 const std::map<std::string, std::string>& env, const std::string& cwd) {
+                 const std::map<std::string, std::string>& env, const std::string& cwd,
+                 const std::string& stderr_path) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
   if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
+  if (!stderr_path.empty())
+    posix_spawn_file_actions_addopen(&fa, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
   std::vector<std::string> args = argv;
   std::vector<char*> cargv;
   for (auto& a : args) cargv.push_back(a.data());
@@ -311,6 +315,102 @@ bool stream_probe::closed_within(std::chrono::milliseconds timeout) {
   return false;
 }
 
+raw_client::raw_client(std::uint16_t port, int rcvbuf) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw std::runtime_error("socket failed");
+  if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd_);
+    throw std::runtime_error("connect failed");
+  }
+}
+
+raw_client::~raw_client() {
+  ::close(fd_);
+}
+
+bool raw_client::send(const std::string& bytes) {
+  std::size_t at = 0;
+  while (at < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    at += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+int raw_client::read_some(std::chrono::steady_clock::time_point until) {
+  pollfd pfd{fd_, POLLIN, 0};
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    until - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) return -1;
+    if (::poll(&pfd, 1, static_cast<int>(left)) <= 0) continue;
+    char buf[16384];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) return 0;  // FIN or reset
+    received_.append(buf, static_cast<std::size_t>(n));
+    pending_.append(buf, static_cast<std::size_t>(n));
+    return 1;
+  }
+}
+
+http_result raw_client::read_response(std::chrono::milliseconds timeout) {
+  http_result out;
+  auto until = std::chrono::steady_clock::now() + timeout;
+  http::response_parser<http::string_body> p;
+  p.body_limit(64u << 20);
+  bool eof = false;
+  for (;;) {
+    // Beast consumes the header and the body in separate calls, so feed it until it stalls.
+    while (!pending_.empty() && !p.is_done()) {
+      beast::error_code ec;
+      std::size_t used = p.put(net::buffer(pending_), ec);
+      if (ec == http::error::need_more) ec = {};
+      if (ec) {
+        out.error = ec.message();
+        return out;
+      }
+      pending_.erase(0, used);
+      if (used == 0) break;
+    }
+    if (!p.is_done() && eof) {
+      beast::error_code ec;
+      p.put_eof(ec);
+      if (!p.is_done()) {
+        out.error = "connection closed before a whole response";
+        return out;
+      }
+    }
+    if (p.is_done()) {
+      out.status = p.get().result_int();
+      out.headers = header_map(p.get());
+      out.body = p.get().body();
+      return out;
+    }
+    int r = read_some(until);
+    if (r < 0) {
+      out.error = "timed out";
+      return out;
+    }
+    if (r == 0) eof = true;
+  }
+}
+
+bool raw_client::closed_within(std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int r = read_some(until);
+    if (r == 0) return true;
+    if (r < 0) return false;
+  }
+}
+
 sim::sim(const std::string& yaml) {
   std::string cfg = dir.write("sim.yaml", yaml);
   proc = std::make_unique<process>(std::vector<std::string>{MERIDIAN_SIM_BIN, "-c", cfg});
@@ -326,13 +426,24 @@ std::string sim::stats(const std::string& provider) {
   return http_call(ports.at(provider), "GET", "/sim/stats").body;
 }
 
-gateway::gateway(const std::string& yaml, const std::map<std::string, std::string>& env) {
+gateway::gateway(const std::string& yaml, const std::map<std::string, std::string>& env,
+                 const std::vector<std::string>& args, bool capture_stderr) {
   std::string cfg = dir.write("meridian.yaml", yaml);
-  proc = std::make_unique<process>(std::vector<std::string>{MERIDIAN_BIN, "serve", "-c", cfg}, env,
-                                   dir.path());
+  std::vector<std::string> argv{MERIDIAN_BIN, "serve", "-c", cfg};
+  argv.insert(argv.end(), args.begin(), args.end());
+  proc = std::make_unique<process>(argv, env, dir.path(),
+                                   capture_stderr ? dir.path() + "/stderr.log" : std::string());
   auto line = proc->wait_line("\"listening\"", 10s);
   if (!line) throw std::runtime_error("meridian did not start");
   port = nlohmann::json::parse(*line)["port"].get<std::uint16_t>();
+  // The admin line is printed before "listening", so it is already here when there is one.
+  if (auto admin = proc->wait_line("\"admin_listening\"", 0ms))
+    admin_port = nlohmann::json::parse(*admin)["port"].get<std::uint16_t>();
+}
+
+std::string gateway::stderr_text() const {
+  std::ifstream in(dir.path() + "/stderr.log", std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {

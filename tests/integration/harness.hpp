@@ -34,9 +34,10 @@ class temp_dir {
 // A child process whose stdout is collected line by line.
 class process {
  public:
-  // `cwd`, when set, is the child's working directory (the default ledger file lands there).
+  // `cwd`, when set, is the child's working directory (the default ledger file lands there);
+  // `stderr_path`, when set, receives the child's stderr (tests that grep every output).
   process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
-          const std::string& cwd = {});
+          const std::string& cwd = {}, const std::string& stderr_path = {});
   ~process();
   process(const process&) = delete;
   process& operator=(const process&) = delete;
@@ -108,6 +109,31 @@ class stream_probe {
   int fd_ = -1;
 };
 
+// A raw TCP connection for hostile-client tests: exact bytes out, exact bytes in.
+class raw_client {
+ public:
+  // `rcvbuf`, when non-zero, shrinks the receive buffer before connecting (slow readers).
+  explicit raw_client(std::uint16_t port, int rcvbuf = 0);
+  ~raw_client();
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+  // False once the server has closed or reset the connection.
+  bool send(const std::string& bytes);
+  // One HTTP response; status 0 and `error` set if none arrived whole before `timeout`.
+  http_result read_response(std::chrono::milliseconds timeout = 10s);
+  // Reads until the server closes (true) or `timeout` passes (false).
+  bool closed_within(std::chrono::milliseconds timeout);
+  // Every byte received so far, exactly as sent by the server.
+  const std::string& received() const { return received_; }
+
+ private:
+  int fd_ = -1;
+  std::string received_;
+  std::string pending_;  // received but not yet consumed by read_response
+  // Reads once, waiting at most until `until`; 1 data, 0 closed, -1 timed out.
+  int read_some(std::chrono::steady_clock::time_point until);
+};
+
 // meridian-sim started from YAML; ports by provider name.
 struct sim {
   explicit sim(const std::string& yaml);
@@ -119,10 +145,14 @@ struct sim {
 
 // meridian serve on a config; `port` once it listens.
 struct gateway {
-  explicit gateway(const std::string& yaml, const std::map<std::string, std::string>& env = {});
+  // `args` are added after `serve -c FILE`; `capture_stderr` sends stderr to stderr_text().
+  explicit gateway(const std::string& yaml, const std::map<std::string, std::string>& env = {},
+                   const std::vector<std::string>& args = {}, bool capture_stderr = false);
   temp_dir dir;
   std::unique_ptr<process> proc;
   std::uint16_t port = 0;
+  std::uint16_t admin_port = 0;  // set when server.admin_listen is configured
+  std::string stderr_text() const;
 };
 
 // Polls `cond` every 20 ms until it holds or `timeout` passes.

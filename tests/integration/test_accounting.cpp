@@ -151,6 +151,9 @@ TEST_CASE("accounting: metrics, share API and ledger equal the simulator's usage
     CHECK(eventually([&] { return share(g.port, "region")["total"]["tokens"] == expected.tokens; },
                      3s));
     auto by_region = share(g.port, "region");
+    MESSAGE("simulator usage: " << expected.tokens << " tokens, $" << expected.cost
+                                << "; share API: " << by_region["total"]["tokens"] << " tokens, $"
+                                << by_region["total"]["cost_usd"]);
     CHECK(by_region["total"]["cost_usd"].get<double>() == doctest::Approx(expected.cost));
     double sum_shares = 0;
     for (const auto& row : by_region["rows"]) {

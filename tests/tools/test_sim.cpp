@@ -610,3 +610,37 @@ TEST_CASE("sim: embeddings_response rejects other inputs") {
   CHECK_THROWS_AS(sim::embeddings_response({{"input", "x"}, {"encoding_format", "int8"}}, "emb"),
                   sim::request_error);
 }
+
+// --- the fault items added for the reliability matrix -------------------------------------------
+
+TEST_CASE("sim: parse_fault reads the whole-answer and stream-ending items") {
+  auto f = sim::parse_fault("cut_body=10;content_type=text/plain;oversize=4096");
+  CHECK(f.cut_body == 10u);
+  CHECK(f.content_type == "text/plain");
+  CHECK(f.oversize == 4096u);
+  CHECK_FALSE(f.sse_error);
+  CHECK_FALSE(f.truncate_sse);
+
+  // Bare flags end the stream after two content events; a value moves that point.
+  CHECK(sim::parse_fault("sse_error").sse_error == 2);
+  CHECK(sim::parse_fault("truncate_sse").truncate_sse == 2);
+  CHECK(sim::parse_fault("sse_error=5").sse_error == 5);
+  CHECK(sim::parse_fault("truncate_sse=0").truncate_sse == 0);
+
+  // The older items still combine with the new ones.
+  f = sim::parse_fault("status=503;retry_after=1;content_type=text/html");
+  CHECK(f.status == 503);
+  CHECK(f.retry_after == 1);
+  CHECK(f.content_type == "text/html");
+  CHECK(sim::parse_fault("").content_type.empty());
+}
+
+TEST_CASE("sim: parse_fault rejects bad values of the new items") {
+  CHECK_THROWS_AS(sim::parse_fault("cut_body"), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("cut_body=-3"), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("oversize=huge"), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("content_type="), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("content_type=text/plain\r\nx-evil: 1"), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("sse_error=soon"), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("truncate_sse=-1"), std::invalid_argument);
+}

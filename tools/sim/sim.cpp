@@ -46,6 +46,7 @@ constexpr auto k_write_timeout = 30s;
 constexpr auto k_handshake_timeout = 10s;
 constexpr auto k_shutdown_timeout = 5s;
 constexpr int k_echo_words = 8;
+constexpr int k_default_fault_events = 2;  // content events before a bare sse_error/truncate_sse
 constexpr auto k_tuple = asio::as_tuple(asio::use_awaitable);
 
 // ---------------------------------------------------------------------------------------------
@@ -217,6 +218,7 @@ class handler {
       }
       if (ec) co_return after::close;  // closed, idle timeout or unparsable request
       request req = parser.release();
+      active_ = {};  // a fault applies to the request that asked for it only
       after next = after::close;
       try {
         next = co_await handle(req);
@@ -438,6 +440,7 @@ class handler {
     if (!fault_problem.empty()) {
       co_return co_await send(fail(req, 400, fault_problem, "sim_fault", nullptr));
     }
+    active_ = f;
 
     if (co_await wait_for(socket(), f.delay)) co_return after::reset;
     if (f.reset) co_return after::reset;
@@ -685,7 +688,8 @@ class handler {
 
     http::response<http::empty_body> res{http::status::ok, req.version()};
     res.set(http::field::server, "meridian-sim");
-    res.set(http::field::content_type, "text/event-stream");
+    res.set(http::field::content_type,
+            f.content_type.empty() ? std::string("text/event-stream") : f.content_type);
     res.set(http::field::cache_control, "no-cache");
     res.keep_alive(req.keep_alive());
     res.chunked(true);
@@ -706,8 +710,11 @@ class handler {
               : clock::duration::zero();
     auto deadline = clock::now();
     const int total = static_cast<int>(s.content.size());
-    for (int i = 0; i < total; ++i) {
+    int sent = 0;
+    for (int i = 0; i < total; ++i, sent = i) {
       if (f.cut_after && i == *f.cut_after) break;
+      if (f.sse_error && i == *f.sse_error) break;
+      if (f.truncate_sse && i == *f.truncate_sse) break;
       if (f.stall_after && i == *f.stall_after) {
         if (co_await wait_for(socket(), f.stall)) co_return cancelled();
         deadline = clock::now();
@@ -722,6 +729,26 @@ class handler {
     if (f.cut_after) {
       ++p_.streams_cut;
       co_return after::cut;
+    }
+    if (f.sse_error || f.truncate_sse) {
+      // Both end the HTTP body cleanly, so only the events themselves tell what went wrong.
+      std::string last;
+      if (f.sse_error) {
+        last = stream_error_event();
+      } else {
+        const std::string& next = sent < total         ? s.content[static_cast<std::size_t>(sent)]
+                                  : s.epilogue.empty() ? std::string("data: {\n\n")
+                                                       : s.epilogue.front();
+        last = next.substr(0, std::max<std::size_t>(1, next.size() / 2));
+      }
+      if (!co_await write_chunk(last)) co_return cancelled();
+      lowest().expires_after(k_write_timeout);
+      if (auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), k_tuple);
+          ec) {
+        co_return cancelled();
+      }
+      ++p_.streams_cut;
+      co_return req.keep_alive() ? after::keep_alive : after::close;
     }
 
     for (const auto& event : s.epilogue) {
@@ -747,10 +774,47 @@ class handler {
 
   asio::awaitable<after> send(response res) {
     const bool keep_alive = res.keep_alive();
+    if (res.result() == http::status::ok) {
+      if (!active_.content_type.empty()) res.set(http::field::content_type, active_.content_type);
+      if (active_.oversize && !res.body().empty() && res.body().back() == '}') {
+        // Still valid JSON, only too big: the padding is one more member of the object.
+        std::string& b = res.body();
+        b.pop_back();
+        b += R"(,"sim_padding":")";
+        b.append(*active_.oversize, 'x');
+        b += "\"}";
+        res.prepare_payload();
+      }
+      if (active_.cut_body) {
+        // The header promises the whole body; part of it comes, then the connection is reset.
+        http::response_serializer<http::string_body> sr{res};
+        lowest().expires_after(k_write_timeout);
+        if (auto [ec, n] = co_await http::async_write_header(stream_, sr, k_tuple); ec) {
+          co_return after::reset;
+        }
+        const std::size_t len = std::min(*active_.cut_body, res.body().size());
+        co_await asio::async_write(stream_, asio::buffer(res.body().data(), len), k_tuple);
+        co_return after::reset;
+      }
+    }
     lowest().expires_after(k_write_timeout);
     auto [ec, n] = co_await http::async_write(stream_, res, k_tuple);
     if (ec) co_return after::reset;
     co_return keep_alive ? after::keep_alive : after::close;
+  }
+
+  // An in-band error event in the dialect's shape, as providers send one after a 200.
+  std::string stream_error_event() const {
+    constexpr std::string_view message = "simulated stream error";
+    switch (kind()) {
+      case dialect::anthropic:
+        return "event: error\ndata: " + anthropic_error_body(529, message) + "\n\n";
+      case dialect::gemini:
+        return "data: " + gemini_error_body(500, message) + "\r\n\r\n";
+      case dialect::openai:
+        break;
+    }
+    return "data: " + error_body(message, "server_error", nullptr, "sim_fault") + "\n\n";
   }
 
   asio::awaitable<bool> write_chunk(const std::string& event) {
@@ -762,6 +826,7 @@ class handler {
 
   provider_state& p_;
   Stream& stream_;
+  fault active_;  // the current request's fault; send() applies its whole-answer items
 };
 
 void abort_socket(tcp::socket& sock, bool reset) {
@@ -1576,6 +1641,10 @@ fault parse_fault(std::string_view text) {
       f.reset = true;
     } else if (key == "malformed" && flag) {
       f.malformed = true;
+    } else if (key == "sse_error" && flag) {
+      f.sse_error = k_default_fault_events;
+    } else if (key == "truncate_sse" && flag) {
+      f.truncate_sse = k_default_fault_events;
     } else if (flag) {
       throw std::invalid_argument("unknown fault flag '" + std::string(key) + "'");
     } else if (key == "status") {
@@ -1592,6 +1661,21 @@ fault parse_fault(std::string_view text) {
       f.stall_after = parse_int(key, value);
     } else if (key == "stall") {
       f.stall = std::chrono::milliseconds(parse_int(key, value));
+    } else if (key == "cut_body") {
+      f.cut_body = static_cast<std::size_t>(parse_int(key, value));
+    } else if (key == "oversize") {
+      f.oversize = static_cast<std::size_t>(parse_int(key, value));
+    } else if (key == "sse_error") {
+      f.sse_error = parse_int(key, value);
+    } else if (key == "truncate_sse") {
+      f.truncate_sse = parse_int(key, value);
+    } else if (key == "content_type") {
+      // The value becomes a header: refuse what could split it.
+      if (value.empty() || std::any_of(value.begin(), value.end(),
+                                       [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+        throw std::invalid_argument("fault key 'content_type' needs a printable media type");
+      }
+      f.content_type = std::string(value);
     } else {
       throw std::invalid_argument("unknown fault key '" + std::string(key) + "'");
     }

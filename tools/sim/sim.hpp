@@ -31,6 +31,11 @@ struct fault {
   std::optional<int> stall_after;  // content events before a stall of `stall`
   std::chrono::milliseconds stall{0};
   bool malformed = false;
+  std::optional<std::size_t> cut_body;  // whole answers: body bytes sent before a reset
+  std::string content_type;             // overrides the Content-Type of a 200 answer
+  std::optional<std::size_t> oversize;  // whole answers: bytes of JSON padding added to the body
+  std::optional<int> sse_error;         // streams: content events before an error event
+  std::optional<int> truncate_sse;      // streams: content events before a clean mid-event end
 };
 
 struct tls_files {
