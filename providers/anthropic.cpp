@@ -304,27 +304,9 @@ std::variant<decoded_chat, decode_error> decode(std::string_view body, std::stri
   return result;
 }
 
-class anthropic_stream final : public stream_decoder {
+class anthropic_stream final : public translating_stream {
  public:
-  explicit anthropic_stream(std::string_view model) : model_(model), created_(unix_now()) {}
-
-  bool on_event(const sse_event& ev, std::vector<std::string>& out) override {
-    if (!error_.empty()) return false;
-    // The checks below cover the shapes Anthropic documents; a member of an unexpected type
-    // elsewhere makes nlohmann throw, which ends this stream only.
-    try {
-      return handle(ev, out);
-    } catch (const json::exception& e) {
-      error_ = std::string("unexpected anthropic stream event: ") + e.what();
-      return false;
-    }
-  }
-
-  bool complete() const override { return complete_; }
-  std::optional<usage> tokens() const override {
-    return tokens_.present ? std::optional<usage>(tokens_) : std::nullopt;
-  }
-  std::string error() const override { return error_; }
+  explicit anthropic_stream(std::string_view model) : translating_stream(model, "anthropic") {}
 
  private:
   struct tool_block {
@@ -332,7 +314,7 @@ class anthropic_stream final : public stream_decoder {
     bool got_arguments = false;
   };
 
-  bool handle(const sse_event& ev, std::vector<std::string>& out) {
+  bool handle(const sse_event& ev, std::vector<std::string>& out) override {
     json j = json::parse(ev.data, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       error_ = "anthropic stream event is not JSON";
@@ -443,14 +425,9 @@ class anthropic_stream final : public stream_decoder {
              json::array({{{"index", it->second.index}, {"function", {{"arguments", "{}"}}}}})}});
   }
 
-  std::string model_;
-  std::int64_t created_;
   std::string id_;
   std::map<std::int64_t, tool_block> tools_;  // by Anthropic content block index
   std::size_t next_tool_ = 0;
-  usage tokens_;
-  bool complete_ = false;
-  std::string error_;
 };
 
 class anthropic_dialect final : public dialect {

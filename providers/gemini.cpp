@@ -385,34 +385,16 @@ std::variant<decoded_chat, decode_error> decode(std::string_view body, std::stri
   return result;
 }
 
-class gemini_stream final : public stream_decoder {
+class gemini_stream final : public translating_stream {
  public:
-  explicit gemini_stream(std::string_view model) : model_(model), created_(unix_now()) {}
-
-  bool on_event(const sse_event& ev, std::vector<std::string>& out) override {
-    if (!error_.empty()) return false;
-    // A member of an unexpected type that the checks miss makes nlohmann throw; that ends
-    // this stream only.
-    try {
-      return handle(ev, out);
-    } catch (const json::exception& e) {
-      error_ = std::string("unexpected gemini stream event: ") + e.what();
-      return false;
-    }
-  }
-
-  bool complete() const override { return complete_; }
-  std::optional<usage> tokens() const override {
-    return tokens_.present ? std::optional<usage>(tokens_) : std::nullopt;
-  }
-  std::string error() const override { return error_; }
+  explicit gemini_stream(std::string_view model) : translating_stream(model, "gemini") {}
 
  private:
   void emit(std::vector<std::string>& out, json delta, const json& finish = nullptr) {
     out.push_back(make_chunk(id_, created_, model_, std::move(delta), finish).dump());
   }
 
-  bool handle(const sse_event& ev, std::vector<std::string>& out) {
+  bool handle(const sse_event& ev, std::vector<std::string>& out) override {
     json j = json::parse(ev.data, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       error_ = "gemini stream event is not JSON";
@@ -464,14 +446,9 @@ class gemini_stream final : public stream_decoder {
     complete_ = true;
   }
 
-  std::string model_;
-  std::int64_t created_;
   std::string id_;
   std::size_t calls_ = 0;
-  usage tokens_;
   bool started_ = false;
-  bool complete_ = false;
-  std::string error_;
 };
 
 class gemini_dialect final : public dialect {

@@ -185,4 +185,23 @@ std::int64_t unix_now() {
       .count();
 }
 
+translating_stream::translating_stream(std::string_view model, std::string_view dialect_name)
+    : model_(model), created_(unix_now()), dialect_name_(dialect_name) {}
+
+bool translating_stream::on_event(const sse_event& ev, std::vector<std::string>& out) {
+  if (!error_.empty()) return false;
+  // The subclasses check the shapes their provider documents; a member of an unexpected type
+  // elsewhere makes nlohmann throw, which ends this stream only.
+  try {
+    return handle(ev, out);
+  } catch (const nlohmann::json::exception& e) {
+    error_ = "unexpected " + dialect_name_ + " stream event: " + e.what();
+    return false;
+  }
+}
+
+std::optional<usage> translating_stream::tokens() const {
+  return tokens_.present ? std::optional<usage>(tokens_) : std::nullopt;
+}
+
 }  // namespace meridian::providers

@@ -1,6 +1,8 @@
 // Pieces shared by the dialects that translate to and from the OpenAI chat-completions shape.
 #pragma once
 
+#include "providers/dialect.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -64,5 +66,29 @@ nlohmann::json make_usage_chunk(const std::string& id, std::int64_t created, std
 
 // Seconds since the epoch, for `created`.
 std::int64_t unix_now();
+
+// What every translating stream decoder shares: the fields each chunk repeats (model, creation
+// time), usage seen so far, completion and error, and the rule that an event of an unexpected
+// shape ends this stream only. A dialect implements handle().
+class translating_stream : public stream_decoder {
+ public:
+  translating_stream(std::string_view model, std::string_view dialect_name);
+  bool on_event(const sse_event& ev, std::vector<std::string>& out) final;
+  bool complete() const override { return complete_; }
+  std::optional<usage> tokens() const override;
+  std::string error() const override { return error_; }
+
+ protected:
+  virtual bool handle(const sse_event& ev, std::vector<std::string>& out) = 0;
+
+  std::string model_;
+  std::int64_t created_;
+  usage tokens_;
+  bool complete_ = false;
+  std::string error_;
+
+ private:
+  std::string dialect_name_;
+};
 
 }  // namespace meridian::providers

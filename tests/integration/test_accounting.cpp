@@ -5,12 +5,15 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -296,4 +299,102 @@ TEST_CASE("accounting: the dashboard in headless Chromium shows the API's figure
     CHECK(dom.str().find(cell) != std::string::npos);
   }
   CHECK(std::filesystem::file_size(out + "/dashboard.png") > 10000);
+}
+
+namespace {
+
+// Sends requests in a loop until told to stop or the gateway stops answering; remembers when
+// each 200 finished and how many tokens it carried.
+struct load_loop {
+  struct served {
+    std::chrono::steady_clock::time_point at;
+    std::uint64_t tokens;
+  };
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<served> done;
+  std::thread t;
+  explicit load_loop(std::uint16_t port) {
+    t = std::thread([this, port] {
+      while (!stop) {
+        auto r =
+            http_call(port, "POST", "/v1/chat/completions", body("fast/m-fast", false), {}, 2s);
+        if (r.status != 200) {
+          if (r.status == 0) std::this_thread::sleep_for(5ms);  // refused: the gateway is gone
+          continue;
+        }
+        auto u = json::parse(r.body)["usage"];
+        std::lock_guard lock(mu);
+        done.push_back(
+            {std::chrono::steady_clock::now(), u["prompt_tokens"].get<std::uint64_t>() +
+                                                   u["completion_tokens"].get<std::uint64_t>()});
+      }
+    });
+  }
+  ~load_loop() { finish(); }
+  void finish() {
+    stop = true;
+    if (t.joinable()) t.join();
+  }
+  std::uint64_t tokens_until(std::chrono::steady_clock::time_point until) {
+    std::lock_guard lock(mu);
+    std::uint64_t sum = 0;
+    for (const auto& s : done) sum += s.at <= until ? s.tokens : 0;
+    return sum;
+  }
+};
+
+std::string durable_yaml(sim& s, const std::string& ledger, const std::string& flush) {
+  std::string y = gateway_yaml(s, ledger);
+  auto at = y.find("flush_interval: 100ms");
+  return y.replace(at, 21, "flush_interval: " + flush);
+}
+
+}  // namespace
+
+TEST_CASE("accounting: SIGTERM under load loses no usage event") {
+  sim s(k_sim);
+  temp_dir d;
+  const std::string ledger = d.path() + "/ledger.db";
+  std::uint64_t served = 0;
+  {
+    gateway g(durable_yaml(s, ledger, "5s"));  // nothing is flushed before the signal
+    load_loop load(g.port);
+    std::this_thread::sleep_for(700ms);
+    g.proc->signal(SIGTERM);
+    REQUIRE(g.proc->wait_exit(15s) == 0);
+    load.finish();
+    served = load.tokens_until(std::chrono::steady_clock::now());
+  }
+  REQUIRE(served > 0);
+  gateway again(durable_yaml(s, ledger, "5s"));
+  CHECK(share(again.port, "region")["total"]["tokens"] == served);
+}
+
+TEST_CASE("accounting: kill -9 under load loses at most one flush interval") {
+  sim s(k_sim);
+  temp_dir d;
+  const std::string ledger = d.path() + "/ledger.db";
+  constexpr auto flush = 300ms;
+  std::uint64_t old_enough = 0, all = 0;
+  {
+    gateway g(durable_yaml(s, ledger, "300ms"));
+    load_loop load(g.port);
+    std::this_thread::sleep_for(1500ms);
+    const auto killed = std::chrono::steady_clock::now();
+    g.proc->signal(SIGKILL);
+    g.proc->wait_exit(5s);
+    load.finish();
+    // Everything answered more than one flush interval (plus the flush's own time) before the
+    // kill was written; what came later may be lost.
+    old_enough = load.tokens_until(killed - flush - 200ms);
+    all = load.tokens_until(killed);
+  }
+  REQUIRE(old_enough > 0);
+  gateway again(durable_yaml(s, ledger, "300ms"));
+  const auto kept = share(again.port, "region")["total"]["tokens"].get<std::uint64_t>();
+  MESSAGE("kill -9: answered " << all << " tokens, ledger kept " << kept << ", required at least "
+                               << old_enough);
+  CHECK(kept >= old_enough);
+  CHECK(kept <= all);
 }
