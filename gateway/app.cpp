@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -245,7 +246,14 @@ int route(const std::string& config_path, const std::string& request_path) {
   return 0;
 }
 
+// A core dump of a serving gateway would hold every provider key in memory: never write one.
+void forbid_core_dumps() {
+  rlimit none{0, 0};
+  setrlimit(RLIMIT_CORE, &none);
+}
+
 int serve_file(const std::string& path) {
+  forbid_core_dumps();
   std::string text;
   auto snap = load(path, &text);
   if (!snap) return 1;
@@ -276,6 +284,7 @@ std::string find_file(const std::string& rel) {
 }
 
 int demo(log_level level) {
+  forbid_core_dumps();
   std::string sim = find_file("tools/sim/meridian-sim");
   if (sim.empty()) sim = find_file("meridian-sim");
   std::string sim_cfg = find_file("tools/sim/examples/demo.yaml");
