@@ -252,9 +252,10 @@ TEST_CASE("secrets: a serving gateway never writes a core dump that could hold i
 providers:
   p: { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 2 }
 )");
-  gateway g("server: { listen: 127.0.0.1:0, threads: 1 }\nstats: { ledger: none }\nproviders:\n"
-            "  p: { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at("p")) +
-            "/v1\", models: { m: {} } }\n");
+  gateway g(
+      "server: { listen: 127.0.0.1:0, threads: 1 }\nstats: { ledger: none }\nproviders:\n"
+      "  p: { base_url: \"http://127.0.0.1:" +
+      std::to_string(s.ports.at("p")) + "/v1\", models: { m: {} } }\n");
   std::ifstream limits("/proc/" + std::to_string(g.proc->pid()) + "/limits");
   std::string line, core;
   while (std::getline(limits, line))
