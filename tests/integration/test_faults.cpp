@@ -283,11 +283,12 @@ TEST_CASE("fault: stall before the first byte") {
   rig x(bad_sim("delay=" + std::to_string(k_stall.count())));
   // Bounded by first_byte, not by the sim's stall.
   expect_error_then_fallback(x, 504, "upstream_timeout", k_phase + k_slack);
-  // One first_byte deadline, not two: the time a stall costs is not paid twice.
+  // One first_byte deadline, not two: expect_clean's request count shows the stalled provider
+  // got each request once (a wall-clock bound at 2 x first_byte would be flaky on busy CI).
   auto solo = x.call("solo");
   CHECK(solo.r.status == 504);
   CHECK(solo.took >= k_phase);
-  CHECK(solo.took < 2 * k_phase);
+  CHECK(solo.took < k_phase + k_slack);
   x.expect_clean(6, 2);
 }
 
