@@ -128,8 +128,7 @@ struct exchange {
   std::size_t emitted = 0;           // attempts already handed to accounting
   std::uint64_t est_prompt = 0;      // the router's prompt estimate, used when usage is missing
   std::uint64_t streamed_bytes = 0;  // canonical chunk bytes relayed, for the same estimate
-  std::string route;          // the route's match, empty when the model was addressed directly
-  std::string route_explain;  // x-meridian-route: policy and why
+  std::string route_explain;         // x-meridian-route: policy and why
 };
 
 class server {
@@ -683,7 +682,6 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   const policies::plan_result plan =
       policies::plan(std::get<policies::request_facts>(facts), ex.snap.catalog,
                      health_.snapshot(steady::now()), ex.snap.cfg->routes, {}, rng);
-  ex.route = plan.route;
   ex.log.route = plan.route;
   ex.est_prompt = std::get<policies::request_facts>(facts).est_prompt_tokens;
   ex.route_explain = header_safe(plan.explain);
@@ -1038,7 +1036,7 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   const auto& m = *ex.model;
   stats::usage_event ev;
   ev.request_id = ex.log.request_id;
-  ev.route = ex.route;
+  ev.route = ex.log.route;
   ev.provider = p.name;
   ev.model = m.id;
   ev.author = m.author;
@@ -1301,7 +1299,7 @@ void server::finish(exchange& ex) {
   if (ex.provider) {
     const auto& p = *ex.provider;
     const auto& m = *ex.model;
-    metrics_.requests.inc({ex.route, p.name, m.id, p.region, std::to_string(ex.log.status)});
+    metrics_.requests.inc({ex.log.route, p.name, m.id, p.region, std::to_string(ex.log.status)});
     if (ex.emitted <= ex.log.fallback_index) {
       const bool ok = ex.log.status == 200 && ex.log.error.empty();
       emit_attempt(ex, ok ? "ok" : ex.log.error.empty() ? "error" : ex.log.error, ex.log.status);
@@ -1309,7 +1307,7 @@ void server::finish(exchange& ex) {
     metrics_.duration.observe({p.name}, ex.log.latency_ms / 1000);
     metrics_.overhead.observe({}, std::max(0.0, ex.log.latency_ms / 1000 - ex.upstream_seconds));
   } else if (ex.log.path == "/v1/chat/completions") {
-    metrics_.requests.inc({ex.route, "", "", "", std::to_string(ex.log.status)});
+    metrics_.requests.inc({ex.log.route, "", "", "", std::to_string(ex.log.status)});
   }
   write_access_log(ex.log);
 }

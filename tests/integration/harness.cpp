@@ -284,37 +284,6 @@ void stream_client::close() {
   impl_->s.close(ec);
 }
 
-stream_probe::stream_probe(std::uint16_t port, const std::string& bytes) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    throw std::runtime_error("connect failed");
-  if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size()))
-    throw std::runtime_error("send failed");
-}
-
-stream_probe::~stream_probe() {
-  ::close(fd_);
-}
-
-bool stream_probe::closed_within(std::chrono::milliseconds timeout) {
-  pollfd pfd{fd_, POLLIN, 0};
-  auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    until - std::chrono::steady_clock::now())
-                                    .count());
-    if (::poll(&pfd, 1, std::max(left, 1)) <= 0) continue;
-    char buf[512];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) return true;  // FIN or reset: closed
-  }
-  return false;
-}
-
 raw_client::raw_client(std::uint16_t port, int rcvbuf) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw std::runtime_error("socket failed");

@@ -97,19 +97,7 @@ class stream_client {
   std::map<std::string, std::string> headers_;
 };
 
-// A raw connection that sends some bytes and then only listens, to probe server deadlines.
-class stream_probe {
- public:
-  stream_probe(std::uint16_t port, const std::string& bytes);
-  ~stream_probe();
-  // True if the server closed the connection before `timeout`.
-  bool closed_within(std::chrono::milliseconds timeout);
-
- private:
-  int fd_ = -1;
-};
-
-// A raw TCP connection for hostile-client tests: exact bytes out, exact bytes in.
+// A raw TCP connection for hostile-client and deadline tests: exact bytes out, exact bytes in.
 class raw_client {
  public:
   // `rcvbuf`, when non-zero, shrinks the receive buffer before connecting (slow readers).

@@ -338,7 +338,8 @@ TEST_CASE("proxy: a client that never finishes its headers is closed at the head
   auto r = http_call(g.port, "GET", "/healthz", "", {}, 100ms);  // sanity: the server answers
   CHECK(r.status == 200);
   // Open a connection and send half a request line, then wait for the server to hang up.
-  stream_probe probe(g.port, "GET /heal");
+  raw_client probe(g.port);
+  REQUIRE(probe.send("GET /heal"));
   CHECK(probe.closed_within(3s));
   CHECK(std::chrono::steady_clock::now() - t0 < 3s);
   CHECK(http_call(g.port, "GET", "/healthz").status == 200);
