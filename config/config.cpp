@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -21,7 +22,6 @@ namespace {
 
 // Sections the contract names but this version does not implement: rejecting them loudly beats
 // silently ignoring a route table the operator believes is in force.
-constexpr std::string_view k_unsupported_sections[] = {"auth", "keys", "state"};
 
 constexpr route_policy k_policies[] = {
     route_policy::cost,     route_policy::latency,  route_policy::throughput, route_policy::quality,
@@ -111,6 +111,9 @@ class parser {
         fail(path, key_mark,
              "secrets never go in YAML; name the variable with api_key_env or the file with "
              "api_key_file");
+      if (key == "key" && at.path.rfind("keys[", 0) == 0)
+        fail(path, key_mark,
+             "secrets never go in YAML; give key_sha256 (its SHA-256 in hex) or key_env");
       if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), key) == allowed.end())
         fail(path, key_mark, "unknown key; expected one of " + join(allowed));
       if (!seen.insert(key).second)
@@ -480,6 +483,7 @@ class parser {
       if (key == "ledger") {
         out.ledger = non_empty(value);
         out.ledger_path = ledger_path(value, out.ledger);
+        if (out.ledger.rfind("postgres", 0) == 0) out.ledger_postgres = out.ledger;
       } else if (key == "flush_interval" || key == "retention") {
         duration d = convert(value, parse_duration);
         if (d.count() == 0) fail(value, "must be greater than zero");
@@ -503,9 +507,15 @@ class parser {
     constexpr std::string_view sqlite = "sqlite:";
     if (text.rfind(sqlite, 0) == 0 && text.size() > sqlite.size())
       return text.substr(sqlite.size());
-    if (text.rfind("postgres://", 0) == 0 || text.rfind("postgresql://", 0) == 0)
-      fail(at, "a postgres ledger is not supported in this build yet; use sqlite:PATH");
-    fail(at, "expected sqlite:PATH or none, got '" + text + "'");
+    if (text.rfind("postgres://", 0) == 0 || text.rfind("postgresql://", 0) == 0) {
+      // A password in the URL would put a secret in the YAML; libpq reads PGPASSWORD.
+      auto at_sign = text.find('@');
+      auto colon = text.find(':', text.find("//") + 2);
+      if (at_sign != std::string::npos && colon < at_sign)
+        fail(at, "the ledger URL must not carry a password; set PGPASSWORD (or ~/.pgpass)");
+      return {};
+    }
+    fail(at, "expected sqlite:PATH, postgres://… or none, got '" + text + "'");
   }
 
   static int line_of(const located& at) {
@@ -579,16 +589,17 @@ class parser {
     if (root.IsNull()) return out;
 
     std::vector<std::pair<std::string, located>> model_entries;
-    for (const auto& kv : root) {
-      std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
-      if (std::find(std::begin(k_unsupported_sections), std::end(k_unsupported_sections), key) !=
-          std::end(k_unsupported_sections))
-        fail(key, kv.first.Mark(), "section not supported by this version yet");
-    }
-    std::optional<located> routes_at, baseline_at;
-    for (const auto& [key, value] : entries(at, {"server", "providers", "models", "routes",
-                                                 "regions", "energy", "stats", "health"})) {
-      if (key == "health") {
+    std::optional<located> routes_at, baseline_at, keys_at;
+    for (const auto& [key, value] :
+         entries(at, {"server", "providers", "models", "routes", "regions", "energy", "stats",
+                      "health", "auth", "keys", "state"})) {
+      if (key == "auth") {
+        out.auth = auth(value);
+      } else if (key == "keys") {
+        keys_at = value;
+      } else if (key == "state") {
+        out.state = state(value);
+      } else if (key == "health") {
         out.health = health(value);
       } else if (key == "stats") {
         out.stats = stats(value, baseline_at);
@@ -632,7 +643,113 @@ class parser {
         fail(*baseline_at, "unknown provider '" + provider_name + "'; declare it under providers");
     }
     if (routes_at) parse_routes(*routes_at, out);
+    if (keys_at) parse_keys(*keys_at, out);
     return out;
+  }
+
+  auth_config auth(const located& at) const {
+    auth_config out;
+    for (const auto& [key, value] : entries(at, {"required", "admin_token_env"})) {
+      if (key == "required") out.required = boolean(value);
+      if (key == "admin_token_env") out.admin_token_env = non_empty(value);
+    }
+    return out;
+  }
+
+  // `state: local`, `state: redis://host:port`, or a map with url, on_error, timeout and
+  // reserve_tokens.
+  state_config state(const located& at) const {
+    state_config out;
+    auto url = [&](const located& v) {
+      std::string text = non_empty(v);
+      if (text != "local" && !(text.rfind("redis://", 0) == 0 && text.size() > 8))
+        fail(v, "expected local or redis://host:port, got '" + text + "'");
+      return text;
+    };
+    if (at.node.IsScalar()) {
+      out.url = url(at);
+      return out;
+    }
+    for (const auto& [key, value] : entries(at, {"url", "on_error", "timeout", "reserve_tokens"})) {
+      if (key == "url") {
+        out.url = url(value);
+      } else if (key == "on_error") {
+        std::string text = scalar(value);
+        if (text != "open" && text != "closed")
+          fail(value, "expected open (admit) or closed (refuse), got '" + text + "'");
+        out.fail_open = text == "open";
+      } else if (key == "timeout") {
+        out.timeout = convert(value, parse_duration);
+        if (out.timeout.count() == 0) fail(value, "must be greater than zero");
+      } else {
+        out.reserve_tokens = unsigned_int(value, 10'000'000);
+        if (out.reserve_tokens == 0) fail(value, "must be greater than zero");
+      }
+    }
+    return out;
+  }
+
+  key_config virtual_key(const located& at) const {
+    key_config out;
+    out.line = line_of(at);
+    for (const auto& [key, value] :
+         entries(at, {"name", "key_sha256", "key_env", "rpm", "tpm", "budget", "allow"})) {
+      if (key == "name") {
+        out.name = non_empty(value);
+      } else if (key == "key_sha256") {
+        out.key_sha256 = non_empty(value);
+        std::transform(out.key_sha256.begin(), out.key_sha256.end(), out.key_sha256.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (out.key_sha256.size() != 64 ||
+            out.key_sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+          fail(value, "expected 64 hex digits (the SHA-256 of the key)");
+      } else if (key == "key_env") {
+        out.key_env = non_empty(value);
+      } else if (key == "rpm" || key == "tpm") {
+        std::uint64_t n = unsigned_int(value, std::numeric_limits<std::uint32_t>::max());
+        if (n == 0) fail(value, "must be greater than zero; omit it for no limit");
+        (key == "rpm" ? out.rpm : out.tpm) = n;
+      } else if (key == "budget") {
+        key_budget b;
+        bool has_usd = false;
+        for (const auto& [bkey, bvalue] : entries(value, {"usd", "period"})) {
+          if (bkey == "usd") {
+            b.usd = non_negative(bvalue, "USD");
+            has_usd = true;
+          } else {
+            std::string text = scalar(bvalue);
+            if (text != "day" && text != "month")
+              fail(bvalue, "expected day or month, got '" + text + "'");
+            b.period = text == "day" ? budget_period::day : budget_period::month;
+          }
+        }
+        if (!has_usd) fail(value, "a budget needs usd");
+        out.budget = b;
+      } else if (key == "allow") {
+        for (const auto& [akey, avalue] : entries(value, {"regions"}))
+          if (akey == "regions") out.allow_regions = names(avalue);
+        if (out.allow_regions.empty()) fail(value, "allow.regions must name at least one region");
+      }
+    }
+    if (out.name.empty()) fail_entry(at, "a key needs a name");
+    if (out.key_sha256.empty() == out.key_env.empty())
+      fail_entry(at, "give either key_sha256 or key_env (exactly one)");
+    return out;
+  }
+
+  void parse_keys(const located& at, config& out) const {
+    std::set<std::string> names_seen;
+    for (const auto& item : items(at)) {
+      out.keys.push_back(virtual_key(item));
+      const key_config& k = out.keys.back();
+      if (!names_seen.insert(k.name).second)
+        fail_entry(item, "duplicate key name '" + k.name + "'");
+      for (const auto& region : k.allow_regions)
+        if (!out.regions.count(region))
+          fail_entry(item, "unknown region '" + region +
+                               "' in allow.regions; use cn, us, eu, local or a name declared "
+                               "under regions");
+    }
   }
 
   // Routes come last: their checks need the declared providers and regions.
@@ -783,6 +900,10 @@ std::optional<route_policy> parse_route_policy(std::string_view text) {
   for (auto p : k_policies)
     if (to_string(p) == text) return p;
   return std::nullopt;
+}
+
+std::string_view to_string(budget_period p) {
+  return p == budget_period::day ? "day" : "month";
 }
 
 std::string_view to_string(capability c) {

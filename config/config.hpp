@@ -134,8 +134,10 @@ struct energy_config {
 
 // Token accounting: where the ledger lives and how it is kept.
 struct stats_config {
-  std::string ledger = "sqlite:meridian-ledger.db";  // as written: "sqlite:PATH" or "none"
-  std::string ledger_path = "meridian-ledger.db";    // the SQLite file; empty = no ledger
+  std::string ledger = "sqlite:meridian-ledger.db";  // as written: "sqlite:PATH", "postgres://…"
+                                                     // or "none"
+  std::string ledger_path = "meridian-ledger.db";    // the SQLite file; empty = not SQLite
+  std::string ledger_postgres;  // a libpq connection URL (password from PGPASSWORD, never YAML)
   duration flush_interval{std::chrono::seconds(1)};
   duration retention{std::chrono::hours(24 * 30)};  // per-request generation records
   std::string baseline;              // "provider/model" priced for the savings figure; empty = none
@@ -150,6 +152,40 @@ struct health_config {
   double alpha = 0.2;                                 // EWMA weight of the newest sample, (0, 1]
 };
 
+// Client authentication and the admin API.
+struct auth_config {
+  bool required = false;  // true: a request without a known virtual key gets 401
+  std::string admin_token_env = "MERIDIAN_ADMIN_TOKEN";  // /admin/* needs this bearer token
+};
+
+enum class budget_period { day, month };  // UTC calendar periods
+
+struct key_budget {
+  double usd = 0;
+  budget_period period = budget_period::month;
+};
+
+// One virtual key. Its secret is never in the YAML: a SHA-256 (hex) of it, or an environment
+// variable holding it.
+struct key_config {
+  std::string name;
+  std::string key_sha256;  // 64 lowercase hex digits
+  std::string key_env;
+  std::optional<std::uint64_t> rpm, tpm;  // unset: no limit
+  std::optional<key_budget> budget;
+  std::vector<std::string> allow_regions;  // data residency; empty = any region
+  int line = 0;
+};
+
+// Where rate-limit and budget counters live: this process, or Redis shared by a fleet.
+struct state_config {
+  std::string url = "local";  // "local" or "redis://host:port[/db]"
+  bool fail_open = false;     // Redis unreachable: admit (true) or refuse with 503 (false)
+  duration timeout{std::chrono::milliseconds(250)};
+  // Tokens reserved for the answer when a request sets no max_tokens.
+  std::uint64_t reserve_tokens = 4096;
+};
+
 struct config {
   server_config server;
   std::vector<provider_config> providers;        // in file order
@@ -159,6 +195,9 @@ struct config {
   energy_config energy;
   stats_config stats;
   health_config health;
+  auth_config auth;
+  std::vector<key_config> keys;  // in file order
+  state_config state;
   std::string source;  // the file it came from
 };
 
@@ -181,5 +220,6 @@ std::string_view to_string(dialect_kind d);
 std::string_view to_string(route_policy p);
 std::optional<route_policy> parse_route_policy(std::string_view text);
 std::string_view to_string(capability c);
+std::string_view to_string(budget_period p);
 
 }  // namespace meridian::config

@@ -206,9 +206,8 @@ TEST_CASE("the demo config describes six simulated providers") {
 TEST_CASE("errors name the source, the path and the line") {
   CHECK(error_of("server:\n  threads: 4\n  listen: nope\n") ==
         "test.yaml: server.listen (line 3): expected host:port or :port, got 'nope'");
-  CHECK(error_of("keys: []\n") ==
-        "test.yaml: keys (line 1): section not supported by this "
-        "version yet");
+  CHECK(error_of("keys: [{ name: a }]\n") ==
+        "test.yaml: keys[0] (line 1): give either key_sha256 or key_env (exactly one)");
   CHECK(error_of("- a\n- b\n") ==
         "test.yaml: (document) (line 1): expected a map of sections, got a list");
   CHECK(error_of("server: {}\n---\nserver: {}\n").find("single YAML document") !=
@@ -279,8 +278,55 @@ TEST_CASE("the stats section and energy overrides parse into typed values") {
   CHECK(defaults.stats.ledger_path == "meridian-ledger.db");
   CHECK(defaults.stats.retention == 720h);
   CHECK(cfg::parse_config("stats: { ledger: none }\n").stats.ledger_path.empty());
-  CHECK(error_of("stats: { ledger: mysql://x }\n").find("expected sqlite:PATH or none") !=
+  CHECK(error_of("stats: { ledger: mysql://x }\n").find("expected sqlite:PATH, postgres") !=
         std::string::npos);
+  auto pg = cfg::parse_config("stats: { ledger: \"postgres://meridian@127.0.0.1:5432/m\" }\n");
+  CHECK(pg.stats.ledger_path.empty());
+  CHECK(pg.stats.ledger_postgres == "postgres://meridian@127.0.0.1:5432/m");
+}
+
+TEST_CASE("auth, keys and state parse into typed values") {
+  auto c = cfg::parse_config(
+      "auth: { required: true, admin_token_env: ADMIN_T }\n"
+      "keys:\n"
+      "  - name: team-web\n"
+      "    key_sha256: \"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\"\n"
+      "    rpm: 600\n"
+      "    tpm: 2000000\n"
+      "    budget: { usd: 200, period: month }\n"
+      "    allow: { regions: [us, local] }\n"
+      "  - name: batch\n"
+      "    key_env: BATCH_KEY\n"
+      "    budget: { usd: 1.5, period: day }\n"
+      "state: { url: \"redis://127.0.0.1:6379\", on_error: open, timeout: 50ms, "
+      "reserve_tokens: 1000 }\n",
+      "test.yaml");
+  CHECK(c.auth.required);
+  CHECK(c.auth.admin_token_env == "ADMIN_T");
+  REQUIRE(c.keys.size() == 2);
+  CHECK(c.keys[0].name == "team-web");
+  CHECK(c.keys[0].key_sha256 ==
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");  // lower-cased
+  CHECK(*c.keys[0].rpm == 600u);
+  CHECK(*c.keys[0].tpm == 2000000u);
+  REQUIRE(c.keys[0].budget);
+  CHECK(c.keys[0].budget->usd == doctest::Approx(200));
+  CHECK(c.keys[0].budget->period == cfg::budget_period::month);
+  CHECK(c.keys[0].allow_regions == std::vector<std::string>{"us", "local"});
+  CHECK(c.keys[1].key_env == "BATCH_KEY");
+  CHECK_FALSE(c.keys[1].rpm);
+  CHECK(c.keys[1].budget->period == cfg::budget_period::day);
+  CHECK(c.keys[1].allow_regions.empty());
+  CHECK(c.state.url == "redis://127.0.0.1:6379");
+  CHECK(c.state.fail_open);
+  CHECK(c.state.timeout == 50ms);
+  CHECK(c.state.reserve_tokens == 1000u);
+
+  auto defaults = cfg::parse_config("state: local\n");
+  CHECK(defaults.state.url == "local");
+  CHECK_FALSE(defaults.state.fail_open);
+  CHECK_FALSE(defaults.auth.required);
+  CHECK(defaults.auth.admin_token_env == "MERIDIAN_ADMIN_TOKEN");
 }
 
 TEST_CASE("the health section and model capabilities parse into typed values") {

@@ -410,7 +410,14 @@ TEST_CASE("schema: invalid snippets are rejected by the schema and by the parser
       "routes: [ { candidates: [x/m] } ]\n",
       "regions: { mars: { } }\n",
       "energy: { kwh_per_million_tokens: -1 }\n",
-      "stats: { ledger: \"postgres://db\" }\n",
+      "stats: { ledger: \"postgres://u:pw@db/m\" }\n",
+      "auth: { required: maybe }\n",
+      "keys: [ { name: a } ]\n",
+      "keys: [ { name: a, key_env: K, rpm: 0 } ]\n",
+      "keys: [ { name: a, key_env: K, budget: { usd: 1, period: week } } ]\n",
+      "keys: [ { name: a, key_sha256: abc } ]\n",
+      "state: \"memcached://x\"\n",
+      "state: { on_error: maybe }\n",
       "stats: { flush_interval: 1 }\n",
       "health: { alpha: 0 }\n",
       "health: { failure_threshold: 0 }\n",
@@ -428,7 +435,7 @@ TEST_CASE("schema: its keys are exactly the keys config.cpp accepts") {
   std::string source = read_text(k_source / "config/config.cpp");
   std::set<std::string> parser_keys;
   static const std::regex k_entries(R"(entries\(\s*\w+,\s*\{([^}]*)\}\))");
-  static const std::regex k_literal(R"re("([a-z_]+)")re");
+  static const std::regex k_literal(R"re("([a-z_][a-z_0-9]*)")re");
   for (std::sregex_iterator it(source.begin(), source.end(), k_entries), end; it != end; ++it) {
     std::string list = (*it)[1];
     for (std::sregex_iterator k(list.begin(), list.end(), k_literal); k != end; ++k)
