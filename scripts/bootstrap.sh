@@ -9,6 +9,8 @@ packages=(
   openssl curl   # test certificates made at run time; the demo's curl examples
   prometheus     # promtool checks /metrics and deploy/prometheus; test_deploy runs the server
   chromium       # the dashboard test loads the page in headless Chromium
+  libhiredis-dev libpq-dev   # fleet mode: shared limits in Redis, the ledger in PostgreSQL
+  redis-server postgresql    # started by scripts/services.sh for the fleet tests, on loopback
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 #include "stats/report.hpp"
@@ -15,14 +16,26 @@
 namespace meridian::stats {
 
 struct ledger_options {
-  std::string path;  // the SQLite file; created with its schema when absent
+  std::string path;      // the SQLite file; created with its schema when absent
+  std::string postgres;  // or a libpq URL (postgres://user@host:port/db); set: path is ignored
   std::chrono::milliseconds flush_interval{std::chrono::seconds(1)};
   std::chrono::milliseconds retention{std::chrono::hours(24 * 30)};  // generation records
   std::size_t max_queue = 100000;  // events held (queued or awaiting a retry) before dropping
   bool background = true;          // false: no storage thread, only explicit flush() (tests)
 };
 
-// The options config's `stats` section asks for; path is empty when the ledger is "none".
+// A virtual key created through the admin API, kept in the ledger's database so that every
+// gateway sharing the database sees it. The secret itself is never stored, only its SHA-256.
+struct stored_key {
+  std::string name;
+  std::string key_sha256;  // 64 lowercase hex digits
+  std::string spec;        // JSON: {"rpm":N,"tpm":N,"budget":{"usd":X,"period":"day|month"},
+                           //        "allow":{"regions":[...]}} with absent members unset
+  std::int64_t created_ms = 0;                // Unix milliseconds
+  std::optional<std::int64_t> revoked_ms;     // set once revoked; revoked keys stay listed
+};
+
+// The options config's `stats` section asks for; path and postgres are empty for "none".
 ledger_options ledger_options_from(const config::stats_config& cfg);
 
 // Thread-safe. record() never blocks on I/O: events wait in a bounded queue that the storage
@@ -58,6 +71,17 @@ class ledger {
   result<daily_data> daily(unsigned days, unsigned top, dimension by, time_point now) const;
   // The record of one request (its last attempt), or nullopt when unknown or past retention.
   result<std::optional<usage_event>> generation(const std::string& request_id) const;
+
+  // Admin-managed keys. Synchronous (the control thread calls them), on their own connection.
+  // add_key: false when an active (not revoked) key already has the name.
+  result<bool> add_key(const stored_key& key);
+  // false when no active key has the name.
+  result<bool> revoke_key(const std::string& name, time_point now);
+  // Every stored key, revoked ones included, oldest first.
+  result<std::vector<stored_key>> keys() const;
+  // USD spent by one key (usage_event::key) in [from, to), from the hourly buckets written so
+  // far (flush() first); whole hours, so `from` should be a period start.
+  result<double> key_spend(const std::string& key, time_point from, time_point to) const;
 
  private:
   struct impl;

@@ -1,0 +1,120 @@
+// Rate limits and budgets of virtual keys: the arithmetic (sliding windows, reservations) and
+// where the counters live — in this process, or in Redis shared by a fleet of gateways.
+// No Beast/Asio here; the Redis client is hiredis, blocking with a short timeout.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "config/config.hpp"
+
+namespace meridian::gateway {
+
+using wall_clock = std::chrono::system_clock;
+
+// ---- rate limits: a sliding window over one minute ----
+//
+// Two fixed one-minute windows (aligned to the Unix epoch); the previous one counts in
+// proportion to how much of it the sliding minute still covers:
+//   count = previous × (1 − elapsed/60 s) + current
+// The same rule runs locally and in Redis, so a fleet admits what one process would.
+constexpr std::chrono::milliseconds k_rate_window{60'000};
+
+double sliding_count(std::uint64_t previous, std::uint64_t current, double elapsed_fraction);
+
+struct key_limits {
+  std::uint64_t rpm = 0;  // requests per sliding minute; 0 = no limit
+  std::uint64_t tpm = 0;  // tokens per sliding minute; 0 = no limit
+};
+
+// The answer to one admission, with what OpenAI's x-ratelimit-* headers report.
+struct admission {
+  bool allowed = true;
+  std::string_view refused_by;  // "requests" or "tokens" when refused
+  std::uint64_t limit_requests = 0, remaining_requests = 0;
+  std::uint64_t limit_tokens = 0, remaining_tokens = 0;
+  std::chrono::milliseconds reset_requests{0}, reset_tokens{0};  // until a unit is free again
+  std::chrono::milliseconds retry_after{0};                      // when refused
+};
+
+// ---- budgets: reserve the most a request can cost, settle to what it cost ----
+
+using micro_usd = std::int64_t;  // budgets count in millionths of a dollar: exact integer sums
+micro_usd to_micro_usd(double usd);  // rounded up, so a reservation never undercounts
+
+// A budget's UTC calendar period: "2026-11" or "2026-11-30", its start and its end.
+struct budget_window {
+  std::string id;
+  wall_clock::time_point start, end;
+};
+budget_window budget_window_for(config::budget_period period, wall_clock::time_point now);
+
+struct budget_state {
+  micro_usd spent = 0;     // settled costs in the period
+  micro_usd reserved = 0;  // reservations of requests still in flight
+};
+
+// Whether `amount` may be reserved: spent + reserved + amount ≤ limit. So concurrent requests
+// never overspend by more than what settles above its reservation.
+bool budget_fits(const budget_state& state, micro_usd limit, micro_usd amount);
+
+struct reservation {
+  bool granted = false;
+  std::string id;  // names the reservation to settle; empty when not granted
+  micro_usd amount = 0;
+  budget_state after;  // the budget right after this reservation (or refusal)
+  micro_usd limit = 0;
+};
+
+// ---- where the counters live ----
+
+// The shared store did not answer within its timeout, or refused the command. The gateway then
+// admits or refuses as `state.on_error` says, logs it and counts it.
+struct state_unavailable {
+  std::string message;
+};
+template <class T>
+using state_result = std::variant<T, state_unavailable>;
+struct done {};
+
+// Thread-safe. Keys are virtual-key names.
+class limit_state {
+ public:
+  virtual ~limit_state() = default;
+  virtual std::string_view kind() const = 0;  // "local" or "redis"
+
+  // Atomically: refuses when the sliding request count has reached rpm or the sliding token
+  // count has reached tpm; otherwise counts one request. A refused request is not counted.
+  virtual state_result<admission> admit(std::string_view key, const key_limits& limits,
+                                        wall_clock::time_point now) = 0;
+  // Adds a finished request's tokens to the key's token window.
+  virtual state_result<done> add_tokens(std::string_view key, std::uint64_t tokens,
+                                        wall_clock::time_point now) = 0;
+
+  // Atomically reserves `amount` when budget_fits; a reservation lapses by itself after `ttl`
+  // (a gateway that died mid-request frees its reservations).
+  virtual state_result<reservation> reserve(std::string_view key, const budget_window& window,
+                                            micro_usd limit, micro_usd amount,
+                                            std::chrono::milliseconds ttl,
+                                            wall_clock::time_point now) = 0;
+  // Ends a reservation and adds the real cost to the period's spend.
+  virtual state_result<done> settle(std::string_view key, const budget_window& window,
+                                    const reservation& r, micro_usd actual) = 0;
+  // Sets the period's spend when the store holds none for it yet (after a restart: from the
+  // ledger). Never lowers a spend the store already has.
+  virtual state_result<done> seed_spent(std::string_view key, const budget_window& window,
+                                        micro_usd spent) = 0;
+  virtual state_result<budget_state> budget(std::string_view key, const budget_window& window,
+                                            wall_clock::time_point now) = 0;
+};
+
+std::unique_ptr<limit_state> make_local_state();
+// `options.url` is redis://host:port[/db]; connects lazily, one connection per calling thread,
+// every command bounded by options.timeout. Throws std::invalid_argument on a malformed URL.
+std::unique_ptr<limit_state> make_redis_state(const config::state_config& options);
+
+}  // namespace meridian::gateway
