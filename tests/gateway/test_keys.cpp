@@ -1,1 +1,146 @@
-// (being written)
+// Virtual keys: digests, lookup by presented secret, config and admin key specs.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "gateway/keys.hpp"
+
+using namespace meridian;
+using gateway::key_table;
+
+namespace {
+
+providers::env_lookup env_of(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+const char* k_test_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+}  // namespace
+
+TEST_CASE("keys: SHA-256 digests and their hex form") {
+  CHECK(gateway::to_hex(gateway::sha256("test")) == k_test_sha256);
+  CHECK(gateway::to_hex(gateway::sha256("")) ==
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  auto d =
+      gateway::digest_from_hex("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
+  REQUIRE(d);
+  CHECK(gateway::to_hex(*d) == k_test_sha256);
+  CHECK_FALSE(gateway::digest_from_hex("abc"));
+  CHECK_FALSE(gateway::digest_from_hex(std::string(64, 'g')));
+}
+
+TEST_CASE("keys: the secret comes from a Bearer header or from x-api-key") {
+  CHECK(gateway::presented_secret("Bearer sk-1", "") == "sk-1");
+  CHECK(gateway::presented_secret("bearer   sk-1 ", "") == "sk-1");
+  CHECK(gateway::presented_secret("", "sk-2") == "sk-2");
+  CHECK(gateway::presented_secret("Bearer sk-1", "sk-2") == "sk-1");
+  CHECK(gateway::presented_secret("Basic dXNlcjpw", "sk-2") == "sk-2");
+  CHECK(gateway::presented_secret("Basic dXNlcjpw", "") == "");
+  CHECK(gateway::presented_secret("", "") == "");
+}
+
+TEST_CASE("keys: the config's keys authenticate by hash or by environment variable") {
+  auto cfg = config::parse_config(
+      "keys:\n"
+      "  - { name: hashed, key_sha256: \"" +
+      std::string(k_test_sha256) +
+      "\", rpm: 5, allow: { regions: [us] } }\n"
+      "  - { name: from-env, key_env: TEAM_KEY, budget: { usd: 2, period: day } }\n"
+      "  - { name: unset, key_env: MISSING_KEY }\n");
+  std::vector<std::string> problems;
+  auto table = key_table::from_config(cfg, env_of({{"TEAM_KEY", "sk-team"}}), problems);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("MISSING_KEY is not set") != std::string::npos);
+  CHECK(table.all().size() == 2);
+
+  const auto* hashed = table.authenticate("test");
+  REQUIRE(hashed);
+  CHECK(hashed->name == "hashed");
+  CHECK(*hashed->rpm == 5u);
+  CHECK(hashed->allow_regions == std::vector<std::string>{"us"});
+  const auto* team = table.authenticate("sk-team");
+  REQUIRE(team);
+  CHECK(team->name == "from-env");
+  CHECK(team->budget->period == config::budget_period::day);
+  CHECK_FALSE(table.authenticate("sk-tea"));
+  CHECK_FALSE(table.authenticate("sk-team "));
+  CHECK_FALSE(table.authenticate(""));
+  CHECK(table.by_name("from-env") == team);
+  CHECK_FALSE(table.by_name("unset"));
+}
+
+TEST_CASE("keys: a name or a secret can be in a table only once") {
+  key_table t;
+  gateway::virtual_key a;
+  a.name = "a";
+  a.hash = gateway::sha256("one");
+  CHECK(t.add(a));
+  auto same_name = a;
+  same_name.hash = gateway::sha256("two");
+  CHECK_FALSE(t.add(same_name));
+  auto same_secret = a;
+  same_secret.name = "b";
+  CHECK_FALSE(t.add(same_secret));
+  CHECK(t.all().size() == 1);
+}
+
+TEST_CASE("keys: an admin key's spec round-trips through the stored JSON") {
+  gateway::virtual_key k;
+  k.name = "n";
+  k.rpm = 60;
+  k.budget = config::key_budget{12.5, config::budget_period::day};
+  k.allow_regions = {"eu", "local"};
+  auto back = gateway::key_from_spec("n", gateway::sha256("s"), gateway::spec_json(k));
+  CHECK(back.source == gateway::key_source::admin);
+  CHECK(*back.rpm == 60u);
+  CHECK_FALSE(back.tpm);
+  CHECK(back.budget->usd == doctest::Approx(12.5));
+  CHECK(back.budget->period == config::budget_period::day);
+  CHECK(back.allow_regions == k.allow_regions);
+  CHECK(gateway::spec_json(gateway::virtual_key{}) == "{}");
+}
+
+TEST_CASE("keys: POST /admin/keys bodies are validated before anything is stored") {
+  auto cfg = config::parse_config("server: {}\n");
+  auto ok = gateway::parse_new_key(
+      R"({"name":"team-web","rpm":600,"tpm":2000000,"budget":{"usd":200,"period":"month"},
+          "allow":{"regions":["us","local"]}})",
+      cfg);
+  REQUIRE(std::holds_alternative<gateway::new_key>(ok));
+  const auto& made = std::get<gateway::new_key>(ok);
+  CHECK(made.secret.rfind("sk-mer-", 0) == 0);
+  CHECK(made.secret.size() == 7 + 48);
+  CHECK(made.key.hash == gateway::sha256(made.secret));
+  CHECK(*made.key.tpm == 2000000u);
+  CHECK(made.key.allow_regions.size() == 2);
+
+  auto given = gateway::parse_new_key(
+      std::string(R"({"name":"ext","key_sha256":")") + k_test_sha256 + "\"}", cfg);
+  REQUIRE(std::holds_alternative<gateway::new_key>(given));
+  CHECK(std::get<gateway::new_key>(given).secret.empty());
+
+  auto error_param = [&](std::string_view body) {
+    auto r = gateway::parse_new_key(body, cfg);
+    REQUIRE(std::holds_alternative<gateway::key_request_error>(r));
+    return std::get<gateway::key_request_error>(r).param;
+  };
+  CHECK(error_param("[]") == "");
+  CHECK(error_param(R"({"rpm":5})") == "name");
+  CHECK(error_param(R"({"name":"x","rpm":0})") == "rpm");
+  CHECK(error_param(R"({"name":"x","rpm":-3})") == "rpm");
+  CHECK(error_param(R"({"name":"x","budget":{"usd":-1}})") == "budget");
+  CHECK(error_param(R"({"name":"x","budget":{"usd":1,"period":"week"}})") == "budget.period");
+  CHECK(error_param(R"({"name":"x","allow":{"regions":["mars"]}})") == "allow.regions");
+  CHECK(error_param(R"({"name":"x","allow":{"regions":[]}})") == "allow.regions");
+  CHECK(error_param(R"({"name":"x","key_sha256":"zz"})") == "key_sha256");
+  CHECK(error_param(R"({"name":"x","key":"sk-plain"})") == "key");
+}
+
+TEST_CASE("keys: generated secrets differ") {
+  CHECK(gateway::generate_secret() != gateway::generate_secret());
+}
