@@ -1,6 +1,8 @@
-// SQLite storage for the ledger: schema migrations, the batched write transaction and the
-// read-side queries. The writer connection is guarded by one mutex (the storage thread and an
-// explicit flush() take turns); readers have their own connection and never wait for it.
+// The ledger's storage: schema migrations, the batched write transaction and the read-side
+// queries, written once against the small database interface of stats/ledger_db.hpp, with its
+// SQLite implementation here (the libpq one is in ledger_postgres.cpp). The writer connection is
+// guarded by one mutex (the storage thread and an explicit flush() take turns); queries and the
+// keys API have their own connections and never wait for it.
 #include "stats/ledger.hpp"
 
 #include <sqlite3.h>
@@ -15,14 +17,135 @@
 #include <tuple>
 #include <vector>
 
+#include "stats/ledger_db.hpp"
+
 namespace meridian::stats {
+namespace detail {
+namespace {
+
+struct db_closer {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using db_ptr = std::unique_ptr<sqlite3, db_closer>;
+
+class sqlite_statement final : public sql_statement {
+ public:
+  sqlite_statement(sqlite3* db, const std::string& sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK)
+      throw sql_error(sqlite3_errmsg(db));
+  }
+  ~sqlite_statement() override { sqlite3_finalize(stmt_); }
+  sqlite_statement(const sqlite_statement&) = delete;
+  sqlite_statement& operator=(const sqlite_statement&) = delete;
+
+  void bind_int64(int i, std::int64_t v) override { check(sqlite3_bind_int64(stmt_, i, v)); }
+  void bind_double(int i, double v) override { check(sqlite3_bind_double(stmt_, i, v)); }
+  void bind_text(int i, const std::string& v) override {
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  void bind_null(int i) override { check(sqlite3_bind_null(stmt_, i)); }
+
+  bool step() override {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw sql_error(sqlite3_errmsg(db_));
+  }
+  void reset() override { sqlite3_reset(stmt_); }
+
+  std::int64_t int64(int col) const override { return sqlite3_column_int64(stmt_, col); }
+  double real(int col) const override { return sqlite3_column_double(stmt_, col); }
+  bool is_null(int col) const override { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const override {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+
+ private:
+  void check(int rc) {
+    if (rc != SQLITE_OK) throw sql_error(sqlite3_errmsg(db_));
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+class sqlite_connection final : public sql_connection {
+ public:
+  sqlite_connection(const std::string& path, int flags) {
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    db_.reset(raw);
+    if (rc != SQLITE_OK)
+      throw sql_error("cannot open " + path + ": " +
+                      (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+    sqlite3_busy_timeout(db_.get(), 5000);
+  }
+
+  engine kind() const override { return engine::sqlite; }
+  void exec(const std::string& sql) override {
+    char* message = nullptr;
+    if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      std::string text = message ? message : sqlite3_errmsg(db_.get());
+      sqlite3_free(message);
+      throw sql_error(text);
+    }
+  }
+  std::unique_ptr<sql_statement> prepare(const std::string& sql) override {
+    return std::make_unique<sqlite_statement>(db_.get(), sql);
+  }
+  void begin_write() override { exec("BEGIN IMMEDIATE"); }
+  void begin_read() override { exec("BEGIN"); }
+  void commit() override { exec("COMMIT"); }
+  void rollback() noexcept override {
+    sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  bool healthy() const override { return sqlite3_get_autocommit(db_.get()) != 0; }
+  void lock_migrations() override {}  // BEGIN IMMEDIATE holds the database's write lock
+
+ private:
+  db_ptr db_;
+};
+
+}  // namespace
+
+std::unique_ptr<sql_connection> open_sqlite(const std::string& path, sqlite_role role) {
+  if (role == sqlite_role::writer) {
+    // WAL so readers never block the writer; synchronous=NORMAL because WAL then survives a
+    // killed process, which is the durability the contract promises.
+    auto db = std::make_unique<sqlite_connection>(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    auto s = db->prepare("PRAGMA journal_mode=WAL");
+    if (!s->step() || s->text(0) != "wal")
+      throw sql_error("cannot switch " + path + " to WAL mode");
+    s.reset();
+    db->exec("PRAGMA synchronous=NORMAL");
+    return db;
+  }
+  auto db = std::make_unique<sqlite_connection>(path, SQLITE_OPEN_READWRITE);
+  if (role == sqlite_role::reader) db->exec("PRAGMA query_only=1");
+  return db;
+}
+
+}  // namespace detail
+
 namespace {
 
 using namespace std::chrono;
+using detail::engine;
+using detail::sql_connection;
+using detail::sql_error;
+using detail::sql_statement;
 
 // Applied in order, each once; schema_version holds how many have run. Append, never edit.
-constexpr const char* k_migrations[] = {
-    R"sql(
+// Each has its SQLite text and, where the engines differ, its PostgreSQL text (64-bit BIGINT
+// and DOUBLE PRECISION where SQLite's INTEGER and REAL already are).
+struct migration {
+  const char* sqlite;
+  const char* postgres;  // nullptr: the same text
+};
+constexpr migration k_migrations[] = {
+    {
+        R"sql(
 CREATE TABLE hourly (
   hour INTEGER NOT NULL,
   key TEXT NOT NULL,
@@ -68,128 +191,115 @@ CREATE TABLE generations (
 );
 CREATE INDEX generations_created ON generations (created_ms);
 )sql",
+        R"sql(
+CREATE TABLE hourly (
+  hour BIGINT NOT NULL,
+  key TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  model TEXT NOT NULL,
+  author TEXT NOT NULL,
+  region TEXT NOT NULL,
+  requests BIGINT NOT NULL,
+  errors BIGINT NOT NULL,
+  input BIGINT NOT NULL,
+  cache_read BIGINT NOT NULL,
+  cache_write BIGINT NOT NULL,
+  output BIGINT NOT NULL,
+  reasoning BIGINT NOT NULL,
+  cost_usd DOUBLE PRECISION NOT NULL,
+  energy_kwh DOUBLE PRECISION NOT NULL,
+  electricity_usd DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (hour, key, provider, model, author, region)
+);
+CREATE TABLE generations (
+  request_id TEXT PRIMARY KEY,
+  key TEXT NOT NULL,
+  route TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  model TEXT NOT NULL,
+  author TEXT NOT NULL,
+  region TEXT NOT NULL,
+  input BIGINT NOT NULL,
+  cache_read BIGINT NOT NULL,
+  cache_write BIGINT NOT NULL,
+  output BIGINT NOT NULL,
+  reasoning BIGINT NOT NULL,
+  cost_usd DOUBLE PRECISION NOT NULL,
+  energy_kwh DOUBLE PRECISION NOT NULL,
+  electricity_usd DOUBLE PRECISION NOT NULL,
+  latency_ms DOUBLE PRECISION NOT NULL,
+  ttft_ms DOUBLE PRECISION,
+  outcome TEXT NOT NULL,
+  status BIGINT NOT NULL,
+  fallback_index BIGINT NOT NULL,
+  estimated BIGINT NOT NULL,
+  created_ms BIGINT NOT NULL
+);
+CREATE INDEX generations_created ON generations (created_ms);
+)sql",
+    },
+    // 2: admin-managed keys. A name is unique among active keys only, so a revoked key's name
+    // can be reused; key_spend reads the hourly buckets by key.
+    {
+        R"sql(
+CREATE TABLE keys (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  key_sha256 TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  revoked_ms INTEGER
+);
+CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_ms IS NULL;
+CREATE INDEX hourly_key ON hourly (key, hour);
+)sql",
+        R"sql(
+CREATE TABLE keys (
+  id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+  name TEXT NOT NULL,
+  key_sha256 TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  revoked_ms BIGINT
+);
+CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_ms IS NULL;
+CREATE INDEX hourly_key ON hourly (key, hour);
+)sql",
+    },
 };
 constexpr int k_schema_version = static_cast<int>(std::size(k_migrations));
 
-// Internal only: caught at the flush and query boundaries and turned into reported errors.
-struct sql_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-struct db_closer {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using db_ptr = std::unique_ptr<sqlite3, db_closer>;
-
-class statement {
- public:
-  statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
-      throw sql_error(sqlite3_errmsg(db));
-  }
-  ~statement() { sqlite3_finalize(stmt_); }
-  statement(const statement&) = delete;
-  statement& operator=(const statement&) = delete;
-
-  statement& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
-  statement& bind(int i, std::uint64_t v) { return bind(i, static_cast<std::int64_t>(v)); }
-  statement& bind(int i, int v) { return bind(i, static_cast<std::int64_t>(v)); }
-  statement& bind(int i, double v) { return check(sqlite3_bind_double(stmt_, i, v)); }
-  statement& bind(int i, const std::string& v) {
-    return check(
-        sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-  }
-  statement& bind(int i, std::optional<double> v) {
-    return v ? bind(i, *v) : check(sqlite3_bind_null(stmt_, i));
-  }
-
-  // True while a row is available.
-  bool step() {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    throw sql_error(sqlite3_errmsg(db_));
-  }
-  void run() {
-    step();
-    sqlite3_reset(stmt_);
-  }
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::uint64_t uint64(int col) const { return static_cast<std::uint64_t>(int64(col)); }
-  double real(int col) const { return sqlite3_column_double(stmt_, col); }
-  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::string text(int col) const {
-    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
-             : std::string();
-  }
-
- private:
-  statement& check(int rc) {
-    if (rc != SQLITE_OK) throw sql_error(sqlite3_errmsg(db_));
-    return *this;
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-void exec(sqlite3* db, const char* sql) {
-  char* message = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string text = message ? message : sqlite3_errmsg(db);
-    sqlite3_free(message);
-    throw sql_error(text);
-  }
+int read_schema_version(sql_connection& db) {
+  auto s = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  return s->step() ? static_cast<int>(s->int64(0)) : 0;
 }
 
-db_ptr open_db(const std::string& path, int flags) {
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
-  db_ptr db(raw);
-  if (rc != SQLITE_OK)
-    throw sql_error("cannot open " + path + ": " +
-                    (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
-  sqlite3_busy_timeout(db.get(), 5000);
-  return db;
-}
-
-int read_schema_version(sqlite3* db) {
-  statement s(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
-  return s.step() ? static_cast<int>(s.int64(0)) : 0;
-}
-
-// Opens the writer: WAL so readers never block it; synchronous=NORMAL because WAL then
-// survives a killed process, which is the durability the contract promises.
-db_ptr open_writer(const std::string& path) {
-  db_ptr db = open_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  {
-    statement s(db.get(), "PRAGMA journal_mode=WAL");
-    if (!s.step() || s.text(0) != "wal") throw sql_error("cannot switch " + path + " to WAL mode");
-  }
-  exec(db.get(), "PRAGMA synchronous=NORMAL");
-  exec(db.get(), "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
-  int version = read_schema_version(db.get());
-  if (version > k_schema_version)
-    throw sql_error(path + " has schema version " + std::to_string(version) +
-                    ", newer than this build's " + std::to_string(k_schema_version));
-  for (int next = version + 1; next <= k_schema_version; ++next) {
-    exec(db.get(), "BEGIN IMMEDIATE");
+// Brings the schema up to date, one transaction per migration, each re-reading the version
+// under the migration lock: any number of processes may open an empty database at once.
+int migrate(sql_connection& db, const std::string& name) {
+  for (;;) {
+    db.begin_write();
     try {
-      exec(db.get(), k_migrations[next - 1]);
-      exec(db.get(), "DELETE FROM schema_version");
-      statement(db.get(), "INSERT INTO schema_version (version) VALUES (?)").bind(1, next).run();
-      exec(db.get(), "COMMIT");
+      db.lock_migrations();
+      db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+      int version = read_schema_version(db);
+      if (version > k_schema_version)
+        throw sql_error(name + " has schema version " + std::to_string(version) +
+                        ", newer than this build's " + std::to_string(k_schema_version));
+      if (version == k_schema_version) {
+        db.commit();
+        return version;
+      }
+      const auto& m = k_migrations[version];
+      db.exec(db.kind() == engine::postgres && m.postgres ? m.postgres : m.sqlite);
+      db.exec("DELETE FROM schema_version");
+      db.prepare("INSERT INTO schema_version (version) VALUES (?)")->bind(1, version + 1).run();
+      db.commit();
     } catch (const sql_error&) {
-      sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      db.rollback();
       throw;
     }
   }
-  return db;
 }
 
 std::int64_t unix_ms(time_point t) {
@@ -222,7 +332,9 @@ const char* group_expression(dimension by) {
 using bucket_key =
     std::tuple<std::int64_t, std::string, std::string, std::string, std::string, std::string>;
 
-void write_batch(sqlite3* db, const std::vector<usage_event>& events, time_point cutoff) {
+// One transaction. The buckets are upserted in one fixed order (the map's), so concurrent
+// writers on PostgreSQL lock the rows they share in the same order and cannot deadlock.
+void write_batch(sql_connection& db, const std::vector<usage_event>& events, time_point cutoff) {
   std::map<bucket_key, aggregate> buckets;
   for (const auto& e : events) {
     auto& a = buckets[{unix_hour(e.time), e.key, e.provider, e.model, e.author, e.region}];
@@ -233,31 +345,34 @@ void write_batch(sqlite3* db, const std::vector<usage_event>& events, time_point
     a.energy_kwh += e.energy_kwh;
     a.electricity_usd += e.electricity_usd;
   }
-  exec(db, "BEGIN IMMEDIATE");
+  db.begin_write();
   try {
-    statement upsert(db, R"sql(
+    auto upsert = db.prepare(R"sql(
 INSERT INTO hourly (hour, key, provider, model, author, region, requests, errors, input,
                     cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
                     electricity_usd)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
-  requests = requests + excluded.requests, errors = errors + excluded.errors,
-  input = input + excluded.input, cache_read = cache_read + excluded.cache_read,
-  cache_write = cache_write + excluded.cache_write, output = output + excluded.output,
-  reasoning = reasoning + excluded.reasoning, cost_usd = cost_usd + excluded.cost_usd,
-  energy_kwh = energy_kwh + excluded.energy_kwh,
-  electricity_usd = electricity_usd + excluded.electricity_usd)sql");
+  requests = hourly.requests + excluded.requests, errors = hourly.errors + excluded.errors,
+  input = hourly.input + excluded.input,
+  cache_read = hourly.cache_read + excluded.cache_read,
+  cache_write = hourly.cache_write + excluded.cache_write,
+  output = hourly.output + excluded.output,
+  reasoning = hourly.reasoning + excluded.reasoning,
+  cost_usd = hourly.cost_usd + excluded.cost_usd,
+  energy_kwh = hourly.energy_kwh + excluded.energy_kwh,
+  electricity_usd = hourly.electricity_usd + excluded.electricity_usd)sql");
     for (const auto& [k, a] : buckets) {
       const auto& [hour, key, provider, model, author, region] = k;
-      upsert.bind(1, hour).bind(2, key).bind(3, provider).bind(4, model).bind(5, author);
-      upsert.bind(6, region).bind(7, a.requests).bind(8, a.errors).bind(9, a.tokens.input);
-      upsert.bind(10, a.tokens.cache_read).bind(11, a.tokens.cache_write);
-      upsert.bind(12, a.tokens.output).bind(13, a.tokens.reasoning).bind(14, a.cost_usd);
-      upsert.bind(15, a.energy_kwh).bind(16, a.electricity_usd);
-      upsert.run();
+      upsert->bind(1, hour).bind(2, key).bind(3, provider).bind(4, model).bind(5, author);
+      upsert->bind(6, region).bind(7, a.requests).bind(8, a.errors).bind(9, a.tokens.input);
+      upsert->bind(10, a.tokens.cache_read).bind(11, a.tokens.cache_write);
+      upsert->bind(12, a.tokens.output).bind(13, a.tokens.reasoning).bind(14, a.cost_usd);
+      upsert->bind(15, a.energy_kwh).bind(16, a.electricity_usd);
+      upsert->run();
     }
     // A request id names the request, so with fallbacks its last attempt is the record kept.
-    statement insert(db, R"sql(
+    auto insert = db.prepare(R"sql(
 INSERT INTO generations (request_id, key, route, provider, model, author, region, input,
                          cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
                          electricity_usd, latency_ms, ttft_ms, outcome, status, fallback_index,
@@ -276,20 +391,20 @@ ON CONFLICT (request_id) DO UPDATE SET
 WHERE excluded.fallback_index >= generations.fallback_index)sql");
     for (const auto& e : events) {
       if (e.request_id.empty() || e.time < cutoff) continue;
-      insert.bind(1, e.request_id).bind(2, e.key).bind(3, e.route).bind(4, e.provider);
-      insert.bind(5, e.model).bind(6, e.author).bind(7, e.region).bind(8, e.tokens.input);
-      insert.bind(9, e.tokens.cache_read).bind(10, e.tokens.cache_write);
-      insert.bind(11, e.tokens.output).bind(12, e.tokens.reasoning).bind(13, e.cost_usd);
-      insert.bind(14, e.energy_kwh).bind(15, e.electricity_usd).bind(16, e.latency_ms);
-      insert.bind(17, e.ttft_ms).bind(18, e.outcome).bind(19, e.status);
-      insert.bind(20, static_cast<std::int64_t>(e.fallback_index));
-      insert.bind(21, e.estimated ? 1 : 0).bind(22, unix_ms(e.time));
-      insert.run();
+      insert->bind(1, e.request_id).bind(2, e.key).bind(3, e.route).bind(4, e.provider);
+      insert->bind(5, e.model).bind(6, e.author).bind(7, e.region).bind(8, e.tokens.input);
+      insert->bind(9, e.tokens.cache_read).bind(10, e.tokens.cache_write);
+      insert->bind(11, e.tokens.output).bind(12, e.tokens.reasoning).bind(13, e.cost_usd);
+      insert->bind(14, e.energy_kwh).bind(15, e.electricity_usd).bind(16, e.latency_ms);
+      insert->bind(17, e.ttft_ms).bind(18, e.outcome).bind(19, e.status);
+      insert->bind(20, static_cast<std::int64_t>(e.fallback_index));
+      insert->bind(21, e.estimated ? 1 : 0).bind(22, unix_ms(e.time));
+      insert->run();
     }
-    statement(db, "DELETE FROM generations WHERE created_ms < ?").bind(1, unix_ms(cutoff)).run();
-    exec(db, "COMMIT");
+    db.prepare("DELETE FROM generations WHERE created_ms < ?")->bind(1, unix_ms(cutoff)).run();
+    db.commit();
   } catch (const sql_error&) {
-    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    db.rollback();
     throw;
   }
 }
@@ -297,20 +412,28 @@ WHERE excluded.fallback_index >= generations.fallback_index)sql");
 // A read transaction, so a query's statements all see one snapshot.
 class read_transaction {
  public:
-  explicit read_transaction(sqlite3* db) : db_(db) { exec(db, "BEGIN"); }
-  ~read_transaction() { sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr); }
+  explicit read_transaction(sql_connection& db) : db_(db) { db.begin_read(); }
+  ~read_transaction() { db_.rollback(); }  // read-only: ending it is all that is left
   read_transaction(const read_transaction&) = delete;
   read_transaction& operator=(const read_transaction&) = delete;
 
  private:
-  sqlite3* db_;
+  sql_connection& db_;
 };
+
+bool lowercase_hex(const std::string& s, std::size_t length) {
+  if (s.size() != length) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
 
 }  // namespace
 
 ledger_options ledger_options_from(const config::stats_config& cfg) {
   ledger_options out;
   out.path = cfg.ledger_path;
+  out.postgres = cfg.ledger_postgres;
   out.flush_interval = cfg.flush_interval;
   out.retention = cfg.retention;
   out.max_queue = static_cast<std::size_t>(cfg.max_queue);
@@ -321,6 +444,19 @@ struct ledger::impl {
   explicit impl(ledger_options o) : options(std::move(o)) {}
 
   ledger_options options;
+
+  bool configured() const { return !options.postgres.empty() || !options.path.empty(); }
+  // For messages: the file, or the PostgreSQL URL (which never holds a password).
+  const std::string& name() const {
+    return options.postgres.empty() ? options.path : options.postgres;
+  }
+  enum class role { writer, reader, admin };
+  std::unique_ptr<sql_connection> open(role r) const {
+    if (!options.postgres.empty()) return detail::open_postgres(options.postgres);
+    return detail::open_sqlite(options.path, r == role::writer   ? detail::sqlite_role::writer
+                                             : r == role::reader ? detail::sqlite_role::reader
+                                                                 : detail::sqlite_role::admin);
+  }
 
   mutable std::mutex queue_mu;
   std::condition_variable wake;
@@ -333,15 +469,17 @@ struct ledger::impl {
   std::thread thread;
 
   std::mutex write_mu;  // guards writer and pending
-  db_ptr writer;
+  std::unique_ptr<sql_connection> writer;
   std::vector<usage_event> pending;  // taken from the queue, not yet committed
   std::atomic<int> version{0};
 
   mutable std::mutex error_mu;
   std::string last_error;
 
-  mutable std::mutex read_mu;
-  mutable db_ptr reader;
+  mutable std::mutex read_mu;  // guards reader
+  mutable std::unique_ptr<sql_connection> reader;
+  std::mutex admin_mu;  // guards admin, the keys API's write connection
+  std::unique_ptr<sql_connection> admin;
 
   void report(const std::string& message) {
     write_errors.fetch_add(1, std::memory_order_relaxed);
@@ -351,8 +489,9 @@ struct ledger::impl {
 
   void open_writer_locked() {
     if (writer) return;
-    writer = open_writer(options.path);
-    version = read_schema_version(writer.get());
+    auto db = open(role::writer);
+    version = migrate(*db, name());
+    writer = std::move(db);
   }
 
   void flush(time_point now) {
@@ -366,15 +505,16 @@ struct ledger::impl {
     pending_size = pending.size();
     try {
       open_writer_locked();
-      write_batch(writer.get(), pending, now - options.retention);
+      write_batch(*writer, pending, now - options.retention);
       pending.clear();
       pending_size = 0;
       std::lock_guard lock(error_mu);
       last_error.clear();
     } catch (const std::exception& e) {
-      // The events stay pending for the next flush; a connection that failed mid-write is
-      // reopened then, which also recovers from a file replaced underneath it.
-      if (writer && sqlite3_get_autocommit(writer.get()) == 0) writer.reset();
+      // The events stay pending for the next flush; a connection that failed mid-write (or a
+      // PostgreSQL connection that broke) is reopened then, which also recovers from a file
+      // replaced underneath it or a database server restarted.
+      if (writer && !writer->healthy()) writer.reset();
       report(e.what());
     }
   }
@@ -390,36 +530,52 @@ struct ledger::impl {
     }
   }
 
-  sqlite3* reader_locked() const {
-    if (!reader) {
-      reader = open_db(options.path, SQLITE_OPEN_READWRITE);
-      exec(reader.get(), "PRAGMA query_only=1");
-    }
-    return reader.get();
-  }
-
-  // Runs a query on the reader; a failure drops the connection so the next query reopens it.
+  // Runs a read-only query on the reader; a failure drops the connection so the next query
+  // reopens it.
   template <class T, class F>
   result<T> query(F&& body) const {
     std::lock_guard lock(read_mu);
     try {
-      if (options.path.empty()) throw sql_error("no ledger is configured");
-      sqlite3* db = reader_locked();
-      read_transaction tx(db);
-      return body(db);
+      if (!configured()) throw sql_error("no ledger is configured");
+      if (!reader) reader = open(role::reader);
+      read_transaction tx(*reader);
+      return body(*reader);
     } catch (const std::exception& e) {
       reader.reset();
+      return query_error{"", std::string("ledger unavailable: ") + e.what()};
+    }
+  }
+
+  // Runs `body` in a write transaction on the admin connection.
+  template <class T, class F>
+  result<T> administer(F&& body) {
+    std::lock_guard lock(admin_mu);
+    try {
+      if (!configured()) throw sql_error("no ledger is configured");
+      if (!admin) admin = open(role::admin);
+      admin->begin_write();
+      try {
+        T out = body(*admin);
+        admin->commit();
+        return out;
+      } catch (const std::exception&) {
+        admin->rollback();
+        throw;
+      }
+    } catch (const std::exception& e) {
+      if (admin && !admin->healthy()) admin.reset();
       return query_error{"", std::string("ledger unavailable: ") + e.what()};
     }
   }
 };
 
 ledger::ledger(ledger_options options) : impl_(std::make_unique<impl>(std::move(options))) {
-  if (impl_->options.path.empty()) {
+  if (!impl_->configured()) {
     impl_->stopped = true;
     return;
   }
-  // Opening at once reports a bad path at start-up; a failure is retried at every flush.
+  // Opening at once reports a bad path or an unreachable server at start-up; a failure is
+  // retried at every flush.
   {
     std::lock_guard lock(impl_->write_mu);
     try {
@@ -455,7 +611,7 @@ void ledger::flush() {
 }
 
 void ledger::flush(time_point now) {
-  if (!impl_->options.path.empty()) impl_->flush(now);
+  if (impl_->configured()) impl_->flush(now);
 }
 
 void ledger::stop() {
@@ -489,48 +645,46 @@ int ledger::schema_version() const {
 }
 
 result<share_data> ledger::share(const time_window& window, dimension by) const {
-  return impl_->query<share_data>([&](sqlite3* db) {
+  return impl_->query<share_data>([&](sql_connection& db) {
     share_data out;
     out.window = window;
     out.by = by;
     std::string expr = group_expression(by);
-    statement current(db, ("SELECT " + expr +
-                           ", SUM(requests), SUM(errors), SUM(input), SUM(cache_read), "
-                           "SUM(cache_write), SUM(output), SUM(reasoning), SUM(cost_usd), "
-                           "SUM(energy_kwh), SUM(electricity_usd) FROM hourly "
-                           "WHERE hour >= ? AND hour < ? GROUP BY 1")
-                              .c_str());
-    current.bind(1, unix_seconds(window.from)).bind(2, unix_seconds(window.to));
+    auto current = db.prepare("SELECT " + expr +
+                              ", SUM(requests), SUM(errors), SUM(input), SUM(cache_read), "
+                              "SUM(cache_write), SUM(output), SUM(reasoning), SUM(cost_usd), "
+                              "SUM(energy_kwh), SUM(electricity_usd) FROM hourly "
+                              "WHERE hour >= ? AND hour < ? GROUP BY 1");
+    current->bind(1, unix_seconds(window.from)).bind(2, unix_seconds(window.to));
     std::map<std::string, std::size_t> index;
-    while (current.step()) {
+    while (current->step()) {
       share_row row;
-      row.key = current.text(0);
+      row.key = current->text(0);
       auto& a = row.current;
-      a.requests = current.uint64(1);
-      a.errors = current.uint64(2);
-      a.tokens = {current.uint64(3), current.uint64(4), current.uint64(5), current.uint64(6),
-                  current.uint64(7)};
-      a.cost_usd = current.real(8);
-      a.energy_kwh = current.real(9);
-      a.electricity_usd = current.real(10);
+      a.requests = current->uint64(1);
+      a.errors = current->uint64(2);
+      a.tokens = {current->uint64(3), current->uint64(4), current->uint64(5), current->uint64(6),
+                  current->uint64(7)};
+      a.cost_usd = current->real(8);
+      a.energy_kwh = current->real(9);
+      a.electricity_usd = current->real(10);
       index[row.key] = out.rows.size();
       out.rows.push_back(std::move(row));
     }
     auto length = window.to - window.from;
-    statement previous(db, ("SELECT " + expr +
-                            ", SUM(input + cache_read + cache_write + output + reasoning) "
-                            "FROM hourly WHERE hour >= ? AND hour < ? GROUP BY 1")
-                               .c_str());
-    previous.bind(1, unix_seconds(window.from - length)).bind(2, unix_seconds(window.from));
-    while (previous.step())
-      if (auto it = index.find(previous.text(0)); it != index.end())
-        out.rows[it->second].previous_tokens = previous.uint64(1);
+    auto previous = db.prepare("SELECT " + expr +
+                               ", SUM(input + cache_read + cache_write + output + reasoning) "
+                               "FROM hourly WHERE hour >= ? AND hour < ? GROUP BY 1");
+    previous->bind(1, unix_seconds(window.from - length)).bind(2, unix_seconds(window.from));
+    while (previous->step())
+      if (auto it = index.find(previous->text(0)); it != index.end())
+        out.rows[it->second].previous_tokens = previous->uint64(1);
     return out;
   });
 }
 
 result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time_point now) const {
-  return impl_->query<daily_data>([&](sqlite3* db) {
+  return impl_->query<daily_data>([&](sql_connection& db) {
     daily_data out;
     out.days = days;
     out.top = top;
@@ -539,15 +693,14 @@ result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time
     std::vector<std::pair<std::string, std::map<std::string, std::uint64_t>>> per_day;
     for (unsigned i = 0; i < days; ++i)
       per_day.push_back({format_day(first + std::chrono::days(i)), {}});
-    statement s(db, ("SELECT (hour - ?) / 86400, " + std::string(group_expression(by)) +
-                     ", SUM(input + cache_read + cache_write + output + reasoning) FROM hourly "
-                     "WHERE hour >= ? AND hour < ? GROUP BY 1, 2")
-                        .c_str());
+    auto s = db.prepare("SELECT (hour - ?) / 86400, " + std::string(group_expression(by)) +
+                        ", SUM(input + cache_read + cache_write + output + reasoning) FROM "
+                        "hourly WHERE hour >= ? AND hour < ? GROUP BY 1, 2");
     auto start = unix_seconds(first);
-    s.bind(1, start).bind(2, start).bind(3, start + std::int64_t{86400} * days);
-    while (s.step()) {
-      auto day = static_cast<std::size_t>(s.int64(0));
-      if (day < per_day.size()) per_day[day].second[s.text(1)] += s.uint64(2);
+    s->bind(1, start).bind(2, start).bind(3, start + std::int64_t{86400} * days);
+    while (s->step()) {
+      auto day = static_cast<std::size_t>(s->int64(0));
+      if (day < per_day.size()) per_day[day].second[s->text(1)] += s->uint64(2);
     }
     out.series = top_n_series(per_day, top);
     return out;
@@ -555,34 +708,92 @@ result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time
 }
 
 result<std::optional<usage_event>> ledger::generation(const std::string& request_id) const {
-  return impl_->query<std::optional<usage_event>>([&](sqlite3* db) -> std::optional<usage_event> {
-    statement s(db, R"sql(
+  return impl_->query<std::optional<usage_event>>(
+      [&](sql_connection& db) -> std::optional<usage_event> {
+        auto s = db.prepare(R"sql(
 SELECT request_id, key, route, provider, model, author, region, input, cache_read, cache_write,
        output, reasoning, cost_usd, energy_kwh, electricity_usd, latency_ms, ttft_ms, outcome,
        status, fallback_index, estimated, created_ms
 FROM generations WHERE request_id = ?)sql");
-    s.bind(1, request_id);
-    if (!s.step()) return std::nullopt;
-    usage_event e;
-    e.request_id = s.text(0);
-    e.key = s.text(1);
-    e.route = s.text(2);
-    e.provider = s.text(3);
-    e.model = s.text(4);
-    e.author = s.text(5);
-    e.region = s.text(6);
-    e.tokens = {s.uint64(7), s.uint64(8), s.uint64(9), s.uint64(10), s.uint64(11)};
-    e.cost_usd = s.real(12);
-    e.energy_kwh = s.real(13);
-    e.electricity_usd = s.real(14);
-    e.latency_ms = s.real(15);
-    if (!s.is_null(16)) e.ttft_ms = s.real(16);
-    e.outcome = s.text(17);
-    e.status = static_cast<int>(s.int64(18));
-    e.fallback_index = static_cast<unsigned>(s.int64(19));
-    e.estimated = s.int64(20) != 0;
-    e.time = time_point(milliseconds(s.int64(21)));
-    return e;
+        s->bind(1, request_id);
+        if (!s->step()) return std::nullopt;
+        usage_event e;
+        e.request_id = s->text(0);
+        e.key = s->text(1);
+        e.route = s->text(2);
+        e.provider = s->text(3);
+        e.model = s->text(4);
+        e.author = s->text(5);
+        e.region = s->text(6);
+        e.tokens = {s->uint64(7), s->uint64(8), s->uint64(9), s->uint64(10), s->uint64(11)};
+        e.cost_usd = s->real(12);
+        e.energy_kwh = s->real(13);
+        e.electricity_usd = s->real(14);
+        e.latency_ms = s->real(15);
+        if (!s->is_null(16)) e.ttft_ms = s->real(16);
+        e.outcome = s->text(17);
+        e.status = static_cast<int>(s->int64(18));
+        e.fallback_index = static_cast<unsigned>(s->int64(19));
+        e.estimated = s->int64(20) != 0;
+        e.time = time_point(milliseconds(s->int64(21)));
+        return e;
+      });
+}
+
+result<bool> ledger::add_key(const stored_key& key) {
+  if (key.name.empty()) return query_error{"name", "a key needs a name"};
+  if (!lowercase_hex(key.key_sha256, 64))
+    return query_error{"key_sha256", "must be 64 lowercase hex digits"};
+  return impl_->administer<bool>([&](sql_connection& db) {
+    // Race-free between gateways: the partial unique index decides, not a prior SELECT.
+    auto s = db.prepare(R"sql(
+INSERT INTO keys (name, key_sha256, spec, created_ms, revoked_ms) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) WHERE revoked_ms IS NULL DO NOTHING RETURNING id)sql");
+    s->bind(1, key.name).bind(2, key.key_sha256).bind(3, key.spec).bind(4, key.created_ms);
+    s->bind(5, key.revoked_ms);
+    bool inserted = s->step();
+    s->reset();
+    return inserted;
+  });
+}
+
+result<bool> ledger::revoke_key(const std::string& name, time_point now) {
+  return impl_->administer<bool>([&](sql_connection& db) {
+    auto s = db.prepare(
+        "UPDATE keys SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL RETURNING id");
+    s->bind(1, unix_ms(now)).bind(2, name);
+    bool revoked = s->step();
+    while (s->step()) {
+    }
+    s->reset();
+    return revoked;
+  });
+}
+
+result<std::vector<stored_key>> ledger::keys() const {
+  return impl_->query<std::vector<stored_key>>([&](sql_connection& db) {
+    std::vector<stored_key> out;
+    auto s = db.prepare(
+        "SELECT name, key_sha256, spec, created_ms, revoked_ms FROM keys ORDER BY created_ms, id");
+    while (s->step()) {
+      stored_key k;
+      k.name = s->text(0);
+      k.key_sha256 = s->text(1);
+      k.spec = s->text(2);
+      k.created_ms = s->int64(3);
+      if (!s->is_null(4)) k.revoked_ms = s->int64(4);
+      out.push_back(std::move(k));
+    }
+    return out;
+  });
+}
+
+result<double> ledger::key_spend(const std::string& key, time_point from, time_point to) const {
+  return impl_->query<double>([&](sql_connection& db) {
+    auto s = db.prepare(
+        "SELECT COALESCE(SUM(cost_usd), 0) FROM hourly WHERE key = ? AND hour >= ? AND hour < ?");
+    s->bind(1, key).bind(2, unix_seconds(from)).bind(3, unix_seconds(to));
+    return s->step() ? s->real(0) : 0.0;
   });
 }
 

@@ -1,7 +1,10 @@
-// The SQLite ledger: exact sums, growth, daily top-N, retention, migrations, durability across
-// a reopen, a failing path, the bounded queue and the storage thread.
+// The SQLite ledger: exact sums, growth, daily top-N, retention, migrations (and the upgrade of
+// a version-1 file), durability across a reopen, a failing path, the bounded queue, the storage
+// thread, the stored keys and key_spend. test_ledger_postgres.cpp runs the same against
+// PostgreSQL.
 #include <doctest/doctest.h>
 
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -221,7 +224,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   nlohmann::json before;
   {
     stats::ledger book(manual(db.path));
-    CHECK(book.schema_version() == 1);
+    CHECK(book.schema_version() == 2);
     book.record(event("a", "deepseek", "deepseek-chat", "cn", 610, 0, k_noon));
     book.record(event("b", "openai", "gpt-4o", "us", 310, 0, k_noon));
     book.record(event("c", "local", "llama", "local", 80, 0, k_noon));
@@ -229,7 +232,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   }  // the destructor writes what is queued
   stats::ledger again(manual(db.path));
   CHECK(again.last_error().empty());
-  CHECK(again.schema_version() == 1);
+  CHECK(again.schema_version() == 2);
   auto after = stats::share_json(ok(again.share(window, stats::dimension::region)));
   CHECK(after["rows"][0]["share"].get<double>() == 0.61);
   CHECK(after["total"]["tokens"] == 1000);
@@ -302,4 +305,152 @@ TEST_CASE("ledger: the storage thread flushes on its own") {
     seen = ok(book.generation("t")).has_value();
   }
   CHECK(seen);
+}
+
+namespace {
+
+std::string sha(char c) {
+  return std::string(64, c);
+}
+
+stats::stored_key key(std::string name, char digest, std::int64_t created_ms,
+                      std::string spec = R"({"rpm":60})") {
+  return {std::move(name), sha(digest), std::move(spec), created_ms, std::nullopt};
+}
+
+// Version 1 of the schema exactly as its migration created it: a file from the previous build.
+constexpr const char* k_schema_v1 = R"sql(
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version (version) VALUES (1);
+CREATE TABLE hourly (
+  hour INTEGER NOT NULL, key TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+  author TEXT NOT NULL, region TEXT NOT NULL, requests INTEGER NOT NULL,
+  errors INTEGER NOT NULL, input INTEGER NOT NULL, cache_read INTEGER NOT NULL,
+  cache_write INTEGER NOT NULL, output INTEGER NOT NULL, reasoning INTEGER NOT NULL,
+  cost_usd REAL NOT NULL, energy_kwh REAL NOT NULL, electricity_usd REAL NOT NULL,
+  PRIMARY KEY (hour, key, provider, model, author, region)
+) WITHOUT ROWID;
+CREATE TABLE generations (
+  request_id TEXT PRIMARY KEY, key TEXT NOT NULL, route TEXT NOT NULL, provider TEXT NOT NULL,
+  model TEXT NOT NULL, author TEXT NOT NULL, region TEXT NOT NULL, input INTEGER NOT NULL,
+  cache_read INTEGER NOT NULL, cache_write INTEGER NOT NULL, output INTEGER NOT NULL,
+  reasoning INTEGER NOT NULL, cost_usd REAL NOT NULL, energy_kwh REAL NOT NULL,
+  electricity_usd REAL NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL, outcome TEXT NOT NULL,
+  status INTEGER NOT NULL, fallback_index INTEGER NOT NULL, estimated INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE INDEX generations_created ON generations (created_ms);
+)sql";
+
+}  // namespace
+
+TEST_CASE("ledger: stored keys are added, listed oldest first and revoked") {
+  temp_db db("keys");
+  stats::ledger book(manual(db.path));
+  CHECK(ok(book.add_key(key("web", 'a', 2000))));
+  CHECK(ok(book.add_key(key("batch", 'b', 1000, R"({"budget":{"usd":5,"period":"day"}})"))));
+  CHECK_FALSE(ok(book.add_key(key("web", 'c', 3000))));  // an active key has the name
+  auto listed = ok(book.keys());
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].name == "batch");
+  CHECK(listed[0].spec == R"({"budget":{"usd":5,"period":"day"}})");
+  CHECK(listed[0].created_ms == 1000);
+  CHECK(listed[1].name == "web");
+  CHECK(listed[1].key_sha256 == sha('a'));
+  CHECK_FALSE(listed[1].revoked_ms.has_value());
+
+  CHECK(ok(book.revoke_key("web", k_noon)));
+  CHECK_FALSE(ok(book.revoke_key("web", k_noon)));  // already revoked
+  CHECK_FALSE(ok(book.revoke_key("nobody", k_noon)));
+  CHECK(ok(book.add_key(key("web", 'd', 4000))));  // the name is free again
+  listed = ok(book.keys());
+  REQUIRE(listed.size() == 3);
+  CHECK(listed[1].name == "web");
+  CHECK(listed[1].revoked_ms == duration_cast<milliseconds>(k_noon.time_since_epoch()).count());
+  CHECK(listed[2].key_sha256 == sha('d'));
+  CHECK_FALSE(listed[2].revoked_ms.has_value());
+
+  // Bad input is a query_error naming the field, not a row.
+  auto bad = book.add_key(key("x", 'A', 1));
+  REQUIRE(std::holds_alternative<stats::query_error>(bad));
+  CHECK(std::get<stats::query_error>(bad).param == "key_sha256");
+  CHECK(std::holds_alternative<stats::query_error>(book.add_key(key("", 'a', 1))));
+
+  // Another ledger on the same file sees them (as another gateway on a shared database would).
+  stats::ledger other(manual(db.path));
+  CHECK(ok(other.keys()).size() == 3);
+  CHECK_FALSE(ok(other.add_key(key("batch", 'e', 5000))));
+}
+
+TEST_CASE("ledger: key_spend sums a key's hourly costs in [from, to)") {
+  temp_db db("spend");
+  stats::ledger book(manual(db.path));
+  auto day = floor<days>(k_noon);
+  auto keyed = [&](std::string id, std::string k, double usd, stats::time_point t) {
+    auto e = event(std::move(id), "openai", "gpt-4o", "us", 10, 0, t);
+    e.key = std::move(k);
+    e.cost_usd = usd;
+    return e;
+  };
+  book.record(keyed("1", "web", 0.25, day + minutes(5)));
+  book.record(keyed("2", "web", 0.5, k_noon + minutes(30)));
+  book.record(keyed("3", "batch", 4.0, k_noon));
+  book.record(keyed("4", "web", 8.0, day - minutes(1)));        // the day before
+  book.record(keyed("5", "web", 16.0, day + days(1)));          // the day after
+  CHECK(ok(book.key_spend("web", day, day + days(1))) == 0.0);  // not flushed yet
+  book.flush(k_noon);
+  CHECK(ok(book.key_spend("web", day, day + days(1))) == 0.75);
+  CHECK(ok(book.key_spend("web", day, k_noon + minutes(31))) == 0.75);  // includes this hour
+  CHECK(ok(book.key_spend("web", day, k_noon)) == 0.25);
+  CHECK(ok(book.key_spend("web", day - days(1), day + days(2))) == 24.75);
+  CHECK(ok(book.key_spend("batch", day, day + days(1))) == 4.0);
+  CHECK(ok(book.key_spend("nobody", day, day + days(1))) == 0.0);
+}
+
+TEST_CASE("ledger: a version-1 file is upgraded and keeps its data") {
+  temp_db db("upgrade");
+  {
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.path.c_str(), &raw) == SQLITE_OK);
+    std::string sql = std::string(k_schema_v1) + "INSERT INTO hourly VALUES (" +
+                      std::to_string(duration_cast<seconds>(k_noon.time_since_epoch()).count()) +
+                      ", 'web', 'openai', 'gpt-4o', 'openai', 'us', 2, 0, 100, 0, 0, 50, 0, "
+                      "1.5, 0.001, 0.0001);";
+    char* message = nullptr;
+    int rc = sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &message);
+    INFO((message ? message : ""));
+    sqlite3_free(message);
+    sqlite3_close(raw);
+    REQUIRE(rc == SQLITE_OK);
+  }
+  stats::ledger book(manual(db.path));
+  CHECK(book.last_error().empty());
+  CHECK(book.schema_version() == 2);
+  auto data = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::key));
+  REQUIRE(row(data, "web") != nullptr);
+  CHECK(row(data, "web")->current.tokens.total() == 150);
+  CHECK(ok(book.key_spend("web", floor<days>(k_noon), k_noon + hours(1))) == 1.5);
+  CHECK(ok(book.keys()).empty());
+  CHECK(ok(book.add_key(key("web", 'a', 1))));
+  book.record(event("new", "openai", "gpt-4o", "us", 10, 0, k_noon));
+  book.flush(k_noon);
+  CHECK(book.last_error().empty());
+  data = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::region));
+  CHECK(row(data, "us")->current.tokens.total() == 160);
+}
+
+TEST_CASE("ledger: a file from a newer build is refused, not changed") {
+  temp_db db("newer");
+  {
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.path.c_str(), &raw) == SQLITE_OK);
+    sqlite3_exec(raw,
+                 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                 "INSERT INTO schema_version VALUES (99);",
+                 nullptr, nullptr, nullptr);
+    sqlite3_close(raw);
+  }
+  stats::ledger book(manual(db.path));
+  CHECK(book.last_error().find("newer than this build") != std::string::npos);
+  CHECK(book.schema_version() == 0);
 }
