@@ -1,1 +1,347 @@
-// (being written)
+// Rate limits and budgets: sliding-window arithmetic, admission figures, budget periods and the
+// in-process store. The store scenarios here also run against Redis (test_redis_state.cpp).
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "gateway/limits.hpp"
+
+using namespace meridian;
+using namespace std::chrono_literals;
+using gateway::admission;
+using gateway::budget_state;
+using gateway::key_limits;
+using gateway::limit_state;
+using gateway::rate_counts;
+using gateway::wall_clock;
+using std::chrono::milliseconds;
+
+namespace meridian::gateway::testing {
+
+// 2026-11-30 10:00:00 UTC, the start of a one-minute window.
+wall_clock::time_point window_start() {
+  return std::chrono::sys_days{std::chrono::November / 30 / 2026} + 10h;
+}
+
+template <class T>
+T value(state_result<T> r) {
+  if (auto* failed = std::get_if<state_unavailable>(&r))
+    FAIL("state unavailable: " << failed->message);
+  return std::get<T>(std::move(r));
+}
+
+// rpm = 3 from a window's start: the figures at each step, refusals not counted, the rollover.
+void check_rpm_sequence(limit_state& s, const std::string& key) {
+  const auto t0 = window_start();
+  const key_limits rpm3{.rpm = 3};
+  const milliseconds resets[] = {120'000ms, 90'000ms, 80'000ms};
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    auto a = value(s.admit(key, rpm3, t0));
+    CHECK(a.allowed);
+    CHECK(a.limit_requests == 3);
+    CHECK(a.remaining_requests == 2 - i);
+    CHECK(a.reset_requests == resets[i]);
+    CHECK(a.limit_tokens == 0);
+    CHECK(a.retry_after == 0ms);
+  }
+  for (int i = 0; i < 3; ++i) {  // refused, and so not counted: the same answer each time
+    auto a = value(s.admit(key, rpm3, t0 + 1ms));
+    CHECK_FALSE(a.allowed);
+    CHECK(a.refused_by == "requests");
+    CHECK(a.remaining_requests == 0);
+    CHECK(a.reset_requests == 79'999ms);
+    CHECK(a.retry_after == 80s);
+  }
+  auto half = value(s.admit(key, rpm3, t0 + 30s));  // the previous window is empty: still 3
+  CHECK_FALSE(half.allowed);
+  CHECK(half.reset_requests == 50'000ms);
+  CHECK(half.retry_after == 50s);
+  // Next window, 20 s in: 3 × (1 − 1/3) = 2 exactly, so one more fits.
+  auto next = value(s.admit(key, rpm3, t0 + 80s));
+  CHECK(next.allowed);
+  CHECK(next.remaining_requests == 0);
+  CHECK(next.reset_requests == 20'000ms);  // at 40 s: 3 × 1/3 + 1 = 2
+  auto again = value(s.admit(key, rpm3, t0 + 80s));
+  CHECK_FALSE(again.allowed);
+  CHECK(again.retry_after == 20s);
+  // Two windows after that one, everything has gone.
+  auto later = value(s.admit(key, rpm3, t0 + 180s));
+  CHECK(later.allowed);
+  CHECK(later.remaining_requests == 2);
+  CHECK(later.reset_requests == 120'000ms);
+}
+
+// tpm = 1000 with rpm = 5: token figures, a refusal by tokens that does not count the request.
+void check_tpm_sequence(limit_state& s, const std::string& key) {
+  const auto t0 = window_start() + 60s;
+  const key_limits limits{.rpm = 5, .tpm = 1000};
+  auto first = value(s.admit(key, limits, t0));
+  CHECK(first.allowed);
+  CHECK(first.limit_tokens == 1000);
+  CHECK(first.remaining_tokens == 1000);
+  CHECK(first.reset_tokens == 0ms);
+  CHECK(first.remaining_requests == 4);
+  value(s.add_tokens(key, 600, t0));
+  auto second = value(s.admit(key, limits, t0 + 1s));
+  CHECK(second.allowed);
+  CHECK(second.remaining_tokens == 400);
+  CHECK(second.reset_tokens == 59'100ms);  // 600 tokens decay 1 per 100 ms in the next window
+  CHECK(second.remaining_requests == 3);
+  value(s.add_tokens(key, 400, t0 + 1s));
+  for (int i = 0; i < 2; ++i) {
+    auto refused = value(s.admit(key, limits, t0 + 2s));
+    CHECK_FALSE(refused.allowed);
+    CHECK(refused.refused_by == "tokens");
+    CHECK(refused.remaining_tokens == 0);
+    CHECK(refused.reset_tokens == 58'060ms);
+    CHECK(refused.retry_after == 59s);
+    CHECK(refused.remaining_requests == 3);  // not counted
+  }
+  auto next = value(s.admit(key, limits, t0 + 90s));  // 1000 × 1/2 left
+  CHECK(next.allowed);
+  CHECK(next.remaining_tokens == 500);
+  CHECK(next.remaining_requests == 3);  // 2 × 1/2 + 1 counted now
+}
+
+// Reserve, refuse, settle, seed: the budget's arithmetic in micro-dollars.
+void check_budget_arithmetic(limit_state& s, const std::string& key, wall_clock::time_point now) {
+  const auto w = budget_window_for(config::budget_period::month, now);
+  auto a = value(s.reserve(key, w, 1000, 600, 60s, now));
+  CHECK(a.granted);
+  CHECK_FALSE(a.id.empty());
+  CHECK(a.after.reserved == 600);
+  CHECK(a.limit == 1000);
+  auto b = value(s.reserve(key, w, 1000, 400, 60s, now));  // exactly at the limit
+  CHECK(b.granted);
+  CHECK(b.id != a.id);
+  CHECK(b.after.spent == 0);
+  CHECK(b.after.reserved == 1000);
+  auto over = value(s.reserve(key, w, 1000, 1, 60s, now));  // one micro-dollar over
+  CHECK_FALSE(over.granted);
+  CHECK(over.id.empty());
+  CHECK(over.after.reserved == 1000);
+  value(s.settle(key, w, a, 250));  // lowers reserved by 600, raises spent by 250
+  auto st = value(s.budget(key, w, now));
+  CHECK(st.spent == 250);
+  CHECK(st.reserved == 400);
+  CHECK_FALSE(value(s.reserve(key, w, 1000, 351, 60s, now)).granted);
+  auto c = value(s.reserve(key, w, 1000, 350, 60s, now));
+  CHECK(c.granted);
+  CHECK(c.after.spent + c.after.reserved == 1000);
+  value(s.settle(key, w, b, 400));
+  value(s.settle(key, w, c, 0));
+  st = value(s.budget(key, w, now));
+  CHECK(st.spent == 650);
+  CHECK(st.reserved == 0);
+  value(s.seed_spent(key, w, 100));  // never lowers
+  CHECK(value(s.budget(key, w, now)).spent == 650);
+  value(s.seed_spent(key, w, 700));
+  CHECK(value(s.budget(key, w, now)).spent == 700);
+  value(s.settle(key, w, over, 5));  // not granted: only the cost counts
+  st = value(s.budget(key, w, now));
+  CHECK(st.spent == 705);
+  CHECK(st.reserved == 0);
+  // Another period of the same key is separate; a fresh period takes a seed.
+  const auto day = budget_window_for(config::budget_period::day, now);
+  CHECK(value(s.budget(key, day, now)).spent == 0);
+  value(s.seed_spent(key, day, 42));
+  CHECK(value(s.budget(key, day, now)).spent == 42);
+}
+
+// A reservation holds until now + ttl, then frees itself; settling it afterwards adds the cost.
+void check_reservation_lapse(limit_state& s, const std::string& key, wall_clock::time_point now) {
+  const auto w = budget_window_for(config::budget_period::day, now);
+  auto r = value(s.reserve(key, w, 100, 100, 1s, now));
+  CHECK(r.granted);
+  CHECK_FALSE(value(s.reserve(key, w, 100, 1, 1s, now + 999ms)).granted);
+  CHECK(value(s.budget(key, w, now + 999ms)).reserved == 100);
+  CHECK(value(s.budget(key, w, now + 1s)).reserved == 0);
+  auto again = value(s.reserve(key, w, 100, 70, 10s, now + 1s));
+  CHECK(again.granted);
+  value(s.settle(key, w, r, 30));
+  auto st = value(s.budget(key, w, now + 1s));
+  CHECK(st.spent == 30);
+  CHECK(st.reserved == 70);  // the live reservation is untouched
+}
+
+}  // namespace meridian::gateway::testing
+
+using namespace meridian::gateway::testing;
+
+TEST_CASE("limits: sliding count at the window's start, half way, rollover and two later") {
+  CHECK(gateway::sliding_count(10, 4, 0.0) == 14.0);
+  CHECK(gateway::sliding_count(10, 4, 0.25) == 11.5);
+  CHECK(gateway::sliding_count(10, 4, 0.5) == 9.0);
+  CHECK(gateway::sliding_count(10, 4, 1.0) == 4.0);
+  CHECK(gateway::sliding_count(4, 0, 0.0) == 4.0);  // rolled over: current became previous
+  CHECK(gateway::sliding_count(0, 0, 0.0) == 0.0);  // two windows later
+  CHECK(gateway::sliding_count(10, 4, -1.0) == 14.0);
+  CHECK(gateway::sliding_count(10, 4, 2.0) == 4.0);
+}
+
+TEST_CASE("limits: assess decides in exact integers and reports the headers' figures") {
+  // 60 requests of the previous window, 20 s into this one: 60 × 2/3 = 40, exactly.
+  auto a = gateway::assess({.rpm = 41}, {.previous_requests = 60}, 20s);
+  CHECK(a.allowed);
+  CHECK(a.remaining_requests == 0);
+  CHECK(a.reset_requests == 1'000ms);  // 60 per minute decay: one per second
+  auto b = gateway::assess({.rpm = 40}, {.previous_requests = 60}, 20s);
+  CHECK_FALSE(b.allowed);
+  CHECK(b.reset_requests == 1'000ms);
+  CHECK(b.retry_after == 1s);
+  // No limits: always allowed, no figures.
+  auto c = gateway::assess({}, {.previous_requests = 9, .current_tokens = 9}, 0ms);
+  CHECK(c.allowed);
+  CHECK(c.limit_requests == 0);
+  CHECK(c.remaining_tokens == 0);
+  // Both refuse: "requests" is named, retry_after waits for both.
+  auto d =
+      gateway::assess({.rpm = 1, .tpm = 10}, {.current_requests = 1, .current_tokens = 20}, 0ms);
+  CHECK_FALSE(d.allowed);
+  CHECK(d.refused_by == "requests");
+  CHECK(d.reset_requests == 120'000ms);          // the request decays over the next window
+  CHECK(d.reset_tokens == 60'000ms + 33'000ms);  // 20 × (1 − t/60) ≤ 9 at t = 33 s
+  CHECK(d.retry_after == 120s);
+  // Sub-second waits still ask for one second.
+  auto e = gateway::assess({.rpm = 30'000}, {.previous_requests = 60'000}, 30s);
+  CHECK_FALSE(e.allowed);
+  CHECK(e.reset_requests == 1ms);
+  CHECK(e.retry_after == 1s);
+}
+
+TEST_CASE("limits: micro-dollars round up but not for decimal noise") {
+  CHECK(gateway::to_micro_usd(0) == 0);
+  CHECK(gateway::to_micro_usd(-1) == 0);
+  CHECK(gateway::to_micro_usd(0.000001) == 1);
+  CHECK(gateway::to_micro_usd(0.0000011) == 2);
+  CHECK(gateway::to_micro_usd(1.5) == 1'500'000);
+  CHECK(gateway::to_micro_usd(0.1 + 0.2) == 300'000);
+  CHECK(gateway::to_micro_usd(0.00000001) == 1);
+  CHECK(gateway::to_micro_usd(12.3456789) == 12'345'679);
+}
+
+TEST_CASE("limits: budget_fits is spent plus reserved plus amount within the limit") {
+  CHECK(gateway::budget_fits({.spent = 400, .reserved = 500}, 1000, 100));
+  CHECK_FALSE(gateway::budget_fits({.spent = 400, .reserved = 500}, 1000, 101));
+  CHECK(gateway::budget_fits({}, 0, 0));
+  CHECK_FALSE(gateway::budget_fits({}, 0, 1));
+}
+
+TEST_CASE("limits: budget windows are UTC calendar days and months") {
+  using namespace std::chrono;
+  using config::budget_period;
+  const auto at = [](year_month_day d, hours h = 0h) {
+    return wall_clock::time_point(sys_days{d} + h);
+  };
+  auto d = gateway::budget_window_for(budget_period::day, at(2026y / November / 30, 13h) + 45min);
+  CHECK(d.id == "2026-11-30");
+  CHECK(d.start == at(2026y / November / 30));
+  CHECK(d.end == at(2026y / December / 1));
+  CHECK(gateway::budget_window_for(budget_period::day, at(2026y / December / 1)).id ==
+        "2026-12-01");
+  CHECK(gateway::budget_window_for(budget_period::day, at(2026y / December / 1) - 1ns).id ==
+        "2026-11-30");
+  auto eve = gateway::budget_window_for(budget_period::day, at(2026y / December / 31, 23h));
+  CHECK(eve.id == "2026-12-31");
+  CHECK(eve.end == at(2027y / January / 1));
+  auto dec = gateway::budget_window_for(budget_period::month, at(2026y / December / 15));
+  CHECK(dec.id == "2026-12");
+  CHECK(dec.start == at(2026y / December / 1));
+  CHECK(dec.end == at(2027y / January / 1));
+  auto jan = gateway::budget_window_for(budget_period::month, at(2027y / January / 1));
+  CHECK(jan.id == "2027-01");
+  auto leap = gateway::budget_window_for(budget_period::month, at(2028y / February / 29, 12h));
+  CHECK(leap.id == "2028-02");
+  CHECK(leap.end - leap.start == days{29});
+  CHECK(gateway::budget_window_for(budget_period::day, at(2028y / February / 29)).end ==
+        at(2028y / March / 1));
+  auto plain = gateway::budget_window_for(budget_period::month, at(2027y / February / 3));
+  CHECK(plain.end - plain.start == days{28});
+}
+
+TEST_CASE("local state: rpm admission sequence") {
+  auto s = gateway::make_local_state();
+  CHECK(s->kind() == "local");
+  check_rpm_sequence(*s, "k");
+}
+
+TEST_CASE("local state: tpm admission sequence") {
+  auto s = gateway::make_local_state();
+  check_tpm_sequence(*s, "k");
+}
+
+TEST_CASE("local state: keys count separately") {
+  auto s = gateway::make_local_state();
+  const auto t = window_start();
+  CHECK(value(s->admit("a", {.rpm = 1}, t)).allowed);
+  CHECK_FALSE(value(s->admit("a", {.rpm = 1}, t)).allowed);
+  CHECK(value(s->admit("b", {.rpm = 1}, t)).allowed);
+}
+
+TEST_CASE("local state: reservation arithmetic") {
+  auto s = gateway::make_local_state();
+  check_budget_arithmetic(*s, "k", window_start());
+}
+
+TEST_CASE("local state: a reservation lapses after its ttl") {
+  auto s = gateway::make_local_state();
+  check_reservation_lapse(*s, "k", window_start());
+}
+
+TEST_CASE("local state: old windows and ended periods are swept") {
+  auto s = gateway::make_local_state();
+  const auto t = window_start();
+  const auto w = gateway::budget_window_for(config::budget_period::day, t);
+  value(s->seed_spent("k", w, 10));
+  CHECK(value(s->budget("k", w, w.end + gateway::k_budget_grace - 1s)).spent == 10);
+  // The next sweep (a window later) drops the period.
+  CHECK(value(s->budget("k", w, w.end + gateway::k_budget_grace + 61s)).spent == 0);
+}
+
+TEST_CASE("local state: 16 threads reserving and settling never exceed the budget") {
+  auto s = gateway::make_local_state();
+  const auto now = window_start();
+  const auto w = gateway::budget_window_for(config::budget_period::month, now);
+  constexpr gateway::micro_usd limit = 50'000;
+  std::atomic<int> granted{0}, refused{0}, breaches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t)
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 2000; ++i) {
+        const gateway::micro_usd amount = 1 + rng() % 100;
+        auto r = std::get<gateway::reservation>(s->reserve("k", w, limit, amount, 60s, now));
+        if (r.after.spent + r.after.reserved > limit) ++breaches;
+        if (!r.granted) {
+          ++refused;
+          continue;
+        }
+        ++granted;
+        s->settle("k", w, r, static_cast<gateway::micro_usd>(rng() % (amount + 1)));
+      }
+    });
+  for (auto& t : threads) t.join();
+  const auto st = value(s->budget("k", w, now));
+  MESSAGE("granted " << granted.load() << ", refused " << refused.load() << ", spent " << st.spent);
+  CHECK(breaches == 0);
+  CHECK(st.reserved == 0);
+  CHECK(st.spent <= limit);
+  CHECK(granted + refused == 32'000);
+  CHECK(refused > 0);  // the budget did run out
+}
+
+TEST_CASE("local state: 16 threads admitting against rpm 1000 admit exactly 1000") {
+  auto s = gateway::make_local_state();
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i)
+        if (value(s->admit("k", {.rpm = 1000}, window_start())).allowed) ++admitted;
+    });
+  for (auto& t : threads) t.join();
+  CHECK(admitted == 1000);
+}
