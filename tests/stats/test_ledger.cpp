@@ -382,7 +382,7 @@ TEST_CASE("ledger: stored keys are added, listed oldest first and revoked") {
   CHECK_FALSE(ok(other.add_key(key("batch", 'e', 5000))));
 }
 
-TEST_CASE("ledger: key_spend sums a key's hourly costs in [from, to)") {
+TEST_CASE("ledger: key_spend sums a key's hourly costs from one time up to another") {
   temp_db db("spend");
   stats::ledger book(manual(db.path));
   auto day = floor<days>(k_noon);
