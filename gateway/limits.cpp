@@ -9,7 +9,6 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
-#include <utility>
 
 namespace meridian::gateway {
 
@@ -122,15 +121,14 @@ bool budget_fits(const budget_state& state, micro_usd limit, micro_usd amount) {
   return amount <= limit - state.spent - state.reserved;
 }
 
-namespace {
-
-// The fixed window `now` falls in, and how far into it.
-std::pair<std::int64_t, milliseconds> rate_window_of(wall_clock::time_point now) {
+rate_window rate_window_of(wall_clock::time_point now) {
   const auto ms = std::chrono::floor<milliseconds>(now.time_since_epoch()).count();
   const auto w = static_cast<std::int64_t>(k_window_ms);
   const std::int64_t id = ms >= 0 ? ms / w : -((-ms + w - 1) / w);
   return {id, milliseconds(ms - id * w)};
 }
+
+namespace {
 
 // One mutex for the whole store: every operation is a few map look-ups.
 class local_state final : public limit_state {
@@ -139,11 +137,11 @@ class local_state final : public limit_state {
 
   state_result<admission> admit(std::string_view key, const key_limits& limits,
                                 wall_clock::time_point now) override {
-    const auto [id, elapsed] = rate_window_of(now);
+    const auto window = rate_window_of(now);
     std::lock_guard lock(mutex_);
     sweep(now);
-    auto& r = roll(key, id);
-    auto a = assess(limits, r.counts, elapsed);
+    auto& r = roll(key, window.id);
+    auto a = assess(limits, r.counts, window.elapsed);
     if (a.allowed) ++r.counts.current_requests;
     return a;
   }
@@ -153,7 +151,7 @@ class local_state final : public limit_state {
     if (tokens == 0) return done{};
     std::lock_guard lock(mutex_);
     sweep(now);
-    roll(key, rate_window_of(now).first).counts.current_tokens += tokens;
+    roll(key, rate_window_of(now).id).counts.current_tokens += tokens;
     return done{};
   }
 
@@ -254,7 +252,7 @@ class local_state final : public limit_state {
   void sweep(wall_clock::time_point now) {
     if (now < next_sweep_) return;
     next_sweep_ = now + k_rate_window;
-    const auto current = rate_window_of(now).first;
+    const auto current = rate_window_of(now).id;
     std::erase_if(rates_, [&](const auto& r) { return r.second.window < current - 1; });
     for (auto it = periods_.begin(); it != periods_.end();) {
       lapse(it->second, now);

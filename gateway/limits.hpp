@@ -29,6 +29,13 @@ constexpr std::uint64_t k_max_rate = 100'000'000'000;
 
 double sliding_count(std::uint64_t previous, std::uint64_t current, double elapsed_fraction);
 
+// The fixed window `now` falls in (windows since the epoch) and how far into it.
+struct rate_window {
+  std::int64_t id = 0;
+  std::chrono::milliseconds elapsed{0};
+};
+rate_window rate_window_of(wall_clock::time_point now);
+
 struct key_limits {
   std::uint64_t rpm = 0;  // requests per sliding minute; 0 = no limit
   std::uint64_t tpm = 0;  // tokens per sliding minute; 0 = no limit

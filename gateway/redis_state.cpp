@@ -177,27 +177,27 @@ std::string random_id() {
 
 class redis_state final : public limit_state {
  public:
-  redis_state(target t, milliseconds timeout) : target_(std::move(t)), timeout_(timeout) {}
+  // A zero timeout would make hiredis wait forever.
+  redis_state(target t, milliseconds timeout)
+      : target_(std::move(t)), timeout_(std::max(timeout, milliseconds(1))) {}
 
   std::string_view kind() const override { return "redis"; }
 
   state_result<admission> admit(std::string_view key, const key_limits& limits,
                                 wall_clock::time_point now) override {
-    const auto ms = to_ms(now);
+    const auto [id, elapsed] = rate_window_of(now);
     const auto w = k_rate_window.count();
-    const std::int64_t id = ms >= 0 ? ms / w : -((-ms + w - 1) / w);
-    const auto elapsed = ms - id * w;
     auto reply = run(k_admit,
                      {rate_key(key, "rpm", id - 1), rate_key(key, "rpm", id),
                       rate_key(key, "tpm", id - 1), rate_key(key, "tpm", id)},
                      {std::to_string(std::min(limits.rpm, k_max_rate)),
-                      std::to_string(std::min(limits.tpm, k_max_rate)), std::to_string(elapsed),
-                      std::to_string(w), std::to_string(2 * w)});
+                      std::to_string(std::min(limits.tpm, k_max_rate)),
+                      std::to_string(elapsed.count()), std::to_string(w), std::to_string(2 * w)});
     std::int64_t v[5];
     if (auto* failed = integers(reply, v)) return *failed;
     const rate_counts before{static_cast<std::uint64_t>(v[1]), static_cast<std::uint64_t>(v[2]),
                              static_cast<std::uint64_t>(v[3]), static_cast<std::uint64_t>(v[4])};
-    auto a = assess(limits, before, milliseconds(elapsed));
+    auto a = assess(limits, before, elapsed);
     if (a.allowed != (v[0] == 1))  // the script and assess() share one rule; never expected
       return state_unavailable{"redis: admission script disagrees with assess()"};
     return a;
@@ -206,11 +206,8 @@ class redis_state final : public limit_state {
   state_result<done> add_tokens(std::string_view key, std::uint64_t tokens,
                                 wall_clock::time_point now) override {
     if (tokens == 0) return done{};
-    const auto w = k_rate_window.count();
-    const auto ms = to_ms(now);
-    const std::int64_t id = ms >= 0 ? ms / w : -((-ms + w - 1) / w);
-    auto reply = run(k_add_tokens, {rate_key(key, "tpm", id)},
-                     {std::to_string(tokens), std::to_string(2 * w)});
+    auto reply = run(k_add_tokens, {rate_key(key, "tpm", rate_window_of(now).id)},
+                     {std::to_string(tokens), std::to_string(2 * k_rate_window.count())});
     if (auto* failed = std::get_if<state_unavailable>(&reply)) return *failed;
     return done{};
   }

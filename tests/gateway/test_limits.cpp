@@ -182,6 +182,20 @@ TEST_CASE("limits: sliding count at the window's start, half way, rollover and t
   CHECK(gateway::sliding_count(10, 4, 2.0) == 4.0);
 }
 
+TEST_CASE("limits: fixed windows are epoch-aligned minutes") {
+  const auto start = gateway::rate_window_of(window_start());
+  CHECK(start.elapsed == 0ms);
+  CHECK(start.id * 60'000 ==
+        std::chrono::duration_cast<milliseconds>(window_start().time_since_epoch()).count());
+  const auto end = gateway::rate_window_of(window_start() + 59'999ms);
+  CHECK(end.id == start.id);
+  CHECK(end.elapsed == 59'999ms);
+  CHECK(gateway::rate_window_of(window_start() + 60s).id == start.id + 1);
+  const auto before_epoch = gateway::rate_window_of(wall_clock::time_point(-1ms));
+  CHECK(before_epoch.id == -1);
+  CHECK(before_epoch.elapsed == 59'999ms);
+}
+
 TEST_CASE("limits: assess decides in exact integers and reports the headers' figures") {
   // 60 requests of the previous window, 20 s into this one: 60 × 2/3 = 40, exactly.
   auto a = gateway::assess({.rpm = 41}, {.previous_requests = 60}, 20s);
