@@ -141,6 +141,24 @@ int check(const std::string& path) {
       std::printf("  %-36s %8.3f %8.3f %8.3f %7d %9u  %-10s %s\n", (p.name + "/" + m.id).c_str(),
                   m.input, m.output, m.cache_read, m.quality, m.context, m.author.c_str(),
                   m.source.c_str());
+  if (!snap->cfg->keys.empty()) {
+    std::printf("\nkeys (auth %s)\n  %-16s %-8s %-10s %-22s %s\n",
+                snap->cfg->auth.required ? "required" : "optional", "NAME", "RPM", "TPM",
+                "BUDGET (USD)", "REGIONS");
+    for (const auto& k : snap->keys.all()) {
+      auto n = [](const std::optional<std::uint64_t>& v) {
+        return v ? std::to_string(*v) : std::string("-");
+      };
+      std::string budget = k.budget ? std::to_string(k.budget->usd).substr(0, 10) + "/" +
+                                          std::string(config::to_string(k.budget->period))
+                                    : "-";
+      std::string regions;
+      for (const auto& r : k.allow_regions) regions += (regions.empty() ? "" : ",") + r;
+      std::printf("  %-16s %-8s %-10s %-22s %s\n", k.name.c_str(), n(k.rpm).c_str(),
+                  n(k.tpm).c_str(), budget.c_str(), regions.empty() ? "any" : regions.c_str());
+    }
+    for (const auto& problem : snap->key_problems) std::printf("  skipped: %s\n", problem.c_str());
+  }
   // Catalog values are defaults dated by AS_OF; a reader deciding whether to trust a price needs
   // to know which ones the file pins down.
   std::printf(
@@ -259,9 +277,7 @@ int serve_file(const std::string& path) {
   if (!snap) return 1;
   for (const auto& s : snap->catalog.skipped)
     log(log_level::warn, "provider skipped: " + s.reason, "\"provider\":\"" + s.name + "\"");
-  if (snap->cfg->server.admin_listen)
-    log(log_level::warn,
-        "server.admin_listen is set but this version serves no admin endpoints yet");
+  for (const auto& problem : snap->key_problems) log(log_level::warn, problem);
   return serve(snap, path, text);
 }
 

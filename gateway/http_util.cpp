@@ -195,6 +195,10 @@ void write_access_log(const access_record& r) {
   append_json_string(line, r.path);
   line += ",\"model\":";
   append_json_string(line, r.model);
+  if (!r.key.empty()) {
+    line += ",\"key\":";
+    append_json_string(line, r.key);
+  }
   line += ",\"route\":";
   append_json_string(line, r.route);
   line += ",\"provider\":";

@@ -41,6 +41,7 @@ struct access_record {
   std::string method;
   std::string path;
   std::string model;     // as asked
+  std::string key;       // the virtual key's name (never its secret), if one was presented
   std::string route;     // the route that matched, if any
   std::string provider;  // empty when not routed
   std::string upstream_model;

@@ -111,6 +111,11 @@ const virtual_key* key_table::authenticate(std::string_view secret) const {
   return CRYPTO_memcmp(k.hash.data(), d.data(), d.size()) == 0 ? &k : nullptr;
 }
 
+const virtual_key* key_table::by_digest(const sha256_digest& d) const {
+  auto it = by_digest_.find(std::string(d.begin(), d.end()));
+  return it == by_digest_.end() ? nullptr : &keys_[it->second];
+}
+
 const virtual_key* key_table::by_name(std::string_view name) const {
   for (const auto& k : keys_)
     if (k.name == name) return &k;

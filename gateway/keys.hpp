@@ -53,6 +53,7 @@ class key_table {
   // The key whose digest equals sha256(secret), compared in constant time; null when none.
   const virtual_key* authenticate(std::string_view secret) const;
   const virtual_key* by_name(std::string_view name) const;
+  const virtual_key* by_digest(const sha256_digest& d) const;
   const std::vector<virtual_key>& all() const { return keys_; }
   bool empty() const { return keys_.empty(); }
 

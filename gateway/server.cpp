@@ -2,6 +2,7 @@
 // (SO_REUSEPORT) and upstream pool, so a request never crosses threads or takes a lock.
 #include "gateway/server.hpp"
 
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <future>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_set>
@@ -20,6 +22,7 @@
 
 #include "gateway/asio.hpp"
 #include "gateway/http_util.hpp"
+#include "gateway/limits.hpp"
 #include "gateway/upstream.hpp"
 #include "policies/resolve.hpp"
 #include "policies/router.hpp"
@@ -78,7 +81,18 @@ struct gateway_metrics {
         overhead(r.histogram("meridian_overhead_seconds",
                              "Gateway time minus upstream time per routed request.", {},
                              {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                              0.005, 0.01, 0.05})) {
+                              0.005, 0.01, 0.05})),
+        key_cost(r.counter("meridian_key_cost_usd_total", "USD spent through each virtual key.",
+                           {"key"})),
+        key_rejections(r.counter("meridian_key_rejections_total",
+                                 "Requests refused by a key's limits: rpm, tpm or budget.",
+                                 {"key", "reason"})),
+        auth_failures(r.counter("meridian_auth_failures_total",
+                                "Requests refused for a missing or unknown key.", {"reason"})),
+        state_errors(r.counter("meridian_state_errors_total",
+                               "Rate-limit store failures, by operation and what was done "
+                               "(admitted: on_error open; refused: on_error closed).",
+                               {"op", "action"})) {
     build_info.set({std::string(k_version)}, 1);
     inflight.set({}, 0);
     upstream_idle.set({}, 0);
@@ -94,6 +108,10 @@ struct gateway_metrics {
   stats::histogram_family& duration;
   stats::histogram_family& ttft;
   stats::histogram_family& overhead;
+  stats::counter_family& key_cost;
+  stats::counter_family& key_rejections;
+  stats::counter_family& auth_failures;
+  stats::counter_family& state_errors;
 };
 
 double seconds_since(steady::time_point t) {
@@ -129,6 +147,12 @@ struct exchange {
   std::uint64_t est_prompt = 0;      // the router's prompt estimate, used when usage is missing
   std::uint64_t streamed_bytes = 0;  // canonical chunk bytes relayed, for the same estimate
   std::string route_explain;         // x-meridian-route: policy and why
+  const virtual_key* key = nullptr;  // the authenticated virtual key, if any
+  std::shared_ptr<const key_table> admin_keys;  // keeps an admin-created key alive meanwhile
+  std::optional<admission> limits;              // for the x-ratelimit-* headers
+  std::optional<reservation> held;              // budget reserved until the request ends
+  budget_window window;                         // the budget period `held` belongs to
+  double cost_usd = 0;                          // summed over attempts; settles `held`
 };
 
 class server {
@@ -144,6 +168,12 @@ class server {
     if (!st.ledger_path.empty())
       ledger_ = std::make_unique<stats::ledger>(stats::ledger_options_from(st));
     accounting_ = std::make_unique<stats::accounting>(registry_, ledger_.get());
+    // Where limits and budgets count lives as long as the process; `state` needs a restart.
+    const auto& state = snap_.load()->cfg->state;
+    state_ = state.url == "local" ? make_local_state() : make_redis_state(state);
+    const std::string& token_env = snap_.load()->cfg->auth.admin_token_env;
+    if (const char* token = std::getenv(token_env.c_str()); token && *token)
+      admin_token_ = sha256(token);
   }
   int run();
 
@@ -162,6 +192,27 @@ class server {
   static const std::vector<route>& admin_routes();
   awaitable<void> admin_reload(exchange& ex);
   awaitable<void> admin_config(exchange& ex);
+  awaitable<void> admin_keys_list(exchange& ex);
+  awaitable<void> admin_keys_create(exchange& ex);
+  awaitable<void> admin_keys_revoke(exchange& ex);
+  awaitable<void> answer_on_control(exchange& ex,
+                                    std::function<std::pair<int, std::string>()> work);
+  std::pair<int, std::string> keys_listing();
+  std::pair<int, std::string> key_creation(const new_key& made);
+  std::pair<int, std::string> key_revocation(const std::string& name);
+  bool admin_authorized(exchange& ex, bool always);
+  std::string refresh_admin_keys();
+  void seed_budgets();
+
+  // Virtual keys: each returns false after answering the client itself.
+  awaitable<bool> authenticate(exchange& ex);
+  awaitable<bool> admit(exchange& ex);
+  awaitable<bool> reserve_budget(exchange& ex, std::size_t prompt_bytes,
+                                 std::optional<std::uint64_t> max_output,
+                                 const std::vector<const providers::model_info*>& models);
+  awaitable<bool> state_failed(exchange& ex, std::string_view op, const state_unavailable& e);
+  void settle(exchange& ex);
+  bool region_allowed(const exchange& ex, const providers::provider& p) const;
   std::string reload(std::string_view trigger, bool& applied);
   void watch_config(std::stop_token stop, std::promise<void>* started);
 
@@ -227,6 +278,11 @@ class server {
   policies::health_book health_;  // outlives reloads
   std::unique_ptr<stats::ledger> ledger_;  // null when stats.ledger is none
   std::unique_ptr<stats::accounting> accounting_;
+  std::unique_ptr<limit_state> state_;  // rate-limit windows and budgets: local or Redis
+  // Keys created through /admin/keys, read from the ledger's database; swapped whole.
+  std::atomic<std::shared_ptr<const key_table>> admin_keys_{std::make_shared<const key_table>()};
+  std::set<std::string> seeded_;  // control thread: "key/period" spends read from the ledger
+  std::optional<sha256_digest> admin_token_;  // of auth.admin_token_env's value, read at start
   stats::registry registry_;
   gateway_metrics metrics_;
   std::vector<std::unique_ptr<worker>> workers_;
@@ -284,7 +340,29 @@ awaitable<void> server::send_error(exchange& ex, http::status status, std::strin
   }
 }
 
+// OpenAI's rate-limit headers: "1s", "6m0s"-style resets are approximated as milliseconds or
+// seconds with a unit, which OpenAI's SDKs parse the same way.
+std::string reset_text(std::chrono::milliseconds d) {
+  if (d.count() < 1000) return std::to_string(std::max<std::int64_t>(d.count(), 0)) + "ms";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3gs", static_cast<double>(d.count()) / 1000);
+  return buf;
+}
+
 void server::set_routed_headers(exchange& ex, http::fields& f) const {
+  if (ex.limits) {
+    const admission& a = *ex.limits;
+    if (a.limit_requests) {
+      f.set("x-ratelimit-limit-requests", std::to_string(a.limit_requests));
+      f.set("x-ratelimit-remaining-requests", std::to_string(a.remaining_requests));
+      f.set("x-ratelimit-reset-requests", reset_text(a.reset_requests));
+    }
+    if (a.limit_tokens) {
+      f.set("x-ratelimit-limit-tokens", std::to_string(a.limit_tokens));
+      f.set("x-ratelimit-remaining-tokens", std::to_string(a.remaining_tokens));
+      f.set("x-ratelimit-reset-tokens", reset_text(a.reset_tokens));
+    }
+  }
   if (!ex.route_explain.empty()) f.set("x-meridian-route", ex.route_explain);
   if (!ex.provider) return;
   f.set("x-meridian-provider", ex.provider->name);
@@ -577,6 +655,17 @@ awaitable<void> server::embeddings(exchange& ex) {
   }
   const auto target = std::get<policies::target>(resolved);
   const auto& p = *target.provider;
+  if (!region_allowed(ex, p)) {
+    co_await send_error(ex, http::status::not_found,
+                        "Key '" + ex.key->name + "' may not send data to region '" + p.region +
+                            "' (provider '" + p.name + "'): excluded by key.regions",
+                        "invalid_request_error", "model", "region_not_allowed");
+    co_return;
+  }
+  if (!co_await admit(ex)) co_return;
+  const std::vector<const providers::model_info*> priced{target.model};          // not a braced
+  if (!co_await reserve_budget(ex, ex.req.body().size(), 0, priced)) co_return;  // temporary
+
   ex.provider = &p;
   ex.model = target.model;
   ex.log.provider = p.name;
@@ -678,10 +767,14 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                         e->param, "invalid_value");
     co_return;
   }
+  if (!co_await admit(ex)) co_return;
   thread_local std::mt19937_64 rng{std::random_device{}()};
+  policies::constraints key_constraints;
+  if (ex.key) key_constraints.regions = ex.key->allow_regions;  // residency: never widened
+  const auto& request_facts = std::get<policies::request_facts>(facts);
   const policies::plan_result plan =
-      policies::plan(std::get<policies::request_facts>(facts), ex.snap.catalog,
-                     health_.snapshot(steady::now()), ex.snap.cfg->routes, {}, rng);
+      policies::plan(request_facts, ex.snap.catalog, health_.snapshot(steady::now()),
+                     ex.snap.cfg->routes, key_constraints, rng);
   ex.log.route = plan.route;
   ex.est_prompt = std::get<policies::request_facts>(facts).est_prompt_tokens;
   ex.route_explain = header_safe(plan.explain);
@@ -696,6 +789,9 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   }
   const auto& attempts = plan.attempts;
   const std::size_t n = std::min(attempts.size(), k_max_attempts);
+  std::vector<const providers::model_info*> planned;
+  for (std::size_t i = 0; i < n; ++i) planned.push_back(attempts[i].model);
+  if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned)) co_return;
   const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
   const steady::time_point upstream_start = steady::now();
   std::string last_failure = "circuit_open";
@@ -1036,6 +1132,7 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   const auto& m = *ex.model;
   stats::usage_event ev;
   ev.request_id = ex.log.request_id;
+  if (ex.key) ev.key = ex.key->name;
   ev.route = ex.log.route;
   ev.provider = p.name;
   ev.model = m.id;
@@ -1060,6 +1157,8 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
     ev.cost_usd = providers::cost_usd(u, m);
   }
   stats::apply_energy(*ex.snap.cfg, ev);
+  ex.cost_usd += ev.cost_usd;
+  if (ex.key && ev.cost_usd > 0) metrics_.key_cost.inc({ex.key->name}, ev.cost_usd);
   accounting_->on_event(ev);
   ex.emitted = ex.log.fallback_index + 1;
 }
@@ -1149,6 +1248,9 @@ const std::vector<server::route>& server::admin_routes() {
   static const std::vector<route> table = {
       {http::verb::post, "/admin/reload", &server::admin_reload},
       {http::verb::get, "/admin/config", &server::admin_config},
+      {http::verb::get, "/admin/keys", &server::admin_keys_list},
+      {http::verb::post, "/admin/keys", &server::admin_keys_create},
+      {http::verb::delete_, "/admin/keys", &server::admin_keys_revoke},
       {http::verb::get, "/healthz", &server::healthz},
       {http::verb::get, "/metrics", &server::metrics},
   };
@@ -1177,8 +1279,12 @@ std::string server::reload(std::string_view trigger, bool& applied) {
         next->cfg->server.listen.port != now.server.listen.port ||
         next->cfg->server.threads != now.server.threads)
       log(log_level::warn, "server.listen and server.threads take effect only after a restart");
+    if (next->cfg->state.url != now.state.url)
+      log(log_level::warn, "state (the rate-limit store) takes effect only after a restart");
+    for (const auto& problem : next->key_problems) log(log_level::warn, problem);
     snap_.store(std::move(next));
     loaded_text_ = text.str();
+    seed_budgets();
     applied = true;
     metrics_.config_reloads.inc({"success"});
     log(log_level::info, "config reloaded", "\"trigger\":\"" + std::string(trigger) + "\"");
@@ -1290,6 +1396,370 @@ awaitable<void> server::admin_config(exchange& ex) {
   co_await send(ex, http::status::ok, out.dump());
 }
 
+// ---- virtual keys: authentication, rate limits, budgets, residency ----
+
+// A presented secret that matches no key is refused when auth is required, and otherwise
+// served as anonymous (no limits), as without keys.
+awaitable<bool> server::authenticate(exchange& ex) {
+  const auto& cfg = *ex.snap.cfg;
+  auto header = [&](auto name) {
+    auto v = ex.req[name];
+    return std::string_view(v.data(), v.size());
+  };
+  const std::string_view secret =
+      presented_secret(header(http::field::authorization), header("x-api-key"));
+  if (!secret.empty() && !ex.snap.keys.empty()) ex.key = ex.snap.keys.authenticate(secret);
+  if (!secret.empty() && !ex.key) {
+    ex.admin_keys = admin_keys_.load();
+    if (!ex.admin_keys->empty()) ex.key = ex.admin_keys->authenticate(secret);
+  }
+  if (ex.key) {
+    ex.log.key = ex.key->name;
+    co_return true;
+  }
+  if (!cfg.auth.required) co_return true;
+  metrics_.auth_failures.inc({secret.empty() ? "missing" : "unknown"});
+  const std::string message =
+      secret.empty() ? "Missing API key: send Authorization: Bearer <key> or x-api-key: <key>"
+                     : "Invalid API key";
+  co_await send_error(ex, http::status::unauthorized, message, "invalid_request_error", {},
+                      "invalid_api_key");
+  co_return false;
+}
+
+// The shared store failed: admit (on_error: open) or refuse with 503 (closed); logged, counted.
+awaitable<bool> server::state_failed(exchange& ex, std::string_view op,
+                                     const state_unavailable& e) {
+  const bool open = ex.snap.cfg->state.fail_open;
+  metrics_.state_errors.inc({std::string(op), open ? "admitted" : "refused"});
+  log(log_level::warn, "rate-limit store unavailable: " + e.message,
+      "\"op\":\"" + std::string(op) + "\",\"action\":\"" + (open ? "admitted" : "refused") +
+          "\",\"request_id\":\"" + ex.log.request_id + "\"");
+  if (open) co_return true;
+  co_await send_error(ex, http::status::service_unavailable,
+                      "The rate-limit store is unavailable; try again shortly", "server_error", {},
+                      "state_unavailable");
+  co_return false;
+}
+
+awaitable<bool> server::admit(exchange& ex) {
+  if (!ex.key || (!ex.key->rpm && !ex.key->tpm)) co_return true;
+  auto r = state_->admit(ex.key->name, {ex.key->rpm.value_or(0), ex.key->tpm.value_or(0)},
+                         wall_clock::now());
+  if (auto* e = std::get_if<state_unavailable>(&r))
+    co_return co_await state_failed(ex, "admit", *e);
+  ex.limits = std::get<admission>(r);
+  if (ex.limits->allowed) co_return true;
+  const bool by_requests = ex.limits->refused_by == "requests";
+  metrics_.key_rejections.inc({ex.key->name, by_requests ? "rpm" : "tpm"});
+  const auto wait_s = std::max<std::int64_t>(
+      1, (ex.limits->retry_after.count() + 999) / 1000);  // whole seconds, rounded up
+  ex.retry_after = std::to_string(wait_s);
+  const std::string message =
+      "Rate limit reached for key '" + ex.key->name + "' on " +
+      (by_requests ? "requests per minute (RPM): limit " + std::to_string(*ex.key->rpm)
+                   : "tokens per minute (TPM): limit " + std::to_string(*ex.key->tpm)) +
+      ". Please try again in " + std::to_string(wait_s) + "s.";
+  co_await send_error(ex, http::status::too_many_requests, message,
+                      by_requests ? "requests" : "tokens", {}, "rate_limit_exceeded");
+  co_return false;
+}
+
+// Reserves the most the request can cost before anything goes upstream: every prompt byte
+// taken as a token (a tokenizer never makes more tokens than bytes) at the dearer of the input
+// and cache-write prices, plus max_tokens (or state.reserve_tokens) of output, at the dearest
+// planned candidate. Concurrent requests then cannot overspend the budget together.
+awaitable<bool> server::reserve_budget(exchange& ex, std::size_t prompt_bytes,
+                                       std::optional<std::uint64_t> max_output,
+                                       const std::vector<const providers::model_info*>& models) {
+  if (!ex.key || !ex.key->budget) co_return true;
+  const auto& state_cfg = ex.snap.cfg->state;
+  const std::uint64_t output = max_output.value_or(state_cfg.reserve_tokens);
+  micro_usd amount = 0;
+  for (const auto* m : models) {
+    const double usd = (static_cast<double>(prompt_bytes) * std::max(m->input, m->cache_write) +
+                        static_cast<double>(output) * m->output) /
+                       1e6;
+    amount = std::max(amount, to_micro_usd(usd));
+  }
+  const auto now = wall_clock::now();
+  ex.window = budget_window_for(ex.key->budget->period, now);
+  const micro_usd limit = to_micro_usd(ex.key->budget->usd);
+  // A reservation outlives any request that can still settle it, then lapses by itself.
+  const auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(
+      ex.snap.cfg->server.timeouts.total + std::chrono::minutes(1));
+  auto r = state_->reserve(ex.key->name, ex.window, limit, amount, ttl, now);
+  if (auto* e = std::get_if<state_unavailable>(&r))
+    co_return co_await state_failed(ex, "reserve", *e);
+  auto& got = std::get<reservation>(r);
+  if (got.granted) {
+    ex.held = std::move(got);
+    co_return true;
+  }
+  metrics_.key_rejections.inc({ex.key->name, "budget"});
+  auto usd = [](micro_usd v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "$%.6f", static_cast<double>(v) / 1e6);
+    return std::string(buf);
+  };
+  const std::string message =
+      "Budget exhausted for key '" + ex.key->name + "': " + usd(got.after.spent) + " spent and " +
+      usd(got.after.reserved) + " reserved by requests in flight, of " + usd(limit) + " for " +
+      ex.window.id + "; this request may cost up to " + usd(amount) + ".";
+  co_await send_error(ex, http::status::payment_required, message, "insufficient_quota", {},
+                      "budget_exceeded");
+  co_return false;
+}
+
+// Ends what the request holds: its reservation settles to the real cost, its tokens join the
+// key's tokens-per-minute window. Runs for every request, served or not.
+void server::settle(exchange& ex) {
+  if (!ex.key) return;
+  const auto now = wall_clock::now();
+  if (ex.held) {
+    auto r = state_->settle(ex.key->name, ex.window, *ex.held, to_micro_usd(ex.cost_usd));
+    if (auto* e = std::get_if<state_unavailable>(&r)) {
+      metrics_.state_errors.inc({"settle", "lost"});
+      log(log_level::error, "budget settle failed; the reservation lapses by its TTL",
+          "\"key\":\"" + ex.key->name + "\",\"error\":" + nlohmann::json(e->message).dump());
+    }
+    ex.held.reset();
+  }
+  const std::uint64_t tokens = ex.tokens.prompt_total() + ex.tokens.completion_total();
+  if (ex.key->tpm && tokens > 0) {
+    auto r = state_->add_tokens(ex.key->name, tokens, now);
+    if (std::holds_alternative<state_unavailable>(r))
+      metrics_.state_errors.inc({"add_tokens", "lost"});
+  }
+}
+
+bool server::region_allowed(const exchange& ex, const providers::provider& p) const {
+  if (!ex.key || ex.key->allow_regions.empty()) return true;
+  const auto& allowed = ex.key->allow_regions;
+  return std::find(allowed.begin(), allowed.end(), p.region) != allowed.end();
+}
+
+// Control thread: the admin keys from the ledger's database (every gateway sharing it sees
+// the same), swapped in whole. Returns an error message, or empty.
+std::string server::refresh_admin_keys() {
+  if (!ledger_) return "no ledger database (stats.ledger is none)";
+  auto stored = ledger_->keys();
+  if (auto* e = std::get_if<stats::query_error>(&stored)) return e->message;
+  auto table = std::make_shared<key_table>();
+  const auto snap = snap_.load();
+  for (const auto& k : std::get<std::vector<stats::stored_key>>(stored)) {
+    if (k.revoked_ms) continue;
+    auto digest = digest_from_hex(k.key_sha256);
+    if (!digest || snap->keys.by_name(k.name)) continue;  // a config key of that name wins
+    virtual_key v = key_from_spec(k.name, *digest, k.spec);
+    v.created_ms = k.created_ms;
+    table->add(std::move(v));
+  }
+  admin_keys_.store(std::move(table));
+  seed_budgets();
+  return {};
+}
+
+// Control thread: each budgeted key's spend so far this period, from the ledger, into the
+// limit store when it holds none yet (after a restart, or a new period's first request).
+void server::seed_budgets() {
+  if (!ledger_) return;
+  const auto now = wall_clock::now();
+  const auto snap = snap_.load();
+  const auto admin = admin_keys_.load();
+  for (const auto* table : {&snap->keys, admin.get()}) {
+    for (const auto& k : table->all()) {
+      if (!k.budget) continue;
+      const auto window = budget_window_for(k.budget->period, now);
+      if (!seeded_.insert(k.name + "/" + window.id).second) continue;
+      auto spent = ledger_->key_spend(k.name, window.start, window.end);
+      if (auto* e = std::get_if<stats::query_error>(&spent)) {
+        log(log_level::warn, "cannot read a key's spend from the ledger: " + e->message,
+            "\"key\":\"" + k.name + "\"");
+        seeded_.erase(k.name + "/" + window.id);
+        continue;
+      }
+      if (std::holds_alternative<state_unavailable>(
+              state_->seed_spent(k.name, window, to_micro_usd(std::get<double>(spent)))))
+        seeded_.erase(k.name + "/" + window.id);  // tried again on the next refresh
+    }
+  }
+}
+
+// ---- the admin key API (admin listener only) ----
+
+// With an admin token set, every /admin/ endpoint needs it; without one, the key API is off
+// (`always`) and the rest is protected by the admin listener's address alone.
+bool server::admin_authorized(exchange& ex, bool always) {
+  if (!admin_token_) return !always;
+  auto v = ex.req[http::field::authorization];
+  std::string_view secret = presented_secret(std::string_view(v.data(), v.size()), {});
+  const sha256_digest presented = sha256(secret);
+  return !secret.empty() &&
+         CRYPTO_memcmp(presented.data(), admin_token_->data(), presented.size()) == 0;
+}
+
+namespace {
+
+nlohmann::json key_json(const virtual_key& k) {
+  nlohmann::json j = nlohmann::json::parse(spec_json(k));
+  j["name"] = k.name;
+  j["source"] = k.source == key_source::config ? "config" : "admin";
+  j["key_sha256_prefix"] = to_hex(k.hash).substr(0, 8);  // enough to tell keys apart, no more
+  return j;
+}
+
+}  // namespace
+
+// The admin key API's work runs on the control thread (it reads and writes the ledger); each
+// answer is a status and a body. Plain functions, not coroutines: GCC 12 mishandles
+// initializer-list temporaries inside coroutines.
+using admin_answer = std::pair<int, std::string>;
+
+awaitable<void> server::answer_on_control(exchange& ex, std::function<admin_answer()> work) {
+  auto [e, answer] = co_await net::co_spawn(
+      control_, [&work]() -> awaitable<admin_answer> { co_return work(); }, as_tuple);
+  if (e) {
+    co_await send_error(ex, http::status::internal_server_error, "The admin request failed",
+                        "server_error");
+    co_return;
+  }
+  co_await send(ex, static_cast<http::status>(answer.first), std::move(answer.second));
+}
+
+// GET /admin/keys: every key, its limits and its budget's spend this period. No secrets.
+awaitable<void> server::admin_keys_list(exchange& ex) {
+  co_await answer_on_control(ex, [this] { return keys_listing(); });
+}
+
+admin_answer server::keys_listing() {
+  const auto snap = snap_.load();
+  nlohmann::json data = nlohmann::json::array();
+  auto add = [&](const virtual_key& k, nlohmann::json j) {
+    if (k.budget) {
+      auto w = budget_window_for(k.budget->period, wall_clock::now());
+      auto b = state_->budget(k.name, w, wall_clock::now());
+      if (auto* st = std::get_if<budget_state>(&b))
+        j["budget"]["spend"] = {{"period", w.id},
+                                {"spent_usd", static_cast<double>(st->spent) / 1e6},
+                                {"reserved_usd", static_cast<double>(st->reserved) / 1e6}};
+    }
+    data.push_back(std::move(j));
+  };
+  for (const auto& k : snap->keys.all()) add(k, key_json(k));
+  if (ledger_) {
+    auto stored = ledger_->keys();
+    if (auto* qe = std::get_if<stats::query_error>(&stored))
+      return {503, openai_error_body("The key store cannot be read: " + qe->message, "server_error",
+                                     {}, "ledger_unavailable")};
+    for (const auto& k : std::get<std::vector<stats::stored_key>>(stored)) {
+      auto digest = digest_from_hex(k.key_sha256);
+      if (!digest) continue;
+      virtual_key v = key_from_spec(k.name, *digest, k.spec);
+      nlohmann::json j = key_json(v);
+      j["created_ms"] = k.created_ms;
+      if (k.revoked_ms) {
+        j["revoked_ms"] = *k.revoked_ms;
+        data.push_back(std::move(j));
+      } else {
+        add(v, std::move(j));
+      }
+    }
+  }
+  nlohmann::json out = nlohmann::json::object();
+  out["object"] = "list";
+  out["data"] = std::move(data);
+  return {200, out.dump()};
+}
+
+// POST /admin/keys: a new key, stored in the ledger's database (so it survives restarts and
+// every gateway sharing the database serves it). A generated secret is shown once, here.
+awaitable<void> server::admin_keys_create(exchange& ex) {
+  auto parsed = parse_new_key(ex.req.body(), *ex.snap.cfg);
+  if (auto* pe = std::get_if<key_request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, pe->message, "invalid_request_error",
+                        pe->param, "invalid_value");
+    co_return;
+  }
+  auto made = std::get<new_key>(std::move(parsed));
+  co_await answer_on_control(ex, [this, &made] { return key_creation(made); });
+}
+
+admin_answer server::key_creation(const new_key& made) {
+  const auto snap = snap_.load();
+  auto conflict = [](const std::string& message) {
+    return admin_answer{409,
+                        openai_error_body(message, "invalid_request_error", "name", "key_exists")};
+  };
+  if (!ledger_)
+    return {503, openai_error_body("Admin keys are kept in the ledger database; set "
+                                   "stats.ledger to sqlite:PATH or postgres://…",
+                                   "server_error", {}, "ledger_unavailable")};
+  if (snap->keys.by_name(made.key.name))
+    return conflict("Key '" + made.key.name + "' is defined in the config file");
+  if (snap->keys.by_digest(made.key.hash) || admin_keys_.load()->by_digest(made.key.hash))
+    return conflict("Another key has the same secret");
+  stats::stored_key stored;
+  stored.name = made.key.name;
+  stored.key_sha256 = to_hex(made.key.hash);
+  stored.spec = spec_json(made.key);
+  stored.created_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(wall_clock::now().time_since_epoch())
+          .count();
+  auto added = ledger_->add_key(stored);
+  if (auto* qe = std::get_if<stats::query_error>(&added))
+    return {503, openai_error_body("The key could not be stored: " + qe->message, "server_error",
+                                   {}, "ledger_unavailable")};
+  if (!std::get<bool>(added)) return conflict("An active key named '" + made.key.name + "' exists");
+  if (auto problem = refresh_admin_keys(); !problem.empty())
+    log(log_level::warn, "admin keys not refreshed: " + problem);
+  nlohmann::json j = key_json(made.key);
+  if (!made.secret.empty()) j["key"] = made.secret;
+  j["created_ms"] = stored.created_ms;
+  log(log_level::info, "admin: key created", "\"key\":" + nlohmann::json(made.key.name).dump());
+  return {201, j.dump()};
+}
+
+// DELETE /admin/keys?name=N: revokes an admin key at once on this gateway, and within the
+// refresh interval on every other gateway sharing the database.
+awaitable<void> server::admin_keys_revoke(exchange& ex) {
+  auto query = parse_query(ex.req.target());
+  auto it = query.find("name");
+  if (it == query.end() || it->second.empty()) {
+    co_await send_error(ex, http::status::bad_request,
+                        "Give the key to revoke as ?name=", "invalid_request_error", "name",
+                        "missing_name");
+    co_return;
+  }
+  const std::string name = it->second;
+  co_await answer_on_control(ex, [this, &name] { return key_revocation(name); });
+}
+
+admin_answer server::key_revocation(const std::string& name) {
+  const auto snap = snap_.load();
+  auto not_found = [&] {
+    return admin_answer{404, openai_error_body("No active admin key named '" + name + "'",
+                                               "invalid_request_error", "name", "key_not_found")};
+  };
+  if (snap->keys.by_name(name))
+    return {409, openai_error_body("Key '" + name +
+                                       "' is defined in the config file; remove it "
+                                       "there",
+                                   "invalid_request_error", "name", "config_key")};
+  if (!ledger_) return not_found();
+  auto revoked = ledger_->revoke_key(name, wall_clock::now());
+  if (auto* qe = std::get_if<stats::query_error>(&revoked))
+    return {503, openai_error_body("The key could not be revoked: " + qe->message, "server_error",
+                                   {}, "ledger_unavailable")};
+  if (!std::get<bool>(revoked)) return not_found();
+  refresh_admin_keys();
+  log(log_level::info, "admin: key revoked", "\"key\":" + nlohmann::json(name).dump());
+  nlohmann::json out = nlohmann::json::object();
+  out["name"] = name;
+  out["revoked"] = true;
+  return {200, out.dump()};
+}
+
 // ---- sessions ----
 
 void server::finish(exchange& ex) {
@@ -1309,6 +1779,7 @@ void server::finish(exchange& ex) {
   } else if (ex.log.path == "/v1/chat/completions") {
     metrics_.requests.inc({ex.log.route, "", "", "", std::to_string(ex.log.status)});
   }
+  settle(ex);
   write_access_log(ex.log);
 }
 
@@ -1333,6 +1804,23 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
         co_await send_error(ex, http::status::bad_request, message, "invalid_request_error", {},
                             "nesting_too_deep");
         co_return;
+      }
+      if (admin && path.starts_with("/admin/") &&
+          !admin_authorized(ex, path.starts_with("/admin/keys"))) {
+        const bool configured = admin_token_.has_value();
+        // Built before the co_await (GCC 12 and class temporaries of a conditional).
+        const std::string message =
+            configured ? "This admin endpoint needs Authorization: Bearer <admin token>"
+                       : "Set " + ex.snap.cfg->auth.admin_token_env +
+                             " (auth.admin_token_env) to enable the admin key API";
+        co_await send_error(ex, configured ? http::status::unauthorized : http::status::forbidden,
+                            message, "invalid_request_error", {},
+                            configured ? "invalid_admin_token" : "admin_disabled");
+        co_return;
+      }
+      if (!admin && path.starts_with("/v1/")) {
+        ex.anthropic_api = path.starts_with("/v1/messages");
+        if (!co_await authenticate(ex)) co_return;
       }
       co_await (this->*r.fn)(ex);
       co_return;
@@ -1598,6 +2086,19 @@ int server::run() {
 
   // The control thread (this one): signals, reloads, and the config file watcher's wake-ups.
   auto guard = net::make_work_guard(control_);
+  // Admin keys and budget spends come from the ledger's database; re-read every few seconds so
+  // a key created or revoked on one gateway of a fleet reaches the others.
+  if (auto problem = refresh_admin_keys(); !problem.empty() && ledger_)
+    log(log_level::warn, "admin keys not loaded: " + problem);
+  net::steady_timer key_refresh(control_);
+  std::function<void(const error_code&)> on_refresh = [&](const error_code& tec) {
+    if (tec) return;
+    refresh_admin_keys();
+    key_refresh.expires_after(std::chrono::seconds(2));
+    key_refresh.async_wait(on_refresh);
+  };
+  key_refresh.expires_after(std::chrono::seconds(2));
+  key_refresh.async_wait(on_refresh);
   net::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const error_code&, int)> on_signal = [&](const error_code& sec, int sig) {
     if (sec) return;
@@ -1611,6 +2112,7 @@ int server::run() {
         "\"signal\":" + std::to_string(sig) + ",\"inflight\":" + std::to_string(inflight_.load()));
     begin_drain();
     guard.reset();
+    key_refresh.cancel();
     control_.stop();
   };
   signals.async_wait(on_signal);

@@ -16,6 +16,7 @@ std::shared_ptr<const snapshot> finish(config::config cfg, const providers::env_
     for (std::size_t i = 1; i < problems.size(); ++i) all += "\n" + problems[i];
     throw config::config_error(all);
   }
+  snap->keys = key_table::from_config(cfg, env, snap->key_problems);
   snap->cfg = std::make_shared<const config::config>(std::move(cfg));
   return snap;
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "gateway/keys.hpp"
 #include "providers/catalog.hpp"
 #include "stats/report.hpp"
 
@@ -15,6 +16,8 @@ namespace meridian::gateway {
 struct snapshot {
   std::shared_ptr<const config::config> cfg;
   providers::catalog catalog;
+  key_table keys;                         // the config's virtual keys, secrets resolved
+  std::vector<std::string> key_problems;  // keys left out, e.g. an unset key_env variable
 };
 
 // Validates and resolves config text: YAML, catalog, routes against the catalog. `source`
