@@ -60,7 +60,9 @@ class sql_statement {
   }
   std::uint64_t uint64(int col) const { return static_cast<std::uint64_t>(int64(col)); }
   // Runs a statement that returns no rows (or whose rows are not wanted), ready for the next.
-  void run() {
+  // Inside a write transaction a backend may send it without waiting for its answer (libpq's
+  // pipeline mode); its error, if any, is then thrown by a later call, at the latest commit().
+  virtual void run() {
     step();
     reset();
   }

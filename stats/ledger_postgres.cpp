@@ -1,10 +1,11 @@
 // The ledger's PostgreSQL backend over libpq: text-format parameters and results, `?`
-// placeholders rewritten to `$n`, and a transaction-level advisory lock for migrations so that
-// several gateways starting at once on an empty database migrate it exactly once.
+// placeholders rewritten to `$n`, pipelined writes, and a transaction-level advisory lock for
+// migrations so that several gateways starting at once on an empty database migrate it once.
 #include <libpq-fe.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,69 +62,10 @@ result_ptr checked(PGconn* conn, PGresult* raw) {
   return r;
 }
 
-class pg_statement final : public sql_statement {
- public:
-  pg_statement(PGconn* conn, const std::string& sql)
-      : conn_(conn), sql_(numbered_placeholders(sql)) {}
-
-  void bind_int64(int i, std::int64_t v) override { set(i, std::to_string(v), k_int8); }
-  void bind_double(int i, double v) override {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    set(i, buf, k_float8);
-  }
-  void bind_text(int i, const std::string& v) override { set(i, v, k_text); }
-  void bind_null(int i) override {
-    slot(i);
-    values_[static_cast<std::size_t>(i - 1)].reset();
-  }
-
-  bool step() override {
-    if (!result_) {
-      std::vector<const char*> values;
-      for (const auto& v : values_) values.push_back(v ? v->c_str() : nullptr);
-      result_ = checked(conn_, PQexecParams(conn_, sql_.c_str(), static_cast<int>(values.size()),
-                                            types_.data(), values.data(), nullptr, nullptr, 0));
-      row_ = -1;
-    }
-    return ++row_ < PQntuples(result_.get());
-  }
-  void reset() override { result_.reset(); }
-
-  std::int64_t int64(int col) const override {
-    return std::strtoll(PQgetvalue(result_.get(), row_, col), nullptr, 10);
-  }
-  double real(int col) const override {
-    return std::strtod(PQgetvalue(result_.get(), row_, col), nullptr);
-  }
-  bool is_null(int col) const override { return PQgetisnull(result_.get(), row_, col) != 0; }
-  std::string text(int col) const override {
-    return std::string(PQgetvalue(result_.get(), row_, col),
-                       static_cast<std::size_t>(PQgetlength(result_.get(), row_, col)));
-  }
-
- private:
-  void slot(int i) {
-    auto n = static_cast<std::size_t>(i);
-    if (values_.size() < n) {
-      values_.resize(n);
-      types_.resize(n, 0);
-    }
-  }
-  void set(int i, std::string v, Oid type) {
-    slot(i);
-    values_[static_cast<std::size_t>(i - 1)] = std::move(v);
-    types_[static_cast<std::size_t>(i - 1)] = type;
-  }
-
-  PGconn* conn_;
-  std::string sql_;
-  std::vector<std::optional<std::string>> values_;
-  std::vector<Oid> types_;  // 0 (inferred) for a parameter only ever bound to NULL
-  result_ptr result_;
-  int row_ = -1;
-};
-
+// Statements sent by run() inside a write transaction go out in libpq's pipeline mode, so a
+// flush of thousands of rows costs a few round trips rather than one per row. Any other call on
+// the connection first drains the pipeline (sync, read every result, leave pipeline mode) and
+// throws the first error it carried.
 class pg_connection final : public sql_connection {
  public:
   explicit pg_connection(const std::string& url) {
@@ -146,22 +88,172 @@ class pg_connection final : public sql_connection {
   pg_connection& operator=(const pg_connection&) = delete;
 
   engine kind() const override { return engine::postgres; }
-  void exec(const std::string& sql) override { checked(conn_, PQexec(conn_, sql.c_str())); }
-  std::unique_ptr<sql_statement> prepare(const std::string& sql) override {
-    return std::make_unique<pg_statement>(conn_, sql);
+  void exec(const std::string& sql) override {
+    drain();
+    checked(conn_, PQexec(conn_, sql.c_str()));
   }
-  void begin_write() override { exec("BEGIN"); }
+  std::unique_ptr<sql_statement> prepare(const std::string& sql) override;
+  void begin_write() override {
+    exec("BEGIN");
+    writing_ = true;
+  }
   void begin_read() override { exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); }
-  void commit() override { exec("COMMIT"); }
-  void rollback() noexcept override { PQclear(PQexec(conn_, "ROLLBACK")); }
+  void commit() override {
+    writing_ = false;
+    exec("COMMIT");
+  }
+  void rollback() noexcept override {
+    writing_ = false;
+    try {
+      drain();
+    } catch (const std::exception&) {
+      // the transaction is being abandoned anyway
+    }
+    PQclear(PQexec(conn_, "ROLLBACK"));
+    // A failed pipeline may have skipped some of the prepares: start again from none.
+    if (!prepared_.empty()) {
+      prepared_.clear();
+      PQclear(PQexec(conn_, "DEALLOCATE ALL"));
+    }
+  }
   bool healthy() const override {
-    return PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) == PQTRANS_IDLE;
+    return PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) == PQTRANS_IDLE &&
+           PQpipelineStatus(conn_) == PQ_PIPELINE_OFF;
   }
   void lock_migrations() override { exec(k_migration_lock); }
 
+  // Runs a statement now, with its result.
+  result_ptr execute(const char* sql, int n, const Oid* types, const char* const* values) {
+    drain();
+    return checked(conn_, PQexecParams(conn_, sql, n, types, values, nullptr, nullptr, 0));
+  }
+  // Sends a statement whose result is not wanted: pipelined in a write transaction.
+  void send(const char* sql, int n, const Oid* types, const char* const* values) {
+    if (!writing_) {
+      execute(sql, n, types, values);
+      return;
+    }
+    if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF && PQenterPipelineMode(conn_) != 1)
+      throw sql_error(trimmed(PQerrorMessage(conn_)));
+    // Prepared once per connection: the server then parses and plans each text once.
+    auto [it, added] = prepared_.try_emplace(sql, "meridian_" + std::to_string(prepared_.size()));
+    if (added && PQsendPrepare(conn_, it->second.c_str(), sql, n, types) != 1) {
+      prepared_.erase(it);
+      throw sql_error(trimmed(PQerrorMessage(conn_)));
+    }
+    if (PQsendQueryPrepared(conn_, it->second.c_str(), n, values, nullptr, nullptr, 0) != 1)
+      throw sql_error(trimmed(PQerrorMessage(conn_)));
+    // Bounded, so neither side's socket buffer fills while the other is not reading.
+    if (++in_flight_ >= 256) drain();
+  }
+
  private:
+  // Ends pipeline mode, if on, having read every result; throws the first error among them.
+  void drain() {
+    if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) return;
+    in_flight_ = 0;
+    if (PQpipelineSync(conn_) != 1) throw sql_error(trimmed(PQerrorMessage(conn_)));
+    std::string error;
+    for (;;) {
+      result_ptr r(PQgetResult(conn_));
+      if (!r) {
+        // NULL ends each statement's results; a broken connection gives nothing more.
+        if (PQstatus(conn_) != CONNECTION_OK) {
+          if (error.empty()) error = trimmed(PQerrorMessage(conn_));
+          break;
+        }
+        continue;
+      }
+      auto status = PQresultStatus(r.get());
+      if (status == PGRES_PIPELINE_SYNC) break;
+      if (status == PGRES_FATAL_ERROR && error.empty())
+        error = trimmed(PQresultErrorMessage(r.get()));
+    }
+    if (PQexitPipelineMode(conn_) != 1 && error.empty()) error = trimmed(PQerrorMessage(conn_));
+    if (!error.empty()) throw sql_error(error);
+  }
+
   PGconn* conn_ = nullptr;
+  bool writing_ = false;  // inside begin_write(): run() may pipeline
+  std::map<std::string, std::string, std::less<>> prepared_;  // SQL -> statement name
+  int in_flight_ = 0;  // statements sent since the last drain
 };
+
+class pg_statement final : public sql_statement {
+ public:
+  pg_statement(pg_connection& conn, const std::string& sql)
+      : conn_(conn), sql_(numbered_placeholders(sql)) {}
+
+  void bind_int64(int i, std::int64_t v) override { set(i, std::to_string(v), k_int8); }
+  void bind_double(int i, double v) override {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    set(i, buf, k_float8);
+  }
+  void bind_text(int i, const std::string& v) override { set(i, v, k_text); }
+  void bind_null(int i) override {
+    slot(i);
+    values_[static_cast<std::size_t>(i - 1)].reset();
+  }
+
+  bool step() override {
+    if (!result_) {
+      auto values = pointers();
+      result_ = conn_.execute(sql_.c_str(), static_cast<int>(values.size()), types_.data(),
+                              values.data());
+      row_ = -1;
+    }
+    return ++row_ < PQntuples(result_.get());
+  }
+  void reset() override { result_.reset(); }
+  void run() override {
+    auto values = pointers();
+    conn_.send(sql_.c_str(), static_cast<int>(values.size()), types_.data(), values.data());
+  }
+
+  std::int64_t int64(int col) const override {
+    return std::strtoll(PQgetvalue(result_.get(), row_, col), nullptr, 10);
+  }
+  double real(int col) const override {
+    return std::strtod(PQgetvalue(result_.get(), row_, col), nullptr);
+  }
+  bool is_null(int col) const override { return PQgetisnull(result_.get(), row_, col) != 0; }
+  std::string text(int col) const override {
+    return std::string(PQgetvalue(result_.get(), row_, col),
+                       static_cast<std::size_t>(PQgetlength(result_.get(), row_, col)));
+  }
+
+ private:
+  std::vector<const char*> pointers() const {
+    std::vector<const char*> values;
+    values.reserve(values_.size());
+    for (const auto& v : values_) values.push_back(v ? v->c_str() : nullptr);
+    return values;
+  }
+  void slot(int i) {
+    auto n = static_cast<std::size_t>(i);
+    if (values_.size() < n) {
+      values_.resize(n);
+      types_.resize(n, 0);
+    }
+  }
+  void set(int i, std::string v, Oid type) {
+    slot(i);
+    values_[static_cast<std::size_t>(i - 1)] = std::move(v);
+    types_[static_cast<std::size_t>(i - 1)] = type;
+  }
+
+  pg_connection& conn_;
+  std::string sql_;
+  std::vector<std::optional<std::string>> values_;
+  std::vector<Oid> types_;  // 0 (inferred) for a parameter only ever bound to NULL
+  result_ptr result_;
+  int row_ = -1;
+};
+
+std::unique_ptr<sql_statement> pg_connection::prepare(const std::string& sql) {
+  return std::make_unique<pg_statement>(*this, sql);
+}
 
 }  // namespace
 

@@ -1,7 +1,8 @@
 // The ledger on PostgreSQL (stats.ledger: postgres://...), against the real server that
 // scripts/services.sh starts: the same answers as SQLite for the same events, several ledgers
 // writing one database at once, three processes' worth of first-time migrations racing, an
-// unreachable server, a database that appears later, and the stored keys.
+// unreachable server, a database that appears later, a failed flush rolled back and retried,
+// and the stored keys.
 // MERIDIAN_TEST_POSTGRES names the server; each test works in its own fresh database.
 #include <doctest/doctest.h>
 
@@ -350,6 +351,39 @@ TEST_CASE("ledger postgres: events wait for a database that appears later") {
   CHECK(book.queued() == 0);
   CHECK(book.schema_version() == 2);
   CHECK(ok(book.generation("a")).has_value());  // the reader reconnects too
+}
+
+TEST_CASE("ledger postgres: a failed flush rolls back whole and is retried with its events") {
+  pg_db db;
+  stats::ledger book(on_postgres(db.url));
+  REQUIRE(book.last_error().empty());
+  // Make one row of the batch fail after the hourly upserts went out in the same transaction.
+  admin_sql("ALTER TABLE generations ADD CONSTRAINT no_bad CHECK (request_id <> 'bad')", db.url);
+  for (int i = 0; i < 600; ++i)
+    book.record(event(i == 450 ? "bad" : std::to_string(i), "deepseek", "deepseek-chat", "cn", 10,
+                      0, k_noon - minutes(i)));
+  book.flush(k_noon);
+  CHECK(book.write_errors() == 1);
+  CHECK(book.last_error().find("no_bad") != std::string::npos);
+  CHECK(book.queued() == 600);
+  auto window = window_ending(k_noon, hours(24));
+  CHECK(ok(book.share(window, stats::dimension::region)).rows.empty());
+  CHECK(scalar(db.url, "SELECT COUNT(*) FROM generations") == "0");
+
+  admin_sql("ALTER TABLE generations DROP CONSTRAINT no_bad", db.url);
+  book.flush(k_noon);
+  CHECK(book.last_error().empty());
+  CHECK(book.queued() == 0);
+  auto data = ok(book.share(window, stats::dimension::region));
+  REQUIRE(data.rows.size() == 1);
+  CHECK(data.rows[0].current.requests == 600);
+  CHECK(data.rows[0].current.tokens.total() == 6000);
+  CHECK(ok(book.generation("bad")).has_value());
+  // The same connection goes on writing.
+  book.record(event("after", "deepseek", "deepseek-chat", "cn", 10, 0, k_noon));
+  book.flush(k_noon);
+  CHECK(book.last_error().empty());
+  CHECK(ok(book.generation("after")).has_value());
 }
 
 TEST_CASE("ledger postgres: stored keys, shared by every ledger on the database") {
