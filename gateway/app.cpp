@@ -393,12 +393,12 @@ int stats_table(const std::string& path, const std::string& window, const std::s
   auto snap = load(path);
   if (!snap) return 1;
   const auto& st = snap->cfg->stats;
-  if (st.ledger_path.empty()) {
+  if (st.ledger_path.empty() && st.ledger_postgres.empty()) {
     std::fprintf(stderr, "error: %s: stats.ledger is none; there is nothing to report\n",
                  path.c_str());
     return 1;
   }
-  if (!fs::exists(st.ledger_path)) {
+  if (!st.ledger_path.empty() && !fs::exists(st.ledger_path)) {
     std::fprintf(stderr,
                  "error: no ledger at %s yet (it is created when the gateway first serves)\n",
                  st.ledger_path.c_str());

@@ -165,7 +165,7 @@ class server {
         metrics_(registry_) {
     // The ledger and its counters live as long as the process, not one config snapshot.
     const auto& st = snap_.load()->cfg->stats;
-    if (!st.ledger_path.empty())
+    if (!st.ledger_path.empty() || !st.ledger_postgres.empty())
       ledger_ = std::make_unique<stats::ledger>(stats::ledger_options_from(st));
     accounting_ = std::make_unique<stats::accounting>(registry_, ledger_.get());
     // Where limits and budgets count lives as long as the process; `state` needs a restart.
@@ -2065,6 +2065,9 @@ int server::run() {
     std::printf("{\"event\":\"admin_listening\",\"address\":\"%s\",\"port\":%u}\n", al.host.c_str(),
                 static_cast<unsigned>(w.admin_acceptor->local_endpoint().port()));
   }
+  // Signals are caught from before "listening" is announced: a SIGTERM right after that line
+  // still drains (asio queues it until the control loop waits for it).
+  net::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
   // Watching starts before "listening" is announced, so no change after that line is missed.
   std::jthread watcher;
   if (!config_path_.empty()) {
@@ -2099,7 +2102,6 @@ int server::run() {
   };
   key_refresh.expires_after(std::chrono::seconds(2));
   key_refresh.async_wait(on_refresh);
-  net::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const error_code&, int)> on_signal = [&](const error_code& sec, int sig) {
     if (sec) return;
     if (sig == SIGHUP) {
