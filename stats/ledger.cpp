@@ -446,9 +446,9 @@ struct ledger::impl {
   ledger_options options;
 
   bool configured() const { return !options.postgres.empty() || !options.path.empty(); }
-  // For messages: the file, or the PostgreSQL URL (which never holds a password).
-  const std::string& name() const {
-    return options.postgres.empty() ? options.path : options.postgres;
+  // For messages: the file, or (never the URL, whatever it may carry) the PostgreSQL ledger.
+  std::string name() const {
+    return options.postgres.empty() ? options.path : "the PostgreSQL ledger";
   }
   enum class role { writer, reader, admin };
   std::unique_ptr<sql_connection> open(role r) const {

@@ -1,5 +1,6 @@
-// The token ledger: usage events batched into SQLite (hourly buckets plus per-request
-// generation records) by a storage thread, and the share/daily/generation queries over it.
+// The token ledger: usage events batched into SQLite or PostgreSQL (hourly buckets plus
+// per-request generation records) by a storage thread, the share/daily/generation queries over
+// it, and the admin-managed keys that every gateway sharing the database sees.
 #pragma once
 
 #include <chrono>
@@ -28,21 +29,26 @@ struct ledger_options {
 // gateway sharing the database sees it. The secret itself is never stored, only its SHA-256.
 struct stored_key {
   std::string name;
-  std::string key_sha256;  // 64 lowercase hex digits
-  std::string spec;        // JSON: {"rpm":N,"tpm":N,"budget":{"usd":X,"period":"day|month"},
-                           //        "allow":{"regions":[...]}} with absent members unset
-  std::int64_t created_ms = 0;                // Unix milliseconds
-  std::optional<std::int64_t> revoked_ms;     // set once revoked; revoked keys stay listed
+  std::string key_sha256;       // 64 lowercase hex digits
+  std::string spec;             // JSON: {"rpm":N,"tpm":N,"budget":{"usd":X,"period":"day|month"},
+                                //        "allow":{"regions":[...]}} with absent members unset
+  std::int64_t created_ms = 0;  // Unix milliseconds
+  std::optional<std::int64_t> revoked_ms;  // set once revoked; revoked keys stay listed
 };
 
 // The options config's `stats` section asks for; path and postgres are empty for "none".
 ledger_options ledger_options_from(const config::stats_config& cfg);
 
 // Thread-safe. record() never blocks on I/O: events wait in a bounded queue that the storage
-// thread writes every flush_interval in one transaction. A failed open or write is reported by
-// last_error() and write_errors() and retried on the next flush with the same events; nothing
-// throws into the caller. Queries use their own connection, so they never wait for a write
-// (WAL mode), and may be called from any thread.
+// thread writes every flush_interval in one transaction. A failed open or write (a missing
+// directory, PostgreSQL down) is reported by last_error() and write_errors() and retried on the
+// next flush with the same events; nothing throws into the caller. Queries use their own
+// connection, so they never wait for a write (WAL mode; PostgreSQL's MVCC), and may be called
+// from any thread; they are serialized with each other, as are the keys API's writes, which
+// have a third connection. Several gateways (ledger objects) may share one PostgreSQL
+// database: bucket upserts add up and the first-time migration runs once. The constructor
+// connects at once (up to libpq's connect_timeout of 5 s unless the URL sets another), so
+// build the ledger on the control thread, never on an event loop; so too for every query.
 class ledger {
  public:
   explicit ledger(ledger_options options);
@@ -63,7 +69,7 @@ class ledger {
   std::uint64_t write_errors() const;
   std::size_t queued() const;      // events not yet written, including those awaiting a retry
   std::string last_error() const;  // empty while the last flush succeeded
-  int schema_version() const;      // of the open file; 0 when it could not be opened
+  int schema_version() const;      // of the open database; 0 until it could be opened
 
   // Per-key sums over the window, with each key's tokens over the window just before.
   result<share_data> share(const time_window& window, dimension by) const;
