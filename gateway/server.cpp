@@ -2065,6 +2065,10 @@ int server::run() {
     std::printf("{\"event\":\"admin_listening\",\"address\":\"%s\",\"port\":%u}\n", al.host.c_str(),
                 static_cast<unsigned>(w.admin_acceptor->local_endpoint().port()));
   }
+  // Nothing is served before the admin keys are known and each budget's spend so far this
+  // period is back from the ledger (a restart must not refill a budget).
+  if (auto problem = refresh_admin_keys(); !problem.empty() && ledger_)
+    log(log_level::warn, "admin keys not loaded: " + problem);
   // Signals are caught from before "listening" is announced: a SIGTERM right after that line
   // still drains (asio queues it until the control loop waits for it).
   net::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
@@ -2089,10 +2093,9 @@ int server::run() {
 
   // The control thread (this one): signals, reloads, and the config file watcher's wake-ups.
   auto guard = net::make_work_guard(control_);
-  // Admin keys and budget spends come from the ledger's database; re-read every few seconds so
-  // a key created or revoked on one gateway of a fleet reaches the others.
-  if (auto problem = refresh_admin_keys(); !problem.empty() && ledger_)
-    log(log_level::warn, "admin keys not loaded: " + problem);
+  // Admin keys and budget spends come from the ledger's database (read before "listening",
+  // below); re-read every few seconds so a key created or revoked on one gateway of a fleet
+  // reaches the others.
   net::steady_timer key_refresh(control_);
   std::function<void(const error_code&)> on_refresh = [&](const error_code& tec) {
     if (tec) return;

@@ -143,7 +143,7 @@ TEST_CASE("keys: 200 concurrent requests against a budget for 50 never overspend
       "providers:\n  p: { port: 0, models: [m], ttft: 300ms, tokens_per_second: 0, "
       "reply_tokens: 10 }\n");
   temp_dir d;
-  gateway g(
+  const std::string g_yaml =
       "server: { listen: 127.0.0.1:0, threads: 2 }\n"
       "providers:\n" +
       provider_yaml(s, "p", "us", "input: 0, output: 100, cache_read: 0, cache_write: 0") +
@@ -151,7 +151,8 @@ TEST_CASE("keys: 200 concurrent requests against a budget for 50 never overspend
       "/ledger.db\", flush_interval: 100ms }\n"
       "keys:\n"
       "  - { name: capped, key_sha256: \"" +
-      sha("sk-capped") + "\", budget: { usd: 0.05, period: day } }\n");
+      sha("sk-capped") + "\", budget: { usd: 0.05, period: day } }\n";
+  gateway g(g_yaml);
   constexpr int k_clients = 200;
   std::atomic<int> ok{0}, refused{0}, other{0};
   std::atomic<double> paid{0};
@@ -195,6 +196,11 @@ TEST_CASE("keys: 200 concurrent requests against a budget for 50 never overspend
   // After a restart the spend is read back from the ledger: the budget stays exhausted.
   g.proc->signal(SIGTERM);
   REQUIRE(g.proc->wait_exit(10s) == 0);
+  gateway again(g_yaml);
+  auto after = http_call(again.port, "POST", "/v1/chat/completions",
+                         body("p/m", R"(,"max_tokens":10)"), bearer("sk-capped"));
+  CHECK(after.status == 402);
+  CHECK(sim_requests(s, "p") == ok.load());
 }
 
 TEST_CASE("keys: a us-only key never reaches a cn provider, whatever the route or fallbacks") {
