@@ -69,12 +69,13 @@ key_table key_table::from_config(const config::config& cfg, const providers::env
                                  std::vector<std::string>& problems) {
   key_table out;
   for (const auto& k : cfg.keys) {
-    virtual_key v;
-    v.name = k.name;
-    v.rpm = k.rpm;
-    v.tpm = k.tpm;
-    v.budget = k.budget;
-    v.allow_regions = k.allow_regions;
+    // Initialised whole: assigning into a default optional trips GCC 12's -Wmaybe-uninitialized.
+    virtual_key v{.name = k.name,
+                  .hash = {},
+                  .rpm = k.rpm,
+                  .tpm = k.tpm,
+                  .budget = k.budget,
+                  .allow_regions = k.allow_regions};
     if (!k.key_sha256.empty()) {
       v.hash = *digest_from_hex(k.key_sha256);  // the config checked 64 hex digits
     } else {
