@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -413,6 +414,19 @@ gateway::gateway(const std::string& yaml, const std::map<std::string, std::strin
 std::string gateway::stderr_text() const {
   std::ifstream in(dir.path() + "/stderr.log", std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string sha256_hex(const std::string& text) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), d, &n, EVP_sha256(), nullptr);
+  static constexpr char k_digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += k_digits[d[i] >> 4];
+    out += k_digits[d[i] & 15];
+  }
+  return out;
 }
 
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {

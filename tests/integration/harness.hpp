@@ -143,6 +143,9 @@ struct gateway {
   std::string stderr_text() const;
 };
 
+// The SHA-256 of `text` in lowercase hex: what a virtual key's key_sha256 holds.
+std::string sha256_hex(const std::string& text);
+
 // Polls `cond` every 20 ms until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5s);
 

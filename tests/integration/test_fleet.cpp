@@ -7,7 +7,6 @@
 
 #include <random>
 
-#include <openssl/evp.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.hpp"
@@ -30,19 +29,6 @@ std::string random_hex() {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
   return buf;
-}
-
-std::string sha(const std::string& secret) {
-  unsigned char d[32];
-  unsigned int n = 0;
-  EVP_Digest(secret.data(), secret.size(), d, &n, EVP_sha256(), nullptr);
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    char b[3];
-    std::snprintf(b, sizeof b, "%02x", d[i]);
-    out += b;
-  }
-  return out;
 }
 
 std::string body() {
@@ -101,10 +87,10 @@ TEST_CASE("fleet: three gateways share one rpm limit in Redis and one PostgreSQL
       "auth: { required: true }\n"
       "keys:\n"
       "  - { name: " +
-      limited + ", key_sha256: \"" + sha("sk-limited") +
+      limited + ", key_sha256: \"" + sha256_hex("sk-limited") +
       "\", rpm: 10 }\n"
       "  - { name: " +
-      open + ", key_sha256: \"" + sha("sk-open") +
+      open + ", key_sha256: \"" + sha256_hex("sk-open") +
       "\" }\n"
       "state: { url: \"" +
       redis +
@@ -193,7 +179,7 @@ TEST_CASE("fleet: an unreachable Redis refuses (on_error closed) or admits (open
            "/v1\", region: us, models: { m: { input: 1, output: 2 } } }\n"
            "keys:\n"
            "  - { name: k, key_sha256: \"" +
-           sha("sk-k") +
+           sha256_hex("sk-k") +
            "\", rpm: 5 }\n"
            "state: { url: \"redis://127.0.0.1:" +
            std::to_string(dead_port) + "\", on_error: " + on_error + ", timeout: 200ms }\n";

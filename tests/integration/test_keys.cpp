@@ -8,8 +8,6 @@
 #include <atomic>
 #include <thread>
 
-#include <openssl/evp.h>
-
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.hpp"
@@ -37,20 +35,6 @@ std::string provider_yaml(sim& s, const std::string& name, const std::string& re
          "/v1\", region: " + region + ", models: { m: { " + prices + " } } }\n";
 }
 
-// What key_sha256 holds: the secret's SHA-256 in hex.
-std::string sha(const std::string& secret) {
-  unsigned char d[32];
-  unsigned int n = 0;
-  EVP_Digest(secret.data(), secret.size(), d, &n, EVP_sha256(), nullptr);
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    char b[3];
-    std::snprintf(b, sizeof b, "%02x", d[i]);
-    out += b;
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("keys: auth.required refuses missing and unknown keys in each API's error shape") {
@@ -62,7 +46,7 @@ TEST_CASE("keys: auth.required refuses missing and unknown keys in each API's er
           "auth: { required: true }\n"
           "keys:\n"
           "  - { name: hashed, key_sha256: \"" +
-          sha("sk-hashed") +
+          sha256_hex("sk-hashed") +
           "\" }\n"
           "  - { name: from-env, key_env: TEAM_KEY }\n",
       {{"TEAM_KEY", "sk-from-env"}});
@@ -112,7 +96,7 @@ TEST_CASE("keys: rpm refuses with 429, Retry-After and OpenAI's x-ratelimit head
       provider_yaml(s, "p", "us") +
       "keys:\n"
       "  - { name: small, key_sha256: \"" +
-      sha("sk-small") + "\", rpm: 3, tpm: 100000 }\n");
+      sha256_hex("sk-small") + "\", rpm: 3, tpm: 100000 }\n");
   for (int i = 0; i < 3; ++i) {
     auto r = http_call(g.port, "POST", "/v1/chat/completions", body("p/m"), bearer("sk-small"));
     REQUIRE(r.status == 200);
@@ -151,7 +135,7 @@ TEST_CASE("keys: 200 concurrent requests against a budget for 50 never overspend
       "/ledger.db\", flush_interval: 100ms }\n"
       "keys:\n"
       "  - { name: capped, key_sha256: \"" +
-      sha("sk-capped") + "\", budget: { usd: 0.05, period: day } }\n";
+      sha256_hex("sk-capped") + "\", budget: { usd: 0.05, period: day } }\n";
   gateway g(g_yaml);
   constexpr int k_clients = 200;
   std::atomic<int> ok{0}, refused{0}, other{0};
@@ -224,7 +208,7 @@ TEST_CASE("keys: a us-only key never reaches a cn provider, whatever the route o
       "/ledger.db\", flush_interval: 100ms }\n"
       "keys:\n"
       "  - { name: us-only, key_sha256: \"" +
-      sha("sk-us") + "\", allow: { regions: [us] } }\n");
+      sha256_hex("sk-us") + "\", allow: { regions: [us] } }\n");
   auto us = bearer("sk-us");
   // The only allowed candidate fails: the client gets the failure, not a cn fallback.
   auto r = http_call(g.port, "POST", "/v1/chat/completions", body("auto"), us);
