@@ -270,6 +270,23 @@ void forbid_core_dumps() {
   setrlimit(RLIMIT_CORE, &none);
 }
 
+// Raises the soft descriptor limit to the hard one (often 1024 against far more), and says when
+// even that cannot hold server.limits.max_connections clients (each busy one also holds an
+// upstream connection, so the real need is higher under load).
+void raise_descriptor_limit(std::uint32_t max_connections) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  const rlim_t needed = static_cast<rlim_t>(max_connections) + 64;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed)
+    log(log_level::warn, "the open-file limit (" + std::to_string(rl.rlim_cur) +
+                             ") is below what server.limits.max_connections needs (" +
+                             std::to_string(needed) + "); raise it with ulimit -n or LimitNOFILE");
+}
+
 int serve_file(const std::string& path) {
   forbid_core_dumps();
   std::string text;
@@ -278,6 +295,7 @@ int serve_file(const std::string& path) {
   for (const auto& s : snap->catalog.skipped)
     log(log_level::warn, "provider skipped: " + s.reason, "\"provider\":\"" + s.name + "\"");
   for (const auto& problem : snap->key_problems) log(log_level::warn, problem);
+  raise_descriptor_limit(snap->cfg->server.limits.max_connections);
   return serve(snap, path, text);
 }
 
