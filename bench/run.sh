@@ -83,7 +83,8 @@ cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  [[ -n $tmp ]] && rm -rf "$tmp"
+  if [[ -n $tmp && -z ${KEEP_TMP:-} ]]; then rm -rf "$tmp"; elif [[ -n $tmp ]]; then log "kept $tmp"; fi
+  return 0
 }
 trap cleanup EXIT
 
@@ -209,7 +210,8 @@ stream_pid_of() { case $1 in direct) echo "$SIM_PID" ;; nginx) echo "$PROXY_PID"
 # wrk's latency unit -> microseconds
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) f = 1; else if (v ~ /ms$/) f = 1000; else if (v ~ /m$/) f = 60e6; else if (v ~ /s$/) f = 1e6; else f = 1; printf "%.1f", n * f }'; }
 
-loadgen() { taskset -c "$LOAD_CPU" "$BUILD/bench/meridian-loadgen" "$@"; }
+# A failed load run (it exits non-zero after 100 failures in a row) is reported, not fatal.
+loadgen() { taskset -c "$LOAD_CPU" "$BUILD/bench/meridian-loadgen" "$@" || log "meridian-loadgen failed: $*"; }
 kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
 # --- throughput: wrk at 1, 16, 64, 256 connections --------------------------------------------
@@ -435,12 +437,13 @@ main() {
       with_lock cmd_micro
       continue
     fi
-    if [[ $c == profile ]]; then
+    local wrap=$MERIDIAN_WRAP
+    if [[ $c == profile && -z $wrap ]]; then
       command -v valgrind >/dev/null || { log "profile needs valgrind"; exit 1; }
       MERIDIAN_WRAP="valgrind --tool=callgrind --callgrind-out-file=$OUT/callgrind.out"
     fi
     start_all
-    MERIDIAN_WRAP=
+    MERIDIAN_WRAP=$wrap
     if [[ $c == soak && $SOAK_SECS -gt 240 ]]; then
       log "(soak longer than 4 minutes: run without the build lock)"
       "cmd_$c"

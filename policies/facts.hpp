@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include "providers/json_scan.hpp"
+
 namespace meridian::policies {
 
 // provider.sort; `none` leaves the choice to the route or the price-weighted default.
@@ -55,5 +57,9 @@ struct facts_error {
 // Reads an OpenAI chat body; malformed JSON is reported as a facts_error with an empty param.
 // The prompt estimate is ceil(bytes of message text / 4).
 std::variant<request_facts, facts_error> facts_from_openai_body(std::string_view body);
+// The same for a body already validated as JSON whose top-level members are `scan` (what
+// providers::parse_chat_request returns), so the gateway does not validate it twice.
+std::variant<request_facts, facts_error> facts_from_openai_body(
+    std::string_view body, const providers::json_object_scan& scan);
 
 }  // namespace meridian::policies

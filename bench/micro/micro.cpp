@@ -134,6 +134,18 @@ void facts_from_openai_body(benchmark::State& state) {
 }
 BENCHMARK(facts_from_openai_body);
 
+// The overload for a body parse_chat_request already validated and scanned.
+void facts_from_scanned_body(benchmark::State& state) {
+  std::string body = chat_body();
+  auto req = std::get<providers::chat_request>(providers::parse_chat_request(body));
+  for (auto _ : state) {
+    auto f = policies::facts_from_openai_body(body, req.scan);
+    benchmark::DoNotOptimize(f);
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(body.size()));
+}
+BENCHMARK(facts_from_scanned_body);
+
 void facts_with_provider_prefs(benchmark::State& state) {
   std::string body = chat_body();
   body.pop_back();

@@ -391,6 +391,12 @@ class runner {
 
   void fail(std::size_t i) {
     conn& c = conns_[i];
+    // A server that is gone would otherwise be reconnected to in a tight loop.
+    if (++failures_in_a_row_ > 100) {
+      std::fprintf(stderr, "meridian-loadgen: 100 failures in a row; is the server up?\n");
+      report(now_ns());
+      std::exit(1);
+    }
     if (c.busy) {
       ++st_.errors;
       c.busy = false;
@@ -512,6 +518,7 @@ class runner {
   void complete(std::size_t i, ns_t t) {
     conn& c = conns_[i];
     c.busy = false;
+    failures_in_a_row_ = 0;
     if (c.rd.status >= 200 && c.rd.status < 300) {
       ++st_.ok;
     } else {
@@ -573,6 +580,7 @@ class runner {
   ns_t start_ = 0, drain_deadline_ = 0;
   bool stopping_ = false;
   std::size_t finished_ = 0, idle_done_ = 0;
+  int failures_in_a_row_ = 0;
 };
 
 void usage() {
