@@ -664,6 +664,8 @@ class parser {
       std::string text = non_empty(v);
       if (text != "local" && !(text.rfind("redis://", 0) == 0 && text.size() > 8))
         fail(v, "expected local or redis://host:port, got '" + text + "'");
+      if (text.find('@') != std::string::npos)
+        fail(v, "credentials do not go in YAML; Redis authentication is not supported yet");
       return text;
     };
     if (at.node.IsScalar()) {

@@ -187,18 +187,18 @@ void read_limits(const nlohmann::json& j, virtual_key& key, const config::config
 
 }  // namespace
 
-virtual_key key_from_spec(std::string name, const sha256_digest& hash, std::string_view spec) {
+std::optional<virtual_key> key_from_spec(std::string name, const sha256_digest& hash,
+                                         std::string_view spec) {
   virtual_key key;
   key.name = std::move(name);
   key.hash = hash;
   key.source = key_source::admin;
   auto j = nlohmann::json::parse(spec, nullptr, false);
-  if (j.is_object()) {
-    try {
-      read_limits(j, key, nullptr);
-    } catch (const spec_error&) {
-      // A stored spec was validated when it was written; an unreadable one keeps what it read.
-    }
+  if (!j.is_object()) return std::nullopt;
+  try {
+    read_limits(j, key, nullptr);
+  } catch (const spec_error&) {
+    return std::nullopt;
   }
   return key;
 }

@@ -63,9 +63,11 @@ class key_table {
 };
 
 // An admin key's limits as the JSON the ledger stores ({"rpm","tpm","budget","allow"}), and
-// back. Both ignore name, hash and source.
+// back. Both ignore name, hash and source. nullopt when the stored spec cannot be read whole
+// (a key is never served with fewer limits than it was given).
 std::string spec_json(const virtual_key& key);
-virtual_key key_from_spec(std::string name, const sha256_digest& hash, std::string_view spec);
+std::optional<virtual_key> key_from_spec(std::string name, const sha256_digest& hash,
+                                         std::string_view spec);
 
 // A POST /admin/keys body, validated: {"name", "rpm"?, "tpm"?, "budget"?: {"usd","period"?},
 // "allow"?: {"regions": [...]}, "key_sha256"?}. Without key_sha256 a secret is generated and

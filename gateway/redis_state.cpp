@@ -287,17 +287,33 @@ class redis_state final : public limit_state {
             std::string(what)};
   }
 
+  // After a failure every thread answers at once for k_backoff instead of each waiting up to the
+  // timeout again: an unreachable Redis must not stall the event loops that call it.
+  static constexpr milliseconds k_backoff{1000};
+  static std::int64_t steady_ms() {
+    return std::chrono::duration_cast<milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  state_unavailable failed_now(state_unavailable f) {
+    retry_at_ms_.store(steady_ms() + k_backoff.count(), std::memory_order_relaxed);
+    return f;
+  }
+
   // This thread's connection, connecting when there is none (or the last one failed).
   state_result<redisContext*> context() {
     std::erase_if(t_connections, [](const auto& c) { return c.second.owner.expired(); });
     auto& conn = t_connections[id_];
     if (conn.context) return conn.context.get();
+    if (steady_ms() < retry_at_ms_.load(std::memory_order_relaxed))
+      return failure("unreachable a moment ago; not retried for " +
+                     std::to_string(k_backoff.count()) + " ms");
     const auto ms = timeout_.count();
     const timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
     context_ptr c(redisConnectWithTimeout(target_.host.c_str(), target_.port, tv));
-    if (!c) return failure("cannot allocate a connection");
-    if (c->err) return failure(c->errstr);
-    if (redisSetTimeout(c.get(), tv) != REDIS_OK) return failure(c->errstr);
+    if (!c) return failed_now(failure("cannot allocate a connection"));
+    if (c->err) return failed_now(failure(c->errstr));
+    if (redisSetTimeout(c.get(), tv) != REDIS_OK) return failed_now(failure(c->errstr));
     if (target_.db != 0) {
       reply_ptr r(static_cast<redisReply*>(redisCommand(c.get(), "SELECT %d", target_.db)));
       if (!r) return failure(c->errstr);
@@ -330,7 +346,7 @@ class redis_state final : public limit_state {
         auto f = failure(std::string(c->errstr[0] ? c->errstr : "no reply") + " (timeout " +
                          std::to_string(timeout_.count()) + " ms)");
         t_connections.erase(id_);
-        return f;
+        return failed_now(std::move(f));
       }
       if (r->type != REDIS_REPLY_ERROR) return r;
       const std::string_view error(r->str, r->len);
@@ -342,6 +358,7 @@ class redis_state final : public limit_state {
 
   target target_;
   milliseconds timeout_;
+  std::atomic<std::int64_t> retry_at_ms_{0};  // steady clock; no connecting before this
   std::uint64_t id_ = g_next_state_id++;
   std::shared_ptr<void> alive_ = std::make_shared<char>();
 };

@@ -52,6 +52,16 @@ std::string header_safe(std::string s) {
   return s;
 }
 
+// The request's `n` (choices generated), 1 when absent or not a small whole number.
+std::uint64_t choices_of(std::string_view body, const providers::json_object_scan& scan) {
+  const auto* n = scan.find("n");
+  if (!n) return 1;
+  std::uint64_t v = 1;
+  const char* b = body.data() + n->value_begin;
+  auto [end, ec] = std::from_chars(b, body.data() + n->value_end, v);
+  return ec == std::errc() && end == body.data() + n->value_end && v >= 1 && v <= 128 ? v : 1;
+}
+
 // Every metric the gateway writes, declared in one place.
 struct gateway_metrics {
   explicit gateway_metrics(stats::registry& r)
@@ -207,9 +217,11 @@ class server {
   // Virtual keys: each returns false after answering the client itself.
   awaitable<bool> authenticate(exchange& ex);
   awaitable<bool> admit(exchange& ex);
+  // `choices`: the request's `n`, each choice up to max_output tokens.
   awaitable<bool> reserve_budget(exchange& ex, std::size_t prompt_bytes,
                                  std::optional<std::uint64_t> max_output,
-                                 const std::vector<const providers::model_info*>& models);
+                                 const std::vector<const providers::model_info*>& models,
+                                 std::uint64_t choices = 1);
   awaitable<bool> state_failed(exchange& ex, std::string_view op, const state_unavailable& e);
   void settle(exchange& ex);
   bool region_allowed(const exchange& ex, const providers::provider& p) const;
@@ -282,6 +294,8 @@ class server {
   // Keys created through /admin/keys, read from the ledger's database; swapped whole.
   std::atomic<std::shared_ptr<const key_table>> admin_keys_{std::make_shared<const key_table>()};
   std::set<std::string> seeded_;  // control thread: "key/period" spends read from the ledger
+  steady::time_point reseed_at_;  // control thread: when seeded_ is forgotten, so spend a lost
+                                  // settle or a flushed Redis dropped is read back again
   std::optional<sha256_digest> admin_token_;  // of auth.admin_token_env's value, read at start
   stats::registry registry_;
   gateway_metrics metrics_;
@@ -791,7 +805,9 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   const std::size_t n = std::min(attempts.size(), k_max_attempts);
   std::vector<const providers::model_info*> planned;
   for (std::size_t i = 0; i < n; ++i) planned.push_back(attempts[i].model);
-  if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned)) co_return;
+  if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned,
+                               choices_of(body, req.scan)))
+    co_return;
   const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
   const steady::time_point upstream_start = steady::now();
   std::string last_failure = "circuit_open";
@@ -1144,9 +1160,11 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   ev.latency_ms = seconds_since(ex.start) * 1000;
   ev.ttft_ms = ex.log.ttft_ms;
   ev.time = std::chrono::system_clock::now();
-  if (outcome == "ok" || outcome == "client_closed") {
+  // A stream the client closed, or the upstream cut, after output reached the client was
+  // generated (and is billed by the provider) all the same: it is estimated, never free.
+  if (outcome == "ok" || outcome == "client_closed" || ex.streamed_bytes > 0) {
     providers::usage u = ex.tokens;
-    if (!u.present && outcome == "ok") {
+    if (!u.present) {
       constexpr std::uint64_t k_envelope = 120;  // bytes of JSON around each streamed delta
       u.input = ex.est_prompt;
       u.output = ex.streamed_bytes > k_envelope ? (ex.streamed_bytes - k_envelope) / 4 : 0;
@@ -1471,10 +1489,12 @@ awaitable<bool> server::admit(exchange& ex) {
 // planned candidate. Concurrent requests then cannot overspend the budget together.
 awaitable<bool> server::reserve_budget(exchange& ex, std::size_t prompt_bytes,
                                        std::optional<std::uint64_t> max_output,
-                                       const std::vector<const providers::model_info*>& models) {
+                                       const std::vector<const providers::model_info*>& models,
+                                       std::uint64_t choices) {
   if (!ex.key || !ex.key->budget) co_return true;
   const auto& state_cfg = ex.snap.cfg->state;
-  const std::uint64_t output = max_output.value_or(state_cfg.reserve_tokens);
+  const std::uint64_t output =
+      max_output.value_or(state_cfg.reserve_tokens) * std::max<std::uint64_t>(choices, 1);
   micro_usd amount = 0;
   for (const auto* m : models) {
     const double usd = (static_cast<double>(prompt_bytes) * std::max(m->input, m->cache_write) +
@@ -1489,8 +1509,12 @@ awaitable<bool> server::reserve_budget(exchange& ex, std::size_t prompt_bytes,
   const auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(
       ex.snap.cfg->server.timeouts.total + std::chrono::minutes(1));
   auto r = state_->reserve(ex.key->name, ex.window, limit, amount, ttl, now);
-  if (auto* e = std::get_if<state_unavailable>(&r))
+  if (auto* e = std::get_if<state_unavailable>(&r)) {
+    // Admitted without a reservation (on_error: open): settling an ungranted one still adds
+    // the real cost, so the spend is not lost.
+    ex.held = reservation{};
     co_return co_await state_failed(ex, "reserve", *e);
+  }
   auto& got = std::get<reservation>(r);
   if (got.granted) {
     ex.held = std::move(got);
@@ -1521,7 +1545,8 @@ void server::settle(exchange& ex) {
     if (auto* e = std::get_if<state_unavailable>(&r)) {
       metrics_.state_errors.inc({"settle", "lost"});
       log(log_level::error, "budget settle failed; the reservation lapses by its TTL",
-          "\"key\":\"" + ex.key->name + "\",\"error\":" + nlohmann::json(e->message).dump());
+          "\"key\":" + nlohmann::json(ex.key->name).dump() +
+              ",\"error\":" + nlohmann::json(e->message).dump());
     }
     ex.held.reset();
   }
@@ -1551,9 +1576,14 @@ std::string server::refresh_admin_keys() {
     if (k.revoked_ms) continue;
     auto digest = digest_from_hex(k.key_sha256);
     if (!digest || snap->keys.by_name(k.name)) continue;  // a config key of that name wins
-    virtual_key v = key_from_spec(k.name, *digest, k.spec);
-    v.created_ms = k.created_ms;
-    table->add(std::move(v));
+    auto v = key_from_spec(k.name, *digest, k.spec);
+    if (!v) {  // fail closed: a key whose limits cannot be read is not served
+      log(log_level::error, "admin key with an unreadable spec is not served",
+          "\"key\":" + nlohmann::json(k.name).dump());
+      continue;
+    }
+    v->created_ms = k.created_ms;
+    table->add(std::move(*v));
   }
   admin_keys_.store(std::move(table));
   seed_budgets();
@@ -1564,6 +1594,10 @@ std::string server::refresh_admin_keys() {
 // limit store when it holds none yet (after a restart, or a new period's first request).
 void server::seed_budgets() {
   if (!ledger_) return;
+  if (steady::now() >= reseed_at_) {
+    seeded_.clear();  // seeding only ever raises a spend, so doing it again is safe
+    reseed_at_ = steady::now() + std::chrono::seconds(30);
+  }
   const auto now = wall_clock::now();
   const auto snap = snap_.load();
   const auto admin = admin_keys_.load();
@@ -1575,7 +1609,7 @@ void server::seed_budgets() {
       auto spent = ledger_->key_spend(k.name, window.start, window.end);
       if (auto* e = std::get_if<stats::query_error>(&spent)) {
         log(log_level::warn, "cannot read a key's spend from the ledger: " + e->message,
-            "\"key\":\"" + k.name + "\"");
+            "\"key\":" + nlohmann::json(k.name).dump());
         seeded_.erase(k.name + "/" + window.id);
         continue;
       }
@@ -1655,14 +1689,22 @@ admin_answer server::keys_listing() {
     for (const auto& k : std::get<std::vector<stats::stored_key>>(stored)) {
       auto digest = digest_from_hex(k.key_sha256);
       if (!digest) continue;
-      virtual_key v = key_from_spec(k.name, *digest, k.spec);
-      nlohmann::json j = key_json(v);
+      auto v = key_from_spec(k.name, *digest, k.spec);
+      if (!v) {
+        nlohmann::json bad = nlohmann::json::object();
+        bad["name"] = k.name;
+        bad["source"] = "admin";
+        bad["error"] = "its stored limits cannot be read; it is not served";
+        data.push_back(std::move(bad));
+        continue;
+      }
+      nlohmann::json j = key_json(*v);
       j["created_ms"] = k.created_ms;
       if (k.revoked_ms) {
         j["revoked_ms"] = *k.revoked_ms;
         data.push_back(std::move(j));
       } else {
-        add(v, std::move(j));
+        add(*v, std::move(j));
       }
     }
   }
@@ -2147,8 +2189,14 @@ int server::run() {
 int serve(std::shared_ptr<const snapshot> snap, const std::string& config_path,
           const std::string& config_text) {
   std::signal(SIGPIPE, SIG_IGN);
-  server s(std::move(snap), config_path, config_text);
-  return s.run();
+  std::unique_ptr<server> s;
+  try {
+    s = std::make_unique<server>(std::move(snap), config_path, config_text);
+  } catch (const std::exception& e) {  // e.g. a state URL the Redis client cannot use
+    log(log_level::error, std::string("cannot start: ") + e.what());
+    return 1;
+  }
+  return s->run();
 }
 
 }  // namespace meridian::gateway

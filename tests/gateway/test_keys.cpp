@@ -95,7 +95,9 @@ TEST_CASE("keys: an admin key's spec round-trips through the stored JSON") {
   k.rpm = 60;
   k.budget = config::key_budget{12.5, config::budget_period::day};
   k.allow_regions = {"eu", "local"};
-  auto back = gateway::key_from_spec("n", gateway::sha256("s"), gateway::spec_json(k));
+  auto read = gateway::key_from_spec("n", gateway::sha256("s"), gateway::spec_json(k));
+  REQUIRE(read);
+  const auto& back = *read;
   CHECK(back.source == gateway::key_source::admin);
   CHECK(*back.rpm == 60u);
   CHECK_FALSE(back.tpm);
@@ -103,6 +105,11 @@ TEST_CASE("keys: an admin key's spec round-trips through the stored JSON") {
   CHECK(back.budget->period == config::budget_period::day);
   CHECK(back.allow_regions == k.allow_regions);
   CHECK(gateway::spec_json(gateway::virtual_key{}) == "{}");
+  // A spec that cannot be read whole (say, written by a newer version) is refused, never
+  // served with the limits read before the problem.
+  CHECK_FALSE(gateway::key_from_spec(
+      "n", {}, R"({"budget":{"usd":1,"period":"week"},"allow":{"regions":["us"]}})"));
+  CHECK_FALSE(gateway::key_from_spec("n", {}, "not json"));
 }
 
 TEST_CASE("keys: POST /admin/keys bodies are validated before anything is stored") {

@@ -324,3 +324,32 @@ TEST_CASE("keys: without an admin token the key API is off") {
   CHECK(json::parse(r.body)["error"]["code"] == "admin_disabled");
   CHECK(http_call(g.admin_port, "GET", "/admin/config").status == 200);
 }
+
+TEST_CASE("keys: a stream the client closes early is still charged to the key, estimated") {
+  sim s(
+      "providers:\n  p: { port: 0, models: [m], ttft: 0ms, tokens_per_second: 50, "
+      "reply_tokens: 200 }\n");
+  temp_dir d;
+  gateway g(
+      "server: { listen: 127.0.0.1:0, threads: 1 }\n"
+      "providers:\n" +
+      provider_yaml(s, "p", "us") + "stats: { ledger: \"sqlite:" + d.path() +
+      "/ledger.db\", flush_interval: 100ms }\n"
+      "keys:\n"
+      "  - { name: streamer, key_sha256: \"" +
+      sha256_hex("sk-stream") + "\", budget: { usd: 10, period: day } }\n");
+  {
+    stream_client c(g.port, body("p/m", R"(,"stream":true)"), bearer("sk-stream"));
+    REQUIRE(c.status() == 200);
+    REQUIRE(c.next_event());
+    REQUIRE(c.next_event());
+    c.close();  // before the usage chunk: the provider reported nothing for this answer
+  }
+  CHECK(eventually(
+      [&] {
+        auto share = json::parse(http_call(g.port, "GET", "/v1/stats/share?by=key").body);
+        return share["rows"].size() == 1 && share["rows"][0]["key"] == "streamer" &&
+               share["rows"][0]["cost_usd"].get<double>() > 0;
+      },
+      5s));
+}
