@@ -1,54 +1,215 @@
-// A minimal JSON skipper: it trusts that the text was validated and only tracks nesting.
+// JSON without a DOM: the validator, and the member scan over validated text.
 #include "providers/json_scan.hpp"
 
+#include <charconv>
+#include <system_error>
+#include <vector>
+
 namespace meridian::providers {
+using namespace json_cursor;
+
 namespace {
 
-bool is_ws(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-std::size_t skip_ws(std::string_view t, std::size_t i) {
-  while (i < t.size() && is_ws(t[i])) ++i;
-  return i;
-}
-
-// i points at an opening quote; returns the offset one past the closing quote.
-std::size_t skip_string(std::string_view t, std::size_t i) {
-  for (++i; i < t.size(); ++i) {
-    if (t[i] == '\\') {
+// One past a valid string literal starting at t[i] (a '"'), or npos. The rules are
+// nlohmann::json's: no control characters, known escapes only, \u surrogates in pairs, and
+// UTF-8 as RFC 3629 allows it.
+std::size_t valid_string(std::string_view t, std::size_t i) {
+  const std::size_t n = t.size();
+  auto byte = [&](std::size_t k) { return k < n ? static_cast<unsigned char>(t[k]) : 0u; };
+  auto cont = [&](std::size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
+    const unsigned b = byte(k);
+    return k < n && b >= lo && b <= hi;
+  };
+  auto hex = [&](std::size_t k, unsigned& v) {
+    v = 0;
+    for (std::size_t j = k; j < k + 4; ++j) {
+      const unsigned b = byte(j);
+      unsigned d;
+      if (j >= n) return false;
+      if (b >= '0' && b <= '9')
+        d = b - '0';
+      else if ((b | 0x20) >= 'a' && (b | 0x20) <= 'f')
+        d = (b | 0x20) - 'a' + 10;
+      else
+        return false;
+      v = v * 16 + d;
+    }
+    return true;
+  };
+  for (++i; i < n;) {
+    const unsigned c = byte(i);
+    if (c == '"') return i + 1;
+    if (c >= 0x20 && c < 0x80 && c != '\\') {
       ++i;
-    } else if (t[i] == '"') {
-      return i + 1;
+    } else if (c < 0x20) {
+      return std::string_view::npos;
+    } else if (c == '\\') {
+      const unsigned e = byte(i + 1);
+      if (i + 1 >= n) return std::string_view::npos;
+      if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' ||
+          e == 't') {
+        i += 2;
+        continue;
+      }
+      unsigned cp;
+      if (e != 'u' || !hex(i + 2, cp)) return std::string_view::npos;
+      i += 6;
+      if (cp >= 0xDC00 && cp <= 0xDFFF) return std::string_view::npos;
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        unsigned lo;
+        if (byte(i) != '\\' || byte(i + 1) != 'u' || i + 1 >= n || !hex(i + 2, lo) || lo < 0xDC00 ||
+            lo > 0xDFFF)
+          return std::string_view::npos;
+        i += 6;
+      }
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      if (!cont(i + 1)) return std::string_view::npos;
+      i += 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      const bool ok = c == 0xE0   ? cont(i + 1, 0xA0, 0xBF)
+                      : c == 0xED ? cont(i + 1, 0x80, 0x9F)
+                                  : cont(i + 1);
+      if (!ok || !cont(i + 2)) return std::string_view::npos;
+      i += 3;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      const bool ok = c == 0xF0   ? cont(i + 1, 0x90, 0xBF)
+                      : c == 0xF4 ? cont(i + 1, 0x80, 0x8F)
+                                  : cont(i + 1);
+      if (!ok || !cont(i + 2) || !cont(i + 3)) return std::string_view::npos;
+      i += 4;
+    } else {
+      return std::string_view::npos;
     }
   }
-  return t.size();
+  return std::string_view::npos;
 }
 
-// i points at a value's first byte; returns one past its last byte.
-std::size_t skip_value(std::string_view t, std::size_t i) {
-  if (i >= t.size()) return i;
-  if (t[i] == '"') return skip_string(t, i);
-  if (t[i] == '{' || t[i] == '[') {
-    int depth = 0;
-    for (; i < t.size(); ++i) {
-      char c = t[i];
-      if (c == '"') {
-        i = skip_string(t, i) - 1;
-      } else if (c == '{' || c == '[') {
-        ++depth;
-      } else if (c == '}' || c == ']') {
-        if (--depth == 0) return i + 1;
-      }
-    }
-    return t.size();
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+// One past a valid number starting at t[i], or npos. Like nlohmann::json, a number too large
+// for a double (1e400, or an integer of 309 digits) is an error; one too small is 0.
+std::size_t valid_number(std::string_view t, std::size_t i) {
+  const std::size_t n = t.size(), start = i;
+  if (t[i] == '-') ++i;
+  if (i >= n || !is_digit(t[i])) return std::string_view::npos;
+  if (t[i] == '0')
+    ++i;
+  else
+    while (i < n && is_digit(t[i])) ++i;
+  bool exponent = false;
+  if (i < n && t[i] == '.') {
+    if (++i >= n || !is_digit(t[i])) return std::string_view::npos;
+    while (i < n && is_digit(t[i])) ++i;
   }
-  // number, true, false, null
-  while (i < t.size() && !is_ws(t[i]) && t[i] != ',' && t[i] != '}' && t[i] != ']') ++i;
+  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+    exponent = true;
+    ++i;
+    if (i < n && (t[i] == '+' || t[i] == '-')) ++i;
+    if (i >= n || !is_digit(t[i])) return std::string_view::npos;
+    while (i < n && is_digit(t[i])) ++i;
+  }
+  if (exponent || i - start > 300) {
+    double v;
+    const auto r = std::from_chars(t.data() + start, t.data() + i, v);
+    if (r.ec == std::errc::result_out_of_range) {
+      // Overflow or underflow: the sign of the decimal exponent says which.
+      std::size_t k = start + (t[start] == '-');
+      long long magnitude = 0;  // digits before the point, less leading zeros
+      while (k < i && t[k] == '0') ++k;
+      for (; k < i && is_digit(t[k]); ++k) ++magnitude;
+      if (magnitude == 0 && k < i && t[k] == '.')
+        for (++k; k < i && t[k] == '0'; ++k) --magnitude;
+      while (k < i && t[k] != 'e' && t[k] != 'E') ++k;
+      if (k < i) {
+        const bool negative = t[++k] == '-';
+        if (t[k] == '-' || t[k] == '+') ++k;
+        long long e = 0;
+        for (; k < i; ++k) e = std::min<long long>(e * 10 + (t[k] - '0'), 1'000'000'000'000);
+        magnitude += negative ? -e : e;
+      }
+      if (magnitude > 0) return std::string_view::npos;
+    }
+  }
   return i;
+}
+
+// Whether `t` is one JSON document, by exactly the rules of nlohmann::json::accept (a UTF-8
+// byte order mark first is allowed), without its lexer's per-character token buffer. Iterative:
+// nesting depth is bounded by memory only, as nlohmann's parser's is.
+bool valid_document(std::string_view t) {
+  const std::size_t n = t.size();
+  std::size_t i = 0;
+  if (n && static_cast<unsigned char>(t[0]) == 0xEF) {
+    if (n < 3 || static_cast<unsigned char>(t[1]) != 0xBB ||
+        static_cast<unsigned char>(t[2]) != 0xBF)
+      return false;
+    i = 3;
+  }
+  std::vector<char> stack;  // '{' or '[' per open container
+  constexpr std::size_t bad = std::string_view::npos;
+  // expects a member key and its ':' at t[i] (after whitespace)
+  auto key = [&]() {
+    i = skip_ws(t, i);
+    if (i >= n || t[i] != '"' || (i = valid_string(t, i)) == bad) return false;
+    i = skip_ws(t, i);
+    if (i >= n || t[i] != ':') return false;
+    ++i;
+    return true;
+  };
+  for (;;) {
+    // a value
+    i = skip_ws(t, i);
+    if (i >= n) return false;
+    const char c = t[i];
+    bool scalar = true;
+    if (c == '{' || c == '[') {
+      const char close = c == '{' ? '}' : ']';
+      i = skip_ws(t, i + 1);
+      if (i < n && t[i] == close) {
+        ++i;
+      } else {
+        stack.push_back(c);
+        if (c == '{' && !key()) return false;
+        scalar = false;
+      }
+    } else if (c == '"') {
+      if ((i = valid_string(t, i)) == bad) return false;
+    } else if (c == 't' || c == 'f' || c == 'n') {
+      const std::string_view lit = c == 't' ? "true" : c == 'f' ? "false" : "null";
+      if (t.substr(i, lit.size()) != lit) return false;
+      i += lit.size();
+    } else if (c == '-' || is_digit(c)) {
+      if ((i = valid_number(t, i)) == bad) return false;
+    } else {
+      return false;
+    }
+    if (!scalar) continue;
+    // after a value: ',' (then the next member or element), a closing bracket, or the end
+    for (;;) {
+      i = skip_ws(t, i);
+      // nlohmann's lexer reads a NUL byte outside a string as the end of the input
+      if (stack.empty()) return i == n || t[i] == '\0';
+      if (i >= n) return false;
+      const char top = stack.back();
+      if (t[i] == ',') {
+        ++i;
+        if (top == '{' && !key()) return false;
+        break;
+      }
+      if (t[i] != (top == '{' ? '}' : ']')) return false;
+      stack.pop_back();
+      ++i;
+    }
+  }
 }
 
 }  // namespace
+
+bool json_valid(std::string_view text) {
+  return valid_document(text);
+}
 
 const json_member* json_object_scan::find(std::string_view key) const {
   for (const auto& m : members)
@@ -57,25 +218,16 @@ const json_member* json_object_scan::find(std::string_view key) const {
 }
 
 std::optional<json_object_scan> scan_object(std::string_view t) {
+  const std::size_t open = skip_ws(t, 0);
+  if (open >= t.size() || t[open] != '{') return std::nullopt;
   json_object_scan scan{};
-  std::size_t i = skip_ws(t, 0);
-  if (i >= t.size() || t[i] != '{') return std::nullopt;
-  scan.open = i;
-  i = skip_ws(t, i + 1);
-  while (i < t.size() && t[i] != '}') {
-    if (t[i] != '"') return std::nullopt;
-    std::size_t key_end = skip_string(t, i);
-    json_member m{t.substr(i + 1, key_end - i - 2), i, 0, 0};
-    i = skip_ws(t, key_end);
-    if (i >= t.size() || t[i] != ':') return std::nullopt;
-    m.value_begin = skip_ws(t, i + 1);
-    m.value_end = skip_value(t, m.value_begin);
-    scan.members.push_back(m);
-    i = skip_ws(t, m.value_end);
-    if (i < t.size() && t[i] == ',') i = skip_ws(t, i + 1);
-  }
-  if (i >= t.size()) return std::nullopt;
-  scan.close = i;
+  scan.open = open;
+  const std::size_t end =
+      for_each_member(t, open, [&](std::string_view key, std::size_t b, std::size_t e) {
+        scan.members.push_back({key, static_cast<std::size_t>(key.data() - t.data()) - 1, b, e});
+      });
+  if (end == 0 || t[end - 1] != '}') return std::nullopt;
+  scan.close = end - 1;
   return scan;
 }
 

@@ -40,7 +40,7 @@ namespace {
 
 // The checks every model-addressed body shares: valid JSON, an object, a string `model`.
 std::variant<chat_request, request_error> parse_model_request(std::string_view body) {
-  if (!json::accept(body)) return request_error{"request body is not valid JSON", ""};
+  if (!json_valid(body)) return request_error{"request body is not valid JSON", ""};
   auto scan = scan_object(body);
   if (!scan) return request_error{"request body must be a JSON object", ""};
   chat_request req;
@@ -155,13 +155,13 @@ usage parse_usage(const json& u) {
 std::optional<usage> usage_in_chunk(std::string_view data) {
   // Most chunks carry no usage; skip them without parsing.
   if (data.find("\"usage\"") == std::string_view::npos) return std::nullopt;
-  if (!json::accept(data)) return std::nullopt;
+  if (!json_valid(data)) return std::nullopt;
   return usage_member(data);
 }
 
 chat_response_info read_chat_response(std::string_view body) {
   chat_response_info out;
-  if (!json::accept(body)) return out;
+  if (!json_valid(body)) return out;
   auto scan = scan_object(body);
   if (!scan) return out;
   out.valid = true;

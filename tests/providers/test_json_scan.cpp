@@ -1,0 +1,114 @@
+// json_scan: the validator must accept exactly what nlohmann::json::accept accepts (it replaces
+// it on the request and response paths), and the member scan must find every top-level member.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "providers/json_scan.hpp"
+
+using meridian::providers::json_valid;
+using meridian::providers::scan_object;
+
+TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on hand-picked cases") {
+  const std::vector<std::string> cases = {"{}",
+                                          "[]",
+                                          "0",
+                                          "-0",
+                                          "1.5e10",
+                                          "-1E-2",
+                                          "01",
+                                          "1.",
+                                          ".5",
+                                          "1e",
+                                          "+1",
+                                          "\"\"",
+                                          "\"a\\u00e9\"",
+                                          "\"\\ud83d\\ude00\"",
+                                          "\"\\ud83d\"",
+                                          "\"\\ude00\"",
+                                          "\"\\x\"",
+                                          "\"tab\there\"",
+                                          "true",
+                                          "tru",
+                                          "null",
+                                          "nul",
+                                          "[1,]",
+                                          "[,1]",
+                                          "{\"a\":1,}",
+                                          "{\"a\" 1}",
+                                          "{1:2}",
+                                          "[1 2]",
+                                          "  {\"a\":[1,{\"b\":null}]}  ",
+                                          "\xEF\xBB\xBF{}",
+                                          "\xEF\xBB{}",
+                                          "{}x",
+                                          "{} {}",
+                                          "\"\xC3\xA9\"",
+                                          "\"\xC3\"",
+                                          "\"\xE0\x80\x80\"",
+                                          "\"\xED\xA0\x80\"",
+                                          "\"\xF4\x90\x80\x80\"",
+                                          "\"\xF0\x9F\x98\x80\"",
+                                          "1e999999",
+                                          "[[[[[]]]]]",
+                                          "{\"a\":1}\0",
+                                          "",
+                                          " ",
+                                          "[\"\\/\\b\\f\\n\\r\\t\\\\\\\"\"]"};
+  for (const auto& c : cases) {
+    INFO(c);
+    CHECK(json_valid(c) == nlohmann::json::accept(c));
+  }
+}
+
+TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on 20,000 mutations") {
+  const std::vector<std::string> seeds = {
+      R"({"model":"auto","messages":[{"role":"user","content":"héllo \"there\" \u00e9"}],"stream":true,"max_tokens":16,"temperature":0.5})",
+      R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":1e2}})",
+      R"([null,true,false,-12.5e-3,{"a":[[],{}]},"\ud83d\ude00"])"};
+  const std::string alphabet = "{}[]\":,.-+eE0123456789 \\/ubfnrtl\x01\x7f\xC3\xA9\xED\xF0\x80";
+  std::mt19937_64 rng(42);
+  int differences = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string s = seeds[rng() % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !s.empty(); ++e) {
+      const std::size_t at = rng() % s.size();
+      switch (rng() % 3) {
+        case 0:
+          s[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          s.erase(at, 1);
+          break;
+        default:
+          s.insert(at, 1, alphabet[rng() % alphabet.size()]);
+      }
+    }
+    if (json_valid(s) != nlohmann::json::accept(s)) {
+      ++differences;
+      INFO("differs on: " << s);
+      CHECK(false);
+    }
+  }
+  CHECK(differences == 0);
+}
+
+TEST_CASE("json_scan: scan_object finds every top-level member and nothing nested") {
+  const std::string t = R"( {"a": 1, "b" : {"a": [1, "}"]}, "c\"d": "x", "e": []} )";
+  auto scan = scan_object(t);
+  REQUIRE(scan);
+  REQUIRE(scan->members.size() == 4);
+  CHECK(scan->members[0].key == "a");
+  CHECK(t.substr(scan->members[1].value_begin,
+                 scan->members[1].value_end - scan->members[1].value_begin) ==
+        R"({"a": [1, "}"]})");
+  CHECK(scan->members[2].key == R"(c\"d)");
+  CHECK(t[scan->open] == '{');
+  CHECK(t[scan->close] == '}');
+  CHECK(scan->close == t.size() - 2);
+  CHECK_FALSE(scan_object("[1]"));
+  CHECK(scan_object("{}")->members.empty());
+}
