@@ -25,6 +25,7 @@ LOCK=${LOCK-/tmp/meridian-build.lock}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PROFILE_SECS=${PROFILE_SECS:-20}
+PROFILE_CONNS=${PROFILE_CONNS:-64}
 MERIDIAN_WRAP=${MERIDIAN_WRAP:-}
 HZ=$(getconf CLK_TCK)
 
@@ -311,6 +312,7 @@ cmd_stream() {
   for r in $(seq "$ROUNDS"); do
     for c in 1 64; do
       for t in direct nginx meridian; do
+        kill -0 "$SIM_PID" 2>/dev/null || { log "meridian-sim has exited:"; tail -5 "$tmp/sim.err" >&2; return 1; }
         out=$(loadgen stream --port "$(stream_port_of "$t")" --body-file "$tmp/$t.stream.json" -c "$c" -d "$STREAM_SECS" --ramp 1000)
         echo "$r,$t,$c,$(kv "$out" ok),$(( $(kv "$out" errors) + $(kv "$out" non2xx) )),$(kv "$out" ttft_p50),$(kv "$out" ttft_p99),$(kv "$out" gap_p50),$(kv "$out" gap_p99),$(kv "$out" gap_max),$(kv "$out" events),$(kv "$out" max_events_per_read),$(kv "$out" reads_multi_event)" >>"$OUT/stream.csv"
         printf '  round %s %-8s c=%-3s %s\n' "$r" "$t" "$c" "$out" >&2
@@ -397,9 +399,9 @@ cmd_soak() {
 
 # --- profile: Meridian under callgrind at 64 connections (instruction counts, not time) --------
 cmd_profile() {
-  log "== profile: callgrind, wrk -c64 for ${PROFILE_SECS}s"
+  log "== profile: wrk -c$PROFILE_CONNS for ${PROFILE_SECS}s"
   local t
-  taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${PROFILE_SECS}s" -s "$tmp/meridian.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" | tee "$OUT/profile.wrk.txt"
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$PROFILE_CONNS" -d"${PROFILE_SECS}s" -s "$tmp/meridian.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" | tee "$OUT/profile.wrk.txt"
   kill -TERM "$GW_PID"
   for t in $(seq 300); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
   callgrind_annotate --inclusive=yes "$OUT/callgrind.out" >"$OUT/profile.inclusive.txt" 2>/dev/null || true

@@ -3,6 +3,8 @@
 // update path. Run: build/bench/bench/meridian-micro (bench/run.sh micro).
 #include <benchmark/benchmark.h>
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -158,6 +160,15 @@ void facts_with_provider_prefs(benchmark::State& state) {
 }
 BENCHMARK(facts_with_provider_prefs);
 
+// nlohmann::json::accept, which the pass-through path runs on every request body and every
+// upstream answer; compare with facts_from_openai_body minus facts_from_scanned_body, which is
+// the cost of the facts parser's own validator on the same body.
+void json_accept(benchmark::State& state, std::string body) {
+  for (auto _ : state) benchmark::DoNotOptimize(nlohmann::json::accept(body));
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(body.size()));
+}
+BENCHMARK_CAPTURE(json_accept, request_1_3kb, chat_body());
+
 // OpenAI passthrough: validate + scan, then rewrite `model`.
 void openai_parse_encode(benchmark::State& state) {
   std::string body = chat_body();
@@ -172,6 +183,8 @@ BENCHMARK(openai_parse_encode);
 
 const char* k_completion =
     R"({"id":"chatcmpl-123","object":"chat.completion","created":1700000000,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! A keep-alive pool keeps idle connections open and reuses them, so only the first request pays for the TCP and TLS handshakes."},"finish_reason":"stop"}],"usage":{"prompt_tokens":312,"completion_tokens":31,"total_tokens":343,"prompt_tokens_details":{"cached_tokens":128}}})";
+
+BENCHMARK_CAPTURE(json_accept, response_0_4kb, std::string(k_completion));
 
 void openai_read_annotate_response(benchmark::State& state) {
   std::string body = k_completion;
