@@ -775,7 +775,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                                    const providers::chat_request& req) {
   ex.log.model = req.model;
   ex.log.stream = req.stream;
-  auto facts = policies::facts_from_openai_body(body);
+  auto facts = policies::facts_from_openai_body(body, req.scan);  // validated and scanned once
   if (auto* e = std::get_if<policies::facts_error>(&facts)) {
     co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
                         e->param, "invalid_value");
