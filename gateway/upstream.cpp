@@ -90,27 +90,39 @@ awaitable<std::unique_ptr<upstream_conn>> upstream_pool::acquire(const providers
       co_return c;
     }
   }
-  tcp::resolver resolver(ex_);
-  // The resolver has no deadline of its own: race it against a timer.
-  net::steady_timer timer(ex_);
-  timer.expires_after(phase_limit(t.connect, deadline));
-  using namespace net::experimental::awaitable_operators;
-  auto raced = co_await (resolver.async_resolve(p.url.host, std::to_string(p.url.port), as_tuple) ||
-                         timer.async_wait(as_tuple));
-  if (raced.index() == 1) {
-    fault = upstream_fault::timeout;
-    detail = "resolving " + p.url.host + " timed out";
-    co_return nullptr;
-  }
-  auto [rec, endpoints] = std::get<0>(raced);
-  if (rec) {
-    fault = upstream_fault::dns;
-    detail = "cannot resolve " + p.url.host + ": " + rec.message();
-    co_return nullptr;
-  }
   beast::tcp_stream tcp_stream(ex_);
-  tcp_stream.expires_after(phase_limit(t.connect, deadline));
-  auto [cec, ep] = co_await tcp_stream.async_connect(endpoints, as_tuple);
+  error_code cec;
+  error_code literal_ec;
+  const auto literal = net::ip::make_address(p.url.host, literal_ec);
+  if (!literal_ec) {
+    // An IP address needs no resolver (whose lookups run on a thread of their own).
+    tcp_stream.expires_after(phase_limit(t.connect, deadline));
+    auto [e] = co_await tcp_stream.async_connect(tcp::endpoint(literal, p.url.port), as_tuple);
+    cec = e;
+  } else {
+    tcp::resolver resolver(ex_);
+    // The resolver has no deadline of its own: race it against a timer.
+    net::steady_timer timer(ex_);
+    timer.expires_after(phase_limit(t.connect, deadline));
+    using namespace net::experimental::awaitable_operators;
+    auto raced =
+        co_await (resolver.async_resolve(p.url.host, std::to_string(p.url.port), as_tuple) ||
+                  timer.async_wait(as_tuple));
+    if (raced.index() == 1) {
+      fault = upstream_fault::timeout;
+      detail = "resolving " + p.url.host + " timed out";
+      co_return nullptr;
+    }
+    auto [rec, endpoints] = std::get<0>(raced);
+    if (rec) {
+      fault = upstream_fault::dns;
+      detail = "cannot resolve " + p.url.host + ": " + rec.message();
+      co_return nullptr;
+    }
+    tcp_stream.expires_after(phase_limit(t.connect, deadline));
+    auto [e, ep] = co_await tcp_stream.async_connect(endpoints, as_tuple);
+    cec = e;
+  }
   if (cec) {
     fault = cec == beast::error::timeout ? upstream_fault::timeout : upstream_fault::connect;
     detail = "cannot connect to " + p.url.host + ':' + std::to_string(p.url.port) + ": " +

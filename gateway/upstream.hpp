@@ -50,7 +50,9 @@ class upstream_conn {
 
 class upstream_pool {
  public:
-  explicit upstream_pool(net::any_io_executor ex, std::size_t max_idle_per_host = 64)
+  // Idle connections kept per provider and thread: as many as busy clients can need at once, so
+  // a burst of concurrent requests does not end in a reconnect for every one beyond the cap.
+  explicit upstream_pool(net::any_io_executor ex, std::size_t max_idle_per_host = 1024)
       : ex_(std::move(ex)), max_idle_(max_idle_per_host) {}
 
   // A connection to `p`, reused if one is idle (fresh = never reuse). Sets `fault` on failure.
