@@ -732,7 +732,8 @@ awaitable<void> server::embeddings(exchange& ex) {
     ex.tokens = *info.tokens;
     cost = providers::cost_usd(ex.tokens, *target.model);
   }
-  co_await send(ex, http::status::ok, providers::annotate_chat_body(answer, p.name, cost));
+  co_await send(ex, http::status::ok,
+                providers::annotate_chat_body(answer, info.layout, p.name, cost));
 }
 
 // An estimate (bytes / 4 and fixed allowances), labelled as such: the backend may be any model
@@ -949,7 +950,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     // expression inside a co_await (it destroys them twice).
     std::string out = ex.anthropic_api
                           ? providers::openai_response_to_anthropic(ok.body, req.model, ok.tokens)
-                          : providers::annotate_chat_body(ok.body, p.name, cost);
+                      : ok.layout ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost)
+                                  : providers::annotate_chat_body(ok.body, p.name, cost);
     co_await send(ex, http::status::ok, std::move(out));
     co_return;
   }

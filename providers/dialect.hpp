@@ -36,8 +36,9 @@ struct decode_error {
 
 // A whole (non-streamed) answer in canonical form.
 struct decoded_chat {
-  std::string body;             // an OpenAI chat.completion object (JSON)
-  std::optional<usage> tokens;  // nullopt when the upstream reported none
+  std::string body;                        // an OpenAI chat.completion object (JSON)
+  std::optional<usage> tokens;             // nullopt when the upstream reported none
+  std::optional<chat_body_layout> layout;  // of `body`, when the decoder already scanned it
 };
 
 // Turns one upstream SSE stream into OpenAI chat.completion.chunk payloads (the text after

@@ -159,29 +159,27 @@ std::optional<usage> usage_in_chunk(std::string_view data) {
   return usage_member(data);
 }
 
-chat_response_info read_chat_response(std::string_view body) {
-  chat_response_info out;
-  if (!json_valid(body)) return out;
-  auto scan = scan_object(body);
-  if (!scan) return out;
-  out.valid = true;
-  if (const json_member* m = scan->find("usage")) {
-    json u = json::parse(span(body, *m), nullptr, false);
-    if (u.is_object()) out.tokens = parse_usage(u);
+namespace {
+
+chat_body_layout layout_of(const json_object_scan& scan) {
+  chat_body_layout out;
+  out.close = scan.close;
+  out.has_members = !scan.members.empty();
+  out.has_provider = scan.find("provider") != nullptr;
+  if (const json_member* u = scan.find("usage")) {
+    out.usage_begin = u->value_begin;
+    out.usage_end = u->value_end;
   }
   return out;
 }
 
-namespace {
-
 // Inserts `"cost": USD` as the last member of the `usage` object, if there is one.
-void insert_cost(std::string& out, std::string_view body, const json_object_scan& scan,
+void insert_cost(std::string& out, std::string_view body, const chat_body_layout& layout,
                  std::size_t& at, double cost) {
-  const json_member* u = scan.find("usage");
-  if (!u || body[u->value_begin] != '{') return;
-  auto inner = scan_object(span(body, *u));
+  if (layout.usage_begin == layout.usage_end || body[layout.usage_begin] != '{') return;
+  auto inner = scan_object(body.substr(layout.usage_begin, layout.usage_end - layout.usage_begin));
   if (!inner || inner->find("cost")) return;
-  std::size_t close = u->value_begin + inner->close;
+  std::size_t close = layout.usage_begin + inner->close;
   out.append(body.substr(at, close - at));
   out.append(inner->members.empty() ? "\"cost\":" : ",\"cost\":");
   out.append(json(cost).dump());
@@ -190,21 +188,42 @@ void insert_cost(std::string& out, std::string_view body, const json_object_scan
 
 }  // namespace
 
+chat_response_info read_chat_response(std::string_view body) {
+  chat_response_info out;
+  if (!json_valid(body)) return out;
+  auto scan = scan_object(body);
+  if (!scan) return out;
+  out.valid = true;
+  out.layout = layout_of(*scan);
+  if (out.layout.usage_end > out.layout.usage_begin) {
+    json u = json::parse(
+        body.substr(out.layout.usage_begin, out.layout.usage_end - out.layout.usage_begin), nullptr,
+        false);
+    if (u.is_object()) out.tokens = parse_usage(u);
+  }
+  return out;
+}
+
+std::string annotate_chat_body(std::string_view body, const chat_body_layout& layout,
+                               std::string_view provider, std::optional<double> cost) {
+  std::string out;
+  out.reserve(body.size() + provider.size() + 40);
+  std::size_t at = 0;
+  if (cost) insert_cost(out, body, layout, at, *cost);
+  out.append(body.substr(at, layout.close - at));
+  if (!layout.has_provider) {
+    out.append(layout.has_members ? ",\"provider\":" : "\"provider\":");
+    append_json_string(out, provider);
+  }
+  out.append(body.substr(layout.close));
+  return out;
+}
+
 std::string annotate_chat_body(std::string_view body, std::string_view provider,
                                std::optional<double> cost) {
   auto scan = scan_object(body);
   if (!scan) return std::string(body);
-  std::string out;
-  out.reserve(body.size() + provider.size() + 40);
-  std::size_t at = 0;
-  if (cost) insert_cost(out, body, *scan, at, *cost);
-  out.append(body.substr(at, scan->close - at));
-  if (!scan->find("provider")) {
-    out.append(scan->members.empty() ? "\"provider\":" : ",\"provider\":");
-    append_json_string(out, provider);
-  }
-  out.append(body.substr(scan->close));
-  return out;
+  return annotate_chat_body(body, layout_of(*scan), provider, cost);
 }
 
 std::string annotate_usage_chunk(std::string_view chunk, double cost) {
@@ -212,7 +231,7 @@ std::string annotate_usage_chunk(std::string_view chunk, double cost) {
   if (!scan) return std::string(chunk);
   std::string out;
   std::size_t at = 0;
-  insert_cost(out, chunk, *scan, at, cost);
+  insert_cost(out, chunk, layout_of(*scan), at, cost);
   out.append(chunk.substr(at));
   return out;
 }

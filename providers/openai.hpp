@@ -48,9 +48,18 @@ usage parse_usage(const nlohmann::json& u);
 std::optional<usage> usage_in_chunk(std::string_view data);
 
 // What the gateway needs to know of a whole chat.completion body.
+// Where annotate_chat_body writes, found by the scan read_chat_response makes anyway: byte
+// offsets only, so it stays valid for any copy of the same bytes.
+struct chat_body_layout {
+  std::size_t close = 0;  // the top-level '}'
+  bool has_members = false, has_provider = false;
+  std::size_t usage_begin = 0, usage_end = 0;  // the `usage` value; equal when there is none
+};
+
 struct chat_response_info {
   bool valid = false;           // a JSON object
   std::optional<usage> tokens;  // nullopt when it reports no usage
+  chat_body_layout layout;      // set when valid
 };
 chat_response_info read_chat_response(std::string_view body);
 
@@ -59,6 +68,9 @@ chat_response_info read_chat_response(std::string_view body);
 // Every other byte is left as it was.
 std::string annotate_chat_body(std::string_view body, std::string_view provider,
                                std::optional<double> cost);
+// The same for a body whose layout read_chat_response already found (no second scan).
+std::string annotate_chat_body(std::string_view body, const chat_body_layout& layout,
+                               std::string_view provider, std::optional<double> cost);
 
 // A stream chunk that carries usage, with `"cost": USD` added inside `usage`.
 std::string annotate_usage_chunk(std::string_view chunk, double cost);

@@ -52,7 +52,7 @@ class openai_dialect final : public dialect {
                                                        std::string_view) const override {
     auto r = read_chat_response(body);
     if (!r.valid) return decode_error{"the provider returned a malformed response"};
-    return decoded_chat{std::string(body), r.tokens};
+    return decoded_chat{std::string(body), r.tokens, r.layout};
   }
 
   std::unique_ptr<stream_decoder> stream(std::string_view) const override {
