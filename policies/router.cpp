@@ -79,6 +79,11 @@ class planner {
     cands_.reserve(n);
     for (const auto& rc : r.candidates) {
       auto [pp, mp] = split_pattern(rc.pattern);
+      if (rc.pattern.find('*') == std::string::npos) {  // the common case: one deployment
+        if (const auto* p = cat_.find(pp))
+          if (const auto* m = p->find_model(mp)) add(*p, *m, rc.weight, 0);
+        continue;
+      }
       for (const auto& p : cat_.providers) {
         if (!glob_match(pp, p.name)) continue;
         for (const auto& m : p.models)
