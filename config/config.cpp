@@ -200,7 +200,8 @@ class parser {
 
   void limits(const located& at, server_limits& out) const {
     for (const auto& [key, value] :
-         entries(at, {"max_body_bytes", "max_header_bytes", "max_connections"})) {
+         entries(at, {"max_body_bytes", "max_header_bytes", "max_connections",
+                      "max_buffered_bytes"})) {
       if (key == "max_connections") {
         out.max_connections = static_cast<std::uint32_t>(positive(value));
         continue;
@@ -209,6 +210,8 @@ class parser {
       if (bytes == 0) fail(value, "must be greater than zero");
       if (key == "max_body_bytes") {
         out.max_body_bytes = bytes;
+      } else if (key == "max_buffered_bytes") {
+        out.max_buffered_bytes = bytes;
       } else {
         if (bytes > std::numeric_limits<std::uint32_t>::max()) fail(value, "must be below 4GiB");
         out.max_header_bytes = static_cast<std::uint32_t>(bytes);
@@ -584,9 +587,12 @@ class parser {
     out.source = source_;
     out.regions = default_regions();
     located at{root, "", root.Mark(), root.Mark()};
-    if (!root.IsNull() && !root.IsMap())
+    // An empty file is what an editor leaves for a moment while it writes, or what a failed
+    // copy leaves for good: serving it would drop every provider, key and limit.
+    if (root.IsNull())
+      fail(at, "the config is empty (no sections): refusing to run with nothing configured");
+    if (!root.IsMap())
       fail(at, "expected a map of sections, got " + std::string(kind_name(root)));
-    if (root.IsNull()) return out;
 
     std::vector<std::pair<std::string, located>> model_entries;
     std::optional<located> routes_at, baseline_at, keys_at;
@@ -650,7 +656,10 @@ class parser {
   auth_config auth(const located& at) const {
     auth_config out;
     for (const auto& [key, value] : entries(at, {"required", "admin_token_env"})) {
-      if (key == "required") out.required = boolean(value);
+      if (key == "required") {
+        out.required = boolean(value);
+        out.required_written = true;
+      }
       if (key == "admin_token_env") out.admin_token_env = non_empty(value);
     }
     return out;

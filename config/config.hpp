@@ -30,7 +30,10 @@ struct endpoint {
 struct server_limits {
   std::uint64_t max_body_bytes = 8ull << 20;
   std::uint32_t max_header_bytes = 64u << 10;
-  std::uint32_t max_connections = 10000;
+  std::uint32_t max_connections = 10000;  // per listener: a flood on one never locks out another
+  // Whole upstream answers held in memory at once, over every request: past it, an answer is
+  // refused (502 upstream_too_large) rather than the process growing without bound.
+  std::uint64_t max_buffered_bytes = 256ull << 20;
 };
 
 struct server_timeouts {
@@ -155,6 +158,8 @@ struct health_config {
 // Client authentication and the admin API.
 struct auth_config {
   bool required = false;  // true: a request without a known virtual key gets 401
+  bool required_written = false;  // the file says `required:` itself (a reload that turns
+                                  // authentication off must say so, not just lose the line)
   std::string admin_token_env = "MERIDIAN_ADMIN_TOKEN";  // /admin/* needs this bearer token
 };
 

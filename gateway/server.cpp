@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -43,6 +44,7 @@ constexpr std::string_view k_version = "0.1.0";
 constexpr std::size_t k_max_upstream_body = 32u << 20;  // a whole (non-streamed) answer
 constexpr std::size_t k_read_chunk = 16u << 10;
 constexpr std::size_t k_max_attempts = 6;  // bounds a request's time even without a route cap
+constexpr int k_max_interim = 8;  // 1xx responses skipped before a final one; more is an attack
 
 // Header values must not carry CR, LF or other control characters.
 std::string header_safe(std::string s) {
@@ -50,16 +52,6 @@ std::string header_safe(std::string s) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   if (s.size() > 512) s.resize(512);
   return s;
-}
-
-// The request's `n` (choices generated), 1 when absent or not a small whole number.
-std::uint64_t choices_of(std::string_view body, const providers::json_object_scan& scan) {
-  const auto* n = scan.find("n");
-  if (!n) return 1;
-  std::uint64_t v = 1;
-  const char* b = body.data() + n->value_begin;
-  auto [end, ec] = std::from_chars(b, body.data() + n->value_end, v);
-  return ec == std::errc() && end == body.data() + n->value_end && v >= 1 && v <= 128 ? v : 1;
 }
 
 // Every metric the gateway writes, declared in one place.
@@ -534,25 +526,33 @@ awaitable<server::upstream_exchange> server::open_exchange(exchange& ex,
     x.conn = co_await ex.w.pool.acquire(p, t, deadline, attempt > 0, x.fault, x.detail);
     if (!x.conn) break;
     error_code ec = co_await x.conn->write(up, phase_limit(t.first_byte, deadline));
-    if (!ec) {
+    // Interim responses (100 Continue, 103 Early Hints) are skipped: the final one follows on
+    // the same connection, and reading it is what keeps its bytes from the next request.
+    for (int interim = 0; !ec; ++interim) {
       x.parser = std::make_unique<http::response_parser<http::buffer_body>>();
       x.parser->body_limit(boost::none);
       x.parser->header_limit(64u << 10);
       ec = co_await x.conn->read_header(*x.parser, phase_limit(t.first_byte, deadline));
+      const unsigned code = ec ? 0 : x.parser->get().result_int();
+      if (ec || code < 100 || code > 199) break;
+      if (code == 101 || interim == k_max_interim) ec = http::error::bad_status;
     }
     if (!ec) break;
-    bool stale = x.conn->reused() && attempt == 0 && ec != beast::error::timeout;
+    const bool closed = ec == net::error::connection_reset || ec == http::error::end_of_stream ||
+                        ec == net::error::eof || ec == net::error::broken_pipe;
+    const bool stale = x.conn->reused() && attempt == 0 && closed;
     x.conn->close();
     x.conn.reset();
     if (stale) continue;
     if (ec == beast::error::timeout) {
       x.fault = upstream_fault::timeout;
       x.detail = "no answer within the first_byte deadline";
+    } else if (ec == http::error::bad_status) {
+      x.fault = upstream_fault::protocol;
+      x.detail = "sent HTTP 101 or more than " + std::to_string(k_max_interim) +
+                 " interim responses instead of an answer";
     } else {
-      x.fault = (ec == net::error::connection_reset || ec == http::error::end_of_stream ||
-                 ec == net::error::eof)
-                    ? upstream_fault::reset
-                    : upstream_fault::protocol;
+      x.fault = closed ? upstream_fault::reset : upstream_fault::protocol;
       x.detail = ec.message();
     }
     // Only a stale pooled connection earns a second try: a fresh one that failed reached the
@@ -585,8 +585,11 @@ awaitable<error_code> server::read_body(exchange& ex, upstream_exchange& x, std:
   co_return error_code{};
 }
 
+// A connection goes back to the pool only when its response was read exactly to its end, the
+// provider did not say `Connection: close`, and no byte beyond the response is buffered (the
+// pool checks that last part itself); anything else is closed.
 void server::finish_exchange(exchange& ex, upstream_exchange& x, bool reusable) {
-  if (reusable && x.parser && x.parser->is_done() && x.parser->keep_alive()) {
+  if (reusable && x.conn && x.parser && x.parser->is_done() && x.parser->keep_alive()) {
     ex.w.pool.release(std::move(x.conn));
   } else if (x.conn) {
     x.conn->close();
@@ -807,7 +810,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   std::vector<const providers::model_info*> planned;
   for (std::size_t i = 0; i < n; ++i) planned.push_back(attempts[i].model);
   if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned,
-                               choices_of(body, req.scan)))
+                               req.n))
     co_return;
   const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
   const steady::time_point upstream_start = steady::now();
@@ -1277,55 +1280,101 @@ const std::vector<server::route>& server::admin_routes() {
   return table;
 }
 
+namespace {
+
+// The file's identity and version: a write between two looks changes at least one of them.
+struct file_stamp {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = -1;
+  timespec mtime{};
+  bool operator==(const file_stamp& o) const {
+    return dev == o.dev && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec;
+  }
+};
+
+std::optional<file_stamp> stamp_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return file_stamp{st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+}
+
+// The config file's text as one complete version: read again once if it changed while it was
+// read (an editor still writing). nullopt with `error` set when no stable text could be had.
+std::optional<std::string> read_whole_version(const std::string& path, std::string& error) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const auto before = stamp_of(path);
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream text;
+    text << f.rdbuf();
+    if (!before || !f) {
+      error = "cannot read " + path;
+      return std::nullopt;
+    }
+    if (stamp_of(path) == before) return text.str();
+  }
+  error = path + " changed while it was read; the next complete write reloads it";
+  return std::nullopt;
+}
+
+}  // namespace
+
 // Parses and validates off the event loop, on the control thread, then swaps the snapshot.
 // Returns what happened, for logs and the admin answer; a bad file keeps the running config.
 std::string server::reload(std::string_view trigger, bool& applied) {
   applied = false;
   if (config_path_.empty()) return "no config file to reload";
-  std::ifstream f(config_path_);
-  std::stringstream text;
-  text << f.rdbuf();
-  if (!f) {
-    metrics_.config_reloads.inc({"failure"});
-    log(log_level::error, "config reload failed: cannot read " + config_path_);
-    return "cannot read " + config_path_;
-  }
-  // Editors write a file in several steps; a wake-up with unchanged content is not a reload.
-  if (trigger == "file" && text.str() == loaded_text_) return "unchanged";
-  try {
-    auto next = make_snapshot(text.str(), config_path_);
-    const auto& now = *snap_.load()->cfg;
-    if (next->cfg->server.listen.host != now.server.listen.host ||
-        next->cfg->server.listen.port != now.server.listen.port ||
-        next->cfg->server.threads != now.server.threads)
-      log(log_level::warn, "server.listen and server.threads take effect only after a restart");
-    if (next->cfg->state.url != now.state.url)
-      log(log_level::warn, "state (the rate-limit store) takes effect only after a restart");
-    for (const auto& problem : next->key_problems) log(log_level::warn, problem);
-    snap_.store(std::move(next));
-    loaded_text_ = text.str();
-    seed_budgets();
-    applied = true;
-    metrics_.config_reloads.inc({"success"});
-    log(log_level::info, "config reloaded", "\"trigger\":\"" + std::string(trigger) + "\"");
-    return "applied";
-  } catch (const std::exception& e) {
+  const std::string trigger_json = "\"trigger\":\"" + std::string(trigger) + "\"";
+  auto rejected = [&](const std::string& why) {
     metrics_.config_reloads.inc({"failure"});
     log(log_level::error, "config reload rejected; the running config stays",
-        "\"trigger\":\"" + std::string(trigger) +
-            "\",\"error\":" + nlohmann::json(e.what()).dump());
-    return e.what();
+        trigger_json + ",\"error\":" + nlohmann::json(why).dump());
+    return why;
+  };
+  std::string read_error;
+  auto text = read_whole_version(config_path_, read_error);
+  if (!text) return rejected(read_error);
+  // Editors write a file in several steps; a wake-up with unchanged content is not a reload.
+  if (trigger == "file" && *text == loaded_text_) return "unchanged";
+  std::shared_ptr<const snapshot> next;
+  try {
+    next = make_snapshot(*text, config_path_);
+  } catch (const std::exception& e) {
+    return rejected(e.what());
   }
+  const auto review = review_reload(*snap_.load(), *next);
+  if (review.refusal) return rejected(*review.refusal);
+  for (const auto& change : review.protective)
+    log(log_level::warn, "config reload changes protection: " + change, trigger_json);
+  if (!review.restart_needed.empty()) {
+    std::string names;
+    for (const auto& n : review.restart_needed) names += (names.empty() ? "" : ", ") + n;
+    log(log_level::warn, names + ": changed, but take effect only after a restart", trigger_json);
+  }
+  if (review.health_changed) {
+    health_.set_options(policies::health_options_from(next->cfg->health));
+    log(log_level::info, "health options applied (the observations so far are kept)");
+  }
+  for (const auto& problem : next->key_problems) log(log_level::warn, problem);
+  snap_.store(std::move(next));
+  loaded_text_ = std::move(*text);
+  seed_budgets();
+  applied = true;
+  metrics_.config_reloads.inc({"success"});
+  log(log_level::info, "config reloaded", trigger_json);
+  return "applied";
 }
 
 // Watches the config file's directory (editors replace files by renaming) and asks the
-// control thread to reload when the file is written or replaced.
+// control thread to reload when a write of the file is complete (closed after writing) or a
+// new version is renamed into place; a modification still in progress is not a reload.
 void server::watch_config(std::stop_token stop, std::promise<void>* started) {
   namespace fs = std::filesystem;
   const fs::path file = fs::absolute(config_path_);
   int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd >= 0 && inotify_add_watch(fd, file.parent_path().c_str(),
-                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+                                   IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
     ::close(fd);
     fd = -1;
   }
@@ -1841,6 +1890,16 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
     if (r.method == ex.req.method()) {
       // Bounded before any handler runs: the router's facts parser and the dialect translators
       // build DOMs, and walking or dumping one recurses once per level.
+      // No JSON text holds a raw NUL byte; some parsers stop at one and ignore what follows,
+      // so a body with one could be read two ways.
+      if (ex.req.body().find('\0') != std::string::npos) {
+        ex.anthropic_api = path.starts_with("/v1/messages");
+        co_await send_error(ex, http::status::bad_request,
+                            "request body is not valid JSON: it contains a NUL byte, and nothing "
+                            "but whitespace may follow the JSON value",
+                            "invalid_request_error", {}, "invalid_json");
+        co_return;
+      }
       if (json_nesting_exceeds(ex.req.body(), k_max_json_depth)) {
         ex.anthropic_api = path.starts_with("/v1/messages");
         const std::string message =

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 #include "gateway/keys.hpp"
@@ -26,6 +27,21 @@ struct snapshot {
 std::shared_ptr<const snapshot> make_snapshot(
     const std::string& yaml, const std::string& source,
     const providers::env_lookup& env = providers::process_env());
+
+// What a reload from `now` to `next` would change in what protects the gateway, and whether
+// it may be applied. Pure: the control thread logs and applies what it says.
+struct reload_review {
+  // Changes to authentication, keys, the admin token, listeners, or every provider gone:
+  // each is logged at warn, so an operator sees a reload that opened or closed a door.
+  std::vector<std::string> protective;
+  // Settings read once at start-up that this reload changes: named in one warning.
+  std::vector<std::string> restart_needed;
+  bool health_changed = false;  // applied to the running health book
+  // Set: the reload must not be applied. A file that lost its `auth:` section (cut short
+  // while written) would otherwise switch authentication off without a word.
+  std::optional<std::string> refusal;
+};
+reload_review review_reload(const snapshot& now, const snapshot& next);
 
 // The savings baseline `stats.baseline` names, priced from the catalog; nullopt when unset or
 // when that model is not available.

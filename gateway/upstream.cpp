@@ -2,6 +2,8 @@
 // verification, keep-alive reuse. Each phase runs under its own deadline.
 #include "gateway/upstream.hpp"
 
+#include <poll.h>
+
 #include "gateway/http_util.hpp"
 
 namespace meridian::gateway {
@@ -38,6 +40,19 @@ awaitable<error_code> upstream_conn::write(http::request<http::string_body>& req
   auto [ec, n] =
       co_await std::visit([&](auto& s) { return http::async_write(s, req, as_tuple); }, s_);
   co_return ec;
+}
+
+bool upstream_conn::nothing_buffered() {
+  if (buf_.size() != 0) return false;
+  if (auto* s = std::get_if<secure>(&s_)) return SSL_pending(s->native_handle()) == 0;
+  return true;
+}
+
+bool upstream_conn::quiet() {
+  if (!nothing_buffered()) return false;
+  pollfd pfd{lowest().socket().native_handle(), POLLIN | POLLRDHUP, 0};
+  // Any event (data, EOF, reset, error) on an idle connection means it cannot be used.
+  return ::poll(&pfd, 1, 0) == 0;
 }
 
 void upstream_conn::close() {
@@ -82,10 +97,14 @@ awaitable<std::unique_ptr<upstream_conn>> upstream_pool::acquire(const providers
   const std::string key = pool_key(p);
   if (!fresh) {
     auto it = idle_.find(key);
-    if (it != idle_.end() && !it->second.empty()) {
+    while (it != idle_.end() && !it->second.empty()) {
       auto c = std::move(it->second.back());
       it->second.pop_back();
       idle_now_.fetch_sub(1, std::memory_order_relaxed);
+      if (!c->quiet()) {
+        c->close();  // bytes nobody asked for, or closed by the provider while idle
+        continue;
+      }
       c->mark_reused();
       co_return c;
     }
@@ -150,6 +169,10 @@ awaitable<std::unique_ptr<upstream_conn>> upstream_pool::acquire(const providers
 }
 
 void upstream_pool::release(std::unique_ptr<upstream_conn> c) {
+  if (!c->nothing_buffered()) {
+    c->close();
+    return;
+  }
   auto& list = idle_[c->key()];
   if (list.size() >= max_idle_) return;  // dropping closes it
   list.push_back(std::move(c));

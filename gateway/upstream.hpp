@@ -32,6 +32,13 @@ class upstream_conn {
   void mark_reused() { reused_ = true; }
   beast::tcp_stream& lowest();
   beast::flat_buffer& buffer() { return buf_; }
+  // No byte of a later response is held anywhere: not in the read buffer, not inside TLS.
+  // A connection is pooled again only when this holds after its response was read to the end.
+  bool nothing_buffered();
+  // An idle connection on which nothing has arrived and that the peer has not closed: bytes
+  // waiting on an idle connection belong to no request (an extra response sent after the
+  // release), so such a connection is closed, never used.
+  bool quiet();
 
   awaitable<error_code> write(http::request<http::string_body>& req, steady::duration limit);
   template <class Body>
@@ -60,7 +67,8 @@ class upstream_pool {
                                                     const config::server_timeouts& t,
                                                     steady::time_point deadline, bool fresh,
                                                     upstream_fault& fault, std::string& detail);
-  // Returns a connection whose last response was read completely and allows keep-alive.
+  // Takes back a connection whose last response was read exactly to its end and allows
+  // keep-alive; one with buffered bytes is closed instead (they belong to no request).
   void release(std::unique_ptr<upstream_conn> c);
   std::size_t idle_count() const;
   // The same number, safe to read from any thread (the metrics scrape runs on another worker).

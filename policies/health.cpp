@@ -82,6 +82,11 @@ bool health_snapshot::failed_recently(const deployment_health& h) const {
 
 health_book::health_book(health_options options) : options_(options) {}
 
+void health_book::set_options(health_options options) {
+  std::lock_guard lock(mutex_);
+  options_ = options;
+}
+
 deployment_health& health_book::slot(std::string_view provider, std::string_view model) {
   cached_.reset();
   std::string key = make_key(provider, model);
@@ -93,8 +98,8 @@ deployment_health& health_book::slot(std::string_view provider, std::string_view
 health_snapshot health_book::snapshot(health_clock::time_point now) const {
   health_snapshot out;
   out.now_ = now;
-  out.options_ = options_;
   std::lock_guard lock(mutex_);
+  out.options_ = options_;
   if (!cached_) {
     // std::map iterates in key order, which is the order find() searches.
     auto entries = std::make_shared<std::vector<health_snapshot::entry>>();

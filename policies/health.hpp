@@ -76,6 +76,8 @@ class health_book {
   explicit health_book(health_options options = {});
 
   health_snapshot snapshot(health_clock::time_point now) const;
+  // A reload's new thresholds and averages; what the book has observed stays.
+  void set_options(health_options options);
 
   // Call right before sending. False when the circuit refuses; true claims the half-open probe.
   bool try_acquire(std::string_view provider, std::string_view model, health_clock::time_point now);

@@ -189,8 +189,8 @@ bool valid_document(std::string_view t) {
     // after a value: ',' (then the next member or element), a closing bracket, or the end
     for (;;) {
       i = skip_ws(t, i);
-      // nlohmann's lexer reads a NUL byte outside a string as the end of the input
-      if (stack.empty()) return i == n || t[i] == '\0';
+      // Unlike nlohmann's lexer, a NUL byte is not an end of input: bytes after it are junk.
+      if (stack.empty()) return i == n;
       if (i >= n) return false;
       const char top = stack.back();
       if (t[i] == ',') {
@@ -215,6 +215,17 @@ const json_member* json_object_scan::find(std::string_view key) const {
   for (const auto& m : members)
     if (m.key == key) return &m;
   return nullptr;
+}
+
+std::optional<ambiguous_name> ambiguous_member(const json_object_scan& scan) {
+  const auto& ms = scan.members;
+  for (std::size_t i = 0; i < ms.size(); ++i) {
+    if (ms[i].key.find('\\') != std::string_view::npos)
+      return ambiguous_name{std::string(ms[i].key), true};
+    for (std::size_t j = 0; j < i; ++j)
+      if (ms[j].key == ms[i].key) return ambiguous_name{std::string(ms[i].key), false};
+  }
+  return std::nullopt;
 }
 
 std::optional<json_object_scan> scan_object(std::string_view t) {

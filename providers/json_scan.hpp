@@ -30,9 +30,22 @@ struct json_object_scan {
 // nullopt when its top-level value is not an object.
 std::optional<json_object_scan> scan_object(std::string_view text);
 
-// Whether `text` is one JSON document by exactly the rules of nlohmann::json::accept (a UTF-8
-// byte order mark first is allowed), in one pass with no per-token buffer. Iterative: nesting
-// depth is bounded by memory only, as nlohmann's parser's is.
+// A member name that the gateway and a provider could read two ways: one that occurs twice in
+// the object (parsers disagree on which one wins: the scan finds the first, most DOMs keep the
+// last), or one written with an escape sequence (the scan compares names as written, a
+// provider decodes them, so "mod\u0065l" would be a second `model`). nullopt when none.
+struct ambiguous_name {
+  std::string name;  // as written, escapes not decoded
+  bool escaped;      // false: a duplicate
+};
+std::optional<ambiguous_name> ambiguous_member(const json_object_scan& scan);
+
+// Whether `text` is one JSON document by the rules of nlohmann::json::accept (a UTF-8 byte
+// order mark first is allowed), in one pass with no per-token buffer, with one deliberate
+// difference: nlohmann's lexer takes a NUL byte after the value as the end of the input and
+// ignores what follows, which would let bytes the gateway never read travel upstream; here
+// nothing but whitespace may follow the value. Iterative: nesting depth is bounded by memory
+// only, as nlohmann's parser's is.
 bool json_valid(std::string_view text);
 
 // Walking JSON text that was validated first, by byte offsets; nothing is decoded or copied.

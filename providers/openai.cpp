@@ -2,6 +2,7 @@
 #include "providers/openai.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -38,11 +39,18 @@ std::optional<usage> usage_member(std::string_view body) {
 
 namespace {
 
-// The checks every model-addressed body shares: valid JSON, an object, a string `model`.
+// The checks every model-addressed body shares: valid JSON, an object whose member names
+// read one way, a string `model`.
 std::variant<chat_request, request_error> parse_model_request(std::string_view body) {
-  if (!json_valid(body)) return request_error{"request body is not valid JSON", ""};
+  if (!json_valid(body))
+    return request_error{body.find('\0') != std::string_view::npos
+                             ? "request body is not valid JSON: nothing but whitespace may "
+                               "follow the JSON value"
+                             : "request body is not valid JSON",
+                         ""};
   auto scan = scan_object(body);
   if (!scan) return request_error{"request body must be a JSON object", ""};
+  if (auto e = refuse_ambiguous(*scan)) return *e;
   chat_request req;
   const json_member* model = scan->find("model");
   if (!model) return request_error{"you must provide a model parameter", "model"};
@@ -89,7 +97,37 @@ std::variant<chat_request, request_error> parse_chat_request(std::string_view bo
       return request_error{"'stream' must be a boolean", "stream"};
     }
   }
+  // The members whose insides the gateway reads or rewrites must read one way too.
+  for (std::string_view name : {"stream_options", "provider"}) {
+    const json_member* m = req.scan.find(name);
+    if (!m || body[m->value_begin] != '{') continue;
+    auto inner = scan_object(span(body, *m));
+    if (auto e = refuse_ambiguous(*inner, std::string(name) + ".")) return *e;
+  }
+  if (const json_member* n = req.scan.find("n")) {
+    const std::string_view v = span(body, *n);
+    std::uint64_t count = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), count);
+    if (v != "null") {
+      if (ec != std::errc() || end != v.data() + v.size() || count < 1 || count > k_max_choices)
+        return request_error{"'n' must be an integer from 1 to " + std::to_string(k_max_choices),
+                             "n"};
+      req.n = count;
+    }
+  }
   return parsed;
+}
+
+std::optional<request_error> refuse_ambiguous(const json_object_scan& scan,
+                                              std::string_view where) {
+  auto a = ambiguous_member(scan);
+  if (!a) return std::nullopt;
+  const std::string param = std::string(where) + a->name;
+  if (a->escaped)
+    return request_error{"member name '" + param +
+                             "' is written with an escape sequence; write member names plainly",
+                         param};
+  return request_error{"duplicate member '" + param + "' in the request body", param};
 }
 
 std::string encode_chat_request(std::string_view body, const chat_request& req,

@@ -3,6 +3,7 @@
 // for the members the gateway must own (`model`, `stream_options`).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,11 +26,23 @@ struct request_error {
 struct chat_request {
   std::string model;
   bool stream = false;
+  std::uint64_t n = 1;  // choices asked for: each is billed, so each is reserved
   json_object_scan scan;
 };
 
-// Validates an inbound /v1/chat/completions body (valid JSON, an object, a string `model`,
-// a non-empty `messages` array, a boolean `stream`).
+// The most choices (`n`) one request may ask for, as OpenAI allows; more is a 400.
+constexpr std::uint64_t k_max_choices = 128;
+
+// A request_error for a member name the gateway and a provider could read two ways (see
+// ambiguous_member), naming it; nullopt when the object has none. `where` prefixes the
+// name for nested objects ("stream_options.").
+std::optional<request_error> refuse_ambiguous(const json_object_scan& scan,
+                                              std::string_view where = {});
+
+// Validates an inbound /v1/chat/completions body (valid JSON and nothing after it, an object
+// with no duplicate or escaped member names at its top level, in `stream_options` or in
+// `provider`; a string `model`, a non-empty `messages` array, a boolean `stream`, an integer
+// `n` from 1 to k_max_choices).
 std::variant<chat_request, request_error> parse_chat_request(std::string_view body);
 
 // Validates an inbound /v1/embeddings body (valid JSON, a string `model`, an `input` that is

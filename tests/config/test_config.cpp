@@ -92,8 +92,22 @@ TEST_CASE("to_string names every dialect") {
   CHECK(cfg::to_string(cfg::dialect_kind::gemini) == "gemini");
 }
 
-TEST_CASE("an empty document gives the defaults") {
-  auto c = cfg::parse_config("", "empty.yaml");
+TEST_CASE("an empty document is an error, whatever makes it empty") {
+  // `: > meridian.yaml` (an editor truncating before it writes) must never be applied.
+  for (const char* text : {"", "\n\n", "# only a comment\n", "---\n", "~\n", "null\n"}) {
+    INFO(text);
+    try {
+      cfg::parse_config(text, "empty.yaml");
+      FAIL("an empty config was accepted");
+    } catch (const cfg::config_error& e) {
+      CHECK(std::string(e.what()).find("empty.yaml") != std::string::npos);
+      CHECK(std::string(e.what()).find("the config is empty") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("one section gives the defaults for the rest") {
+  auto c = cfg::parse_config("server: {}\n", "empty.yaml");
   CHECK(c.source == "empty.yaml");
   CHECK(c.server.listen.host == "0.0.0.0");
   CHECK(c.server.listen.port == 8080);

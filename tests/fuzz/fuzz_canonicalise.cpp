@@ -6,6 +6,8 @@
 #include <string_view>
 #include <variant>
 
+#include <nlohmann/json.hpp>
+
 #include "policies/facts.hpp"
 #include "providers/dialect.hpp"
 #include "providers/openai.hpp"
@@ -23,6 +25,19 @@ void check_rewrite(std::string_view body, const pv::chat_request& req) {
   if (!r || r->model != "upstream/model-x" || r->stream != req.stream) std::abort();
 }
 
+// A body the gateway accepts reads the same to a DOM parser (most providers keep the last of
+// duplicate names and decode escapes): the model it routes and bills, the stream flag and the
+// number of choices must be what the provider will see.
+void check_one_reading(std::string_view body, const pv::chat_request& req) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (!j.is_object() || !j.contains("model") || j["model"] != req.model) std::abort();
+  const bool stream = j.contains("stream") && j["stream"].is_boolean() && j["stream"].get<bool>();
+  if (stream != req.stream) std::abort();
+  const auto n = j.find("n");
+  const std::uint64_t choices = n == j.end() || n->is_null() ? 1 : n->get<std::uint64_t>();
+  if (choices != req.n) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -34,6 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto parsed = pv::parse_chat_request(body);
   if (const auto* req = std::get_if<pv::chat_request>(&parsed)) {
     check_rewrite(body, *req);
+    check_one_reading(body, *req);
     for (auto kind :
          {meridian::config::dialect_kind::openai, meridian::config::dialect_kind::anthropic,
           meridian::config::dialect_kind::gemini}) {

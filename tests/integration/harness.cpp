@@ -285,6 +285,97 @@ void stream_client::close() {
   impl_->s.close(ec);
 }
 
+raw_upstream::raw_upstream(script s) : script_(std::move(s)) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) throw std::runtime_error("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listen_fd_, 64) != 0 ||
+      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("raw_upstream: cannot listen");
+  port = ntohs(addr.sin_port);
+  acceptor_ = std::thread([this] {
+    while (!stop_) {
+      pollfd pfd{listen_fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, 50) <= 0) continue;
+      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      ++connections_;
+      std::lock_guard lock(mu_);
+      fds_.push_back(fd);
+      threads_.emplace_back([this, fd] { serve(fd); });
+    }
+  });
+}
+
+raw_upstream::~raw_upstream() {
+  stop_ = true;
+  acceptor_.join();
+  {
+    std::lock_guard lock(mu_);
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : threads_) t.join();
+  for (int fd : fds_) ::close(fd);
+  ::close(listen_fd_);
+}
+
+void raw_upstream::serve(int fd) {
+  const writer write = [fd](const std::string& bytes) {
+    for (std::size_t at = 0; at < bytes.size();) {
+      ssize_t n = ::send(fd, bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      at += static_cast<std::size_t>(n);
+    }
+    return true;
+  };
+  std::string in;
+  char buf[16384];
+  for (;;) {
+    std::size_t head_end;
+    while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0 || stop_) return;
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    std::string head = in.substr(0, head_end);
+    for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::size_t length = 0;
+    if (auto at = head.find("\r\ncontent-length:"); at != std::string::npos)
+      length = std::stoul(head.substr(at + 17));
+    while (in.size() < head_end + 4 + length) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0 || stop_) return;
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    std::string body = in.substr(head_end + 4, length);
+    in.erase(0, head_end + 4 + length);
+    ++requests_;
+    if (!script_(body, write)) {
+      ::shutdown(fd, SHUT_RDWR);
+      return;
+    }
+  }
+}
+
+std::string chat_completion_json(const std::string& content) {
+  return R"({"id":"chatcmpl-raw","object":"chat.completion","created":1,"model":"m",)"
+         R"("choices":[{"index":0,"message":{"role":"assistant","content":")" +
+         content +
+         R"("},"finish_reason":"stop"}],)"
+         R"("usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}})";
+}
+
+std::string http_200(const std::string& body, const std::string& content_type,
+                     const std::string& extra_headers) {
+  return "HTTP/1.1 200 OK\r\nContent-Type: " + content_type +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + extra_headers +
+         "\r\n" + body;
+}
+
 raw_client::raw_client(std::uint16_t port, int rcvbuf) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw std::runtime_error("socket failed");

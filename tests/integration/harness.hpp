@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -121,6 +122,40 @@ class raw_client {
   // Reads once, waiting at most until `until`; 1 data, 0 closed, -1 timed out.
   int read_some(std::chrono::steady_clock::time_point until);
 };
+
+// A hostile upstream on a raw TCP socket, for what meridian-sim will not do (interim 1xx
+// responses, bytes beyond an answer, echoed secrets). For each request it reads (headers, then
+// a Content-Length body), `script` gets the body and a writer of exact bytes; it returns whether
+// the connection stays open for another request. One thread per connection.
+class raw_upstream {
+ public:
+  using writer = std::function<bool(const std::string&)>;  // false once the peer is gone
+  using script = std::function<bool(const std::string& body, const writer& write)>;
+  explicit raw_upstream(script s);
+  ~raw_upstream();
+  raw_upstream(const raw_upstream&) = delete;
+  raw_upstream& operator=(const raw_upstream&) = delete;
+  std::uint16_t port = 0;
+  int requests() const { return requests_; }
+  int connections() const { return connections_; }
+
+ private:
+  void serve(int fd);
+  script script_;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0}, connections_{0};
+  std::mutex mu_;
+  std::vector<int> fds_;
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;
+};
+
+// An OpenAI chat completion whose answer text is `content` (a JSON-safe string).
+std::string chat_completion_json(const std::string& content);
+// `body` as a whole HTTP/1.1 200 response with Content-Length.
+std::string http_200(const std::string& body, const std::string& content_type = "application/json",
+                     const std::string& extra_headers = "");
 
 // meridian-sim started from YAML; ports by provider name.
 struct sim {

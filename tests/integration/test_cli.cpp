@@ -79,6 +79,17 @@ TEST_CASE("cli: check exits 1 with the YAML path and line of a mistake") {
   CHECK(missing.code == 1);
 }
 
+TEST_CASE("cli: check and serve refuse an empty file") {
+  temp_dir d;
+  for (const char* text : {"", "# nothing but a comment\n"}) {
+    auto file = d.write("empty.yaml", text);
+    auto r = run({"check", "-c", file});
+    CHECK(r.code == 1);
+    CHECK(r.out.find("the config is empty") != std::string::npos);
+    CHECK(run({"serve", "-c", file}).code == 1);
+  }
+}
+
 TEST_CASE("cli: every example config passes check") {
   int seen = 0;
   for (const auto& e :

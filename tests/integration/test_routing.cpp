@@ -300,3 +300,52 @@ TEST_CASE("routing: a Kubernetes-style ConfigMap swap of the ..data symlink relo
   fs::rename(d.path() + "/..data_tmp", d.path() + "/..data");  // the atomic swap
   CHECK(eventually([&] { return served_by() == "good2"; }, 5s));
 }
+
+TEST_CASE("routing: a reload never applies an empty or cut-off file, and says what it changed") {
+  sim s(k_sim);
+  const std::string secret = "sk-team-reload-test";
+  const std::string full = "server: { listen: 127.0.0.1:0, threads: 1 }\n" + providers_yaml(s) +
+                           "routes:\n" + ordered("auto", {"good"}) + "keys:\n  - { name: team, key_sha256: \"" +
+                           sha256_hex(secret) + "\" }\nauth: { required: true }\n";
+  gateway g(full, {}, {"--log-level", "info"}, true);
+  const std::string path = g.dir.path() + "/meridian.yaml";
+  auto status = [&](bool with_key) {
+    std::map<std::string, std::string> h;
+    if (with_key) h["authorization"] = "Bearer " + secret;
+    return http_call(g.port, "POST", "/v1/chat/completions", body("auto"), h).status;
+  };
+  auto failures = [&] {
+    auto m = http_call(g.port, "GET", "/metrics", "", {{"authorization", "Bearer " + secret}}).body;
+    const std::string needle = "meridian_config_reloads_total{result=\"failure\"} ";
+    auto at = m.find(needle);
+    return at == std::string::npos ? 0 : std::stoi(m.substr(at + needle.size()));
+  };
+  REQUIRE(status(false) == 401);
+  REQUIRE(status(true) == 200);
+
+  // An editor truncating before it writes: `: > meridian.yaml`.
+  std::ofstream(path, std::ios::trunc).close();
+  CHECK(eventually([&] { return failures() == 1; }));
+  CHECK(status(false) == 401);
+  CHECK(status(true) == 200);  // every provider is still there
+
+  // A write cut before the auth section: applied, it would switch authentication off.
+  std::ofstream(path, std::ios::trunc) << full.substr(0, full.find("keys:"));
+  CHECK(eventually([&] { return failures() == 2; }));
+  CHECK(status(false) == 401);
+  CHECK(eventually([&] {
+    return g.stderr_text().find("would switch authentication off") != std::string::npos;
+  }));
+
+  // Said on purpose, it is applied, and the log names what changed; so is a health change.
+  std::ofstream(path, std::ios::trunc)
+      << full.substr(0, full.find("keys:")) +
+             "auth: { required: false }\nhealth: { failure_threshold: 9 }\n";
+  CHECK(eventually([&] { return status(false) == 200; }));
+  const std::string log = g.stderr_text();
+  CHECK(log.find("config reload changes protection: auth.required switched off") !=
+        std::string::npos);
+  CHECK(log.find("keys removed: team") != std::string::npos);
+  CHECK(log.find("health options applied") != std::string::npos);
+  CHECK(failures() == 2);
+}

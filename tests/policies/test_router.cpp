@@ -152,7 +152,7 @@ TEST_CASE("routes, regions and energy parse with their defaults") {
   CHECK(w.cfg.regions.at("apac").line > 0);
   CHECK(w.cfg.energy.kwh_per_million_tokens == doctest::Approx(1.2));
 
-  auto empty = config::parse_config("", "e.yaml");
+  auto empty = config::parse_config("server: {}\n", "e.yaml");
   CHECK(empty.routes.empty());
   CHECK(empty.regions.size() == 4);
   CHECK(empty.regions.at("eu").electricity_usd_per_kwh == doctest::Approx(0.175));

@@ -63,6 +63,26 @@ TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on hand-p
   }
 }
 
+TEST_CASE("json_scan: unlike nlohmann, nothing after a NUL byte is ignored") {
+  const std::string with_nul("{\"a\":1}\0{\"b\":2}", 15);
+  CHECK(nlohmann::json::accept(with_nul));  // the differential this guards against
+  CHECK_FALSE(json_valid(with_nul));
+  CHECK_FALSE(json_valid(std::string("{}\0", 3)));
+  CHECK(json_valid("{} \r\n"));
+}
+
+TEST_CASE("json_scan: ambiguous_member finds duplicate and escaped names") {
+  auto check = [](const std::string& text) { return ambiguous_member(*scan_object(text)); };
+  CHECK_FALSE(check(R"({"a":1,"b":{"a":2}})"));
+  auto dup = check(R"({"a":1,"b":2,"a":3})");
+  REQUIRE(dup);
+  CHECK(dup->name == "a");
+  CHECK_FALSE(dup->escaped);
+  auto esc = check(R"({"\u0061":1})");
+  REQUIRE(esc);
+  CHECK(esc->escaped);
+}
+
 TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on 20,000 mutations") {
   const std::vector<std::string> seeds = {
       R"({"model":"auto","messages":[{"role":"user","content":"héllo \"there\" \u00e9"}],"stream":true,"max_tokens":16,"temperature":0.5})",

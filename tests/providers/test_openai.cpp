@@ -39,6 +39,50 @@ TEST_CASE("openai: request validation names the parameter") {
   CHECK(r.stream);
 }
 
+TEST_CASE("openai: a body the gateway and the provider could read two ways is a 400") {
+  const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
+  // Routing read the last `model`, the rewrite edited the first: the provider served another.
+  auto dup = parse_err(R"({"model":"x","model":"gpt-4o",)" + msgs + "}");
+  CHECK(dup.param == "model");
+  CHECK(dup.message.find("duplicate member 'model'") != std::string::npos);
+  CHECK(parse_err(R"({"model":"x",)" + msgs + R"(,"n":1,"n":5})").param == "n");
+  CHECK(parse_err(R"({"model":"x",)" + msgs + R"(,"stream":true,"stream":false})").param ==
+        "stream");
+  // Inside the members the gateway reads or rewrites.
+  CHECK(parse_err(R"({"model":"x",)" + msgs +
+                  R"(,"stream":true,"stream_options":{"include_usage":true,"include_usage":false}})")
+            .param == "stream_options.include_usage");
+  CHECK(parse_err(R"({"model":"x",)" + msgs + R"(,"provider":{"only":["a"],"only":["b"]}})").param ==
+        "provider.only");
+  // An escaped name is the same member to a provider that decodes it.
+  auto esc = parse_err(R"({"model":"x","mod\u0065l":"gpt-4o",)" + msgs + "}");
+  CHECK(esc.param == "mod\\u0065l");
+  CHECK(esc.message.find("escape sequence") != std::string::npos);
+  CHECK(parse_err(R"({"model":"x",)" + msgs + R"(,"stre\u0061m":true})").param == "stre\\u0061m");
+  // Duplicates deeper down (inside messages) are the message's business, not the gateway's.
+  parse_ok(R"({"model":"x","messages":[{"role":"user","content":"a","content":"b"}]})");
+  // Nothing may follow the JSON value, NUL bytes included (nlohmann stops reading at one).
+  const std::string nul_junk = R"({"model":"x",)" + msgs + std::string("}\0", 2) + R"(,"model":"y")";
+  CHECK(parse_err(nul_junk).message.find("nothing but whitespace") != std::string::npos);
+  CHECK(parse_err(R"({"model":"x",)" + msgs + "} junk").message.find("not valid JSON") !=
+        std::string::npos);
+  parse_ok(R"({"model":"x",)" + msgs + "} \n\t ");
+}
+
+TEST_CASE("openai: n is a whole number from 1 to 128, and read once") {
+  const std::string head = R"({"model":"x","messages":[{"role":"user","content":"x"}],"n":)";
+  CHECK(parse_ok(head + "1}").n == 1);
+  CHECK(parse_ok(head + "128}").n == 128);
+  CHECK(parse_ok(head + "null}").n == 1);
+  CHECK(parse_ok(R"({"model":"x","messages":[{"role":"user","content":"x"}]})").n == 1);
+  for (const char* bad : {"0", "129", "1000", "-1", "2.5", "1e2", "\"3\"", "true"}) {
+    INFO(bad);
+    auto e = parse_err(head + bad + "}");
+    CHECK(e.param == "n");
+    CHECK(e.message.find("from 1 to 128") != std::string::npos);
+  }
+}
+
 TEST_CASE("openai: only the model changes and every other byte is the client's") {
   const std::string body =
       "{ \"model\" : \"deepseek/deepseek-chat\",\n  "
