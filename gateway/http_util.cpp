@@ -1,10 +1,15 @@
 // Error bodies, request ids, logging: see http_util.hpp.
 #include "gateway/http_util.hpp"
 
+#include <time.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
+#include <string>
 #include <random>
 
 #include "providers/json_scan.hpp"
@@ -105,12 +110,40 @@ std::map<std::string, std::string> parse_query(std::string_view target) {
   return out;
 }
 
-std::string request_id_for(std::string_view inbound) {
+std::string sane_request_id(std::string_view inbound) {
   bool sane = !inbound.empty() && inbound.size() <= 128;
   for (char c : inbound)
     sane = sane && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
                     c == '.' || c == ':');
-  if (sane) return std::string(inbound);
+  return sane ? std::string(inbound) : std::string();
+}
+
+std::optional<std::uint64_t> retry_after_seconds(std::string_view v,
+                                                 std::chrono::system_clock::time_point now) {
+  constexpr std::uint64_t k_day = 86400;
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (v.empty()) return std::nullopt;
+  if (v.size() <= 12 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::min<std::uint64_t>(std::stoull(std::string(v)), k_day);
+  if (v.size() <= 40) {
+    const std::string text(v);
+    for (const char* format :
+         {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
+      std::tm tm{};
+      const char* end = ::strptime(text.c_str(), format, &tm);
+      if (!end || *end != '\0') continue;
+      const auto at = std::chrono::system_clock::from_time_t(::timegm(&tm));
+      if (at <= now) return 0;
+      const auto left = std::chrono::ceil<std::chrono::seconds>(at - now).count();
+      return std::min<std::uint64_t>(static_cast<std::uint64_t>(left), k_day);
+    }
+  }
+  return 1;
+}
+
+std::string request_id_for(std::string_view inbound) {
+  if (auto own = sane_request_id(inbound); !own.empty()) return own;
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char hex[] = "0123456789abcdef";
   std::string id = "req_";
@@ -189,6 +222,10 @@ void write_access_log(const access_record& r) {
   if (!log_enabled(log_level::info)) return;
   std::string line = "{\"ts\":\"" + now_iso() + "\",\"type\":\"access\",\"request_id\":";
   append_json_string(line, r.request_id);
+  if (!r.client_request_id.empty()) {
+    line += ",\"client_request_id\":";
+    append_json_string(line, r.client_request_id);
+  }
   line += ",\"method\":";
   append_json_string(line, r.method);
   line += ",\"path\":";

@@ -2,6 +2,7 @@
 // shape, request ids, the access-log line, and the process logger.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -19,6 +20,15 @@ std::map<std::string, std::string> parse_query(std::string_view target);
 
 // A fresh request id ("req_" + 24 hex digits), or the client's own if it is sane.
 std::string request_id_for(std::string_view inbound);
+// The client's x-request-id when it is sane (1..128 of [A-Za-z0-9-_.:]), else empty.
+std::string sane_request_id(std::string_view inbound);
+
+// The Retry-After a client may be shown for an upstream's: delta-seconds (capped at a day) or
+// an HTTP-date (IMF-fixdate, RFC 850 or asctime), as the seconds left until it; nullopt when the
+// upstream sent none. Anything else is not forwarded (an upstream can echo anything there, its
+// key included): it becomes 1 second.
+std::optional<std::uint64_t> retry_after_seconds(std::string_view upstream,
+                                                 std::chrono::system_clock::time_point now);
 
 // True when `body` nests arrays and objects deeper than `max_depth`. Linear and iterative, so it
 // can run before any parser or DOM walk that recurses; string contents (and escapes) are skipped.
@@ -37,7 +47,12 @@ void log(log_level l, std::string_view msg, std::string_view extra_json = {});
 
 // What one request did, written as one JSON line on stdout.
 struct access_record {
-  std::string request_id;
+  std::string request_id;         // Meridian's own, unique per request
+  std::string client_request_id;  // the client's x-request-id, if it sent a sane one
+  // What x-request-id answers with: the client's own id when it sent one (tracing), else ours.
+  const std::string& echoed_id() const {
+    return client_request_id.empty() ? request_id : client_request_id;
+  }
   std::string method;
   std::string path;
   std::string model;     // as asked

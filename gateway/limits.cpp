@@ -273,4 +273,15 @@ std::unique_ptr<limit_state> make_local_state() {
   return std::make_unique<local_state>();
 }
 
+std::optional<std::uint64_t> output_allowance(std::optional<std::uint64_t> max_tokens,
+                                              bool reserved, std::uint64_t reserve_tokens,
+                                              std::uint64_t choices) {
+  if (!max_tokens && !reserved) return std::nullopt;
+  return max_tokens.value_or(reserve_tokens) * std::max<std::uint64_t>(choices, 1);
+}
+
+std::uint64_t output_ceiling(std::uint64_t allowance) {
+  return allowance * 2 + 256;
+}
+
 }  // namespace meridian::gateway

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -88,6 +89,18 @@ struct budget_state {
 // Whether `amount` may be reserved: spent + reserved + amount ≤ limit. So concurrent requests
 // never overspend by more than what settles above its reservation.
 bool budget_fits(const budget_state& state, micro_usd limit, micro_usd amount);
+
+// The output tokens a request may produce: what it asked for (max_tokens, else the
+// state.reserve_tokens a budget reservation assumed) times its choices; nullopt when it asked
+// for no limit and nothing was reserved.
+std::optional<std::uint64_t> output_allowance(std::optional<std::uint64_t> max_tokens,
+                                              bool reserved, std::uint64_t reserve_tokens,
+                                              std::uint64_t choices);
+// Where a relayed answer is cut: the allowance doubled plus 256 tokens. The margin covers the
+// estimator's overcount (it counts one token per CJK character, about 1.7x what DeepSeek's and
+// Qwen's tokenizers make of Chinese) so an upstream that honours max_tokens is never cut; one
+// that ignores it is stopped and billed for at most about twice what was reserved.
+std::uint64_t output_ceiling(std::uint64_t allowance);
 
 // How long a budget period's counters are kept after its end (late settles still land).
 constexpr std::chrono::hours k_budget_grace{1};

@@ -34,6 +34,7 @@
 #include "stats/accounting.hpp"
 #include "stats/api.hpp"
 #include "stats/energy.hpp"
+#include "stats/estimate.hpp"
 #include "stats/ledger.hpp"
 #include "stats/metrics.hpp"
 
@@ -91,6 +92,10 @@ struct gateway_metrics {
                                  {"key", "reason"})),
         auth_failures(r.counter("meridian_auth_failures_total",
                                 "Requests refused for a missing or unknown key.", {"reason"})),
+        accept_errors(r.counter("meridian_accept_errors_total",
+                                "Connections the listener could not accept, by reason (emfile: "
+                                "out of descriptors).",
+                                {"listener", "reason"})),
         state_errors(r.counter("meridian_state_errors_total",
                                "Rate-limit store failures, by operation and what was done "
                                "(admitted: on_error open; refused: on_error closed).",
@@ -113,6 +118,7 @@ struct gateway_metrics {
   stats::counter_family& key_cost;
   stats::counter_family& key_rejections;
   stats::counter_family& auth_failures;
+  stats::counter_family& accept_errors;
   stats::counter_family& state_errors;
 };
 
@@ -145,9 +151,15 @@ struct exchange {
   double upstream_seconds = 0;
   std::string retry_after;           // forwarded from an upstream 429
   bool anthropic_api = false;        // /v1/messages: answers and errors in Anthropic's shape
+  bool on_admin_listener = false;    // arrived on server.admin_listen
+  bool admin_caller = false;         // presented the admin token where a key could go
   std::size_t emitted = 0;           // attempts already handed to accounting
   std::uint64_t est_prompt = 0;      // the router's prompt estimate, used when usage is missing
-  std::uint64_t streamed_bytes = 0;  // canonical chunk bytes relayed, for the same estimate
+  stats::text_tally relayed;         // generated text relayed to the client, for the same
+  std::uint64_t relayed_chunks = 0;  // canonical chunks relayed (a cut stream was still served)
+  std::optional<std::uint64_t> output_ceiling;  // estimated output tokens past which a stream
+                                                // is cut (an upstream ignoring max_tokens)
+  std::uint64_t buffered = 0;        // bytes of whole answers charged to the global cap
   std::string route_explain;         // x-meridian-route: policy and why
   const virtual_key* key = nullptr;  // the authenticated virtual key, if any
   std::shared_ptr<const key_table> admin_keys;  // keeps an admin-created key alive meanwhile
@@ -205,6 +217,7 @@ class server {
   bool admin_authorized(exchange& ex, bool always);
   std::string refresh_admin_keys();
   void seed_budgets();
+  void watch_ledger();
 
   // Virtual keys: each returns false after answering the client itself.
   awaitable<bool> authenticate(exchange& ex);
@@ -247,6 +260,7 @@ class server {
                                   steady::time_point deadline);
   void finish_exchange(exchange& ex, upstream_exchange& x, bool reusable);
   awaitable<void> send_resolve_error(exchange& ex, const policies::resolve_error& e);
+  awaitable<void> send_overloaded(exchange& ex);
   awaitable<void> send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
                              const std::string& detail);
   awaitable<void> serve_chat(exchange& ex, std::string_view body,
@@ -289,11 +303,19 @@ class server {
   steady::time_point reseed_at_;  // control thread: when seeded_ is forgotten, so spend a lost
                                   // settle or a flushed Redis dropped is read back again
   std::optional<sha256_digest> admin_token_;  // of auth.admin_token_env's value, read at start
+  struct ledger_watch {                       // control thread: what watch_ledger last saw
+    std::uint64_t errors_seen = 0, errors_logged = 0;
+    steady::time_point next_log{};
+    bool failing = false;
+  } ledger_watch_;
   stats::registry registry_;
   gateway_metrics metrics_;
   std::vector<std::unique_ptr<worker>> workers_;
-  std::atomic<std::uint32_t> connections_{0};
+  std::atomic<std::uint32_t> connections_{0};        // every open client connection (drain)
+  std::atomic<std::uint32_t> public_connections_{0};  // of them, on server.listen
+  std::atomic<std::uint32_t> admin_connections_{0};   // of them, on server.admin_listen
   std::atomic<std::int64_t> inflight_{0};
+  std::atomic<std::uint64_t> buffered_{0};  // whole upstream answers held now, all requests
   std::atomic<bool> draining_{false};
 };
 
@@ -321,7 +343,7 @@ awaitable<void> server::send(exchange& ex, http::status status, std::string body
                              std::string_view content_type) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, content_type);
-  res.set("x-request-id", ex.log.request_id);
+  res.set("x-request-id", ex.log.echoed_id());
   set_routed_headers(ex, res.base());
   if (!ex.retry_after.empty()) res.set(http::field::retry_after, ex.retry_after);
   res.keep_alive(ex.keep_alive);
@@ -356,6 +378,9 @@ std::string reset_text(std::chrono::milliseconds d) {
 }
 
 void server::set_routed_headers(exchange& ex, http::fields& f) const {
+  // Meridian's own id, unique per request: what /v1/generation finds exactly even when the
+  // client reuses its x-request-id.
+  if (!ex.log.client_request_id.empty()) f.set("x-meridian-request-id", ex.log.request_id);
   if (ex.limits) {
     const admission& a = *ex.limits;
     if (a.limit_requests) {
@@ -400,7 +425,8 @@ awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std:
   std::string suffix = upstream_message.empty() ? "" : ": " + upstream_message;
   metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
   if (status == 429) {
-    ex.retry_after = std::string(retry_after);
+    if (auto seconds = retry_after_seconds(retry_after, std::chrono::system_clock::now()))
+      ex.retry_after = std::to_string(*seconds);
     co_await send_error(ex, http::status::too_many_requests,
                         "Provider '" + p.name + "' is rate limiting requests" + suffix,
                         "rate_limit_error", {}, "rate_limit_exceeded");
@@ -446,8 +472,13 @@ awaitable<void> server::metrics(exchange& ex) {
   std::size_t idle = 0;
   for (const auto& w : workers_) idle += w->pool.idle_now();
   metrics_.upstream_idle.set({}, static_cast<double>(idle));
-  co_await send(ex, http::status::ok, registry_.expose(),
-                "text/plain; version=0.0.4; charset=utf-8");
+  // Per-key series (names and spend of every tenant) stay on the admin listener when there is
+  // one; the public listener shows the rest.
+  const bool hide_keys = !ex.on_admin_listener && ex.snap.cfg->server.admin_listen.has_value();
+  // A named local, not a conditional inside the co_await (GCC 12 destroys its temporaries
+  // twice).
+  std::string text = hide_keys ? registry_.expose_without("key") : registry_.expose();
+  co_await send(ex, http::status::ok, std::move(text), "text/plain; version=0.0.4; charset=utf-8");
 }
 
 awaitable<void> server::list_models(exchange& ex) {
@@ -572,13 +603,23 @@ awaitable<server::upstream_exchange> server::open_exchange(exchange& ex,
 awaitable<error_code> server::read_body(exchange& ex, upstream_exchange& x, std::string& body,
                                         steady::time_point deadline) {
   const auto& t = ex.snap.cfg->server.timeouts;
+  const std::uint64_t cap = ex.snap.cfg->server.limits.max_buffered_bytes;
   char buf[k_read_chunk];
   while (!x.parser->is_done()) {
+    if (steady::now() >= deadline) co_return beast::error::timeout;  // timeouts.total
     x.parser->get().body().data = buf;
     x.parser->get().body().size = sizeof buf;
     auto [ec, n] = co_await x.conn->read_some(*x.parser, phase_limit(t.idle_chunk, deadline));
     if (ec == http::error::need_buffer) ec = {};
-    body.append(buf, sizeof buf - x.parser->get().body().size);
+    const std::size_t got = sizeof buf - x.parser->get().body().size;
+    // Every request's buffered answer counts against one cap, so many large answers at once
+    // cannot grow the process without bound; what this request holds is released by finish().
+    if (buffered_.fetch_add(got) + got > cap) {
+      buffered_.fetch_sub(got);
+      co_return net::error::no_buffer_space;
+    }
+    ex.buffered += got;
+    body.append(buf, got);
     if (ec) co_return ec;
     if (body.size() > k_max_upstream_body) co_return http::error::body_limit;
   }
@@ -594,6 +635,16 @@ void server::finish_exchange(exchange& ex, upstream_exchange& x, bool reusable) 
   } else if (x.conn) {
     x.conn->close();
   }
+}
+
+// 503 when the whole answers held in memory reach server.limits.max_buffered_bytes.
+awaitable<void> server::send_overloaded(exchange& ex) {
+  const std::uint64_t cap = ex.snap.cfg->server.limits.max_buffered_bytes;
+  co_await send_error(ex, http::status::service_unavailable,
+                      "The gateway is holding its limit of buffered upstream answers (" +
+                          std::to_string(cap >> 20) +
+                          " MiB, server.limits.max_buffered_bytes); try again shortly",
+                      "server_error", {}, "gateway_overloaded");
 }
 
 // 404 for a model nobody serves, 400 for one several providers serve.
@@ -710,6 +761,10 @@ awaitable<void> server::embeddings(exchange& ex) {
   error_code ec = co_await read_body(ex, x, answer, deadline);
   ex.upstream_seconds = seconds_since(upstream_start);
   finish_exchange(ex, x, !ec);
+  if (ec == net::error::no_buffer_space) {
+    co_await send_overloaded(ex);
+    co_return;
+  }
   if (ec) {
     const upstream_fault fault =
         ec == beast::error::timeout ? upstream_fault::timeout : upstream_fault::reset;
@@ -767,10 +822,8 @@ awaitable<void> backoff(net::any_io_executor ex, std::size_t attempt,
 }
 
 std::chrono::milliseconds parse_retry_after(std::string_view v) {
-  unsigned long s = 0;
-  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
-  if (ec != std::errc() || ptr != v.data() + v.size()) return std::chrono::milliseconds(0);
-  return std::chrono::milliseconds(std::min<unsigned long>(s, 3600) * 1000);
+  auto seconds = retry_after_seconds(v, std::chrono::system_clock::now());
+  return std::chrono::milliseconds(std::min<std::uint64_t>(seconds.value_or(0), 3600) * 1000);
 }
 
 // Serves a canonical chat call: the router orders the candidates, and each is tried in turn
@@ -809,9 +862,11 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   const std::size_t n = std::min(attempts.size(), k_max_attempts);
   std::vector<const providers::model_info*> planned;
   for (std::size_t i = 0; i < n; ++i) planned.push_back(attempts[i].model);
-  if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned,
-                               req.n))
+  if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned, req.n))
     co_return;
+  if (auto allowed = output_allowance(request_facts.max_tokens, ex.held.has_value(),
+                                      ex.snap.cfg->state.reserve_tokens, req.n))
+    ex.output_ceiling = output_ceiling(*allowed);
   const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
   const steady::time_point upstream_start = steady::now();
   std::string last_failure = "circuit_open";
@@ -893,6 +948,13 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     std::string answer;
     error_code ec = co_await read_body(ex, x, answer, deadline);
     ex.upstream_seconds = seconds_since(upstream_start);
+    if (ec == net::error::no_buffer_space) {
+      // Not the provider's fault, and another candidate would need the same memory.
+      finish_exchange(ex, x, false);
+      emit_attempt(ex, "gateway_overloaded", 503);
+      co_await send_overloaded(ex);
+      co_return;
+    }
     if (ec) {
       finish_exchange(ex, x, false);
       upstream_fault fault = ec == beast::error::timeout     ? upstream_fault::timeout
@@ -943,6 +1005,9 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       co_return;
     }
     auto& ok = std::get<providers::decoded_chat>(decoded);
+    if (!ok.tokens)  // no usage: the estimate is made from the answer's own text
+      providers::for_each_generated_text(
+          ok.body, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
     std::optional<double> cost;
     if (ok.tokens) {
       ex.tokens = *ok.tokens;
@@ -1036,7 +1101,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
   http::response<http::empty_body> res{http::status::ok, 11};
   res.set(http::field::content_type, "text/event-stream");
   res.set(http::field::cache_control, "no-cache");
-  res.set("x-request-id", ex.log.request_id);
+  res.set("x-request-id", ex.log.echoed_id());
   set_routed_headers(ex, res.base());
   res.keep_alive(ex.keep_alive);
   res.chunked(true);
@@ -1055,10 +1120,17 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
   std::vector<std::string> chunks;
   client_framer framer(ex);
   bool client_gone = false, upstream_failed = false;
+  // The gateway's own stops: timeouts.total passed, or more output than the request allows.
+  bool past_total = false, over_output = false;
   error_code upstream_ec;
   auto& parser = *x.parser;
   char buf[k_read_chunk];
-  while (!parser.is_done() && !client_gone && !upstream_failed && !decoder->complete()) {
+  while (!parser.is_done() && !client_gone && !upstream_failed && !decoder->complete() &&
+         !over_output) {
+    if (steady::now() >= deadline) {
+      past_total = true;
+      break;
+    }
     parser.get().body().data = buf;
     parser.get().body().size = sizeof buf;
     auto [rec, n] = co_await x.conn->read_some(parser, phase_limit(t.idle_chunk, deadline));
@@ -1082,7 +1154,9 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
           ex.tokens = *tokens;
           chunk = providers::annotate_usage_chunk(chunk, providers::cost_usd(*tokens, *ex.model));
         }
-        ex.streamed_bytes += chunk.size();
+        ++ex.relayed_chunks;
+        providers::for_each_generated_text(
+            chunk, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
         const std::string& wire = framer.chunk(chunk);
         if (wire.empty()) continue;
         ex.client.expires_after(t.idle_chunk);
@@ -1092,8 +1166,12 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
           client_gone = true;
           break;
         }
+        if (ex.output_ceiling && stats::estimate_tokens(ex.relayed) > *ex.output_ceiling) {
+          over_output = true;  // what was relayed so far is what is billed
+          break;
+        }
       }
-      if (upstream_failed) break;
+      if (upstream_failed || over_output) break;
     }
     if (rec) {
       upstream_ec = rec;
@@ -1101,6 +1179,8 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
     }
   }
   if (auto tokens = decoder->tokens()) ex.tokens = *tokens;
+  // A read cut short by the total deadline is the deadline's doing, not a stall.
+  if (upstream_ec == beast::error::timeout && steady::now() >= deadline) past_total = true;
   if (client_gone) {
     // Closing the upstream connection is how a provider learns to stop generating.
     ex.keep_alive = false;
@@ -1108,7 +1188,28 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
     ex.log.status = 499;
     co_return;
   }
-  if (!decoder->complete()) {
+  if ((past_total || over_output) && !decoder->complete()) {
+    // The upstream connection is closed (finish_exchange: not reusable), which is how a
+    // provider learns to stop generating.
+    metrics_.upstream_errors.inc({ex.provider->name, over_output ? "output_limit" : "timeout"});
+    ex.log.error = over_output ? "output_limit" : "total_deadline";
+    const std::string what =
+        over_output ? "sent more output than the request allows (about " +
+                          std::to_string(stats::estimate_tokens(ex.relayed)) +
+                          " tokens relayed; the limit is " + std::to_string(*ex.output_ceiling) +
+                          ", twice max_tokens or the reserved output, plus 256)"
+                    : "was still streaming when the request's total deadline (timeouts.total, " +
+                          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                             ex.snap.cfg->server.timeouts.total)
+                                             .count()) +
+                          " s) passed";
+    const std::string& wire =
+        framer.fail("Provider '" + ex.provider->name + "' " + what,
+                    over_output ? "output_limit_exceeded" : "total_deadline_exceeded");
+    ex.client.expires_after(t.idle_chunk);
+    co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+    ex.keep_alive = false;
+  } else if (!decoder->complete()) {
     bool timeout = upstream_ec == beast::error::timeout;
     const char* kind = upstream_failed ? "stream_error" : timeout ? "timeout" : "reset";
     metrics_.upstream_errors.inc({ex.provider->name, kind});
@@ -1147,12 +1248,13 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
 
 // One finished attempt, to metrics and the ledger. When the provider reported no usage for an
 // answer that was served, tokens are estimated (prompt: the router's estimate; completion:
-// relayed bytes / 4 less the JSON envelope) and the event says so.
+// stats::estimate_tokens of the generated text relayed) and the event says so.
 void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned status) {
   const auto& p = *ex.provider;
   const auto& m = *ex.model;
   stats::usage_event ev;
   ev.request_id = ex.log.request_id;
+  ev.client_request_id = ex.log.client_request_id;
   if (ex.key) ev.key = ex.key->name;
   ev.route = ex.log.route;
   ev.provider = p.name;
@@ -1167,12 +1269,11 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   ev.time = std::chrono::system_clock::now();
   // A stream the client closed, or the upstream cut, after output reached the client was
   // generated (and is billed by the provider) all the same: it is estimated, never free.
-  if (outcome == "ok" || outcome == "client_closed" || ex.streamed_bytes > 0) {
+  if (outcome == "ok" || outcome == "client_closed" || ex.relayed_chunks > 0) {
     providers::usage u = ex.tokens;
     if (!u.present) {
-      constexpr std::uint64_t k_envelope = 120;  // bytes of JSON around each streamed delta
       u.input = ex.est_prompt;
-      u.output = ex.streamed_bytes > k_envelope ? (ex.streamed_bytes - k_envelope) / 4 : 0;
+      u.output = stats::estimate_tokens(ex.relayed);  // from the text actually relayed
       ev.estimated = true;
       ex.tokens = u;
     }
@@ -1218,6 +1319,8 @@ awaitable<void> server::stats_share(exchange& ex) {
   auto [e, answer] = co_await net::co_spawn(
       control_,
       [&]() -> awaitable<stats::result<std::string>> {
+        // What can be written is, first; a ledger already failing is not made to wait again.
+        if (ledger_ && ledger_->last_error().empty()) ledger_->flush();
         co_return as_text([&] {
           return stats::share_answer(ledger_.get(), q, std::chrono::system_clock::now(), base);
         });
@@ -1231,6 +1334,7 @@ awaitable<void> server::stats_daily(exchange& ex) {
   auto [e, answer] = co_await net::co_spawn(
       control_,
       [&]() -> awaitable<stats::result<std::string>> {
+        if (ledger_ && ledger_->last_error().empty()) ledger_->flush();
         co_return as_text([&] {
           return stats::daily_answer(ledger_.get(), q, std::chrono::system_clock::now());
         });
@@ -1241,13 +1345,18 @@ awaitable<void> server::stats_daily(exchange& ex) {
 
 awaitable<void> server::generation(exchange& ex) {
   auto q = parse_query(ex.req.target());
+  // With keys configured, a key finds only its own requests (a caller without one, only those
+  // made without one); the admin token finds every request. Another's request is a 404.
+  std::optional<std::string> visible_to;
+  const bool keys_configured = !ex.snap.keys.empty() || !admin_keys_.load()->empty();
+  if (keys_configured && !ex.admin_caller) visible_to = ex.key ? ex.key->name : std::string();
   auto [e, answer] = co_await net::co_spawn(
       control_,
       [&]() -> awaitable<stats::result<std::string>> {
         // Events are written every flush_interval; flush first so a generation is found as
         // soon as its answer was sent.
         if (ledger_) ledger_->flush();
-        co_return as_text([&] { return stats::generation_answer(ledger_.get(), q); });
+        co_return as_text([&] { return stats::generation_answer(ledger_.get(), q, visible_to); });
       },
       as_tuple);
   co_await send_stats(ex, std::move(answer), "application/json");
@@ -1545,7 +1654,7 @@ awaitable<bool> server::reserve_budget(exchange& ex, std::size_t prompt_bytes,
   if (!ex.key || !ex.key->budget) co_return true;
   const auto& state_cfg = ex.snap.cfg->state;
   const std::uint64_t output =
-      max_output.value_or(state_cfg.reserve_tokens) * std::max<std::uint64_t>(choices, 1);
+      *output_allowance(max_output, true, state_cfg.reserve_tokens, choices);
   micro_usd amount = 0;
   for (const auto* m : models) {
     const double usd = (static_cast<double>(prompt_bytes) * std::max(m->input, m->cache_write) +
@@ -1668,6 +1777,31 @@ void server::seed_budgets() {
               state_->seed_spent(k.name, window, to_micro_usd(std::get<double>(spent)))))
         seeded_.erase(k.name + "/" + window.id);  // tried again on the next refresh
     }
+  }
+}
+
+// Control thread, every 2 s: a ledger that cannot write keeps the gateway serving, but says so
+// at once and then at most every 30 s, with the backlog, and once more when it writes again.
+void server::watch_ledger() {
+  if (!ledger_) return;
+  auto& w = ledger_watch_;
+  const std::uint64_t errors = ledger_->write_errors();
+  if (errors > w.errors_seen) {
+    w.errors_seen = errors;
+    w.failing = true;
+    if (steady::now() >= w.next_log) {
+      log(log_level::error, "the usage ledger cannot write; events wait in memory and are retried",
+          "\"error\":" + nlohmann::json(ledger_->last_error()).dump() +
+              ",\"failures\":" + std::to_string(errors - w.errors_logged) +
+              ",\"backlog\":" + std::to_string(ledger_->queued()) +
+              ",\"dropped\":" + std::to_string(ledger_->dropped()));
+      w.errors_logged = errors;
+      w.next_log = steady::now() + std::chrono::seconds(30);
+    }
+  } else if (w.failing && ledger_->last_error().empty()) {
+    w.failing = false;
+    log(log_level::info, "the usage ledger writes again",
+        "\"backlog\":" + std::to_string(ledger_->queued()));
   }
 }
 
@@ -1856,6 +1990,8 @@ admin_answer server::key_revocation(const std::string& name) {
 // ---- sessions ----
 
 void server::finish(exchange& ex) {
+  buffered_.fetch_sub(ex.buffered);
+  ex.buffered = 0;
   ex.log.latency_ms = seconds_since(ex.start) * 1000;
   ex.log.input_tokens = ex.tokens.prompt_total();
   ex.log.output_tokens = ex.tokens.completion_total();
@@ -1921,7 +2057,10 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
                             configured ? "invalid_admin_token" : "admin_disabled");
         co_return;
       }
-      if (!admin && path.starts_with("/v1/")) {
+      ex.on_admin_listener = admin;
+      if (!admin && path == "/v1/generation" && admin_token_ && admin_authorized(ex, true)) {
+        ex.admin_caller = true;  // the operator looking up any request
+      } else if (!admin && path.starts_with("/v1/")) {
         ex.anthropic_api = path.starts_with("/v1/messages");
         if (!co_await authenticate(ex)) co_return;
       }
@@ -1956,9 +2095,13 @@ awaitable<void> reject(beast::tcp_stream& stream, http::status status, std::stri
 
 awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
   struct connection_count {
-    std::atomic<std::uint32_t>& n;
-    ~connection_count() { --n; }
-  } counted{connections_};
+    std::atomic<std::uint32_t>& all;
+    std::atomic<std::uint32_t>& listener;
+    ~connection_count() {
+      --all;
+      --listener;
+    }
+  } counted{connections_, admin ? admin_connections_ : public_connections_};
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   const auto initial = snap_.load();
@@ -2025,7 +2168,8 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
     auto [bec, bn] = co_await http::async_read(stream, buffer, parser, as_tuple);
     auto snap = snap_.load();  // the request keeps the snapshot it started with
     access_record record;
-    record.request_id = request_id_for(parser.get()["x-request-id"]);
+    record.request_id = request_id_for({});  // always Meridian's own: the ledger's key
+    record.client_request_id = sane_request_id(parser.get()["x-request-id"]);
     exchange ex{w,
                 stream,
                 parser.get(),
@@ -2081,21 +2225,56 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
   stream.close();
 }
 
+// Accepts until the listener closes. Out of descriptors (EMFILE, ENFILE) or kernel memory, the
+// loop backs off (50 ms, doubling to 1 s) instead of spinning on a connection it cannot take,
+// and logs once per 5 s with a count; every failure is in meridian_accept_errors_total.
+// max_connections counts each listener on its own, so a flood on the public port never locks
+// the operator out of the admin listener.
 awaitable<void> server::accept_loop(worker& w, tcp::acceptor& acceptor, bool admin) {
   const auto max_conn = snap_.load()->cfg->server.limits.max_connections;
+  auto& open_here = admin ? admin_connections_ : public_connections_;
+  const std::string listener = admin ? "admin" : "public";
+  std::chrono::milliseconds pause{0};
+  std::uint64_t unlogged = 0;
+  steady::time_point next_log{};
+  net::steady_timer timer(w.ioc);
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(as_tuple);
     if (ec) {
       if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
-      log(log_level::warn, "accept failed: " + ec.message());
+      const bool exhausted = ec == net::error::no_descriptors ||
+                             ec.value() == ENFILE || ec == net::error::no_buffer_space ||
+                             ec == net::error::no_memory;
+      const std::string reason = ec == net::error::no_descriptors ? "emfile"
+                                 : ec.value() == ENFILE           ? "enfile"
+                                 : exhausted                      ? "no_memory"
+                                                                  : "other";
+      metrics_.accept_errors.inc({listener, reason});
+      ++unlogged;
+      if (steady::now() >= next_log) {
+        log(log_level::warn, "accept failed: " + ec.message(),
+            "\"listener\":\"" + listener + "\",\"count\":" + std::to_string(unlogged) +
+                ",\"backoff_ms\":" + std::to_string(pause.count()));
+        unlogged = 0;
+        next_log = steady::now() + std::chrono::seconds(5);
+      }
+      if (exhausted) {
+        pause = std::min<std::chrono::milliseconds>(
+            std::max<std::chrono::milliseconds>(pause * 2, std::chrono::milliseconds(50)),
+            std::chrono::seconds(1));
+        timer.expires_after(pause);
+        co_await timer.async_wait(as_tuple);
+      }
       continue;
     }
-    if (connections_.fetch_add(1) >= max_conn) {
-      --connections_;
+    pause = std::chrono::milliseconds(0);
+    if (open_here.fetch_add(1) >= max_conn) {
+      --open_here;
       error_code ignored;
       socket.close(ignored);
       continue;
     }
+    ++connections_;
     socket.set_option(tcp::no_delay(true));
     net::co_spawn(w.ioc, session(w, std::move(socket), admin), [](std::exception_ptr e) {
       if (e) log(log_level::error, "session ended by an exception");
@@ -2203,6 +2382,7 @@ int server::run() {
   std::function<void(const error_code&)> on_refresh = [&](const error_code& tec) {
     if (tec) return;
     refresh_admin_keys();
+    watch_ledger();
     key_refresh.expires_after(std::chrono::seconds(2));
     key_refresh.async_wait(on_refresh);
   };

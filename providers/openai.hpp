@@ -88,4 +88,45 @@ std::string annotate_chat_body(std::string_view body, const chat_body_layout& la
 // A stream chunk that carries usage, with `"cost": USD` added inside `usage`.
 std::string annotate_usage_chunk(std::string_view chunk, double cost);
 
+// Calls f(raw) for each piece of generated text in a canonical chunk (choices[].delta) or a
+// whole chat.completion (choices[].message): the string values of `content`,
+// `reasoning_content`, `reasoning` and `refusal`, and each tool call's `function.arguments`.
+// `raw` lies between the string's quotes, escapes as written. What an estimate of output
+// tokens is made from when the upstream reports none. `json` must have been validated.
+template <class F>
+void for_each_generated_text(std::string_view json, F&& f) {
+  using namespace json_cursor;
+  auto string_value = [&](std::size_t vb, std::size_t ve) {
+    if (vb < json.size() && json[vb] == '"' && ve >= vb + 2) f(json.substr(vb + 1, ve - vb - 2));
+  };
+  auto arguments = [&](std::string_view key, std::size_t vb, std::size_t ve) {
+    if (key == "arguments") string_value(vb, ve);
+  };
+  auto tool_call = [&](std::string_view key, std::size_t vb, std::size_t) {
+    if (key == "function" && json[vb] == '{') for_each_member(json, vb, arguments);
+  };
+  auto text_member = [&](std::string_view key, std::size_t vb, std::size_t ve) {
+    if (key == "content" || key == "reasoning_content" || key == "reasoning" ||
+        key == "refusal") {
+      string_value(vb, ve);
+    } else if (key == "tool_calls" && json[vb] == '[') {
+      for_each_element(json, vb, [&](std::size_t e) {
+        return json[e] == '{' ? for_each_member(json, e, tool_call) : skip_value(json, e);
+      });
+    }
+  };
+  auto choice = [&](std::string_view key, std::size_t vb, std::size_t) {
+    if ((key == "delta" || key == "message") && json[vb] == '{')
+      for_each_member(json, vb, text_member);
+  };
+  const std::size_t open = skip_ws(json, 0);
+  if (open >= json.size() || json[open] != '{') return;
+  for_each_member(json, open, [&](std::string_view key, std::size_t vb, std::size_t) {
+    if (key != "choices" || json[vb] != '[') return;
+    for_each_element(json, vb, [&](std::size_t e) {
+      return json[e] == '{' ? for_each_member(json, e, choice) : skip_value(json, e);
+    });
+  });
+}
+
 }  // namespace meridian::providers

@@ -49,10 +49,13 @@ accounting::accounting(registry& metrics, ledger* book)
       energy_(declare(metrics, k_energy)),
       electricity_(declare(metrics, k_electricity)),
       dropped_(declare(metrics, k_dropped)),
-      write_errors_(declare(metrics, k_write_errors)) {
+      write_errors_(declare(metrics, k_write_errors)),
+      backlog_(metrics.gauge("meridian_ledger_backlog_events",
+                             "Usage events queued or awaiting a retry, not yet in the ledger.")) {
   // Series without labels show as 0 from the first scrape rather than appearing on trouble.
   dropped_.inc({}, 0);
   write_errors_.inc({}, 0);
+  backlog_.set({}, 0);
 }
 
 void accounting::on_event(const usage_event& e) {
@@ -79,6 +82,7 @@ void accounting::sync_ledger_counters() {
     write_errors_.inc({}, static_cast<double>(errors - seen_write_errors_));
   seen_dropped_ = dropped;
   seen_write_errors_ = errors;
+  backlog_.set({}, static_cast<double>(ledger_->queued()));
 }
 
 }  // namespace meridian::stats

@@ -19,8 +19,8 @@ class accounting {
 
   // Counts the event's tokens, cost, energy and electricity, then queues it in the ledger.
   void on_event(const usage_event& event);
-  // Brings the ledger's dropped and write-error counters into the metrics; on_event does it
-  // too, call it before a scrape so an idle gateway still shows storage trouble.
+  // Brings the ledger's dropped and write-error counters and its backlog into the metrics;
+  // on_event does it too, call it before a scrape so an idle gateway still shows trouble.
   void sync_ledger_counters();
 
  private:
@@ -31,6 +31,7 @@ class accounting {
   counter_family& electricity_;
   counter_family& dropped_;
   counter_family& write_errors_;
+  gauge_family& backlog_;  // events not yet written, read from the ledger at each sync
   std::mutex sync_mu_;  // guards the last-seen ledger counts
   std::uint64_t seen_dropped_ = 0, seen_write_errors_ = 0;
 };

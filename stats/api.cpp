@@ -18,6 +18,18 @@ query_error no_ledger() {
 
 }  // namespace
 
+namespace {
+
+// Totals read while events still wait to be written (a ledger that cannot write) are stale:
+// the answer says so, and how many are waiting, instead of passing for the whole truth.
+void mark_completeness(const ledger& book, nlohmann::json& out) {
+  const std::size_t waiting = book.queued();
+  out["complete"] = waiting == 0;
+  out["pending_events"] = waiting;
+}
+
+}  // namespace
+
 result<nlohmann::json> share_answer(const ledger* book, const query_params& q, time_point now,
                                     const std::optional<baseline>& base) {
   if (!book) return no_ledger();
@@ -27,7 +39,9 @@ result<nlohmann::json> share_answer(const ledger* book, const query_params& q, t
   const auto& sq = std::get<share_query>(parsed);
   auto data = book->share(sq.window, sq.by);
   if (auto* e = std::get_if<query_error>(&data)) return *e;
-  return share_json(std::get<share_data>(data), base);
+  auto out = share_json(std::get<share_data>(data), base);
+  mark_completeness(*book, out);
+  return out;
 }
 
 result<nlohmann::json> daily_answer(const ledger* book, const query_params& q, time_point now) {
@@ -37,14 +51,17 @@ result<nlohmann::json> daily_answer(const ledger* book, const query_params& q, t
   const auto& dq = std::get<daily_query>(parsed);
   auto data = book->daily(dq.days, dq.top, dq.by, now);
   if (auto* e = std::get_if<query_error>(&data)) return *e;
-  return daily_json(std::get<daily_data>(data));
+  auto out = daily_json(std::get<daily_data>(data));
+  mark_completeness(*book, out);
+  return out;
 }
 
-result<nlohmann::json> generation_answer(const ledger* book, const query_params& q) {
+result<nlohmann::json> generation_answer(const ledger* book, const query_params& q,
+                                         const std::optional<std::string>& visible_to) {
   if (!book) return no_ledger();
   auto id = param(q, "id");
   if (!id || id->empty()) return query_error{"id", "the id parameter is required"};
-  auto found = book->generation(std::string(*id));
+  auto found = book->generation(std::string(*id), visible_to);
   if (auto* e = std::get_if<query_error>(&found)) return *e;
   const auto& ev = std::get<std::optional<usage_event>>(found);
   if (!ev) return query_error{"id", "no generation with id '" + std::string(*id) + "'"};

@@ -21,7 +21,10 @@ result<nlohmann::json> share_answer(const ledger* book, const query_params& q, t
 // GET /v1/stats/daily?days=30&top=20&by=model.
 result<nlohmann::json> daily_answer(const ledger* book, const query_params& q, time_point now);
 // GET /v1/generation?id=REQUEST_ID; a query_error with param "id" when there is no such record.
-result<nlohmann::json> generation_answer(const ledger* book, const query_params& q);
+// `visible_to`: the caller's key name ("" for a caller without one), so a tenant finds only its
+// own requests; nullopt finds any (no keys configured, or the admin token).
+result<nlohmann::json> generation_answer(const ledger* book, const query_params& q,
+                                         const std::optional<std::string>& visible_to = std::nullopt);
 // GET /dashboard?window=7d: the whole page, first view rendered here.
 result<std::string> dashboard_answer(const ledger* book, const query_params& q, time_point now,
                                      const std::optional<baseline>& base);

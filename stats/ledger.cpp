@@ -266,6 +266,15 @@ CREATE UNIQUE INDEX keys_active_name ON keys (name) WHERE revoked_ms IS NULL;
 CREATE INDEX hourly_key ON hourly (key, hour);
 )sql",
     },
+    // 3: the client's own x-request-id beside Meridian's: a record's key is Meridian's id, so a
+    // client id reused (a retry, another tenant) can no longer overwrite another record.
+    {
+        R"sql(
+ALTER TABLE generations ADD COLUMN client_request_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX generations_client ON generations (client_request_id, created_ms);
+)sql",
+        nullptr,
+    },
 };
 constexpr int k_schema_version = static_cast<int>(std::size(k_migrations));
 
@@ -376,8 +385,8 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
 INSERT INTO generations (request_id, key, route, provider, model, author, region, input,
                          cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
                          electricity_usd, latency_ms, ttft_ms, outcome, status, fallback_index,
-                         estimated, created_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         estimated, created_ms, client_request_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (request_id) DO UPDATE SET
   key = excluded.key, route = excluded.route, provider = excluded.provider,
   model = excluded.model, author = excluded.author, region = excluded.region,
@@ -387,7 +396,8 @@ ON CONFLICT (request_id) DO UPDATE SET
   energy_kwh = excluded.energy_kwh, electricity_usd = excluded.electricity_usd,
   latency_ms = excluded.latency_ms, ttft_ms = excluded.ttft_ms, outcome = excluded.outcome,
   status = excluded.status, fallback_index = excluded.fallback_index,
-  estimated = excluded.estimated, created_ms = excluded.created_ms
+  estimated = excluded.estimated, created_ms = excluded.created_ms,
+  client_request_id = excluded.client_request_id
 WHERE excluded.fallback_index >= generations.fallback_index)sql");
     for (const auto& e : events) {
       if (e.request_id.empty() || e.time < cutoff) continue;
@@ -399,6 +409,7 @@ WHERE excluded.fallback_index >= generations.fallback_index)sql");
       insert->bind(17, e.ttft_ms).bind(18, e.outcome).bind(19, e.status);
       insert->bind(20, static_cast<std::int64_t>(e.fallback_index));
       insert->bind(21, e.estimated ? 1 : 0).bind(22, unix_ms(e.time));
+      insert->bind(23, e.client_request_id);
       insert->run();
     }
     db.prepare("DELETE FROM generations WHERE created_ms < ?")->bind(1, unix_ms(cutoff)).run();
@@ -707,15 +718,23 @@ result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time
   });
 }
 
-result<std::optional<usage_event>> ledger::generation(const std::string& request_id) const {
+result<std::optional<usage_event>> ledger::generation(const std::string& id,
+                                                     const std::optional<std::string>& key) const {
   return impl_->query<std::optional<usage_event>>(
       [&](sql_connection& db) -> std::optional<usage_event> {
-        auto s = db.prepare(R"sql(
+        // Meridian's own id names one record; a client's id may name several (retries reuse
+        // it): the newest of those the caller may see.
+        auto s = db.prepare(std::string(R"sql(
 SELECT request_id, key, route, provider, model, author, region, input, cache_read, cache_write,
        output, reasoning, cost_usd, energy_kwh, electricity_usd, latency_ms, ttft_ms, outcome,
-       status, fallback_index, estimated, created_ms
-FROM generations WHERE request_id = ?)sql");
-        s->bind(1, request_id);
+       status, fallback_index, estimated, created_ms, client_request_id
+FROM generations WHERE (request_id = ? OR client_request_id = ?))sql") +
+                            (key ? " AND key = ?" : "") +
+                            " ORDER BY (request_id = ?) DESC, created_ms DESC LIMIT 1");
+        s->bind(1, id).bind(2, id);
+        int next = 3;
+        if (key) s->bind(next++, *key);
+        s->bind(next, id);
         if (!s->step()) return std::nullopt;
         usage_event e;
         e.request_id = s->text(0);
@@ -736,6 +755,8 @@ FROM generations WHERE request_id = ?)sql");
         e.fallback_index = static_cast<unsigned>(s->int64(19));
         e.estimated = s->int64(20) != 0;
         e.time = time_point(milliseconds(s->int64(21)));
+        e.client_request_id = s->text(22);
+        s->reset();
         return e;
       });
 }

@@ -75,8 +75,11 @@ class ledger {
   result<share_data> share(const time_window& window, dimension by) const;
   // `days` UTC days ending with the one containing `now`, top-N keys plus "other".
   result<daily_data> daily(unsigned days, unsigned top, dimension by, time_point now) const;
-  // The record of one request (its last attempt), or nullopt when unknown or past retention.
-  result<std::optional<usage_event>> generation(const std::string& request_id) const;
+  // The record of one request (its last attempt) by Meridian's request id or the client's
+  // x-request-id (the newest such), or nullopt when unknown or past retention. With `key`, only
+  // records made with that key (empty: without one) are found.
+  result<std::optional<usage_event>> generation(
+      const std::string& id, const std::optional<std::string>& key = std::nullopt) const;
 
   // Admin-managed keys. Synchronous (the control thread calls them), on their own connection.
   // add_key: false when an active (not revoked) key already has the name.

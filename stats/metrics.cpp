@@ -195,4 +195,12 @@ std::string registry::expose() const {
   return out;
 }
 
+std::string registry::expose_without(std::string_view hidden_label) const {
+  std::string out;
+  std::lock_guard lock(mu_);
+  for (const auto& f : families_)
+    if (!f->has_label(hidden_label)) f->expose(out);
+  return out;
+}
+
 }  // namespace meridian::stats

@@ -21,6 +21,11 @@ class family {
   virtual ~family() = default;
   virtual void expose(std::string& out) const = 0;
   const std::string& name() const { return name_; }
+  bool has_label(std::string_view label) const {
+    for (const auto& l : labels_)
+      if (l == label) return true;
+    return false;
+  }
 
  protected:
   void check_arity(const label_values& v) const;
@@ -90,6 +95,9 @@ class registry {
   histogram_family& histogram(std::string name, std::string help, std::vector<std::string> labels,
                               std::vector<double> bounds);
   std::string expose() const;
+  // Every family but those with a label named `hidden_label` (e.g. "key": per-tenant series kept
+  // off a public listener).
+  std::string expose_without(std::string_view hidden_label) const;
 
  private:
   template <class F, class... A>

@@ -279,6 +279,8 @@ nlohmann::json daily_json(const daily_data& data) {
 
 nlohmann::json generation_json(const usage_event& e) {
   return {{"id", e.request_id},
+          {"client_request_id", e.client_request_id.empty() ? nlohmann::json(nullptr)
+                                                            : nlohmann::json(e.client_request_id)},
           {"provider", e.provider},
           {"model", e.model},
           {"region", e.region},

@@ -2,9 +2,14 @@
 // normal request on a fresh connection is still answered promptly afterwards.
 #include <doctest/doctest.h>
 
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <fstream>
+#include <iterator>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -385,4 +390,77 @@ TEST_CASE("hostile: path traversal on the dashboard gets a 404 and never a file"
   auto q = http_call(g.port, "GET", "/dashboard?file=../../etc/passwd");
   CHECK(q.body.find("root:") == std::string::npos);
   still_serves(g);
+}
+
+TEST_CASE("hostile: a flood on the public port never locks the operator out of admin") {
+  sim s(k_sim);
+  std::string yaml = gateway_yaml(s, "  limits: { max_connections: 20 }\n", 1);
+  yaml.replace(yaml.find("server:\n"), 8, "server:\n  admin_listen: 127.0.0.1:0\n");
+  gateway g(yaml);
+  REQUIRE(g.admin_port != 0);
+  std::vector<std::unique_ptr<raw_client>> held;
+  for (int i = 0; i < 40; ++i) held.push_back(std::make_unique<raw_client>(g.port));
+  std::this_thread::sleep_for(200ms);
+  // The public listener is full; the admin listener counts its own connections.
+  auto admin = http_call(g.admin_port, "GET", "/healthz", "", {}, 2s);
+  CHECK(admin.status == 200);
+  auto metrics = http_call(g.admin_port, "GET", "/metrics", "", {}, 2s);
+  CHECK(metrics.status == 200);
+}
+
+TEST_CASE("hostile: out of descriptors, the acceptor backs off instead of spinning") {
+  sim s(k_sim);
+  temp_dir d;
+  const std::string cfg = d.write("m.yaml", gateway_yaml(s, "", 1));
+  const std::string err = d.path() + "/stderr.log";
+  // 64 descriptors in all (soft and hard, so the gateway cannot raise them): a flood of 150
+  // connections exhausts them.
+  process gw({"/bin/sh", "-c", "ulimit -n 64 && exec '" + std::string(MERIDIAN_BIN) +
+                                   "' serve -c '" + cfg + "'"},
+             {}, d.path(), err);
+  auto line = gw.wait_line("\"listening\"", 10s);
+  REQUIRE(line);
+  const auto port = nlohmann::json::parse(*line)["port"].get<std::uint16_t>();
+  auto cpu_seconds = [&] {
+    std::ifstream stat("/proc/" + std::to_string(gw.pid()) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), {});
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    std::string f;
+    unsigned long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {
+      if (i == 14) utime = std::stoul(f);
+      if (i == 15) stime = std::stoul(f);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  };
+  std::vector<std::unique_ptr<raw_client>> flood;
+  for (int i = 0; i < 150; ++i) flood.push_back(std::make_unique<raw_client>(port));
+  std::this_thread::sleep_for(300ms);
+  const double before = cpu_seconds();
+  std::this_thread::sleep_for(2s);
+  const double spent = cpu_seconds() - before;
+  // A spinning acceptor burns a whole core (2 s here); backing off costs next to nothing.
+  CHECK(spent < 0.5);
+  flood.clear();
+  // Once descriptors are free again, service resumes and the failures are counted.
+  std::string metrics;
+  CHECK(eventually(
+      [&] {
+        auto r = http_call(port, "GET", "/metrics", "", {}, 1s);
+        metrics = r.body;
+        return r.status == 200;
+      },
+      5s));
+  CHECK(metrics.find("meridian_accept_errors_total{listener=\"public\",reason=\"emfile\"}") !=
+        std::string::npos);
+  std::ifstream log(err);
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  std::size_t lines = 0;
+  for (auto at = text.find("accept failed"); at != std::string::npos;
+       at = text.find("accept failed", at + 1))
+    ++lines;
+  CHECK(lines >= 1);
+  CHECK(lines <= 3);  // once per 5 s, with a count, not once per failure
+  gw.signal(SIGTERM);
+  gw.wait_exit(10s);
 }

@@ -218,13 +218,36 @@ TEST_CASE("ledger: a generation keeps every field and its last attempt") {
   CHECK_FALSE(ok(book.generation("missing")).has_value());
 }
 
+TEST_CASE("ledger: a reused client id never overwrites a record, and keys see only their own") {
+  temp_db db("client_ids");
+  stats::ledger book(manual(db.path));
+  auto a = event("req_own_a", "deepseek", "deepseek-chat", "cn", 10, 1, k_noon);
+  a.client_request_id = "shared-id";
+  a.key = "team-a";
+  auto b = event("req_own_b", "openai", "gpt-4o", "us", 20, 2, k_noon + seconds(1));
+  b.client_request_id = "shared-id";  // another tenant (or a retry) sends the same id
+  b.key = "team-b";
+  book.record(a);
+  book.record(b);
+  book.flush(k_noon);
+  // Both records exist; each is found by Meridian's id.
+  CHECK(ok(book.generation("req_own_a"))->provider == "deepseek");
+  CHECK(ok(book.generation("req_own_b"))->provider == "openai");
+  // By the client's id: the newest, or the newest a given key may see.
+  CHECK(ok(book.generation("shared-id"))->request_id == "req_own_b");
+  CHECK(ok(book.generation("shared-id", std::string("team-a")))->request_id == "req_own_a");
+  CHECK(ok(book.generation("shared-id", std::string("team-a")))->client_request_id == "shared-id");
+  CHECK_FALSE(ok(book.generation("req_own_b", std::string("team-a"))).has_value());
+  CHECK_FALSE(ok(book.generation("req_own_a", std::string(""))).has_value());
+}
+
 TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   temp_db db("restart");
   auto window = window_ending(k_noon, hours(24));
   nlohmann::json before;
   {
     stats::ledger book(manual(db.path));
-    CHECK(book.schema_version() == 2);
+    CHECK(book.schema_version() == 3);
     book.record(event("a", "deepseek", "deepseek-chat", "cn", 610, 0, k_noon));
     book.record(event("b", "openai", "gpt-4o", "us", 310, 0, k_noon));
     book.record(event("c", "local", "llama", "local", 80, 0, k_noon));
@@ -232,7 +255,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   }  // the destructor writes what is queued
   stats::ledger again(manual(db.path));
   CHECK(again.last_error().empty());
-  CHECK(again.schema_version() == 2);
+  CHECK(again.schema_version() == 3);
   auto after = stats::share_json(ok(again.share(window, stats::dimension::region)));
   CHECK(after["rows"][0]["share"].get<double>() == 0.61);
   CHECK(after["total"]["tokens"] == 1000);
@@ -425,7 +448,7 @@ TEST_CASE("ledger: a version-1 file is upgraded and keeps its data") {
   }
   stats::ledger book(manual(db.path));
   CHECK(book.last_error().empty());
-  CHECK(book.schema_version() == 2);
+  CHECK(book.schema_version() == 3);
   auto data = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::key));
   REQUIRE(row(data, "web") != nullptr);
   CHECK(row(data, "web")->current.tokens.total() == 150);

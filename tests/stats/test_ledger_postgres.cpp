@@ -305,9 +305,9 @@ TEST_CASE("ledger postgres: three ledgers migrating an empty database at once") 
   for (auto& t : threads) t.join();
   for (int i = 0; i < n; ++i) {
     CHECK_MESSAGE(errors[static_cast<std::size_t>(i)].empty(), errors[static_cast<std::size_t>(i)]);
-    CHECK(versions[static_cast<std::size_t>(i)] == 2);
+    CHECK(versions[static_cast<std::size_t>(i)] == 3);
   }
-  CHECK(scalar(db.url, "SELECT COUNT(*) || ':' || MAX(version) FROM schema_version") == "1:2");
+  CHECK(scalar(db.url, "SELECT COUNT(*) || ':' || MAX(version) FROM schema_version") == "1:3");
   CHECK(scalar(db.url, "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'") == "4");
 }
 
@@ -349,7 +349,7 @@ TEST_CASE("ledger postgres: events wait for a database that appears later") {
   book.flush(k_noon);
   CHECK(book.last_error().empty());
   CHECK(book.queued() == 0);
-  CHECK(book.schema_version() == 2);
+  CHECK(book.schema_version() == 3);
   CHECK(ok(book.generation("a")).has_value());  // the reader reconnects too
 }
 
@@ -434,4 +434,22 @@ TEST_CASE("ledger postgres: stored keys, shared by every ledger on the database"
   a.flush(k_noon);
   CHECK(ok(b.key_spend("web", floor<days>(k_noon), k_noon + minutes(1))) == 2.5);
   CHECK(ok(b.key_spend("web", k_noon + hours(1), k_noon + hours(2))) == 0.0);
+}
+
+TEST_CASE("ledger postgres: client ids and key visibility read as on SQLite") {
+  pg_db db;
+  stats::ledger book(on_postgres(db.url));
+  auto a = event("req_own_a", "deepseek", "deepseek-chat", "cn", 10, 1, k_noon);
+  a.client_request_id = "shared-id";
+  a.key = "team-a";
+  auto b = event("req_own_b", "openai", "gpt-4o", "us", 20, 2, k_noon + std::chrono::seconds(1));
+  b.client_request_id = "shared-id";
+  b.key = "team-b";
+  book.record(a);
+  book.record(b);
+  book.flush(k_noon);
+  CHECK(ok(book.generation("shared-id"))->request_id == "req_own_b");
+  CHECK(ok(book.generation("shared-id", std::string("team-a")))->request_id == "req_own_a");
+  CHECK(ok(book.generation("req_own_a"))->client_request_id == "shared-id");
+  CHECK_FALSE(ok(book.generation("req_own_b", std::string("team-a"))).has_value());
 }

@@ -1,0 +1,41 @@
+// Small pure pieces of the gateway: what an upstream's Retry-After may become for a client.
+#include <doctest/doctest.h>
+
+#include "gateway/http_util.hpp"
+
+using namespace meridian::gateway;
+using std::chrono::system_clock;
+
+TEST_CASE("http_util: only a valid Retry-After is forwarded; anything else becomes 1 s") {
+  // 2026-12-02 00:00:00 UTC
+  const auto now = system_clock::from_time_t(1796169600);
+  CHECK_FALSE(retry_after_seconds("", now));
+  CHECK_FALSE(retry_after_seconds("  ", now));
+  CHECK(retry_after_seconds("7", now) == 7u);
+  CHECK(retry_after_seconds(" 30 ", now) == 30u);
+  CHECK(retry_after_seconds("999999999", now) == 86400u);  // capped at a day
+  // HTTP-dates in all three formats RFC 9110 allows, as seconds from now.
+  CHECK(retry_after_seconds("Wed, 02 Dec 2026 00:00:10 GMT", now) == 10u);
+  CHECK(retry_after_seconds("Wednesday, 02-Dec-26 00:01:00 GMT", now) == 60u);
+  CHECK(retry_after_seconds("Wed Dec  2 00:00:05 2026", now) == 5u);
+  CHECK(retry_after_seconds("Tue, 01 Dec 2026 00:00:00 GMT", now) == 0u);  // already past
+  // What an upstream may echo there is never forwarded.
+  CHECK(retry_after_seconds("Bearer sk-live-0123456789abcdef", now) == 1u);
+  CHECK(retry_after_seconds("-5", now) == 1u);
+  CHECK(retry_after_seconds("1.5", now) == 1u);
+  CHECK(retry_after_seconds("7, 8", now) == 1u);
+  CHECK(retry_after_seconds("Wed, 02 Dec 2026 00:00:10 GMT sk-x", now) == 1u);
+}
+
+TEST_CASE("http_util: a client's request id is kept only when it is sane") {
+  CHECK(sane_request_id("client-chosen-id") == "client-chosen-id");
+  CHECK(sane_request_id("").empty());
+  CHECK(sane_request_id("a b").empty());
+  CHECK(sane_request_id(std::string(129, 'a')).empty());
+  CHECK(request_id_for({}).rfind("req_", 0) == 0);
+  access_record r;
+  r.request_id = "req_own";
+  CHECK(r.echoed_id() == "req_own");
+  r.client_request_id = "theirs";
+  CHECK(r.echoed_id() == "theirs");
+}
