@@ -247,6 +247,7 @@ void write_access_log(const access_record& r) {
   line += ",\"fallback_index\":" + std::to_string(r.fallback_index);
   line += ",\"input_tokens\":" + std::to_string(r.input_tokens);
   line += ",\"output_tokens\":" + std::to_string(r.output_tokens);
+  if (r.estimated) line += ",\"estimated\":true";
   char buf[64];
   std::snprintf(buf, sizeof buf, ",\"latency_ms\":%.3f", r.latency_ms);
   line += buf;

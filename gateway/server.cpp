@@ -160,6 +160,9 @@ struct exchange {
   std::optional<std::uint64_t> output_ceiling;  // estimated output tokens past which a stream
                                                 // is cut (an upstream ignoring max_tokens)
   std::uint64_t buffered = 0;        // bytes of whole answers charged to the global cap
+  bool streamed = false;             // the answer went out as a stream
+  bool stream_complete = false;      // ... and its final event arrived (its usage is final)
+  bool estimated = false;            // `tokens` is Meridian's estimate, told to the client too
   std::string route_explain;         // x-meridian-route: policy and why
   const virtual_key* key = nullptr;  // the authenticated virtual key, if any
   std::shared_ptr<const key_table> admin_keys;  // keeps an admin-created key alive meanwhile
@@ -269,6 +272,7 @@ class server {
                       steady::time_point attempt_start, std::optional<double> first_byte_ms);
   void update_provider_up(const providers::provider& p);
   void emit_attempt(exchange& ex, std::string_view outcome, unsigned status);
+  void estimate_tokens(exchange& ex);
   awaitable<void> stats_share(exchange& ex);
   awaitable<void> stats_daily(exchange& ex);
   awaitable<void> generation(exchange& ex);
@@ -1005,21 +1009,24 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       co_return;
     }
     auto& ok = std::get<providers::decoded_chat>(decoded);
-    if (!ok.tokens)  // no usage: the estimate is made from the answer's own text
-      providers::for_each_generated_text(
-          ok.body, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
-    std::optional<double> cost;
     if (ok.tokens) {
       ex.tokens = *ok.tokens;
-      cost = providers::cost_usd(ex.tokens, m);
+    } else {  // no usage: estimated from the request and the answer's own text, and said so
+      providers::for_each_generated_text(
+          ok.body, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
+      estimate_tokens(ex);
     }
+    const std::optional<double> cost = providers::cost_usd(ex.tokens, m);
+    const providers::answer_notes notes{p.name, cost, ex.estimated};
+    const providers::usage* estimated = ex.estimated ? &ex.tokens : nullptr;
     record_success(ex, p, m, attempt_start, first_byte_ms);
     // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
     // expression inside a co_await (it destroys them twice).
-    std::string out = ex.anthropic_api
-                          ? providers::openai_response_to_anthropic(ok.body, req.model, ok.tokens)
-                      : ok.layout ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost)
-                                  : providers::annotate_chat_body(ok.body, p.name, cost);
+    std::string out =
+        ex.anthropic_api ? providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens,
+                                                                   &notes)
+        : ok.layout      ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost, estimated)
+                         : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
     co_await send(ex, http::status::ok, std::move(out));
     co_return;
   }
@@ -1064,10 +1071,10 @@ class client_framer {
     anthropic_->on_chunk(c, events_);
     return flatten();
   }
-  const std::string& end(const std::optional<providers::usage>& tokens) {
+  const std::string& end(const providers::usage& tokens, const providers::answer_notes& notes) {
     if (!anthropic_) return wire_.assign("data: [DONE]\n\n");
     events_.clear();
-    anthropic_->finish(tokens, events_);
+    anthropic_->finish(tokens, events_, &notes);
     return flatten();
   }
   const std::string& fail(const std::string& message, std::string_view code) {
@@ -1115,6 +1122,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
   }
 
   auto decoder = d.stream(ex.model->id);
+  ex.streamed = true;
   providers::sse_parser sse;
   providers::sse_event ev;
   std::vector<std::string> chunks;
@@ -1179,6 +1187,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
     }
   }
   if (auto tokens = decoder->tokens()) ex.tokens = *tokens;
+  ex.stream_complete = decoder->complete();
   // A read cut short by the total deadline is the deadline's doing, not a stall.
   if (upstream_ec == beast::error::timeout && steady::now() >= deadline) past_total = true;
   if (client_gone) {
@@ -1225,7 +1234,10 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
     co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
     ex.keep_alive = false;
   } else {
-    const std::string& wire = framer.end(decoder->tokens());
+    if (!decoder->tokens()) estimate_tokens(ex);  // told to an Anthropic client as estimated
+    const providers::answer_notes notes{ex.provider->name,
+                                        providers::cost_usd(ex.tokens, *ex.model), ex.estimated};
+    const std::string& wire = framer.end(ex.tokens, notes);
     ex.client.expires_after(t.idle_chunk);
     auto [wec, wn] =
         co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
@@ -1245,6 +1257,16 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
 }
 
 // ---- accounting and statistics ----
+
+// The request's tokens when the upstream reported none: the router's prompt estimate and the
+// generated text relayed, by stats::estimate_tokens. Marked, so every report says so.
+void server::estimate_tokens(exchange& ex) {
+  providers::usage u;
+  u.input = ex.est_prompt;
+  u.output = stats::estimate_tokens(ex.relayed);
+  ex.tokens = u;
+  ex.estimated = true;
+}
 
 // One finished attempt, to metrics and the ledger. When the provider reported no usage for an
 // answer that was served, tokens are estimated (prompt: the router's estimate; completion:
@@ -1270,13 +1292,18 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   // A stream the client closed, or the upstream cut, after output reached the client was
   // generated (and is billed by the provider) all the same: it is estimated, never free.
   if (outcome == "ok" || outcome == "client_closed" || ex.relayed_chunks > 0) {
-    providers::usage u = ex.tokens;
-    if (!u.present) {
-      u.input = ex.est_prompt;
-      u.output = stats::estimate_tokens(ex.relayed);  // from the text actually relayed
-      ev.estimated = true;
-      ex.tokens = u;
+    if (!ex.tokens.present && !ex.estimated) {
+      estimate_tokens(ex);  // from the text actually relayed
+    } else if (ex.tokens.present && ex.streamed && !ex.stream_complete) {
+      // A count that did not arrive in a final event is not final (Anthropic's message_start
+      // says output_tokens: 1): the larger of it and what the relayed text implies.
+      const std::uint64_t relayed = stats::estimate_tokens(ex.relayed);
+      const std::uint64_t reported = ex.tokens.completion_total();
+      if (relayed > reported) ex.tokens.output += relayed - reported;
+      ex.estimated = true;
     }
+    ev.estimated = ex.estimated;
+    const providers::usage& u = ex.tokens;
     ev.tokens = {u.input, u.cache_read, u.cache_write, u.output, u.reasoning};
     ev.cost_usd = providers::cost_usd(u, m);
   }
@@ -1993,8 +2020,6 @@ void server::finish(exchange& ex) {
   buffered_.fetch_sub(ex.buffered);
   ex.buffered = 0;
   ex.log.latency_ms = seconds_since(ex.start) * 1000;
-  ex.log.input_tokens = ex.tokens.prompt_total();
-  ex.log.output_tokens = ex.tokens.completion_total();
   if (ex.provider) {
     const auto& p = *ex.provider;
     const auto& m = *ex.model;
@@ -2008,6 +2033,10 @@ void server::finish(exchange& ex) {
   } else if (ex.log.path == "/v1/chat/completions") {
     metrics_.requests.inc({ex.log.route, "", "", "", std::to_string(ex.log.status)});
   }
+  // After the last attempt was accounted: the log says the number the ledger bills.
+  ex.log.input_tokens = ex.tokens.prompt_total();
+  ex.log.output_tokens = ex.tokens.completion_total();
+  ex.log.estimated = ex.estimated;
   settle(ex);
   write_access_log(ex.log);
 }

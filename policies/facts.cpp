@@ -2,6 +2,8 @@
 // and `provider` extensions; unknown provider keys are ignored as OpenRouter adds them often.
 #include "policies/facts.hpp"
 
+#include "stats/estimate.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <charconv>
@@ -115,38 +117,6 @@ std::size_t members_or_skip(std::string_view t, std::size_t i, F&& f) {
   return t[i] == '{' ? for_each_member(t, i, f) : skip_value(t, i);
 }
 
-unsigned hex4(std::string_view s) {
-  unsigned v = 0;
-  for (char c : s.substr(0, 4))
-    v = v * 16 + static_cast<unsigned>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-  return v;
-}
-
-// The UTF-8 length of a (valid) JSON string literal's decoded text; `lit` includes the quotes.
-std::uint64_t decoded_length(std::string_view lit) {
-  if (lit.find('\\') == std::string_view::npos) return lit.size() - 2;
-  std::uint64_t n = 0;
-  for (std::size_t i = 1; i + 1 < lit.size(); ++i) {
-    if (lit[i] != '\\') {
-      ++n;
-      continue;
-    }
-    if (lit[++i] != 'u') {
-      ++n;
-      continue;
-    }
-    const unsigned cp = hex4(lit.substr(i + 1));
-    i += 4;
-    if (cp >= 0xD800 && cp <= 0xDBFF) {  // a high surrogate: its low half follows
-      n += 4;
-      i += 6;
-    } else {
-      n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
-    }
-  }
-  return n;
-}
-
 // A string literal's decoded text; the raw bytes when it has no escape.
 std::string decode_string(std::string_view lit) {
   if (lit.find('\\') == std::string_view::npos) return std::string(lit.substr(1, lit.size() - 2));
@@ -224,7 +194,15 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
       out.needs_json = t == "json_object" || t == "json_schema";
     }
   }
-  std::uint64_t bytes = 0;
+  // The prompt estimate counts the messages' text (and tool definitions) by character class,
+  // by the one rule accounting uses (stats/estimate.hpp).
+  stats::text_tally prompt;
+  auto tally_string = [&](std::string_view lit) {  // a JSON string literal, quotes included
+    stats::tally_json_string(lit.substr(1, lit.size() - 2), prompt);
+  };
+  for (const char* key : {"tools", "functions"})
+    if (const auto* m = last(key))
+      stats::tally_utf8(body.substr(m->value_begin, m->value_end - m->value_begin), prompt);
   if (const auto* m = last("messages"); m && body[m->value_begin] == '[') {
     for_each_element(body, m->value_begin, [&](std::size_t mb) {
       std::optional<std::pair<std::size_t, std::size_t>> content;
@@ -235,7 +213,7 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
       if (!content) return end;
       const auto [cb, ce] = *content;
       if (body[cb] == '"') {
-        bytes += decoded_length(body.substr(cb, ce - cb));
+        tally_string(body.substr(cb, ce - cb));
         return end;
       }
       if (body[cb] != '[') return end;
@@ -252,13 +230,13 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
           const std::string t = decode_string(*type);
           if (t == "image_url" || t == "input_image" || t == "image") out.needs_images = true;
         }
-        if (text && is_string_value(*text, 0)) bytes += decoded_length(*text);
+        if (text && is_string_value(*text, 0)) tally_string(*text);
         return part_end;
       });
       return end;
     });
   }
-  out.est_prompt_tokens = (bytes + 3) / 4;
+  out.est_prompt_tokens = stats::estimate_tokens(prompt);
   return out;
 }
 

@@ -420,8 +420,19 @@ std::string openai_response_to_anthropic(std::string_view openai_body, std::stri
   return openai_response_to_anthropic(openai_body, model, std::nullopt);
 }
 
+namespace {
+
+void add_notes(ojson& usage_obj, const answer_notes* notes) {
+  if (!notes) return;
+  if (notes->cost) usage_obj["cost"] = *notes->cost;
+  if (notes->estimated) usage_obj["estimated"] = true;
+}
+
+}  // namespace
+
 std::string openai_response_to_anthropic(std::string_view openai_body, std::string_view model,
-                                         const std::optional<usage>& tokens) {
+                                         const std::optional<usage>& tokens,
+                                         const answer_notes* notes) {
   ojson in = parse_bounded(openai_body);
   if (!in.is_object()) in = ojson::object();
   ojson msg = ojson::object();
@@ -474,6 +485,8 @@ std::string openai_response_to_anthropic(std::string_view openai_body, std::stri
             {"stop_reason", stop_reason(finish, used_tools)},
             {"stop_sequence", nullptr},
             {"usage", usage_json(u)}};
+  add_notes(out["usage"], notes);
+  if (notes && !notes->provider.empty()) out["provider"] = notes->provider;
   return out.dump();
 }
 
@@ -572,7 +585,7 @@ void anthropic_stream_encoder::on_chunk(std::string_view chunk_json, std::vector
 }
 
 void anthropic_stream_encoder::finish(const std::optional<usage>& tokens,
-                                      std::vector<sse_event>& out) {
+                                      std::vector<sse_event>& out, const answer_notes* notes) {
   if (ended_) return;
   if (tokens) tokens_ = tokens;
   if (!started_) start("", out);
@@ -580,11 +593,14 @@ void anthropic_stream_encoder::finish(const std::optional<usage>& tokens,
   ended_ = true;
   // Input and cache counts ride along too: OpenAI-style streams report usage only at the end,
   // after message_start went out with zeros, and current SDKs read them from message_delta.
-  out.push_back(event({{"type", "message_delta"},
-                       {"delta",
-                        {{"stop_reason", stop_reason(finish_reason_, !tool_blocks_.empty())},
-                         {"stop_sequence", nullptr}}},
-                       {"usage", usage_json(tokens_.value_or(usage{}))}}));
+  ojson delta{{"type", "message_delta"},
+              {"delta",
+               {{"stop_reason", stop_reason(finish_reason_, !tool_blocks_.empty())},
+                {"stop_sequence", nullptr}}},
+              {"usage", usage_json(tokens_.value_or(usage{}))}};
+  add_notes(delta["usage"], notes);
+  if (notes && !notes->provider.empty()) delta["provider"] = notes->provider;
+  out.push_back(event(delta));
   out.push_back(event({{"type", "message_stop"}}));
 }
 

@@ -24,9 +24,21 @@ std::variant<std::string, request_error> anthropic_request_to_openai(std::string
 // A canonical chat.completion as an Anthropic Message. `model` is the name the client asked for.
 // Usage comes from the body's own `usage` object.
 std::string openai_response_to_anthropic(std::string_view openai_body, std::string_view model);
-// The same, with usage taken from already-normalised buckets when `tokens` is given.
+
+// What the gateway adds to an answer in Anthropic's shape, as it does to OpenAI's: `provider` at
+// the top level and, in `usage`, `cost` (USD) and `estimated: true` when Meridian counted the
+// tokens itself. Anthropic's SDKs ignore members they do not know.
+struct answer_notes {
+  std::string provider;
+  std::optional<double> cost;
+  bool estimated = false;
+};
+
+// The same, with usage taken from already-normalised buckets when `tokens` is given, and the
+// gateway's notes when `notes` is.
 std::string openai_response_to_anthropic(std::string_view openai_body, std::string_view model,
-                                         const std::optional<usage>& tokens);
+                                         const std::optional<usage>& tokens,
+                                         const answer_notes* notes = nullptr);
 
 // Turns canonical chat.completion.chunk payloads (the JSON after "data: ") into the Anthropic
 // event stream: message_start, content_block_start/delta/stop per block, message_delta,
@@ -37,8 +49,10 @@ class anthropic_stream_encoder {
 
   // Consumes one chunk payload; payloads that are not JSON objects (such as "[DONE]") are ignored.
   void on_chunk(std::string_view chunk_json, std::vector<sse_event>& out);
-  // Ends the message. `tokens`, when given, wins over usage seen in the chunks.
-  void finish(const std::optional<usage>& tokens, std::vector<sse_event>& out);
+  // Ends the message. `tokens`, when given, wins over usage seen in the chunks; `notes` go into
+  // the final message_delta's usage.
+  void finish(const std::optional<usage>& tokens, std::vector<sse_event>& out,
+              const answer_notes* notes = nullptr);
   // Ends the stream with an Anthropic `error` event (the upstream failed mid-stream).
   void fail(std::string_view message, std::vector<sse_event>& out);
 

@@ -243,14 +243,26 @@ chat_response_info read_chat_response(std::string_view body) {
 }
 
 std::string annotate_chat_body(std::string_view body, const chat_body_layout& layout,
-                               std::string_view provider, std::optional<double> cost) {
+                               std::string_view provider, std::optional<double> cost,
+                               const usage* estimated) {
   std::string out;
   out.reserve(body.size() + provider.size() + 40);
   std::size_t at = 0;
   if (cost) insert_cost(out, body, layout, at, *cost);
   out.append(body.substr(at, layout.close - at));
+  bool has_members = layout.has_members;
+  if (estimated && layout.usage_begin == layout.usage_end) {
+    const std::uint64_t prompt = estimated->prompt_total(), completion = estimated->completion_total();
+    json u{{"prompt_tokens", prompt},
+           {"completion_tokens", completion},
+           {"total_tokens", prompt + completion},
+           {"estimated", true}};
+    if (cost) u["cost"] = *cost;
+    out.append(has_members ? ",\"usage\":" : "\"usage\":").append(u.dump());
+    has_members = true;
+  }
   if (!layout.has_provider) {
-    out.append(layout.has_members ? ",\"provider\":" : "\"provider\":");
+    out.append(has_members ? ",\"provider\":" : "\"provider\":");
     append_json_string(out, provider);
   }
   out.append(body.substr(layout.close));
@@ -258,10 +270,10 @@ std::string annotate_chat_body(std::string_view body, const chat_body_layout& la
 }
 
 std::string annotate_chat_body(std::string_view body, std::string_view provider,
-                               std::optional<double> cost) {
+                               std::optional<double> cost, const usage* estimated) {
   auto scan = scan_object(body);
   if (!scan) return std::string(body);
-  return annotate_chat_body(body, layout_of(*scan), provider, cost);
+  return annotate_chat_body(body, layout_of(*scan), provider, cost, estimated);
 }
 
 std::string annotate_usage_chunk(std::string_view chunk, double cost) {

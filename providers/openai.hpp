@@ -80,10 +80,14 @@ chat_response_info read_chat_response(std::string_view body);
 // and, when `cost` is given, `"cost": USD` inside `usage`, as OpenRouter reports them.
 // Every other byte is left as it was.
 std::string annotate_chat_body(std::string_view body, std::string_view provider,
-                               std::optional<double> cost);
-// The same for a body whose layout read_chat_response already found (no second scan).
+                               std::optional<double> cost, const usage* estimated = nullptr);
+// The same for a body whose layout read_chat_response already found (no second scan). With
+// `estimated` (the answer reported no usage, so Meridian counted it), a body without `usage`
+// gains one: prompt_tokens, completion_tokens, total_tokens, cost and `"estimated": true`, so
+// the client is told the number the ledger bills.
 std::string annotate_chat_body(std::string_view body, const chat_body_layout& layout,
-                               std::string_view provider, std::optional<double> cost);
+                               std::string_view provider, std::optional<double> cost,
+                               const usage* estimated = nullptr);
 
 // A stream chunk that carries usage, with `"cost": USD` added inside `usage`.
 std::string annotate_usage_chunk(std::string_view chunk, double cost);

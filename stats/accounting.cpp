@@ -14,7 +14,15 @@ struct family_spec {
   std::vector<std::string> labels;
 };
 
-enum spec_index { k_cost, k_electricity, k_energy, k_dropped, k_write_errors, k_tokens };
+enum spec_index {
+  k_cost,
+  k_electricity,
+  k_energy,
+  k_estimated,
+  k_dropped,
+  k_write_errors,
+  k_tokens
+};
 
 const family_spec k_families[] = {
     {"meridian_cost_usd_total",
@@ -26,6 +34,10 @@ const family_spec k_families[] = {
     {"meridian_energy_kwh_total",
      "Estimated energy in kWh spent generating the tokens.",
      {"region"}},
+    {"meridian_estimated_tokens_total",
+     "The part of meridian_tokens_total that Meridian estimated (the upstream reported no "
+     "usage, or not all of it), by bucket.",
+     {"provider", "type"}},
     {"meridian_ledger_dropped_events_total",
      "Usage events not written to the ledger because its queue was full.",
      {}},
@@ -48,6 +60,7 @@ accounting::accounting(registry& metrics, ledger* book)
       cost_(declare(metrics, k_cost)),
       energy_(declare(metrics, k_energy)),
       electricity_(declare(metrics, k_electricity)),
+      estimated_(declare(metrics, k_estimated)),
       dropped_(declare(metrics, k_dropped)),
       write_errors_(declare(metrics, k_write_errors)),
       backlog_(metrics.gauge("meridian_ledger_backlog_events",
@@ -64,8 +77,11 @@ void accounting::on_event(const usage_event& e) {
                                                            {"cache_write", e.tokens.cache_write},
                                                            {"output", e.tokens.output},
                                                            {"reasoning", e.tokens.reasoning}};
-  for (const auto& [type, n] : buckets)
-    if (n > 0) tokens_.inc({e.provider, e.model, e.author, e.region, type}, static_cast<double>(n));
+  for (const auto& [type, n] : buckets) {
+    if (n == 0) continue;
+    tokens_.inc({e.provider, e.model, e.author, e.region, type}, static_cast<double>(n));
+    if (e.estimated) estimated_.inc({e.provider, type}, static_cast<double>(n));
+  }
   cost_.inc({e.provider, e.model, e.region}, e.cost_usd);
   energy_.inc({e.region}, e.energy_kwh);
   electricity_.inc({e.region}, e.electricity_usd);

@@ -29,6 +29,7 @@ class accounting {
   counter_family& cost_;
   counter_family& energy_;
   counter_family& electricity_;
+  counter_family& estimated_;  // the estimated part of tokens_
   counter_family& dropped_;
   counter_family& write_errors_;
   gauge_family& backlog_;  // events not yet written, read from the ledger at each sync

@@ -178,7 +178,10 @@ std::string render_tiles(const json& s) {
          tile("total-energy", fmt_kwh(num(t, "energy_kwh")), "energy",
               fixed(num(t, "energy_kwh"), 6) + " kWh") +
          tile("total-electricity", fmt_usd(num(t, "electricity_usd")), "electricity",
-              fixed(num(t, "electricity_usd"), 6));
+              fixed(num(t, "electricity_usd"), 6)) +
+         // How much of the figures above is Meridian's estimate rather than the upstream's count.
+         tile("total-estimated", fmt_pct(num(t, "estimated_share")), "estimated",
+              fixed(num(t, "estimated_tokens"), 0) + " tokens estimated");
 }
 
 std::string render_share(const json& s, const char* dim, std::size_t limit) {
@@ -453,7 +456,9 @@ constexpr std::string_view k_script = R"js(
       tile('total-cost', fmtUsd(num(t, 'cost_usd')), 'cost', fixed(num(t, 'cost_usd'), 6)) +
       tile('total-energy', fmtKwh(num(t, 'energy_kwh')), 'energy', fixed(num(t, 'energy_kwh'), 6) + ' kWh') +
       tile('total-electricity', fmtUsd(num(t, 'electricity_usd')), 'electricity',
-           fixed(num(t, 'electricity_usd'), 6));
+           fixed(num(t, 'electricity_usd'), 6)) +
+      tile('total-estimated', fmtPct(num(t, 'estimated_share')), 'estimated',
+           fixed(num(t, 'estimated_tokens'), 0) + ' tokens estimated');
   }
   function renderShare(s, d, limit) {
     var rows = list(s, 'rows');

@@ -267,13 +267,19 @@ CREATE INDEX hourly_key ON hourly (key, hour);
 )sql",
     },
     // 3: the client's own x-request-id beside Meridian's: a record's key is Meridian's id, so a
-    // client id reused (a retry, another tenant) can no longer overwrite another record.
+    // client id reused (a retry, another tenant) can no longer overwrite another record. And
+    // how many of each bucket's tokens were estimated, so every aggregate can say so.
     {
         R"sql(
 ALTER TABLE generations ADD COLUMN client_request_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX generations_client ON generations (client_request_id, created_ms);
+ALTER TABLE hourly ADD COLUMN estimated_tokens INTEGER NOT NULL DEFAULT 0;
 )sql",
-        nullptr,
+        R"sql(
+ALTER TABLE generations ADD COLUMN client_request_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX generations_client ON generations (client_request_id, created_ms);
+ALTER TABLE hourly ADD COLUMN estimated_tokens BIGINT NOT NULL DEFAULT 0;
+)sql",
     },
 };
 constexpr int k_schema_version = static_cast<int>(std::size(k_migrations));
@@ -350,6 +356,7 @@ void write_batch(sql_connection& db, const std::vector<usage_event>& events, tim
     a.tokens += e.tokens;
     a.requests += 1;
     a.errors += e.outcome == "ok" ? 0 : 1;
+    if (e.estimated) a.estimated_tokens += e.tokens.total();
     a.cost_usd += e.cost_usd;
     a.energy_kwh += e.energy_kwh;
     a.electricity_usd += e.electricity_usd;
@@ -359,8 +366,8 @@ void write_batch(sql_connection& db, const std::vector<usage_event>& events, tim
     auto upsert = db.prepare(R"sql(
 INSERT INTO hourly (hour, key, provider, model, author, region, requests, errors, input,
                     cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
-                    electricity_usd)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    electricity_usd, estimated_tokens)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
   requests = hourly.requests + excluded.requests, errors = hourly.errors + excluded.errors,
   input = hourly.input + excluded.input,
@@ -370,14 +377,15 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
   reasoning = hourly.reasoning + excluded.reasoning,
   cost_usd = hourly.cost_usd + excluded.cost_usd,
   energy_kwh = hourly.energy_kwh + excluded.energy_kwh,
-  electricity_usd = hourly.electricity_usd + excluded.electricity_usd)sql");
+  electricity_usd = hourly.electricity_usd + excluded.electricity_usd,
+  estimated_tokens = hourly.estimated_tokens + excluded.estimated_tokens)sql");
     for (const auto& [k, a] : buckets) {
       const auto& [hour, key, provider, model, author, region] = k;
       upsert->bind(1, hour).bind(2, key).bind(3, provider).bind(4, model).bind(5, author);
       upsert->bind(6, region).bind(7, a.requests).bind(8, a.errors).bind(9, a.tokens.input);
       upsert->bind(10, a.tokens.cache_read).bind(11, a.tokens.cache_write);
       upsert->bind(12, a.tokens.output).bind(13, a.tokens.reasoning).bind(14, a.cost_usd);
-      upsert->bind(15, a.energy_kwh).bind(16, a.electricity_usd);
+      upsert->bind(15, a.energy_kwh).bind(16, a.electricity_usd).bind(17, a.estimated_tokens);
       upsert->run();
     }
     // A request id names the request, so with fallbacks its last attempt is the record kept.
@@ -664,7 +672,8 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
     auto current = db.prepare("SELECT " + expr +
                               ", SUM(requests), SUM(errors), SUM(input), SUM(cache_read), "
                               "SUM(cache_write), SUM(output), SUM(reasoning), SUM(cost_usd), "
-                              "SUM(energy_kwh), SUM(electricity_usd) FROM hourly "
+                              "SUM(energy_kwh), SUM(electricity_usd), SUM(estimated_tokens) "
+                              "FROM hourly "
                               "WHERE hour >= ? AND hour < ? GROUP BY 1");
     current->bind(1, unix_seconds(window.from)).bind(2, unix_seconds(window.to));
     std::map<std::string, std::size_t> index;
@@ -679,6 +688,7 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
       a.cost_usd = current->real(8);
       a.energy_kwh = current->real(9);
       a.electricity_usd = current->real(10);
+      a.estimated_tokens = current->uint64(11);
       index[row.key] = out.rows.size();
       out.rows.push_back(std::move(row));
     }
@@ -705,15 +715,21 @@ result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time
     for (unsigned i = 0; i < days; ++i)
       per_day.push_back({format_day(first + std::chrono::days(i)), {}});
     auto s = db.prepare("SELECT (hour - ?) / 86400, " + std::string(group_expression(by)) +
-                        ", SUM(input + cache_read + cache_write + output + reasoning) FROM "
-                        "hourly WHERE hour >= ? AND hour < ? GROUP BY 1, 2");
+                        ", SUM(input + cache_read + cache_write + output + reasoning), "
+                        "SUM(estimated_tokens) FROM hourly WHERE hour >= ? AND hour < ? "
+                        "GROUP BY 1, 2");
     auto start = unix_seconds(first);
     s->bind(1, start).bind(2, start).bind(3, start + std::int64_t{86400} * days);
+    std::vector<std::uint64_t> estimated(per_day.size(), 0);
     while (s->step()) {
       auto day = static_cast<std::size_t>(s->int64(0));
-      if (day < per_day.size()) per_day[day].second[s->text(1)] += s->uint64(2);
+      if (day >= per_day.size()) continue;
+      per_day[day].second[s->text(1)] += s->uint64(2);
+      estimated[day] += s->uint64(3);
     }
     out.series = top_n_series(per_day, top);
+    for (std::size_t i = 0; i < out.series.size() && i < estimated.size(); ++i)
+      out.series[i].estimated_tokens = estimated[i];
     return out;
   });
 }

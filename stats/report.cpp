@@ -55,6 +55,11 @@ std::optional<int> digits(std::string_view text, std::size_t pos, std::size_t n)
 
 nlohmann::json money_fields(nlohmann::json out, const aggregate& a) {
   out["requests"] = a.requests;
+  out["errors"] = a.errors;
+  out["estimated_tokens"] = a.estimated_tokens;
+  const auto tokens = a.tokens.total();
+  out["estimated_share"] =
+      tokens == 0 ? 0.0 : static_cast<double>(a.estimated_tokens) / static_cast<double>(tokens);
   out["cost_usd"] = a.cost_usd;
   out["energy_kwh"] = a.energy_kwh;
   out["electricity_usd"] = a.electricity_usd;
@@ -89,6 +94,7 @@ aggregate& aggregate::operator+=(const aggregate& o) {
   tokens += o.tokens;
   requests += o.requests;
   errors += o.errors;
+  estimated_tokens += o.estimated_tokens;
   cost_usd += o.cost_usd;
   energy_kwh += o.energy_kwh;
   electricity_usd += o.electricity_usd;
@@ -272,7 +278,8 @@ nlohmann::json daily_json(const daily_data& data) {
   for (const auto& d : data.series) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : d.rows) rows.push_back({{"key", r.key}, {"tokens", r.tokens}});
-    out["series"].push_back({{"day", d.day}, {"rows", std::move(rows)}});
+    out["series"].push_back(
+        {{"day", d.day}, {"rows", std::move(rows)}, {"estimated_tokens", d.estimated_tokens}});
   }
   return out;
 }
@@ -303,16 +310,22 @@ nlohmann::json generation_json(const usage_event& e) {
 }
 
 std::string share_table(const nlohmann::json& share) {
-  using line = std::array<std::string, 7>;
-  const line header{"key", "share", "tokens", "requests", "cost_usd", "kwh", "growth"};
+  // Every column the share API has; money to the micro-dollar and energy to the milli-watt-hour,
+  // the precision the ledger keeps, so small figures are never printed as 0.0000.
+  using line = std::vector<std::string>;
+  const line header{"key",      "share",  "tokens",   "estimated",       "requests", "errors",
+                    "cost_usd", "kwh",    "electricity_usd", "growth"};
   auto cells = [](const nlohmann::json& r, const std::string& key, const std::string& share_text,
                   const std::string& growth) {
     return line{key,
                 share_text,
                 std::to_string(r.value("tokens", std::uint64_t{0})),
+                fixed(r.value("estimated_share", 0.0) * 100, 2) + "%",
                 std::to_string(r.value("requests", std::uint64_t{0})),
-                fixed(r.value("cost_usd", 0.0), 4),
-                fixed(r.value("energy_kwh", 0.0), 4),
+                std::to_string(r.value("errors", std::uint64_t{0})),
+                fixed(r.value("cost_usd", 0.0), 6),
+                fixed(r.value("energy_kwh", 0.0), 6),
+                fixed(r.value("electricity_usd", 0.0), 6),
                 growth};
   };
   std::vector<line> lines{header};
@@ -329,7 +342,7 @@ std::string share_table(const nlohmann::json& share) {
   bool any = lines.size() > 1;
   lines.push_back(cells(total, "total", any ? "100.00%" : "0.00%", ""));
 
-  std::array<std::size_t, 7> width{};
+  std::vector<std::size_t> width(header.size(), 0);
   for (const auto& l : lines)
     for (std::size_t i = 0; i < l.size(); ++i) width[i] = std::max(width[i], l[i].size());
 
@@ -350,9 +363,9 @@ std::string share_table(const nlohmann::json& share) {
   const auto& savings = share.value("savings", nlohmann::json());
   if (savings.is_object())
     out += "savings against " + json_text(savings.value("baseline", nlohmann::json(""))) +
-           ": baseline " + fixed(savings.value("baseline_cost_usd", 0.0), 4) + " USD, actual " +
-           fixed(savings.value("actual_cost_usd", 0.0), 4) + " USD, saved " +
-           fixed(savings.value("saved_usd", 0.0), 4) + " USD\n";
+           ": baseline " + fixed(savings.value("baseline_cost_usd", 0.0), 6) + " USD, actual " +
+           fixed(savings.value("actual_cost_usd", 0.0), 6) + " USD, saved " +
+           fixed(savings.value("saved_usd", 0.0), 6) + " USD\n";
   return out;
 }
 

@@ -43,6 +43,8 @@ struct aggregate {
   token_buckets tokens;
   std::uint64_t requests = 0;  // attempts: a fallback counts for each provider it reached
   std::uint64_t errors = 0;    // attempts whose outcome was not "ok"
+  std::uint64_t estimated_tokens = 0;  // of tokens, those counted by Meridian's estimate (the
+                                       // upstream reported no usage, or not all of it)
   double cost_usd = 0;
   double energy_kwh = 0;
   double electricity_usd = 0;
@@ -68,6 +70,7 @@ struct daily_row {
 struct daily_day {
   std::string day;  // "2026-11-01", UTC
   std::vector<daily_row> rows;
+  std::uint64_t estimated_tokens = 0;  // of the day's tokens, those that were estimated
 };
 struct daily_data {
   unsigned days = 30;
@@ -125,8 +128,10 @@ std::vector<daily_day> top_n_series(
 
 // {"window","by","from","to","total":{...},"rows":[...],"savings":{...}|null}; rows by tokens
 // descending (ties by key), growth = tokens / previous_tokens - 1 or null when previous is 0.
+// Every row and the total say how much of their tokens was estimated: estimated_tokens and
+// estimated_share (of the row's own tokens, 0 when it has none).
 nlohmann::json share_json(const share_data& data, const std::optional<baseline>& base = {});
-// {"days","top","by","series":[{"day","rows":[{"key","tokens"}]}]}
+// {"days","top","by","series":[{"day","rows":[{"key","tokens"}],"estimated_tokens"}]}
 nlohmann::json daily_json(const daily_data& data);
 // One request's record, as GET /v1/generation answers it.
 nlohmann::json generation_json(const usage_event& event);

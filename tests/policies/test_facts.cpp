@@ -28,7 +28,9 @@ TEST_CASE("facts_from_openai_body reads OpenRouter fields, limits and capabiliti
   const auto& f = std::get<request_facts>(parsed);
   CHECK(f.model == "auto:floor");
   CHECK(f.models == std::vector<std::string>{"openai/gpt-4o", "sonnet"});
-  CHECK(f.est_prompt_tokens == 3);  // 11 bytes of text
+  // 11 characters of text (3 tokens) and the tools' 48 characters of JSON (12): tool
+  // definitions are prompt tokens too.
+  CHECK(f.est_prompt_tokens == 15);
   CHECK(f.max_tokens == 100u);
   CHECK(f.needs_tools);
   CHECK(f.needs_images);

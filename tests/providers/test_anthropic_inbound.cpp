@@ -434,3 +434,34 @@ TEST_CASE("anthropic inbound: deeply nested JSON is refused or ignored without r
   CHECK(out.empty());
   CHECK(estimate_tokens(deep) == (deep.size() + 3) / 4);
 }
+
+TEST_CASE("anthropic inbound: answers carry the gateway's provider and usage.cost, as OpenAI's do") {
+  const std::string openai =
+      R"({"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]})";
+  usage u;
+  u.input = 10;
+  u.output = 3;
+  const answer_notes notes{"deepseek", 0.000125, true};
+  auto whole = json::parse(openai_response_to_anthropic(openai, "claude-x", u, &notes));
+  CHECK(whole["provider"] == "deepseek");
+  CHECK(whole["usage"]["input_tokens"] == 10);
+  CHECK(whole["usage"]["output_tokens"] == 3);
+  CHECK(whole["usage"]["cost"].get<double>() == doctest::Approx(0.000125));
+  CHECK(whole["usage"]["estimated"] == true);
+  // Without notes nothing is added.
+  CHECK_FALSE(json::parse(openai_response_to_anthropic(openai, "claude-x", u)).contains("provider"));
+
+  anthropic_stream_encoder enc("claude-x");
+  std::vector<sse_event> events;
+  enc.on_chunk(R"({"choices":[{"index":0,"delta":{"content":"hi"}}]})", events);
+  const answer_notes measured{"deepseek", 0.5, false};
+  enc.finish(u, events, &measured);
+  json delta;
+  for (const auto& e : events)
+    if (e.event == "message_delta") delta = json::parse(e.data);
+  REQUIRE(delta.is_object());
+  CHECK(delta["provider"] == "deepseek");
+  CHECK(delta["usage"]["cost"].get<double>() == doctest::Approx(0.5));
+  CHECK(delta["usage"]["output_tokens"] == 3);
+  CHECK_FALSE(delta["usage"].contains("estimated"));
+}

@@ -185,3 +185,37 @@ TEST_CASE("json_scan: strings with braces and escapes do not confuse the scanner
   append_json_string(out, "a\"b\\\n\x01");
   CHECK(out == "\"a\\\"b\\\\\\n\\u0001\"");
 }
+
+TEST_CASE("openai: an answer without usage is told the estimate the ledger bills") {
+  const std::string body = R"({"id":"x","choices":[{"index":0,"message":{"content":"hi"}}]})";
+  usage est;
+  est.input = 12;
+  est.output = 5;
+  auto j = nlohmann::json::parse(annotate_chat_body(body, "local", 0.0001, &est));
+  CHECK(j["provider"] == "local");
+  CHECK(j["usage"]["prompt_tokens"] == 12);
+  CHECK(j["usage"]["completion_tokens"] == 5);
+  CHECK(j["usage"]["total_tokens"] == 17);
+  CHECK(j["usage"]["estimated"] == true);
+  CHECK(j["usage"]["cost"].get<double>() == doctest::Approx(0.0001));
+  // A body that has usage keeps its own, with only the cost added.
+  const std::string with = R"({"id":"x","usage":{"prompt_tokens":1,"completion_tokens":2}})";
+  auto k = nlohmann::json::parse(annotate_chat_body(with, "p", 0.5, &est));
+  CHECK(k["usage"]["prompt_tokens"] == 1);
+  CHECK_FALSE(k["usage"].contains("estimated"));
+}
+
+TEST_CASE("openai: the generated text of chunks and answers is found for estimates") {
+  std::vector<std::string> seen;
+  auto collect = [&](std::string_view raw) { seen.emplace_back(raw); };
+  for_each_generated_text(
+      R"({"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel\"lo","reasoning_content":"think"}}]})",
+      collect);
+  for_each_generated_text(
+      R"({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{\"a\":1}"}}]}}]})",
+      collect);
+  for_each_generated_text(
+      R"({"choices":[{"message":{"content":"whole","refusal":null}}],"usage":{"content":"no"}})",
+      collect);
+  CHECK(seen == std::vector<std::string>{"Hel\\\"lo", "think", "{\\\"a\\\":1}", "whole"});
+}

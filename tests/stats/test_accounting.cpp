@@ -100,3 +100,18 @@ TEST_CASE("accounting: works without a ledger") {
   acc.sync_ledger_counters();
   CHECK(has_line(r.expose(), R"(meridian_energy_kwh_total{region="cn"} 0.5)"));
 }
+
+TEST_CASE("accounting: estimated tokens are counted apart, by provider and bucket") {
+  stats::registry r;
+  stats::accounting a(r, nullptr);
+  a.on_event(event("counted", 100, 20));
+  auto guessed = event("guessed", 30, 7);
+  guessed.estimated = true;
+  a.on_event(guessed);
+  const std::string text = r.expose();
+  CHECK(has_line(text, "meridian_estimated_tokens_total{provider=\"deepseek\",type=\"input\"} 30"));
+  CHECK(has_line(text, "meridian_estimated_tokens_total{provider=\"deepseek\",type=\"output\"} 7"));
+  CHECK(has_line(text,
+                 "meridian_tokens_total{provider=\"deepseek\",model=\"deepseek-chat\","
+                 "author=\"deepseek\",region=\"cn\",type=\"input\"} 130"));
+}

@@ -241,6 +241,28 @@ TEST_CASE("ledger: a reused client id never overwrites a record, and keys see on
   CHECK_FALSE(ok(book.generation("req_own_a", std::string(""))).has_value());
 }
 
+TEST_CASE("ledger: every aggregate says how much of it was estimated") {
+  temp_db db("estimated");
+  stats::ledger book(manual(db.path));
+  book.record(event("measured", "deepseek", "deepseek-chat", "cn", 600, 200, k_noon));
+  auto guessed = event("guessed", "deepseek", "deepseek-chat", "cn", 150, 50, k_noon);
+  guessed.estimated = true;
+  book.record(guessed);
+  book.record(event("other", "openai", "gpt-4o", "us", 100, 0, k_noon));
+  book.flush(k_noon);
+  auto data = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::provider));
+  REQUIRE(row(data, "deepseek"));
+  CHECK(row(data, "deepseek")->current.estimated_tokens == 200);
+  CHECK(row(data, "openai")->current.estimated_tokens == 0);
+  auto j = stats::share_json(data);
+  CHECK(j["total"]["estimated_tokens"] == 200);
+  CHECK(j["total"]["estimated_share"].get<double>() == doctest::Approx(200.0 / 1100));
+  CHECK(j["rows"][0]["key"] == "deepseek");
+  CHECK(j["rows"][0]["estimated_share"].get<double>() == doctest::Approx(0.2));
+  auto daily = stats::daily_json(ok(book.daily(1, 5, stats::dimension::provider, k_noon)));
+  CHECK(daily["series"][0]["estimated_tokens"] == 200);
+}
+
 TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   temp_db db("restart");
   auto window = window_ending(k_noon, hours(24));

@@ -186,9 +186,13 @@ TEST_CASE("report: the share table lines up its columns") {
   CHECK(
       text ==
       "tokens by region, window 24h (2026-11-09T00:00:00Z .. 2026-11-10T00:00:00Z)\n"
-      "key      share  tokens  requests  cost_usd     kwh  growth\n"
-      "cn      61.00%    6100        10    0.5000  0.0061  +22.0%\n"
-      "us      39.00%    3900        10    1.2500  0.0039     new\n"
-      "total  100.00%   10000        20    1.7500  0.0100\n"
-      "savings against openai/gpt-4o: baseline 0.0200 USD, actual 1.7500 USD, saved -1.7300 USD\n");
+      "key      share  tokens  estimated  requests  errors  cost_usd       kwh  electricity_usd  "
+      "growth\n"
+      "cn      61.00%    6100      0.00%        10       0  0.500000  0.006100         0.000610  "
+      "+22.0%\n"
+      "us      39.00%    3900      0.00%        10       0  1.250000  0.003900         0.000390  "
+      "   new\n"
+      "total  100.00%   10000      0.00%        20       0  1.750000  0.010000         0.001000\n"
+      "savings against openai/gpt-4o: baseline 0.020000 USD, actual 1.750000 USD, saved "
+      "-1.730000 USD\n");
 }

@@ -525,7 +525,7 @@ class handler {
         auto iu = so->find("include_usage");
         include_usage = iu != so->end() && iu->is_boolean() && iu->template get<bool>();
       }
-      co_return co_await stream(req, openai_stream(r, include_usage), f);
+      co_return co_await stream(req, openai_stream(r, include_usage && !f.no_usage), f);
     }
 
     if (co_await wait_for(socket(), p_.config.ttft)) co_return after::reset;
@@ -541,6 +541,7 @@ class handler {
                                   {"logprobs", nullptr},
                                   {"finish_reason", r.finish_reason}}})},
         {"usage", usage_json(r.prompt_tokens, static_cast<int>(r.tokens.size()))}};
+    if (f.no_usage) out.erase("usage");
     co_return co_await send(make(req, http::status::ok, out.dump()));
   }
 
@@ -1645,6 +1646,8 @@ fault parse_fault(std::string_view text) {
       f.sse_error = k_default_fault_events;
     } else if (key == "truncate_sse" && flag) {
       f.truncate_sse = k_default_fault_events;
+    } else if (key == "no_usage" && flag) {
+      f.no_usage = true;
     } else if (flag) {
       throw std::invalid_argument("unknown fault flag '" + std::string(key) + "'");
     } else if (key == "status") {

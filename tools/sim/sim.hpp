@@ -36,6 +36,8 @@ struct fault {
   std::optional<std::size_t> oversize;  // whole answers: bytes of JSON padding added to the body
   std::optional<int> sse_error;         // streams: content events before an error event
   std::optional<int> truncate_sse;      // streams: content events before a clean mid-event end
+  bool no_usage = false;  // OpenAI dialect: no usage in whole answers, no usage chunk in streams
+                          // (as some local servers): the gateway must estimate
 };
 
 struct tls_files {
