@@ -285,6 +285,13 @@ void stream_client::close() {
   impl_->s.close(ec);
 }
 
+std::string process::output() {
+  wait_line("\x01", 200ms);  // lets the reader take what is left in the pipe
+  std::string out;
+  for (const auto& l : lines()) out += l + "\n";
+  return out;
+}
+
 raw_upstream::raw_upstream(script s) : script_(std::move(s)) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) throw std::runtime_error("socket failed");

@@ -48,6 +48,8 @@ class process {
   std::optional<std::string> wait_line(const std::string& needle,
                                        std::chrono::milliseconds timeout);
   std::vector<std::string> lines();
+  // Every stdout line, joined with newlines, once the child has exited (run wait_exit first).
+  std::string output();
   void signal(int sig);
   // The exit status, or nullopt if still running after `timeout`.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);

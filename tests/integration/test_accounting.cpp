@@ -252,9 +252,7 @@ TEST_CASE("accounting: meridian stats prints the share table from the ledger") {
   }
   process p({MERIDIAN_BIN, "stats", "-c", cfg, "--window", "24h", "--by", "provider"});
   REQUIRE(p.wait_exit(10s) == 0);
-  std::string out;
-  p.wait_line("\x01", 200ms);
-  for (const auto& l : p.lines()) out += l + "\n";
+  const std::string out = p.output();
   INFO(out);
   CHECK(out.find("fast") != std::string::npos);
   CHECK(out.find("claude") != std::string::npos);

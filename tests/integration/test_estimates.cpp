@@ -213,9 +213,7 @@ TEST_CASE("estimates: metrics, the share API and meridian stats show the estimat
   }
   process p({MERIDIAN_BIN, "stats", "-c", cfg, "--window", "24h", "--by", "provider"});
   REQUIRE(p.wait_exit(10s) == 0);
-  std::string out;
-  p.wait_line("\x01", 200ms);
-  for (const auto& l : p.lines()) out += l + "\n";
+  const std::string out = p.output();
   INFO(out);
   CHECK(out.find("estimated") != std::string::npos);
   CHECK(out.find("electricity_usd") != std::string::npos);
