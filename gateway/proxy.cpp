@@ -1,0 +1,428 @@
+// The routed endpoints: chat completions, Anthropic messages (translated to the canonical call),
+// embeddings and count_tokens, and serve_chat's attempt loop — the router's plan tried candidate
+// by candidate, with backoff, until one answers; once a byte reached the client, no retry.
+#include "gateway/server_impl.hpp"
+
+namespace meridian::gateway::detail {
+
+awaitable<void> server::chat(exchange& ex) {
+  auto parsed = providers::parse_chat_request(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param, e->param.empty() ? "invalid_json" : "invalid_value");
+    co_return;
+  }
+  co_await serve_chat(ex, ex.req.body(), std::get<providers::chat_request>(parsed));
+}
+
+// Anthropic Messages: translated to the canonical call, served by any backend, answered in
+// Anthropic's shape.
+awaitable<void> server::messages(exchange& ex) {
+  ex.anthropic_api = true;
+  auto translated = providers::anthropic_request_to_openai(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&translated)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param);
+    co_return;
+  }
+  const std::string& body = std::get<std::string>(translated);
+  auto parsed = providers::parse_chat_request(body);
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param);
+    co_return;
+  }
+  co_await serve_chat(ex, body, std::get<providers::chat_request>(parsed));
+}
+
+// OpenAI embeddings, on OpenAI-dialect backends: the body passes through with `model`
+// rewritten; the answer gains `provider` and `usage.cost`.
+awaitable<void> server::embeddings(exchange& ex) {
+  auto parsed = providers::parse_embeddings_request(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param, e->param.empty() ? "invalid_json" : "invalid_value");
+    co_return;
+  }
+  const auto& req = std::get<providers::chat_request>(parsed);
+  ex.log.model = req.model;
+  auto resolved = policies::resolve_model(ex.snap.catalog, req.model);
+  if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
+    co_await send_resolve_error(ex, *e);
+    co_return;
+  }
+  const auto target = std::get<policies::target>(resolved);
+  const auto& p = *target.provider;
+  if (!region_allowed(ex, p)) {
+    co_await send_error(ex, http::status::not_found,
+                        "Key '" + ex.key->name + "' may not send data to region '" + p.region +
+                            "' (provider '" + p.name + "'): excluded by key.regions",
+                        "invalid_request_error", "model", "region_not_allowed");
+    co_return;
+  }
+  if (!co_await admit(ex)) co_return;
+  const std::vector<const providers::model_info*> priced{target.model};          // not a braced
+  if (!co_await reserve_budget(ex, ex.req.body().size(), 0, priced)) co_return;  // temporary
+
+  ex.provider = &p;
+  ex.model = target.model;
+  ex.log.provider = p.name;
+  ex.log.upstream_model = target.model->id;
+  if (p.dialect != config::dialect_kind::openai) {
+    co_await send_error(ex, http::status::bad_request,
+                        "Provider '" + p.name + "' speaks the " +
+                            std::string(config::to_string(p.dialect)) +
+                            " dialect, for which Meridian has no embeddings translation",
+                        "invalid_request_error", "model", "unsupported_by_provider");
+    co_return;
+  }
+  const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
+  const steady::time_point upstream_start = steady::now();
+  auto up = make_upstream_request(
+      ex, p,
+      {"/embeddings", {}, providers::encode_chat_request(ex.req.body(), req, target.model->id)},
+      false);
+  auto x = co_await open_exchange(ex, p, up, deadline);
+  if (!x.conn) {
+    co_await send_fault(ex, p, x.fault, x.detail);
+    co_return;
+  }
+  std::string answer;
+  error_code ec = co_await read_body(ex, x, answer, deadline);
+  ex.upstream_seconds = seconds_since(upstream_start);
+  finish_exchange(ex, x, !ec);
+  if (ec == net::error::no_buffer_space) {
+    co_await send_overloaded(ex);
+    co_return;
+  }
+  if (ec) {
+    const upstream_fault fault =
+        ec == beast::error::timeout ? upstream_fault::timeout : upstream_fault::reset;
+    co_await send_fault(ex, p, fault, "the answer was cut or stalled");
+    co_return;
+  }
+  const unsigned status = x.parser->get().result_int();
+  if (status != 200) {
+    auto retry_after = x.parser->get()[http::field::retry_after];
+    co_await send_upstream_status(ex, status, answer,
+                                  std::string_view(retry_after.data(), retry_after.size()));
+    co_return;
+  }
+  auto info = providers::read_chat_response(answer);
+  if (!info.valid) {
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' returned a malformed response", "upstream_error",
+                        {}, "upstream_malformed");
+    co_return;
+  }
+  std::optional<double> cost;
+  if (info.tokens) {
+    ex.tokens = *info.tokens;
+    cost = providers::cost_usd(ex.tokens, *target.model);
+  }
+  co_await send(ex, http::status::ok,
+                providers::annotate_chat_body(answer, info.layout, p.name, cost));
+}
+
+// An estimate (bytes / 4 and fixed allowances), labelled as such: the backend may be any model
+// and its tokenizer is not here.
+awaitable<void> server::count_tokens(exchange& ex) {
+  ex.anthropic_api = true;
+  if (!nlohmann::json::accept(ex.req.body())) {
+    co_await send_error(ex, http::status::bad_request, "request body is not valid JSON",
+                        "invalid_request_error");
+    co_return;
+  }
+  co_await send(ex, http::status::ok,
+                "{\"input_tokens\":" + std::to_string(providers::estimate_tokens(ex.req.body())) +
+                    ",\"estimated\":true}");
+}
+
+// Waits a little before the next attempt: jittered, growing with the attempt number, and
+// honouring a Retry-After (within a cap) when the next attempt goes to the same provider.
+
+awaitable<void> backoff(net::any_io_executor ex, std::size_t attempt,
+                        std::chrono::milliseconds retry_after) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto base = std::chrono::milliseconds(std::min<std::size_t>(10u << attempt, 200));
+  auto wait = std::chrono::milliseconds(
+      std::uniform_int_distribution<long>(base.count() / 2, base.count())(rng));
+  wait = std::max(wait, std::min(retry_after, std::chrono::milliseconds(2000)));
+  net::steady_timer timer(ex, wait);
+  co_await timer.async_wait(as_tuple);
+}
+
+std::chrono::milliseconds parse_retry_after(std::string_view v) {
+  auto seconds = retry_after_seconds(v, std::chrono::system_clock::now());
+  return std::chrono::milliseconds(std::min<std::uint64_t>(seconds.value_or(0), 3600) * 1000);
+}
+
+// Serves a canonical chat call: the router orders the candidates, and each is tried in turn
+// until one answers. Once a byte of the answer has reached the client there is no retry.
+
+awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
+                                   const providers::chat_request& req) {
+  ex.log.model = req.model;
+  ex.log.stream = req.stream;
+  auto facts = policies::facts_from_openai_body(body, req.scan);  // validated and scanned once
+  if (auto* e = std::get_if<policies::facts_error>(&facts)) {
+    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                        e->param, "invalid_value");
+    co_return;
+  }
+  if (!co_await admit(ex)) co_return;
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  policies::constraints key_constraints;
+  if (ex.key) key_constraints.regions = ex.key->allow_regions;  // residency: never widened
+  const auto& request_facts = std::get<policies::request_facts>(facts);
+  const policies::plan_result plan =
+      policies::plan(request_facts, ex.snap.catalog, health_.snapshot(steady::now()),
+                     ex.snap.cfg->routes, key_constraints, rng);
+  ex.log.route = plan.route;
+  ex.est_prompt = std::get<policies::request_facts>(facts).est_prompt_tokens;
+  ex.route_explain = header_safe(plan.explain);
+  if (!plan.ok()) {
+    const auto& e = *plan.error;
+    const std::string code = !e.code.empty()   ? e.code
+                             : e.status == 404 ? "model_not_found"
+                                               : "no_candidates";
+    co_await send_error(ex, static_cast<http::status>(e.status), e.message, "invalid_request_error",
+                        e.param, code);
+    co_return;
+  }
+  const auto& attempts = plan.attempts;
+  const std::size_t n = std::min(attempts.size(), k_max_attempts);
+  std::vector<const providers::model_info*> planned;
+  for (std::size_t i = 0; i < n; ++i) planned.push_back(attempts[i].model);
+  if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned, req.n))
+    co_return;
+  if (auto allowed = output_allowance(request_facts.max_tokens, ex.held.has_value(),
+                                      ex.snap.cfg->state.reserve_tokens, req.n))
+    ex.output_ceiling = output_ceiling(*allowed);
+  const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
+  const steady::time_point upstream_start = steady::now();
+  std::string last_failure = "circuit_open";
+  std::chrono::milliseconds retry_after{0};
+
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool last = i + 1 == n;
+    const auto& p = *attempts[i].provider;
+    const auto& m = *attempts[i].model;
+    if (i > 0) {
+      const auto& prev = *attempts[i - 1].provider;
+      metrics_.fallbacks.inc(
+          {prev.name + "/" + attempts[i - 1].model->id, p.name + "/" + m.id, last_failure});
+      const std::chrono::milliseconds honour =
+          prev.name == p.name ? retry_after : std::chrono::milliseconds(0);
+      co_await backoff(ex.w.ioc.get_executor(), i, honour);
+      retry_after = std::chrono::milliseconds(0);
+    }
+    ex.provider = &p;
+    ex.model = &m;
+    ex.log.provider = p.name;
+    ex.log.upstream_model = m.id;
+    ex.log.fallback_index = i;
+    if (!health_.try_acquire(p.name, m.id, steady::now())) {
+      last_failure = "circuit_open";
+      ex.emitted = i + 1;  // nothing was sent: there is no attempt to account for
+      if (!last) continue;
+      co_await send_error(ex, http::status::service_unavailable,
+                          "Every candidate for this request is unavailable (circuit open)",
+                          "upstream_error", {}, "circuit_open");
+      co_return;
+    }
+    auto failed = [&](std::string_view why) {
+      last_failure = std::string(why);
+      health_.record_failure(p.name, m.id, steady::now());
+      update_provider_up(p);
+      emit_attempt(ex, why, 502);
+    };
+    const auto& d = providers::dialect_for(p.dialect);
+    auto encoded = d.encode_chat(body, req, m.id);
+    if (auto* e = std::get_if<providers::request_error>(&encoded)) {
+      last_failure = "unsupported";
+      if (!last) continue;
+      co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
+                          e->param, "unsupported_by_provider");
+      co_return;
+    }
+    const auto attempt_start = steady::now();
+    std::optional<double> first_byte_ms;
+    auto up = make_upstream_request(
+        ex, p, std::move(std::get<providers::upstream_request>(encoded)), req.stream);
+    auto x = co_await open_exchange(ex, p, up, deadline);
+    if (!x.conn) {
+      ex.upstream_seconds = seconds_since(upstream_start);
+      failed(to_string(x.fault));
+      if (!last) continue;
+      co_await send_fault(ex, p, x.fault, x.detail);
+      co_return;
+    }
+    const unsigned status = x.parser->get().result_int();
+    const bool is_sse = x.parser->get()[http::field::content_type].find("text/event-stream") !=
+                        beast::string_view::npos;
+    // For a whole answer the first byte is as close to a first token as the gateway can see.
+    if (!req.stream)
+      first_byte_ms =
+          std::chrono::duration<double, std::milli>(steady::now() - attempt_start).count();
+    if (status == 200 && req.stream && is_sse) {
+      bool reusable = false;
+      co_await relay_stream(ex, d, x, deadline, reusable);
+      ex.upstream_seconds = seconds_since(upstream_start);
+      finish_exchange(ex, x, reusable);
+      if (ex.log.error.empty()) {
+        record_success(ex, p, m, attempt_start, std::nullopt);
+      } else if (ex.log.error != "client_closed") {
+        failed(ex.log.error);
+      }
+      co_return;
+    }
+    std::string answer;
+    error_code ec = co_await read_body(ex, x, answer, deadline);
+    ex.upstream_seconds = seconds_since(upstream_start);
+    if (ec == net::error::no_buffer_space) {
+      // Not the provider's fault, and another candidate would need the same memory.
+      finish_exchange(ex, x, false);
+      emit_attempt(ex, "gateway_overloaded", 503);
+      co_await send_overloaded(ex);
+      co_return;
+    }
+    if (ec) {
+      finish_exchange(ex, x, false);
+      upstream_fault fault = ec == beast::error::timeout     ? upstream_fault::timeout
+                             : ec == http::error::body_limit ? upstream_fault::too_large
+                                                             : upstream_fault::reset;
+      metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
+      failed(to_string(fault));
+      if (!last) continue;
+      const std::string what = fault == upstream_fault::timeout ? "stalled while sending its answer"
+                               : fault == upstream_fault::too_large
+                                   ? "answer larger than the gateway accepts"
+                                   : "closed the connection mid-answer";
+      co_await send_fault(ex, p, fault, what);
+      co_return;
+    }
+    finish_exchange(ex, x, true);
+    if (status != 200) {
+      const bool retryable = d.retryable(status, answer);
+      auto ra = x.parser->get()[http::field::retry_after];
+      const std::string_view retry_after_text(ra.data(), ra.size());
+      if (retryable) {
+        failed("http_" + std::to_string(status));
+        retry_after = parse_retry_after(retry_after_text);
+        if (!last) {
+          metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
+          continue;
+        }
+      }
+      co_await send_upstream_status(ex, status, answer, retry_after_text);
+      co_return;
+    }
+    if (req.stream) {  // a 200 that is not an event stream, for a stream request
+      metrics_.upstream_errors.inc({p.name, "protocol"});
+      failed("protocol");
+      if (!last) continue;
+      co_await send_error(ex, http::status::bad_gateway,
+                          "Provider '" + p.name + "' answered a stream request without streaming",
+                          "upstream_error", {}, "upstream_malformed");
+      co_return;
+    }
+    auto decoded = d.decode_chat(answer, m.id);
+    if (auto* e = std::get_if<providers::decode_error>(&decoded)) {
+      metrics_.upstream_errors.inc({p.name, "malformed"});
+      failed("malformed");
+      if (!last) continue;
+      co_await send_error(ex, http::status::bad_gateway, "Provider '" + p.name + "': " + e->message,
+                          "upstream_error", {}, "upstream_malformed");
+      co_return;
+    }
+    auto& ok = std::get<providers::decoded_chat>(decoded);
+    if (ok.tokens) {
+      ex.tokens = *ok.tokens;
+    } else {  // no usage: estimated from the request and the answer's own text, and said so
+      providers::for_each_generated_text(
+          ok.body, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
+      estimate_tokens(ex);
+    }
+    const std::optional<double> cost = providers::cost_usd(ex.tokens, m);
+    const providers::answer_notes notes{p.name, cost, ex.estimated};
+    const providers::usage* estimated = ex.estimated ? &ex.tokens : nullptr;
+    record_success(ex, p, m, attempt_start, first_byte_ms);
+    // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
+    // expression inside a co_await (it destroys them twice).
+    std::string out =
+        ex.anthropic_api ? providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens,
+                                                                   &notes)
+        : ok.layout      ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost, estimated)
+                         : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
+    co_await send(ex, http::status::ok, std::move(out));
+    co_return;
+  }
+}
+
+void server::record_success(exchange& ex, const providers::provider& p,
+                            const providers::model_info& m, steady::time_point attempt_start,
+                            std::optional<double> first_byte_ms) {
+  policies::observation seen;
+  double seconds = seconds_since(attempt_start);
+  seen.latency_ms = seconds * 1000;
+  if (ex.log.ttft_ms)
+    seen.ttft_ms = *ex.log.ttft_ms -
+                   std::chrono::duration<double, std::milli>(attempt_start - ex.start).count();
+  else
+    seen.ttft_ms = first_byte_ms;
+  if (seconds > 0 && ex.tokens.completion_total() > 0)
+    seen.tokens_per_s = static_cast<double>(ex.tokens.completion_total()) / seconds;
+  health_.record_success(p.name, m.id, steady::now(), seen);
+  update_provider_up(p);
+}
+
+void server::update_provider_up(const providers::provider& p) {
+  // A provider is up while at least one of its models has a closed circuit.
+  bool up = false;
+  const auto now = steady::now();
+  for (const auto& m : p.models)
+    up |= health_.state(p.name, m.id, now) != policies::circuit_state::open;
+  metrics_.provider_up.set({p.name}, up ? 1 : 0);
+}
+
+// Frames canonical chunks for the client's API: OpenAI's SSE as it is, or Anthropic's events.
+
+awaitable<void> server::send_overloaded(exchange& ex) {
+  const std::uint64_t cap = ex.snap.cfg->server.limits.max_buffered_bytes;
+  co_await send_error(ex, http::status::service_unavailable,
+                      "The gateway is holding its limit of buffered upstream answers (" +
+                          std::to_string(cap >> 20) +
+                          " MiB, server.limits.max_buffered_bytes); try again shortly",
+                      "server_error", {}, "gateway_overloaded");
+}
+
+// 404 for a model nobody serves, 400 for one several providers serve.
+awaitable<void> server::send_resolve_error(exchange& ex, const policies::resolve_error& e) {
+  bool ambiguous = e.what == policies::resolve_error::kind::ambiguous;
+  co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found,
+                      e.message, "invalid_request_error", "model",
+                      ambiguous ? "ambiguous_model" : "model_not_found");
+}
+
+// 502 or 504 for an upstream that failed before answering.
+awaitable<void> server::send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
+                                   const std::string& detail) {
+  if (fault == upstream_fault::timeout) {
+    co_await send_error(ex, http::status::gateway_timeout,
+                        "Provider '" + p.name + "' did not answer in time (" + detail + ")",
+                        "upstream_error", {}, "upstream_timeout");
+  } else if (fault == upstream_fault::too_large) {
+    // The provider was reached and answered: "unreachable" would send operators the wrong way.
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' sent an " + detail, "upstream_error", {},
+                        "upstream_too_large");
+  } else {
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' failed (" + std::string(to_string(fault)) +
+                            ": " + redact(detail, p.api_key) + ")",
+                        "upstream_error", {}, "upstream_unreachable");
+  }
+}
+
+}  // namespace meridian::gateway::detail

@@ -1,0 +1,287 @@
+// The endpoint tables and dispatch, the response writers every handler shares (OpenAI- or
+// Anthropic-shaped errors, routed headers, an upstream's error status turned into the client's),
+// and the endpoints that need no upstream: health, readiness, metrics, the model list.
+#include "gateway/server_impl.hpp"
+
+namespace meridian::gateway::detail {
+
+const std::vector<server::route>& server::routes() {
+  static const std::vector<route> table = {
+      {http::verb::post, "/v1/chat/completions", &server::chat},
+      {http::verb::post, "/v1/messages", &server::messages},
+      {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens},
+      {http::verb::post, "/v1/embeddings", &server::embeddings},
+      {http::verb::get, "/v1/models", &server::list_models},
+      {http::verb::get, "/v1/stats/share", &server::stats_share},
+      {http::verb::get, "/v1/stats/daily", &server::stats_daily},
+      {http::verb::get, "/v1/generation", &server::generation},
+      {http::verb::get, "/dashboard", &server::dashboard},
+      {http::verb::get, "/healthz", &server::healthz},
+      {http::verb::get, "/readyz", &server::readyz},
+      {http::verb::get, "/metrics", &server::metrics},
+  };
+  return table;
+}
+
+// ---- admin and reload ----
+
+const std::vector<server::route>& server::admin_routes() {
+  static const std::vector<route> table = {
+      {http::verb::post, "/admin/reload", &server::admin_reload},
+      {http::verb::get, "/admin/config", &server::admin_config},
+      {http::verb::get, "/admin/keys", &server::admin_keys_list},
+      {http::verb::post, "/admin/keys", &server::admin_keys_create},
+      {http::verb::delete_, "/admin/keys", &server::admin_keys_revoke},
+      {http::verb::get, "/healthz", &server::healthz},
+      {http::verb::get, "/metrics", &server::metrics},
+  };
+  return table;
+}
+
+awaitable<void> server::dispatch(exchange& ex, bool admin) {
+  // Generous for tool schemas (OpenAI caps structured outputs far lower), shallow enough that no
+  // recursive JSON code can exhaust a coroutine's stack.
+  static constexpr std::size_t k_max_json_depth = 128;
+  std::string_view target = ex.req.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  ex.log.method = std::string(ex.req.method_string());
+  ex.log.path = std::string(path);
+  std::string allowed;
+  for (const auto& r : admin ? admin_routes() : routes()) {
+    if (r.path != path) continue;
+    if (r.method == ex.req.method()) {
+      // Bounded before any handler runs: the router's facts parser and the dialect translators
+      // build DOMs, and walking or dumping one recurses once per level.
+      // No JSON text holds a raw NUL byte; some parsers stop at one and ignore what follows,
+      // so a body with one could be read two ways.
+      if (ex.req.body().find('\0') != std::string::npos) {
+        ex.anthropic_api = path.starts_with("/v1/messages");
+        co_await send_error(ex, http::status::bad_request,
+                            "request body is not valid JSON: it contains a NUL byte, and nothing "
+                            "but whitespace may follow the JSON value",
+                            "invalid_request_error", {}, "invalid_json");
+        co_return;
+      }
+      if (json_nesting_exceeds(ex.req.body(), k_max_json_depth)) {
+        ex.anthropic_api = path.starts_with("/v1/messages");
+        const std::string message =
+            "JSON nesting too deep (the limit is " + std::to_string(k_max_json_depth) + " levels)";
+        co_await send_error(ex, http::status::bad_request, message, "invalid_request_error", {},
+                            "nesting_too_deep");
+        co_return;
+      }
+      if (admin && path.starts_with("/admin/") &&
+          !admin_authorized(ex, path.starts_with("/admin/keys"))) {
+        const bool configured = admin_token_.has_value();
+        // Built before the co_await (GCC 12 and class temporaries of a conditional).
+        const std::string message =
+            configured ? "This admin endpoint needs Authorization: Bearer <admin token>"
+                       : "Set " + ex.snap.cfg->auth.admin_token_env +
+                             " (auth.admin_token_env) to enable the admin key API";
+        co_await send_error(ex, configured ? http::status::unauthorized : http::status::forbidden,
+                            message, "invalid_request_error", {},
+                            configured ? "invalid_admin_token" : "admin_disabled");
+        co_return;
+      }
+      ex.on_admin_listener = admin;
+      if (!admin && path == "/v1/generation" && admin_token_ && admin_authorized(ex, true)) {
+        ex.admin_caller = true;  // the operator looking up any request
+      } else if (!admin && path.starts_with("/v1/")) {
+        ex.anthropic_api = path.starts_with("/v1/messages");
+        if (!co_await authenticate(ex)) co_return;
+      }
+      co_await (this->*r.fn)(ex);
+      co_return;
+    }
+    allowed += (allowed.empty() ? "" : ", ") + std::string(http::to_string(r.method));
+  }
+  if (!allowed.empty()) {
+    co_await send_error(
+        ex, http::status::method_not_allowed,
+        "Method " + ex.log.method + " is not allowed on " + ex.log.path + "; use " + allowed,
+        "invalid_request_error", {}, "method_not_allowed");
+  } else {
+    co_await send_error(ex, http::status::not_found, "Unknown path " + ex.log.path,
+                        "invalid_request_error", {}, "not_found");
+  }
+}
+
+// Answers a request that cannot be parsed, then the session closes.
+
+// ---- responses ----
+
+awaitable<void> server::send(exchange& ex, http::status status, std::string body,
+                             std::string_view content_type) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, content_type);
+  res.set("x-request-id", ex.log.echoed_id());
+  set_routed_headers(ex, res.base());
+  if (!ex.retry_after.empty()) res.set(http::field::retry_after, ex.retry_after);
+  res.keep_alive(ex.keep_alive);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  ex.log.status = res.result_int();
+  ex.client.expires_after(ex.snap.cfg->server.timeouts.idle_chunk);
+  auto [ec, n] = co_await http::async_write(ex.client, res, as_tuple);
+  if (ec) ex.keep_alive = false;
+}
+
+awaitable<void> server::send_error(exchange& ex, http::status status, std::string_view message,
+                                   std::string_view type, std::string_view param,
+                                   std::string_view code) {
+  if (ex.log.error.empty()) ex.log.error = code.empty() ? std::string(type) : std::string(code);
+  if (ex.anthropic_api) {
+    co_await send(ex, status,
+                  providers::anthropic_error_body(
+                      providers::anthropic_error_type(static_cast<unsigned>(status)), message));
+  } else {
+    co_await send(ex, status, openai_error_body(message, type, param, code));
+  }
+}
+
+// OpenAI's rate-limit headers: "1s", "6m0s"-style resets are approximated as milliseconds or
+// seconds with a unit, which OpenAI's SDKs parse the same way.
+std::string reset_text(std::chrono::milliseconds d) {
+  if (d.count() < 1000) return std::to_string(std::max<std::int64_t>(d.count(), 0)) + "ms";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3gs", static_cast<double>(d.count()) / 1000);
+  return buf;
+}
+
+void server::set_routed_headers(exchange& ex, http::fields& f) const {
+  // Meridian's own id, unique per request: what /v1/generation finds exactly even when the
+  // client reuses its x-request-id.
+  if (!ex.log.client_request_id.empty()) f.set("x-meridian-request-id", ex.log.request_id);
+  if (ex.limits) {
+    const admission& a = *ex.limits;
+    if (a.limit_requests) {
+      f.set("x-ratelimit-limit-requests", std::to_string(a.limit_requests));
+      f.set("x-ratelimit-remaining-requests", std::to_string(a.remaining_requests));
+      f.set("x-ratelimit-reset-requests", reset_text(a.reset_requests));
+    }
+    if (a.limit_tokens) {
+      f.set("x-ratelimit-limit-tokens", std::to_string(a.limit_tokens));
+      f.set("x-ratelimit-remaining-tokens", std::to_string(a.remaining_tokens));
+      f.set("x-ratelimit-reset-tokens", reset_text(a.reset_tokens));
+    }
+  }
+  if (!ex.route_explain.empty()) f.set("x-meridian-route", ex.route_explain);
+  if (!ex.provider) return;
+  f.set("x-meridian-provider", ex.provider->name);
+  f.set("x-meridian-model", ex.model->id);
+}
+
+// An upstream answered with an error status: tell the client what happened in OpenAI's shape,
+// never echoing the provider's key.
+awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std::string_view body,
+                                             std::string_view retry_after) {
+  const auto& p = *ex.provider;
+  std::string upstream_message;
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error")) {
+    const auto& e = j["error"];
+    if (e.is_object() && e.contains("message") && e["message"].is_string())
+      upstream_message = e["message"].get<std::string>();
+    else if (e.is_string())
+      upstream_message = e.get<std::string>();
+  }
+  // Redact before cutting, so a key straddling the cut cannot leave half of itself behind;
+  // cut on a UTF-8 character boundary.
+  upstream_message = redact(std::move(upstream_message), p.api_key);
+  if (upstream_message.size() > 512) {
+    std::size_t cut = 512;
+    while (cut > 0 && (static_cast<unsigned char>(upstream_message[cut]) & 0xC0) == 0x80) --cut;
+    upstream_message.resize(cut);
+  }
+  std::string suffix = upstream_message.empty() ? "" : ": " + upstream_message;
+  metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
+  if (status == 429) {
+    if (auto seconds = retry_after_seconds(retry_after, std::chrono::system_clock::now()))
+      ex.retry_after = std::to_string(*seconds);
+    co_await send_error(ex, http::status::too_many_requests,
+                        "Provider '" + p.name + "' is rate limiting requests" + suffix,
+                        "rate_limit_error", {}, "rate_limit_exceeded");
+    co_return;
+  }
+  if (status == 400 || status == 404 || status == 409 || status == 413 || status == 422) {
+    co_await send_error(ex, static_cast<http::status>(status),
+                        "Provider '" + p.name + "' rejected the request" + suffix,
+                        "invalid_request_error", {}, "upstream_rejected");
+    co_return;
+  }
+  if (status == 401 || status == 403) {
+    co_await send_error(ex, http::status::bad_gateway,
+                        "Provider '" + p.name + "' rejected the gateway's credentials (HTTP " +
+                            std::to_string(status) + ")",
+                        "upstream_error", {}, "upstream_auth");
+    co_return;
+  }
+  co_await send_error(
+      ex, http::status::bad_gateway,
+      "Provider '" + p.name + "' failed with HTTP " + std::to_string(status) + suffix,
+      "upstream_error", {}, "upstream_error");
+}
+
+// ---- endpoints ----
+
+awaitable<void> server::healthz(exchange& ex) {
+  co_await send(ex, http::status::ok, R"({"status":"ok"})");
+}
+
+awaitable<void> server::readyz(exchange& ex) {
+  if (draining_) {
+    co_await send(ex, http::status::service_unavailable, R"({"status":"draining"})");
+  } else if (ex.snap.catalog.providers.empty()) {
+    co_await send(ex, http::status::service_unavailable, R"({"status":"no providers available"})");
+  } else {
+    co_await send(ex, http::status::ok, R"({"status":"ready"})");
+  }
+}
+
+awaitable<void> server::metrics(exchange& ex) {
+  accounting_->sync_ledger_counters();
+  std::size_t idle = 0;
+  for (const auto& w : workers_) idle += w->pool.idle_now();
+  metrics_.upstream_idle.set({}, static_cast<double>(idle));
+  // Per-key series (names and spend of every tenant) stay on the admin listener when there is
+  // one; the public listener shows the rest.
+  const bool hide_keys = !ex.on_admin_listener && ex.snap.cfg->server.admin_listen.has_value();
+  // A named local, not a conditional inside the co_await (GCC 12 destroys its temporaries
+  // twice).
+  std::string text = hide_keys ? registry_.expose_without("key") : registry_.expose();
+  co_await send(ex, http::status::ok, std::move(text), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+awaitable<void> server::list_models(exchange& ex) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const auto& p : ex.snap.catalog.providers) {
+    for (const auto& m : p.models) {
+      nlohmann::json pricing = nlohmann::json::object();
+      pricing["unit"] = "usd_per_million_tokens";
+      pricing["input"] = m.input;
+      pricing["output"] = m.output;
+      pricing["cache_read"] = m.cache_read;
+      pricing["cache_write"] = m.cache_write;
+      nlohmann::json entry = nlohmann::json::object();
+      entry["id"] = p.name + "/" + m.id;
+      entry["object"] = "model";
+      entry["created"] = 0;
+      entry["owned_by"] = m.author;
+      entry["provider"] = p.name;
+      entry["region"] = p.region;
+      entry["context_length"] = m.context;
+      entry["quality"] = m.quality;
+      entry["pricing"] = std::move(pricing);
+      data.push_back(std::move(entry));
+    }
+  }
+  nlohmann::json list = nlohmann::json::object();
+  list["object"] = "list";
+  list["data"] = std::move(data);
+  co_await send(ex, http::status::ok, list.dump());
+}
+
+// The upstream HTTP request for one attempt: the dialect's path, headers and body, plus the
+// provider's auth and configured headers. The client's own headers never go upstream.
+
+}  // namespace meridian::gateway::detail
