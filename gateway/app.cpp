@@ -299,7 +299,8 @@ int serve_file(const std::string& path) {
   return serve(snap, path, text);
 }
 
-// Files the demo needs, looked up next to the build tree first, then in the source tree.
+// Files the demo needs: beside the binary, in the source tree of a build/<preset>/ binary, or
+// in <prefix>/share/meridian for an installed one.
 std::string find_file(const std::string& rel) {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -309,9 +310,6 @@ std::string find_file(const std::string& rel) {
     candidates.push_back(exe.parent_path().parent_path().parent_path() / rel);  // build/<preset>/
     candidates.push_back(exe.parent_path().parent_path() / "share" / "meridian" / rel);
   }
-#ifdef MERIDIAN_SOURCE_DIR
-  candidates.push_back(fs::path(MERIDIAN_SOURCE_DIR) / rel);
-#endif
   for (const auto& c : candidates)
     if (fs::exists(c, ec)) return c.string();
   return {};
@@ -441,7 +439,7 @@ int stats_table(const std::string& path, const std::string& window, const std::s
 int run_cli(int argc, char** argv) {
   if (argc >= 2 &&
       (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "version") == 0)) {
-    std::printf("meridian 0.1.0\n");
+    std::printf("meridian %s\n", MERIDIAN_VERSION);
     return 0;
   }
   if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {

@@ -54,7 +54,7 @@
 namespace meridian::gateway::detail {
 
 
-inline constexpr std::string_view k_version = "0.1.0";
+inline constexpr std::string_view k_version = MERIDIAN_VERSION;  // CMake's project version
 inline constexpr std::size_t k_max_upstream_body = 32u << 20;  // a whole (non-streamed) answer
 inline constexpr std::size_t k_read_chunk = 16u << 10;
 inline constexpr std::size_t k_max_attempts = 6;  // bounds a request's time even without a route cap
