@@ -138,17 +138,12 @@ awaitable<void> server::count_tokens(exchange& ex) {
                     ",\"estimated\":true}");
 }
 
-// Waits a little before the next attempt: jittered, growing with the attempt number, and
-// honouring a Retry-After (within a cap) when the next attempt goes to the same provider.
-
-awaitable<void> backoff(net::any_io_executor ex, std::size_t attempt,
+// Waits before attempt `i` as policies::fallback_plan::backoff decides.
+awaitable<void> backoff(net::any_io_executor ex, std::size_t i, bool same_provider,
                         std::chrono::milliseconds retry_after) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  auto base = std::chrono::milliseconds(std::min<std::size_t>(10u << attempt, 200));
-  auto wait = std::chrono::milliseconds(
-      std::uniform_int_distribution<long>(base.count() / 2, base.count())(rng));
-  wait = std::max(wait, std::min(retry_after, std::chrono::milliseconds(2000)));
-  net::steady_timer timer(ex, wait);
+  const double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  net::steady_timer timer(ex, policies::fallback_plan::backoff(i, same_provider, retry_after, jitter));
   co_await timer.async_wait(as_tuple);
 }
 
@@ -191,7 +186,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     co_return;
   }
   const auto& attempts = plan.attempts;
-  const std::size_t n = std::min(attempts.size(), k_max_attempts);
+  const policies::fallback_plan fallback(attempts.size());  // what the loop may do, decided there
+  const std::size_t n = fallback.attempts();
   std::vector<const providers::model_info*> planned;
   for (std::size_t i = 0; i < n; ++i) planned.push_back(attempts[i].model);
   if (!co_await reserve_budget(ex, body.size(), request_facts.max_tokens, planned, req.n))
@@ -205,16 +201,13 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   std::chrono::milliseconds retry_after{0};
 
   for (std::size_t i = 0; i < n; ++i) {
-    const bool last = i + 1 == n;
     const auto& p = *attempts[i].provider;
     const auto& m = *attempts[i].model;
     if (i > 0) {
       const auto& prev = *attempts[i - 1].provider;
       metrics_.fallbacks.inc(
           {prev.name + "/" + attempts[i - 1].model->id, p.name + "/" + m.id, last_failure});
-      const std::chrono::milliseconds honour =
-          prev.name == p.name ? retry_after : std::chrono::milliseconds(0);
-      co_await backoff(ex.w.ioc.get_executor(), i, honour);
+      co_await backoff(ex.w.ioc.get_executor(), i, prev.name == p.name, retry_after);
       retry_after = std::chrono::milliseconds(0);
     }
     ex.provider = &p;
@@ -225,7 +218,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (!health_.try_acquire(p.name, m.id, steady::now())) {
       last_failure = "circuit_open";
       ex.emitted = i + 1;  // nothing was sent: there is no attempt to account for
-      if (!last) continue;
+      if (fallback.moves_on(i, policies::failure::not_sent)) continue;
       co_await send_error(ex, http::status::service_unavailable,
                           "Every candidate for this request is unavailable (circuit open)",
                           "upstream_error", {}, "circuit_open");
@@ -241,7 +234,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     auto encoded = d.encode_chat(body, req, m.id);
     if (auto* e = std::get_if<providers::request_error>(&encoded)) {
       last_failure = "unsupported";
-      if (!last) continue;
+      if (fallback.moves_on(i, policies::failure::not_sent)) continue;
       co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
                           e->param, "unsupported_by_provider");
       co_return;
@@ -254,7 +247,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (!x.conn) {
       ex.upstream_seconds = seconds_since(upstream_start);
       failed(to_string(x.fault));
-      if (!last) continue;
+      if (fallback.moves_on(i, policies::failure::transport)) continue;
       co_await send_fault(ex, p, x.fault, x.detail);
       co_return;
     }
@@ -294,7 +287,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                                                              : upstream_fault::reset;
       metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
       failed(to_string(fault));
-      if (!last) continue;
+      if (fallback.moves_on(i, policies::failure::transport)) continue;
       const std::string what = fault == upstream_fault::timeout ? "stalled while sending its answer"
                                : fault == upstream_fault::too_large
                                    ? "answer larger than the gateway accepts"
@@ -310,7 +303,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       if (retryable) {
         failed("http_" + std::to_string(status));
         retry_after = parse_retry_after(retry_after_text);
-        if (!last) {
+        if (fallback.moves_on(i, policies::failure::retryable_status)) {
           metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
           continue;
         }
@@ -321,7 +314,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (req.stream) {  // a 200 that is not an event stream, for a stream request
       metrics_.upstream_errors.inc({p.name, "protocol"});
       failed("protocol");
-      if (!last) continue;
+      if (fallback.moves_on(i, policies::failure::transport)) continue;
       co_await send_error(ex, http::status::bad_gateway,
                           "Provider '" + p.name + "' answered a stream request without streaming",
                           "upstream_error", {}, "upstream_malformed");
@@ -331,7 +324,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (auto* e = std::get_if<providers::decode_error>(&decoded)) {
       metrics_.upstream_errors.inc({p.name, "malformed"});
       failed("malformed");
-      if (!last) continue;
+      if (fallback.moves_on(i, policies::failure::transport)) continue;
       co_await send_error(ex, http::status::bad_gateway, "Provider '" + p.name + "': " + e->message,
                           "upstream_error", {}, "upstream_malformed");
       co_return;

@@ -112,19 +112,17 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
         ++ex.relayed_chunks;
         providers::for_each_generated_text(
             chunk, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
+        // Past the ceiling, this chunk is the last one relayed (and billed).
+        over_output =
+            ex.output_ceiling && stats::estimate_tokens(ex.relayed) > *ex.output_ceiling;
         const std::string& wire = framer.chunk(chunk);
-        if (wire.empty()) continue;
-        ex.client.expires_after(t.idle_chunk);
-        auto [wec, wn] =
-            co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
-        if (wec) {
-          client_gone = true;
-          break;
+        if (!wire.empty()) {
+          ex.client.expires_after(t.idle_chunk);
+          auto [wec, wn] =
+              co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+          client_gone = static_cast<bool>(wec);
         }
-        if (ex.output_ceiling && stats::estimate_tokens(ex.relayed) > *ex.output_ceiling) {
-          over_output = true;  // what was relayed so far is what is billed
-          break;
-        }
+        if (client_gone || over_output) break;
       }
       if (upstream_failed || over_output) break;
     }

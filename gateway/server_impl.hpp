@@ -30,6 +30,7 @@
 #include "gateway/http_util.hpp"
 #include "gateway/limits.hpp"
 #include "gateway/upstream.hpp"
+#include "policies/fallback.hpp"
 #include "policies/resolve.hpp"
 #include "policies/router.hpp"
 #include "providers/anthropic_inbound.hpp"
@@ -57,7 +58,6 @@ namespace meridian::gateway::detail {
 inline constexpr std::string_view k_version = MERIDIAN_VERSION;  // CMake's project version
 inline constexpr std::size_t k_max_upstream_body = 32u << 20;  // a whole (non-streamed) answer
 inline constexpr std::size_t k_read_chunk = 16u << 10;
-inline constexpr std::size_t k_max_attempts = 6;  // bounds a request's time even without a route cap
 inline constexpr int k_max_interim = 8;  // 1xx responses skipped before a final one; more is an attack
 
 // Header values must not carry CR, LF or other control characters.
