@@ -30,6 +30,36 @@ std::string sane_request_id(std::string_view inbound);
 std::optional<std::uint64_t> retry_after_seconds(std::string_view upstream,
                                                  std::chrono::system_clock::time_point now);
 
+// Whether a request's framing headers could be read two ways (request smuggling): more than one
+// Content-Length (or one listing several values), more than one Transfer-Encoding, both at
+// once, or a coding other than exactly "chunked". `Fields` iterates header fields with
+// name_string() and value() (Beast's do; the function itself needs no Beast).
+template <class Fields>
+bool ambiguous_framing(const Fields& fields) {
+  auto iequals = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const char c = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
+      if (c != b[i]) return false;  // b is lower-case
+    }
+    return true;
+  };
+  std::size_t lengths = 0, codings = 0;
+  bool plain = true;
+  for (const auto& f : fields) {
+    const std::string_view name(f.name_string().data(), f.name_string().size());
+    const std::string_view value(f.value().data(), f.value().size());
+    if (iequals(name, "content-length")) {
+      ++lengths;
+      plain = plain && value.find(',') == std::string_view::npos;
+    } else if (iequals(name, "transfer-encoding")) {
+      ++codings;
+      plain = plain && iequals(value, "chunked");
+    }
+  }
+  return lengths > 1 || codings > 1 || (lengths && codings) || !plain;
+}
+
 // True when `body` nests arrays and objects deeper than `max_depth`. Linear and iterative, so it
 // can run before any parser or DOM walk that recurses; string contents (and escapes) are skipped.
 bool json_nesting_exceeds(std::string_view body, std::size_t max_depth);

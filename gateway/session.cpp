@@ -65,18 +65,7 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
     // Framing two parsers could read two ways is refused before any body is read (request
     // smuggling). Beast itself refuses Content-Length with Transfer-Encoding and unequal lengths,
     // but accepts repeated equal lengths ("5, 5" or two fields) and codings after "chunked".
-    std::size_t lengths = 0, codings = 0;
-    bool plain = true;
-    for (const auto& f : parser.get()) {
-      if (f.name() == http::field::content_length) {
-        ++lengths;
-        plain = plain && f.value().find(',') == std::string_view::npos;
-      } else if (f.name() == http::field::transfer_encoding) {
-        ++codings;
-        plain = plain && beast::iequals(f.value(), "chunked");
-      }
-    }
-    if (lengths > 1 || codings > 1 || (lengths && codings) || !plain) {
+    if (ambiguous_framing(parser.get())) {
       refused = true;
       co_await reject(stream, http::status::bad_request,
                       "Ambiguous request framing: send one Content-Length or "

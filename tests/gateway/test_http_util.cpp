@@ -1,6 +1,8 @@
 // Small pure pieces of the gateway: what an upstream's Retry-After may become for a client.
 #include <doctest/doctest.h>
 
+#include <vector>
+
 #include "gateway/http_util.hpp"
 
 using namespace meridian::gateway;
@@ -38,4 +40,30 @@ TEST_CASE("http_util: a client's request id is kept only when it is sane") {
   CHECK(r.echoed_id() == "req_own");
   r.client_request_id = "theirs";
   CHECK(r.echoed_id() == "theirs");
+}
+
+namespace {
+
+struct field {
+  std::string name, val;
+  std::string_view name_string() const { return name; }
+  std::string_view value() const { return val; }
+};
+
+bool ambiguous(std::vector<field> fields) {
+  return ambiguous_framing(fields);
+}
+
+}  // namespace
+
+TEST_CASE("http_util: framing that two parsers could read two ways is ambiguous") {
+  CHECK_FALSE(ambiguous({}));
+  CHECK_FALSE(ambiguous({{"Content-Length", "5"}, {"Host", "x"}}));
+  CHECK_FALSE(ambiguous({{"transfer-encoding", "Chunked"}}));
+  CHECK(ambiguous({{"Content-Length", "5"}, {"Content-Length", "5"}}));  // repeated, equal
+  CHECK(ambiguous({{"Content-Length", "5, 5"}}));
+  CHECK(ambiguous({{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}}));
+  CHECK(ambiguous({{"Transfer-Encoding", "gzip, chunked"}}));
+  CHECK(ambiguous({{"Transfer-Encoding", "chunked, identity"}}));
+  CHECK(ambiguous({{"Content-Length", "5"}, {"Transfer-Encoding", "chunked"}}));
 }
