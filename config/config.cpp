@@ -199,9 +199,8 @@ class parser {
   }
 
   void limits(const located& at, server_limits& out) const {
-    for (const auto& [key, value] :
-         entries(at, {"max_body_bytes", "max_header_bytes", "max_connections",
-                      "max_buffered_bytes"})) {
+    for (const auto& [key, value] : entries(
+             at, {"max_body_bytes", "max_header_bytes", "max_connections", "max_buffered_bytes"})) {
       if (key == "max_connections") {
         out.max_connections = static_cast<std::uint32_t>(positive(value));
         continue;
@@ -591,8 +590,7 @@ class parser {
     // copy leaves for good: serving it would drop every provider, key and limit.
     if (root.IsNull())
       fail(at, "the config is empty (no sections): refusing to run with nothing configured");
-    if (!root.IsMap())
-      fail(at, "expected a map of sections, got " + std::string(kind_name(root)));
+    if (!root.IsMap()) fail(at, "expected a map of sections, got " + std::string(kind_name(root)));
 
     std::vector<std::pair<std::string, located>> model_entries;
     std::optional<located> routes_at, baseline_at, keys_at;

@@ -157,7 +157,7 @@ struct health_config {
 
 // Client authentication and the admin API.
 struct auth_config {
-  bool required = false;  // true: a request without a known virtual key gets 401
+  bool required = false;          // true: a request without a known virtual key gets 401
   bool required_written = false;  // the file says `required:` itself (a reload that turns
                                   // authentication off must say so, not just lose the line)
   std::string admin_token_env = "MERIDIAN_ADMIN_TOKEN";  // /admin/* needs this bearer token

@@ -98,8 +98,8 @@ void server::watch_config(std::stop_token stop, std::promise<void>* started) {
   namespace fs = std::filesystem;
   const fs::path file = fs::absolute(config_path_);
   int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd >= 0 && inotify_add_watch(fd, file.parent_path().c_str(),
-                                   IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+  if (fd >= 0 &&
+      inotify_add_watch(fd, file.parent_path().c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
     ::close(fd);
     fd = -1;
   }

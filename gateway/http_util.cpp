@@ -9,8 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <string>
 #include <random>
+#include <string>
 
 #include "providers/json_scan.hpp"
 
@@ -124,7 +124,8 @@ std::optional<std::uint64_t> retry_after_seconds(std::string_view v,
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   if (v.empty()) return std::nullopt;
-  if (v.size() <= 12 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+  if (v.size() <= 12 &&
+      std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return std::min<std::uint64_t>(std::stoull(std::string(v)), k_day);
   if (v.size() <= 40) {
     const std::string text(v);

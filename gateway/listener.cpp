@@ -17,9 +17,8 @@ awaitable<void> server::accept_loop(worker& w, tcp::acceptor& acceptor, bool adm
     auto [ec, socket] = co_await acceptor.async_accept(as_tuple);
     if (ec) {
       if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
-      const bool exhausted = ec == net::error::no_descriptors ||
-                             ec.value() == ENFILE || ec == net::error::no_buffer_space ||
-                             ec == net::error::no_memory;
+      const bool exhausted = ec == net::error::no_descriptors || ec.value() == ENFILE ||
+                             ec == net::error::no_buffer_space || ec == net::error::no_memory;
       const std::string reason = ec == net::error::no_descriptors ? "emfile"
                                  : ec.value() == ENFILE           ? "enfile"
                                  : exhausted                      ? "no_memory"

@@ -143,7 +143,8 @@ awaitable<void> backoff(net::any_io_executor ex, std::size_t i, bool same_provid
                         std::chrono::milliseconds retry_after) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const double jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-  net::steady_timer timer(ex, policies::fallback_plan::backoff(i, same_provider, retry_after, jitter));
+  net::steady_timer timer(ex,
+                          policies::fallback_plan::backoff(i, same_provider, retry_after, jitter));
   co_await timer.async_wait(as_tuple);
 }
 
@@ -344,10 +345,10 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
     // expression inside a co_await (it destroys them twice).
     std::string out =
-        ex.anthropic_api ? providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens,
-                                                                   &notes)
-        : ok.layout      ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost, estimated)
-                         : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
+        ex.anthropic_api
+            ? providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens, &notes)
+        : ok.layout ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost, estimated)
+                    : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
     co_await send(ex, http::status::ok, std::move(out));
     co_return;
   }

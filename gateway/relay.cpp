@@ -113,8 +113,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
         providers::for_each_generated_text(
             chunk, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
         // Past the ceiling, this chunk is the last one relayed (and billed).
-        over_output =
-            ex.output_ceiling && stats::estimate_tokens(ex.relayed) > *ex.output_ceiling;
+        over_output = ex.output_ceiling && stats::estimate_tokens(ex.relayed) > *ex.output_ceiling;
         const std::string& wire = framer.chunk(chunk);
         if (!wire.empty()) {
           ex.client.expires_after(t.idle_chunk);

@@ -54,11 +54,11 @@
 
 namespace meridian::gateway::detail {
 
-
 inline constexpr std::string_view k_version = MERIDIAN_VERSION;  // CMake's project version
-inline constexpr std::size_t k_max_upstream_body = 32u << 20;  // a whole (non-streamed) answer
+inline constexpr std::size_t k_max_upstream_body = 32u << 20;    // a whole (non-streamed) answer
 inline constexpr std::size_t k_read_chunk = 16u << 10;
-inline constexpr int k_max_interim = 8;  // 1xx responses skipped before a final one; more is an attack
+inline constexpr int k_max_interim =
+    8;  // 1xx responses skipped before a final one; more is an attack
 
 // Header values must not carry CR, LF or other control characters.
 inline std::string header_safe(std::string s) {
@@ -172,8 +172,8 @@ struct exchange {
   std::uint64_t relayed_chunks = 0;  // canonical chunks relayed (a cut stream was still served)
   std::optional<std::uint64_t> output_ceiling;  // estimated output tokens past which a stream
                                                 // is cut (an upstream ignoring max_tokens)
-  std::uint64_t buffered = 0;        // bytes of whole answers charged to the global cap
-  bool streamed = false;             // the answer went out as a stream
+  std::uint64_t buffered = 0;                   // bytes of whole answers charged to the global cap
+  bool streamed = false;                        // the answer went out as a stream
   bool stream_complete = false;      // ... and its final event arrived (its usage is final)
   bool estimated = false;            // `tokens` is Meridian's estimate, told to the client too
   std::string route_explain;         // x-meridian-route: policy and why
@@ -328,14 +328,13 @@ class server {
   stats::registry registry_;
   gateway_metrics metrics_;
   std::vector<std::unique_ptr<worker>> workers_;
-  std::atomic<std::uint32_t> connections_{0};        // every open client connection (drain)
+  std::atomic<std::uint32_t> connections_{0};         // every open client connection (drain)
   std::atomic<std::uint32_t> public_connections_{0};  // of them, on server.listen
   std::atomic<std::uint32_t> admin_connections_{0};   // of them, on server.admin_listen
   std::atomic<std::int64_t> inflight_{0};
   std::atomic<std::uint64_t> buffered_{0};  // whole upstream answers held now, all requests
   std::atomic<bool> draining_{false};
 };
-
 
 // Answers a request that cannot be parsed (session.cpp), before any exchange exists.
 awaitable<void> reject(beast::tcp_stream& stream, http::status status, std::string message,

@@ -81,8 +81,10 @@ reload_review review_reload(const snapshot& now, const snapshot& next) {
   };
   if (!added.empty()) out.protective.push_back("keys added: " + names(added));
   if (!removed.empty()) out.protective.push_back("keys removed: " + names(removed));
-  if (!changed.empty()) out.protective.push_back("keys changed (secret or limits): " + names(changed));
-  const std::string listen_a = listener_text(a.server.listen), listen_b = listener_text(b.server.listen);
+  if (!changed.empty())
+    out.protective.push_back("keys changed (secret or limits): " + names(changed));
+  const std::string listen_a = listener_text(a.server.listen),
+                    listen_b = listener_text(b.server.listen);
   if (listen_a != listen_b) {
     out.protective.push_back("server.listen changed from " + listen_a + " to " + listen_b);
     out.restart_needed.push_back("server.listen");
@@ -102,9 +104,8 @@ reload_review review_reload(const snapshot& now, const snapshot& next) {
   if (a.stats.ledger != b.stats.ledger) out.restart_needed.push_back("stats.ledger");
   const auto& ha = a.health;
   const auto& hb = b.health;
-  out.health_changed = ha.failure_threshold != hb.failure_threshold ||
-                       ha.cooldown != hb.cooldown || ha.recent_failure != hb.recent_failure ||
-                       ha.alpha != hb.alpha;
+  out.health_changed = ha.failure_threshold != hb.failure_threshold || ha.cooldown != hb.cooldown ||
+                       ha.recent_failure != hb.recent_failure || ha.alpha != hb.alpha;
   return out;
 }
 

@@ -14,10 +14,10 @@ inline constexpr std::size_t k_max_attempts = 6;
 
 // Why an attempt did not answer, as far as the decision cares.
 enum class failure {
-  not_sent,          // the candidate's circuit was open, or its dialect cannot encode the request
-  transport,         // connect, DNS, TLS, reset, timeout, a malformed or non-streaming answer
-  retryable_status,  // an HTTP status the dialect calls worth another candidate (429, 5xx, 529)
-  final_status,      // an HTTP status that is the client's answer (400, 401, 404, ...)
+  not_sent,            // the candidate's circuit was open, or its dialect cannot encode the request
+  transport,           // connect, DNS, TLS, reset, timeout, a malformed or non-streaming answer
+  retryable_status,    // an HTTP status the dialect calls worth another candidate (429, 5xx, 529)
+  final_status,        // an HTTP status that is the client's answer (400, 401, 404, ...)
   gateway_overloaded,  // the gateway's own buffer cap: another candidate would need the same
 };
 
@@ -42,9 +42,11 @@ class fallback_plan {
   // `jitter` is a uniform draw from [0, 1].
   static std::chrono::milliseconds backoff(std::size_t i, bool same_provider,
                                            std::chrono::milliseconds retry_after, double jitter) {
-    const long base = static_cast<long>(std::min<std::size_t>(std::size_t{10} << std::min<std::size_t>(i, 8), 200));
+    const long base = static_cast<long>(
+        std::min<std::size_t>(std::size_t{10} << std::min<std::size_t>(i, 8), 200));
     const long half = base / 2;
-    auto wait = std::chrono::milliseconds(half + static_cast<long>(jitter * static_cast<double>(base - half)));
+    auto wait = std::chrono::milliseconds(
+        half + static_cast<long>(jitter * static_cast<double>(base - half)));
     if (same_provider)
       wait = std::max(wait, std::min(retry_after, std::chrono::milliseconds(2000)));
     return wait;

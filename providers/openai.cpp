@@ -252,7 +252,8 @@ std::string annotate_chat_body(std::string_view body, const chat_body_layout& la
   out.append(body.substr(at, layout.close - at));
   bool has_members = layout.has_members;
   if (estimated && layout.usage_begin == layout.usage_end) {
-    const std::uint64_t prompt = estimated->prompt_total(), completion = estimated->completion_total();
+    const std::uint64_t prompt = estimated->prompt_total(),
+                        completion = estimated->completion_total();
     json u{{"prompt_tokens", prompt},
            {"completion_tokens", completion},
            {"total_tokens", prompt + completion},

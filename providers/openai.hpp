@@ -110,8 +110,7 @@ void for_each_generated_text(std::string_view json, F&& f) {
     if (key == "function" && json[vb] == '{') for_each_member(json, vb, arguments);
   };
   auto text_member = [&](std::string_view key, std::size_t vb, std::size_t ve) {
-    if (key == "content" || key == "reasoning_content" || key == "reasoning" ||
-        key == "refusal") {
+    if (key == "content" || key == "reasoning_content" || key == "reasoning" || key == "refusal") {
       string_value(vb, ve);
     } else if (key == "tool_calls" && json[vb] == '[') {
       for_each_element(json, vb, [&](std::size_t e) {

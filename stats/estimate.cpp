@@ -5,12 +5,12 @@ namespace meridian::stats {
 namespace {
 
 bool is_cjk(std::uint32_t cp) {
-  return (cp >= 0x1100 && cp <= 0x11FF) ||    // Hangul Jamo
-         (cp >= 0x2E80 && cp <= 0x9FFF) ||    // radicals, CJK punctuation, kana, Han (ext. A too)
-         (cp >= 0xAC00 && cp <= 0xD7AF) ||    // Hangul syllables
-         (cp >= 0xF900 && cp <= 0xFAFF) ||    // compatibility ideographs
-         (cp >= 0xFF00 && cp <= 0xFFEF) ||    // full-width and half-width forms
-         (cp >= 0x20000 && cp <= 0x3FFFF);    // Han extensions B and beyond
+  return (cp >= 0x1100 && cp <= 0x11FF) ||  // Hangul Jamo
+         (cp >= 0x2E80 && cp <= 0x9FFF) ||  // radicals, CJK punctuation, kana, Han (ext. A too)
+         (cp >= 0xAC00 && cp <= 0xD7AF) ||  // Hangul syllables
+         (cp >= 0xF900 && cp <= 0xFAFF) ||  // compatibility ideographs
+         (cp >= 0xFF00 && cp <= 0xFFEF) ||  // full-width and half-width forms
+         (cp >= 0x20000 && cp <= 0x3FFFF);  // Han extensions B and beyond
 }
 
 void count(std::uint32_t cp, text_tally& t) {
