@@ -1,0 +1,72 @@
+// Internal to config/: the parser of Meridian's YAML, one member per section, each defined in
+// the file named beside it, and the enum names that enums.cpp keeps in one table per enum.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+#include "config/yaml_reader.hpp"
+
+namespace meridian::config::detail {
+
+// The value a name stands for, for dialect_kind, route_policy, capability and budget_period.
+template <typename E>
+std::optional<E> parse_enum(std::string_view text);
+// The enum's names in declaration order, joined by `separator`, as error messages list them.
+template <typename E>
+std::string enum_names(std::string_view separator = ", ");
+
+class parser : public reader {
+ public:
+  using reader::reader;
+
+  // config.cpp: the sections, then the checks that need the whole document.
+  config document(const YAML::Node& root) const;
+
+  // parse_server.cpp
+  server_config server(const located& at) const;
+  void limits(const located& at, server_limits& out) const;
+  void timeouts(const located& at, server_timeouts& out) const;
+
+  // parse_providers.cpp
+  void providers(const located& at, std::vector<provider_config>& out) const;
+  provider_config provider(const std::string& name, const located& at, int line) const;
+  dialect_kind dialect(const located& at) const;
+  model_config model(const located& at, int line) const;
+  // A list drawn from tools, images and json; repeating one is harmless.
+  std::vector<capability> capabilities(const located& at) const;
+
+  // parse_routes.cpp. Routes come last: their checks need the declared providers and regions.
+  void parse_routes(const located& at, config& out) const;
+
+  // parse_energy.cpp
+  void regions(const located& at, std::map<std::string, region_config>& out) const;
+  energy_config energy(const located& at) const;
+
+  // parse_stats.cpp. The baseline's provider is checked later, once every provider is known.
+  stats_config stats(const located& at, std::optional<located>& baseline_at) const;
+  health_config health(const located& at) const;
+
+  // parse_access.cpp: who may call (auth, keys) and where their counters live (state).
+  auth_config auth(const located& at) const;
+  void parse_keys(const located& at, config& out) const;
+  state_config state(const located& at) const;
+
+ private:
+  // Names whose checks wait until the whole document is known.
+  struct references {
+    std::vector<located> regions, providers;
+  };
+
+  route_config route(const located& at, references& refs) const;
+  route_candidate candidate(const located& at) const;
+  route_require require(const located& at, references& refs) const;
+  std::string ledger_path(const located& at, const std::string& text) const;
+  key_config virtual_key(const located& at) const;
+};
+
+}  // namespace meridian::config::detail

@@ -1,0 +1,107 @@
+// The providers section: each provider's endpoint, dialect, credentials' whereabouts, TLS and
+// headers, and the model facts that the top-level models section overrides.
+#include "config/detail.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace meridian::config::detail {
+
+void parser::providers(const located& at, std::vector<provider_config>& out) const {
+  for (const auto& [name, value] : entries(at)) {
+    if (name.empty()) fail_entry(value, "a provider name must not be empty");
+    if (name.find('/') != std::string::npos)
+      fail_entry(value,
+                 "a provider name must not contain '/', since it prefixes "
+                 "model names as provider/model");
+    out.push_back(provider(name, value, line_of(value)));
+  }
+}
+
+provider_config parser::provider(const std::string& name, const located& at, int line) const {
+  provider_config out;
+  out.name = name;
+  out.line = line;
+  for (const auto& [key, value] :
+       entries(at, {"preset", "dialect", "base_url", "region", "api_key_env", "api_key_file", "tls",
+                    "headers", "models", "kwh_per_million_tokens"})) {
+    if (key == "kwh_per_million_tokens") {
+      out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
+    } else if (key == "preset") {
+      out.preset = non_empty(value);
+    } else if (key == "dialect") {
+      out.dialect = dialect(value);
+    } else if (key == "base_url") {
+      out.base_url = scalar(value);
+      auto rest = [&](std::string_view scheme) {
+        return out.base_url.rfind(scheme, 0) == 0 && out.base_url.size() > scheme.size();
+      };
+      if (!rest("http://") && !rest("https://"))
+        fail(value, "expected a URL starting with http:// or https://, got '" + out.base_url + "'");
+    } else if (key == "region") {
+      out.region = non_empty(value);
+    } else if (key == "api_key_env") {
+      out.api_key_env = non_empty(value);
+    } else if (key == "api_key_file") {
+      out.api_key_file = non_empty(value);
+    } else if (key == "tls") {
+      for (const auto& [tls_key, tls_value] : entries(value, {"verify", "ca_file"})) {
+        if (tls_key == "verify") out.tls.verify = boolean(tls_value);
+        if (tls_key == "ca_file") out.tls.ca_file = scalar(tls_value);
+      }
+    } else if (key == "headers") {
+      for (const auto& [header, header_value] : entries(value))
+        out.headers[header] = scalar(header_value);
+    } else {
+      for (const auto& [model_name, model_value] : entries(value)) {
+        if (model_name.empty()) fail_entry(model_value, "a model name must not be empty");
+        out.models[model_name] = model(model_value, line_of(model_value));
+      }
+    }
+  }
+  if (!out.api_key_env.empty() && !out.api_key_file.empty())
+    fail_entry(at, "give either api_key_env or api_key_file, not both");
+  if (out.preset.empty() && out.base_url.empty())
+    fail_entry(at, "base_url is required when no preset is given");
+  return out;
+}
+
+dialect_kind parser::dialect(const located& at) const {
+  std::string text = scalar(at);
+  if (auto d = parse_enum<dialect_kind>(text)) return *d;
+  fail(at, "unknown dialect '" + text + "'; expected one of " + enum_names<dialect_kind>());
+}
+
+model_config parser::model(const located& at, int line) const {
+  model_config out;
+  out.line = line;
+  for (const auto& [key, value] :
+       entries(at, {"input", "output", "cache_read", "cache_write", "quality", "context",
+                    "kwh_per_million_tokens", "capabilities"})) {
+    if (key == "input") out.input = price(value);
+    if (key == "capabilities") out.capabilities = capabilities(value);
+    if (key == "kwh_per_million_tokens")
+      out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
+    if (key == "output") out.output = price(value);
+    if (key == "cache_read") out.cache_read = price(value);
+    if (key == "cache_write") out.cache_write = price(value);
+    if (key == "context") out.context = static_cast<std::uint32_t>(positive(value));
+    if (key == "quality") out.quality = quality(value);
+  }
+  return out;
+}
+
+std::vector<capability> parser::capabilities(const located& at) const {
+  std::vector<capability> out;
+  for (const auto& item : items(at)) {
+    std::string text = scalar(item);
+    auto c = parse_enum<capability>(text);
+    if (!c)
+      fail(item, "unknown capability '" + text + "'; expected one of " + enum_names<capability>());
+    out.push_back(*c);
+  }
+  return out;
+}
+
+}  // namespace meridian::config::detail
