@@ -1,11 +1,11 @@
 // JSON without a DOM: the validator, and the member scan over validated text.
-#include "providers/json_scan.hpp"
+#include "core/json_scan.hpp"
 
 #include <charconv>
 #include <system_error>
 #include <vector>
 
-namespace meridian::providers {
+namespace meridian::core {
 using namespace json_cursor;
 
 namespace {
@@ -275,4 +275,4 @@ void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-}  // namespace meridian::providers
+}  // namespace meridian::core

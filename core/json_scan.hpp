@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace meridian::providers {
+namespace meridian::core {
 
 struct json_member {
   std::string_view key;      // raw key text between the quotes (escapes not decoded)
@@ -133,4 +133,4 @@ std::size_t for_each_member(std::string_view t, std::size_t i, F&& f) {
 // Writes `s` as a JSON string literal (quotes included), escaping as RFC 8259 requires.
 void append_json_string(std::string& out, std::string_view s);
 
-}  // namespace meridian::providers
+}  // namespace meridian::core

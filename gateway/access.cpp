@@ -30,8 +30,8 @@ awaitable<bool> server::authenticate(exchange& ex) {
   const std::string message =
       secret.empty() ? "Missing API key: send Authorization: Bearer <key> or x-api-key: <key>"
                      : "Invalid API key";
-  co_await send_error(ex, http::status::unauthorized, message, "invalid_request_error", {},
-                      "invalid_api_key");
+  const api_error failure{error_kind::authentication, {}, message, "invalid_api_key"};
+  co_await send_error(ex, failure);
   co_return false;
 }
 
@@ -44,9 +44,11 @@ awaitable<bool> server::state_failed(exchange& ex, std::string_view op,
       "\"op\":\"" + std::string(op) + "\",\"action\":\"" + (open ? "admitted" : "refused") +
           "\",\"request_id\":\"" + ex.log.request_id + "\"");
   if (open) co_return true;
-  co_await send_error(ex, http::status::service_unavailable,
-                      "The rate-limit store is unavailable; try again shortly", "server_error", {},
-                      "state_unavailable");
+  const api_error failure{error_kind::unavailable,
+                          {},
+                          "The rate-limit store is unavailable; try again shortly",
+                          "state_unavailable"};
+  co_await send_error(ex, failure);
   co_return false;
 }
 
@@ -68,8 +70,12 @@ awaitable<bool> server::admit(exchange& ex) {
       (by_requests ? "requests per minute (RPM): limit " + std::to_string(*ex.key->rpm)
                    : "tokens per minute (TPM): limit " + std::to_string(*ex.key->tpm)) +
       ". Please try again in " + std::to_string(wait_s) + "s.";
-  co_await send_error(ex, http::status::too_many_requests, message,
-                      by_requests ? "requests" : "tokens", {}, "rate_limit_exceeded");
+  const api_error failure{
+      by_requests ? error_kind::rate_limited_requests : error_kind::rate_limited_tokens,
+      {},
+      message,
+      "rate_limit_exceeded"};
+  co_await send_error(ex, failure);
   co_return false;
 }
 
@@ -120,8 +126,8 @@ awaitable<bool> server::reserve_budget(exchange& ex, std::size_t prompt_bytes,
       "Budget exhausted for key '" + ex.key->name + "': " + usd(got.after.spent) + " spent and " +
       usd(got.after.reserved) + " reserved by requests in flight, of " + usd(limit) + " for " +
       ex.window.id + "; this request may cost up to " + usd(amount) + ".";
-  co_await send_error(ex, http::status::payment_required, message, "insufficient_quota", {},
-                      "budget_exceeded");
+  const api_error failure{error_kind::insufficient_quota, {}, message, "budget_exceeded"};
+  co_await send_error(ex, failure);
   co_return false;
 }
 

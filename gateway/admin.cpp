@@ -14,9 +14,11 @@ awaitable<void> server::admin_reload(exchange& ex) {
       },
       as_tuple);
   if (e || !result.first) {
-    co_await send_error(ex, http::status::unprocessable_entity,
-                        "Config rejected; the running config stays: " + result.second,
-                        "invalid_request_error", {}, "invalid_config");
+    const api_error failure{error_kind::unprocessable,
+                            {},
+                            "Config rejected; the running config stays: " + result.second,
+                            "invalid_config"};
+    co_await send_error(ex, failure);
     co_return;
   }
   co_await send(ex, http::status::ok, R"({"result":"applied"})");
@@ -90,19 +92,22 @@ nlohmann::json key_json(const virtual_key& k) {
 }  // namespace
 
 // The admin key API's work runs on the control thread (it reads and writes the ledger); each
-// answer is a status and a body. Plain functions, not coroutines: GCC 12 mishandles
-// initializer-list temporaries inside coroutines.
-using admin_answer = std::pair<int, std::string>;
-
+// answer is a status and a body, or an api_error. Plain functions, not coroutines: GCC 12
+// mishandles initializer-list temporaries inside coroutines.
 awaitable<void> server::answer_on_control(exchange& ex, std::function<admin_answer()> work) {
   auto [e, answer] = co_await net::co_spawn(
       control_, [&work]() -> awaitable<admin_answer> { co_return work(); }, as_tuple);
   if (e) {
-    co_await send_error(ex, http::status::internal_server_error, "The admin request failed",
-                        "server_error");
+    const api_error failure{error_kind::internal, {}, "The admin request failed", {}};
+    co_await send_error(ex, failure);
     co_return;
   }
-  co_await send(ex, static_cast<http::status>(answer.first), std::move(answer.second));
+  if (auto* failed = std::get_if<api_error>(&answer)) {
+    co_await send_error(ex, *failed);
+    co_return;
+  }
+  auto& done = std::get<admin_body>(answer);
+  co_await send(ex, static_cast<http::status>(done.status), std::move(done.body));
 }
 
 // GET /admin/keys: every key, its limits and its budget's spend this period. No secrets.
@@ -110,7 +115,7 @@ awaitable<void> server::admin_keys_list(exchange& ex) {
   co_await answer_on_control(ex, [this] { return keys_listing(); });
 }
 
-admin_answer server::keys_listing() {
+server::admin_answer server::keys_listing() {
   const auto snap = snap_.load();
   nlohmann::json data = nlohmann::json::array();
   auto add = [&](const virtual_key& k, nlohmann::json j) {
@@ -128,8 +133,10 @@ admin_answer server::keys_listing() {
   if (ledger_) {
     auto stored = ledger_->keys();
     if (auto* qe = std::get_if<stats::query_error>(&stored))
-      return {503, openai_error_body("The key store cannot be read: " + qe->message, "server_error",
-                                     {}, "ledger_unavailable")};
+      return api_error{error_kind::unavailable,
+                       {},
+                       "The key store cannot be read: " + qe->message,
+                       "ledger_unavailable"};
     for (const auto& k : std::get<std::vector<stats::stored_key>>(stored)) {
       auto digest = digest_from_hex(k.key_sha256);
       if (!digest) continue;
@@ -155,7 +162,7 @@ admin_answer server::keys_listing() {
   nlohmann::json out = nlohmann::json::object();
   out["object"] = "list";
   out["data"] = std::move(data);
-  return {200, out.dump()};
+  return admin_body{200, out.dump()};
 }
 
 // POST /admin/keys: a new key, stored in the ledger's database (so it survives restarts and
@@ -163,24 +170,25 @@ admin_answer server::keys_listing() {
 awaitable<void> server::admin_keys_create(exchange& ex) {
   auto parsed = parse_new_key(ex.req.body(), *ex.snap.cfg);
   if (auto* pe = std::get_if<key_request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, pe->message, "invalid_request_error",
-                        pe->param, "invalid_value");
+    const api_error failure{error_kind::invalid_request, pe->param, pe->message, "invalid_value"};
+    co_await send_error(ex, failure);
     co_return;
   }
   auto made = std::get<new_key>(std::move(parsed));
   co_await answer_on_control(ex, [this, &made] { return key_creation(made); });
 }
 
-admin_answer server::key_creation(const new_key& made) {
+server::admin_answer server::key_creation(const new_key& made) {
   const auto snap = snap_.load();
   auto conflict = [](const std::string& message) {
-    return admin_answer{409,
-                        openai_error_body(message, "invalid_request_error", "name", "key_exists")};
+    return api_error{error_kind::conflict, "name", message, "key_exists"};
   };
   if (!ledger_)
-    return {503, openai_error_body("Admin keys are kept in the ledger database; set "
-                                   "stats.ledger to sqlite:PATH or postgres://…",
-                                   "server_error", {}, "ledger_unavailable")};
+    return api_error{error_kind::unavailable,
+                     {},
+                     "Admin keys are kept in the ledger database; set stats.ledger to "
+                     "sqlite:PATH or postgres://…",
+                     "ledger_unavailable"};
   if (snap->keys.by_name(made.key.name))
     return conflict("Key '" + made.key.name + "' is defined in the config file");
   if (snap->keys.by_digest(made.key.hash) || admin_keys_.load()->by_digest(made.key.hash))
@@ -194,8 +202,10 @@ admin_answer server::key_creation(const new_key& made) {
           .count();
   auto added = ledger_->add_key(stored);
   if (auto* qe = std::get_if<stats::query_error>(&added))
-    return {503, openai_error_body("The key could not be stored: " + qe->message, "server_error",
-                                   {}, "ledger_unavailable")};
+    return api_error{error_kind::unavailable,
+                     {},
+                     "The key could not be stored: " + qe->message,
+                     "ledger_unavailable"};
   if (!std::get<bool>(added)) return conflict("An active key named '" + made.key.name + "' exists");
   if (auto problem = refresh_admin_keys(); !problem.empty())
     log(log_level::warn, "admin keys not refreshed: " + problem);
@@ -203,7 +213,7 @@ admin_answer server::key_creation(const new_key& made) {
   if (!made.secret.empty()) j["key"] = made.secret;
   j["created_ms"] = stored.created_ms;
   log(log_level::info, "admin: key created", "\"key\":" + nlohmann::json(made.key.name).dump());
-  return {201, j.dump()};
+  return admin_body{201, j.dump()};
 }
 
 // DELETE /admin/keys?name=N: revokes an admin key at once on this gateway, and within the
@@ -212,38 +222,39 @@ awaitable<void> server::admin_keys_revoke(exchange& ex) {
   auto query = parse_query(ex.req.target());
   auto it = query.find("name");
   if (it == query.end() || it->second.empty()) {
-    co_await send_error(ex, http::status::bad_request,
-                        "Give the key to revoke as ?name=", "invalid_request_error", "name",
-                        "missing_name");
+    const api_error failure{error_kind::invalid_request, "name",
+                            "Give the key to revoke as ?name=", "missing_name"};
+    co_await send_error(ex, failure);
     co_return;
   }
   const std::string name = it->second;
   co_await answer_on_control(ex, [this, &name] { return key_revocation(name); });
 }
 
-admin_answer server::key_revocation(const std::string& name) {
+server::admin_answer server::key_revocation(const std::string& name) {
   const auto snap = snap_.load();
   auto not_found = [&] {
-    return admin_answer{404, openai_error_body("No active admin key named '" + name + "'",
-                                               "invalid_request_error", "name", "key_not_found")};
+    return api_error{error_kind::not_found, "name", "No active admin key named '" + name + "'",
+                     "key_not_found"};
   };
   if (snap->keys.by_name(name))
-    return {409, openai_error_body("Key '" + name +
-                                       "' is defined in the config file; remove it "
-                                       "there",
-                                   "invalid_request_error", "name", "config_key")};
+    return api_error{error_kind::conflict, "name",
+                     "Key '" + name + "' is defined in the config file; remove it there",
+                     "config_key"};
   if (!ledger_) return not_found();
   auto revoked = ledger_->revoke_key(name, wall_clock::now());
   if (auto* qe = std::get_if<stats::query_error>(&revoked))
-    return {503, openai_error_body("The key could not be revoked: " + qe->message, "server_error",
-                                   {}, "ledger_unavailable")};
+    return api_error{error_kind::unavailable,
+                     {},
+                     "The key could not be revoked: " + qe->message,
+                     "ledger_unavailable"};
   if (!std::get<bool>(revoked)) return not_found();
   refresh_admin_keys();
   log(log_level::info, "admin: key revoked", "\"key\":" + nlohmann::json(name).dump());
   nlohmann::json out = nlohmann::json::object();
   out["name"] = name;
   out["revoked"] = true;
-  return {200, out.dump()};
+  return admin_body{200, out.dump()};
 }
 
 }  // namespace meridian::gateway::detail

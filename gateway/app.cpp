@@ -23,6 +23,7 @@
 #include <variant>
 #include <vector>
 
+#include "gateway/errors.hpp"
 #include "gateway/http_util.hpp"
 #include "gateway/server.hpp"
 #include "policies/facts.hpp"
@@ -257,8 +258,9 @@ int route(const std::string& config_path, const std::string& request_path) {
   }
   if (!r.ok()) {
     std::fflush(stdout);
-    std::fprintf(stderr, "error: status %d, param '%s': %s\n", r.error->status,
-                 r.error->param.c_str(), r.error->message.c_str());
+    const api_error e = to_api_error(*r.error);  // what a client sending this would be told
+    std::fprintf(stderr, "error: status %u, param '%s': %s\n", core::http_status(e.kind),
+                 e.param.c_str(), e.message.c_str());
     return 1;
   }
   return 0;

@@ -1,4 +1,4 @@
-// Error bodies, request ids, logging: see http_util.hpp.
+// Query strings, request ids, Retry-After, logging: see http_util.hpp.
 #include "gateway/http_util.hpp"
 
 #include <time.h>
@@ -12,12 +12,12 @@
 #include <random>
 #include <string>
 
-#include "providers/json_scan.hpp"
+#include "core/json_scan.hpp"
 
 namespace meridian::gateway {
 namespace {
 
-using providers::append_json_string;
+using core::append_json_string;
 
 std::atomic<int> g_level{static_cast<int>(log_level::info)};
 
@@ -55,26 +55,6 @@ const char* level_name(log_level l) {
 }
 
 }  // namespace
-
-std::string openai_error_body(std::string_view message, std::string_view type,
-                              std::string_view param, std::string_view code) {
-  std::string out = "{\"error\":{\"message\":";
-  append_json_string(out, message);
-  out += ",\"type\":";
-  append_json_string(out, type);
-  out += ",\"param\":";
-  if (param.empty())
-    out += "null";
-  else
-    append_json_string(out, param);
-  out += ",\"code\":";
-  if (code.empty())
-    out += "null";
-  else
-    append_json_string(out, code);
-  out += "}}";
-  return out;
-}
 
 std::map<std::string, std::string> parse_query(std::string_view target) {
   std::map<std::string, std::string> out;

@@ -1,5 +1,5 @@
-// Small pieces shared by the gateway's endpoints that need no socket: error bodies in OpenAI's
-// shape, request ids, the access-log line, and the process logger.
+// Small pieces shared by the gateway's endpoints that need no socket: query strings,
+// request ids, Retry-After, the access-log line, and the process logger.
 #pragma once
 
 #include <chrono>
@@ -10,10 +10,6 @@
 #include <string_view>
 
 namespace meridian::gateway {
-
-// {"error":{"message","type","param","code"}} — OpenAI's error shape.
-std::string openai_error_body(std::string_view message, std::string_view type,
-                              std::string_view param = {}, std::string_view code = {});
 
 // The query string of a request target as name -> value, percent-decoded ('+' is a space).
 std::map<std::string, std::string> parse_query(std::string_view target);

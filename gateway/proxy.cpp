@@ -8,8 +8,8 @@ namespace meridian::gateway::detail {
 awaitable<void> server::chat(exchange& ex) {
   auto parsed = providers::parse_chat_request(ex.req.body());
   if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
-                        e->param, e->param.empty() ? "invalid_json" : "invalid_value");
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
     co_return;
   }
   co_await serve_chat(ex, ex.req.body(), std::get<providers::chat_request>(parsed));
@@ -18,18 +18,17 @@ awaitable<void> server::chat(exchange& ex) {
 // Anthropic Messages: translated to the canonical call, served by any backend, answered in
 // Anthropic's shape.
 awaitable<void> server::messages(exchange& ex) {
-  ex.anthropic_api = true;
   auto translated = providers::anthropic_request_to_openai(ex.req.body());
   if (auto* e = std::get_if<providers::request_error>(&translated)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
-                        e->param);
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
     co_return;
   }
   const std::string& body = std::get<std::string>(translated);
   auto parsed = providers::parse_chat_request(body);
   if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
-                        e->param);
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
     co_return;
   }
   co_await serve_chat(ex, body, std::get<providers::chat_request>(parsed));
@@ -40,24 +39,26 @@ awaitable<void> server::messages(exchange& ex) {
 awaitable<void> server::embeddings(exchange& ex) {
   auto parsed = providers::parse_embeddings_request(ex.req.body());
   if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
-                        e->param, e->param.empty() ? "invalid_json" : "invalid_value");
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
     co_return;
   }
   const auto& req = std::get<providers::chat_request>(parsed);
   ex.log.model = req.model;
   auto resolved = policies::resolve_model(ex.snap.catalog, req.model);
   if (auto* e = std::get_if<policies::resolve_error>(&resolved)) {
-    co_await send_resolve_error(ex, *e);
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
     co_return;
   }
   const auto target = std::get<policies::target>(resolved);
   const auto& p = *target.provider;
   if (!region_allowed(ex, p)) {
-    co_await send_error(ex, http::status::not_found,
-                        "Key '" + ex.key->name + "' may not send data to region '" + p.region +
-                            "' (provider '" + p.name + "'): excluded by key.regions",
-                        "invalid_request_error", "model", "region_not_allowed");
+    const api_error failure{error_kind::not_found, "model",
+                            "Key '" + ex.key->name + "' may not send data to region '" + p.region +
+                                "' (provider '" + p.name + "'): excluded by key.regions",
+                            "region_not_allowed"};
+    co_await send_error(ex, failure);
     co_return;
   }
   if (!co_await admit(ex)) co_return;
@@ -69,11 +70,12 @@ awaitable<void> server::embeddings(exchange& ex) {
   ex.log.provider = p.name;
   ex.log.upstream_model = target.model->id;
   if (p.dialect != config::dialect_kind::openai) {
-    co_await send_error(ex, http::status::bad_request,
-                        "Provider '" + p.name + "' speaks the " +
-                            std::string(config::to_string(p.dialect)) +
-                            " dialect, for which Meridian has no embeddings translation",
-                        "invalid_request_error", "model", "unsupported_by_provider");
+    const api_error failure{error_kind::invalid_request, "model",
+                            "Provider '" + p.name + "' speaks the " +
+                                std::string(config::to_string(p.dialect)) +
+                                " dialect, for which Meridian has no embeddings translation",
+                            "unsupported_by_provider"};
+    co_await send_error(ex, failure);
     co_return;
   }
   const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
@@ -110,9 +112,11 @@ awaitable<void> server::embeddings(exchange& ex) {
   }
   auto info = providers::read_chat_response(answer);
   if (!info.valid) {
-    co_await send_error(ex, http::status::bad_gateway,
-                        "Provider '" + p.name + "' returned a malformed response", "upstream_error",
-                        {}, "upstream_malformed");
+    const api_error failure{error_kind::upstream,
+                            {},
+                            "Provider '" + p.name + "' returned a malformed response",
+                            "upstream_malformed"};
+    co_await send_error(ex, failure);
     co_return;
   }
   std::optional<double> cost;
@@ -127,10 +131,10 @@ awaitable<void> server::embeddings(exchange& ex) {
 // An estimate (bytes / 4 and fixed allowances), labelled as such: the backend may be any model
 // and its tokenizer is not here.
 awaitable<void> server::count_tokens(exchange& ex) {
-  ex.anthropic_api = true;
   if (!nlohmann::json::accept(ex.req.body())) {
-    co_await send_error(ex, http::status::bad_request, "request body is not valid JSON",
-                        "invalid_request_error");
+    const api_error failure{
+        error_kind::invalid_request, {}, "request body is not valid JSON", "invalid_json"};
+    co_await send_error(ex, failure);
     co_return;
   }
   co_await send(ex, http::status::ok,
@@ -162,8 +166,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   ex.log.stream = req.stream;
   auto facts = policies::facts_from_openai_body(body, req.scan);  // validated and scanned once
   if (auto* e = std::get_if<policies::facts_error>(&facts)) {
-    co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
-                        e->param, "invalid_value");
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
     co_return;
   }
   if (!co_await admit(ex)) co_return;
@@ -178,12 +182,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   ex.est_prompt = std::get<policies::request_facts>(facts).est_prompt_tokens;
   ex.route_explain = header_safe(plan.explain);
   if (!plan.ok()) {
-    const auto& e = *plan.error;
-    const std::string code = !e.code.empty()   ? e.code
-                             : e.status == 404 ? "model_not_found"
-                                               : "no_candidates";
-    co_await send_error(ex, static_cast<http::status>(e.status), e.message, "invalid_request_error",
-                        e.param, code);
+    const api_error failure = to_api_error(*plan.error);
+    co_await send_error(ex, failure);
     co_return;
   }
   const auto& attempts = plan.attempts;
@@ -220,9 +220,11 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       last_failure = "circuit_open";
       ex.emitted = i + 1;  // nothing was sent: there is no attempt to account for
       if (fallback.moves_on(i, policies::failure::not_sent)) continue;
-      co_await send_error(ex, http::status::service_unavailable,
-                          "Every candidate for this request is unavailable (circuit open)",
-                          "upstream_error", {}, "circuit_open");
+      const api_error failure{error_kind::upstream_unavailable,
+                              {},
+                              "Every candidate for this request is unavailable (circuit open)",
+                              "circuit_open"};
+      co_await send_error(ex, failure);
       co_return;
     }
     auto failed = [&](std::string_view why) {
@@ -236,8 +238,9 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (auto* e = std::get_if<providers::request_error>(&encoded)) {
       last_failure = "unsupported";
       if (fallback.moves_on(i, policies::failure::not_sent)) continue;
-      co_await send_error(ex, http::status::bad_request, e->message, "invalid_request_error",
-                          e->param, "unsupported_by_provider");
+      const api_error failure{error_kind::invalid_request, e->param, e->message,
+                              "unsupported_by_provider"};
+      co_await send_error(ex, failure);
       co_return;
     }
     const auto attempt_start = steady::now();
@@ -316,9 +319,12 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       metrics_.upstream_errors.inc({p.name, "protocol"});
       failed("protocol");
       if (fallback.moves_on(i, policies::failure::transport)) continue;
-      co_await send_error(ex, http::status::bad_gateway,
-                          "Provider '" + p.name + "' answered a stream request without streaming",
-                          "upstream_error", {}, "upstream_malformed");
+      const api_error failure{
+          error_kind::upstream,
+          {},
+          "Provider '" + p.name + "' answered a stream request without streaming",
+          "upstream_malformed"};
+      co_await send_error(ex, failure);
       co_return;
     }
     auto decoded = d.decode_chat(answer, m.id);
@@ -326,8 +332,11 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       metrics_.upstream_errors.inc({p.name, "malformed"});
       failed("malformed");
       if (fallback.moves_on(i, policies::failure::transport)) continue;
-      co_await send_error(ex, http::status::bad_gateway, "Provider '" + p.name + "': " + e->message,
-                          "upstream_error", {}, "upstream_malformed");
+      const api_error failure{error_kind::upstream,
+                              {},
+                              "Provider '" + p.name + "': " + e->message,
+                              "upstream_malformed"};
+      co_await send_error(ex, failure);
       co_return;
     }
     auto& ok = std::get<providers::decoded_chat>(decoded);
@@ -345,7 +354,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
     // expression inside a co_await (it destroys them twice).
     std::string out =
-        ex.anthropic_api
+        ex.shape == core::api_shape::anthropic
             ? providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens, &notes)
         : ok.layout ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost, estimated)
                     : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
@@ -384,38 +393,38 @@ void server::update_provider_up(const providers::provider& p) {
 
 awaitable<void> server::send_overloaded(exchange& ex) {
   const std::uint64_t cap = ex.snap.cfg->server.limits.max_buffered_bytes;
-  co_await send_error(ex, http::status::service_unavailable,
-                      "The gateway is holding its limit of buffered upstream answers (" +
-                          std::to_string(cap >> 20) +
-                          " MiB, server.limits.max_buffered_bytes); try again shortly",
-                      "server_error", {}, "gateway_overloaded");
-}
-
-// 404 for a model nobody serves, 400 for one several providers serve.
-awaitable<void> server::send_resolve_error(exchange& ex, const policies::resolve_error& e) {
-  bool ambiguous = e.what == policies::resolve_error::kind::ambiguous;
-  co_await send_error(ex, ambiguous ? http::status::bad_request : http::status::not_found,
-                      e.message, "invalid_request_error", "model",
-                      ambiguous ? "ambiguous_model" : "model_not_found");
+  const api_error failure{error_kind::unavailable,
+                          {},
+                          "The gateway is holding its limit of buffered upstream answers (" +
+                              std::to_string(cap >> 20) +
+                              " MiB, server.limits.max_buffered_bytes); try again shortly",
+                          "gateway_overloaded"};
+  co_await send_error(ex, failure);
 }
 
 // 502 or 504 for an upstream that failed before answering.
 awaitable<void> server::send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
                                    const std::string& detail) {
   if (fault == upstream_fault::timeout) {
-    co_await send_error(ex, http::status::gateway_timeout,
-                        "Provider '" + p.name + "' did not answer in time (" + detail + ")",
-                        "upstream_error", {}, "upstream_timeout");
+    const api_error failure{error_kind::upstream_timeout,
+                            {},
+                            "Provider '" + p.name + "' did not answer in time (" + detail + ")",
+                            "upstream_timeout"};
+    co_await send_error(ex, failure);
   } else if (fault == upstream_fault::too_large) {
     // The provider was reached and answered: "unreachable" would send operators the wrong way.
-    co_await send_error(ex, http::status::bad_gateway,
-                        "Provider '" + p.name + "' sent an " + detail, "upstream_error", {},
-                        "upstream_too_large");
+    const api_error failure{error_kind::upstream,
+                            {},
+                            "Provider '" + p.name + "' sent an " + detail,
+                            "upstream_too_large"};
+    co_await send_error(ex, failure);
   } else {
-    co_await send_error(ex, http::status::bad_gateway,
-                        "Provider '" + p.name + "' failed (" + std::string(to_string(fault)) +
-                            ": " + redact(detail, p.api_key) + ")",
-                        "upstream_error", {}, "upstream_unreachable");
+    const api_error failure{error_kind::upstream,
+                            {},
+                            "Provider '" + p.name + "' failed (" + std::string(to_string(fault)) +
+                                ": " + redact(detail, p.api_key) + ")",
+                            "upstream_unreachable"};
+    co_await send_error(ex, failure);
   }
 }
 

@@ -9,7 +9,7 @@ namespace meridian::gateway::detail {
 class client_framer {
  public:
   explicit client_framer(const exchange& ex) {
-    if (ex.anthropic_api) anthropic_.emplace(ex.log.model);
+    if (ex.shape == core::api_shape::anthropic) anthropic_.emplace(ex.log.model);
   }
   // The bytes for one canonical chunk; empty when the client's API has nothing to say yet.
   const std::string& chunk(std::string_view c) {
@@ -27,7 +27,7 @@ class client_framer {
   const std::string& fail(const std::string& message, std::string_view code) {
     if (!anthropic_)
       return wire_.assign("data: ")
-          .append(openai_error_body(message, "upstream_error", {}, code))
+          .append(core::openai_error_body(message, "upstream_error", {}, code))
           .append("\n\n");
     events_.clear();
     anthropic_->fail(message, events_);

@@ -6,15 +6,18 @@
 namespace meridian::gateway::detail {
 
 const std::vector<server::route>& server::routes() {
+  using enum guard;
+  constexpr auto openai = core::api_shape::openai;
+  constexpr auto anthropic = core::api_shape::anthropic;
   static const std::vector<route> table = {
-      {http::verb::post, "/v1/chat/completions", &server::chat},
-      {http::verb::post, "/v1/messages", &server::messages},
-      {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens},
-      {http::verb::post, "/v1/embeddings", &server::embeddings},
-      {http::verb::get, "/v1/models", &server::list_models},
-      {http::verb::get, "/v1/stats/share", &server::stats_share},
-      {http::verb::get, "/v1/stats/daily", &server::stats_daily},
-      {http::verb::get, "/v1/generation", &server::generation},
+      {http::verb::post, "/v1/chat/completions", &server::chat, openai, key},
+      {http::verb::post, "/v1/messages", &server::messages, anthropic, key},
+      {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens, anthropic, key},
+      {http::verb::post, "/v1/embeddings", &server::embeddings, openai, key},
+      {http::verb::get, "/v1/models", &server::list_models, openai, key},
+      {http::verb::get, "/v1/stats/share", &server::stats_share, openai, key},
+      {http::verb::get, "/v1/stats/daily", &server::stats_daily, openai, key},
+      {http::verb::get, "/v1/generation", &server::generation, openai, key_or_admin},
       {http::verb::get, "/dashboard", &server::dashboard},
       {http::verb::get, "/healthz", &server::healthz},
       {http::verb::get, "/readyz", &server::readyz},
@@ -26,12 +29,14 @@ const std::vector<server::route>& server::routes() {
 // ---- admin and reload ----
 
 const std::vector<server::route>& server::admin_routes() {
+  using enum guard;
+  constexpr auto openai = core::api_shape::openai;
   static const std::vector<route> table = {
-      {http::verb::post, "/admin/reload", &server::admin_reload},
-      {http::verb::get, "/admin/config", &server::admin_config},
-      {http::verb::get, "/admin/keys", &server::admin_keys_list},
-      {http::verb::post, "/admin/keys", &server::admin_keys_create},
-      {http::verb::delete_, "/admin/keys", &server::admin_keys_revoke},
+      {http::verb::post, "/admin/reload", &server::admin_reload, openai, admin},
+      {http::verb::get, "/admin/config", &server::admin_config, openai, admin},
+      {http::verb::get, "/admin/keys", &server::admin_keys_list, openai, admin_always},
+      {http::verb::post, "/admin/keys", &server::admin_keys_create, openai, admin_always},
+      {http::verb::delete_, "/admin/keys", &server::admin_keys_revoke, openai, admin_always},
       {http::verb::get, "/healthz", &server::healthz},
       {http::verb::get, "/metrics", &server::metrics},
   };
@@ -50,44 +55,50 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
   for (const auto& r : admin ? admin_routes() : routes()) {
     if (r.path != path) continue;
     if (r.method == ex.req.method()) {
+      ex.shape = r.shape;
       // Bounded before any handler runs: the router's facts parser and the dialect translators
       // build DOMs, and walking or dumping one recurses once per level.
       // No JSON text holds a raw NUL byte; some parsers stop at one and ignore what follows,
       // so a body with one could be read two ways.
       if (ex.req.body().find('\0') != std::string::npos) {
-        ex.anthropic_api = path.starts_with("/v1/messages");
-        co_await send_error(ex, http::status::bad_request,
-                            "request body is not valid JSON: it contains a NUL byte, and nothing "
-                            "but whitespace may follow the JSON value",
-                            "invalid_request_error", {}, "invalid_json");
+        const api_error failure{error_kind::invalid_request,
+                                {},
+                                "request body is not valid JSON: it contains a NUL byte, and "
+                                "nothing but whitespace may follow the JSON value",
+                                "invalid_json"};
+        co_await send_error(ex, failure);
         co_return;
       }
       if (json_nesting_exceeds(ex.req.body(), k_max_json_depth)) {
-        ex.anthropic_api = path.starts_with("/v1/messages");
-        const std::string message =
-            "JSON nesting too deep (the limit is " + std::to_string(k_max_json_depth) + " levels)";
-        co_await send_error(ex, http::status::bad_request, message, "invalid_request_error", {},
-                            "nesting_too_deep");
+        const api_error failure{
+            error_kind::invalid_request,
+            {},
+            "JSON nesting too deep (the limit is " + std::to_string(k_max_json_depth) + " levels)",
+            "nesting_too_deep"};
+        co_await send_error(ex, failure);
         co_return;
       }
-      if (admin && path.starts_with("/admin/") &&
-          !admin_authorized(ex, path.starts_with("/admin/keys"))) {
+      if ((r.auth == guard::admin || r.auth == guard::admin_always) &&
+          !admin_authorized(ex, r.auth == guard::admin_always)) {
         const bool configured = admin_token_.has_value();
         // Built before the co_await (GCC 12 and class temporaries of a conditional).
-        const std::string message =
-            configured ? "This admin endpoint needs Authorization: Bearer <admin token>"
-                       : "Set " + ex.snap.cfg->auth.admin_token_env +
-                             " (auth.admin_token_env) to enable the admin key API";
-        co_await send_error(ex, configured ? http::status::unauthorized : http::status::forbidden,
-                            message, "invalid_request_error", {},
-                            configured ? "invalid_admin_token" : "admin_disabled");
+        const api_error refused =
+            configured ? api_error{error_kind::authentication,
+                                   {},
+                                   "This admin endpoint needs Authorization: Bearer <admin token>",
+                                   "invalid_admin_token"}
+                       : api_error{error_kind::permission,
+                                   {},
+                                   "Set " + ex.snap.cfg->auth.admin_token_env +
+                                       " (auth.admin_token_env) to enable the admin key API",
+                                   "admin_disabled"};
+        co_await send_error(ex, refused);
         co_return;
       }
       ex.on_admin_listener = admin;
-      if (!admin && path == "/v1/generation" && admin_token_ && admin_authorized(ex, true)) {
+      if (r.auth == guard::key_or_admin && admin_token_ && admin_authorized(ex, true)) {
         ex.admin_caller = true;  // the operator looking up any request
-      } else if (!admin && path.starts_with("/v1/")) {
-        ex.anthropic_api = path.starts_with("/v1/messages");
+      } else if (r.auth == guard::key || r.auth == guard::key_or_admin) {
         if (!co_await authenticate(ex)) co_return;
       }
       co_await (this->*r.fn)(ex);
@@ -96,13 +107,15 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
     allowed += (allowed.empty() ? "" : ", ") + std::string(http::to_string(r.method));
   }
   if (!allowed.empty()) {
-    co_await send_error(
-        ex, http::status::method_not_allowed,
+    const api_error failure{
+        error_kind::method_not_allowed,
+        {},
         "Method " + ex.log.method + " is not allowed on " + ex.log.path + "; use " + allowed,
-        "invalid_request_error", {}, "method_not_allowed");
+        "method_not_allowed"};
+    co_await send_error(ex, failure);
   } else {
-    co_await send_error(ex, http::status::not_found, "Unknown path " + ex.log.path,
-                        "invalid_request_error", {}, "not_found");
+    const api_error failure{error_kind::not_found, {}, "Unknown path " + ex.log.path, "not_found"};
+    co_await send_error(ex, failure);
   }
 }
 
@@ -126,17 +139,13 @@ awaitable<void> server::send(exchange& ex, http::status status, std::string body
   if (ec) ex.keep_alive = false;
 }
 
-awaitable<void> server::send_error(exchange& ex, http::status status, std::string_view message,
-                                   std::string_view type, std::string_view param,
-                                   std::string_view code) {
-  if (ex.log.error.empty()) ex.log.error = code.empty() ? std::string(type) : std::string(code);
-  if (ex.anthropic_api) {
-    co_await send(ex, status,
-                  providers::anthropic_error_body(
-                      providers::anthropic_error_type(static_cast<unsigned>(status)), message));
-  } else {
-    co_await send(ex, status, openai_error_body(message, type, param, code));
-  }
+// The one way an error reaches a client: rendered in the route's API shape with its kind's status.
+// Callers pass a named api_error, never a temporary: GCC 12 frees class temporaries of a
+// co_await expression twice (seen as "free(): invalid pointer" on the first 405).
+awaitable<void> server::send_error(exchange& ex, const api_error& e) {
+  if (ex.log.error.empty())
+    ex.log.error = e.code.empty() ? std::string(core::openai_error_type(e.kind)) : e.code;
+  return send(ex, static_cast<http::status>(core::http_status(e.kind)), core::render(e, ex.shape));
 }
 
 // OpenAI's rate-limit headers: "1s", "6m0s"-style resets are approximated as milliseconds or
@@ -198,28 +207,36 @@ awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std:
   if (status == 429) {
     if (auto seconds = retry_after_seconds(retry_after, std::chrono::system_clock::now()))
       ex.retry_after = std::to_string(*seconds);
-    co_await send_error(ex, http::status::too_many_requests,
-                        "Provider '" + p.name + "' is rate limiting requests" + suffix,
-                        "rate_limit_error", {}, "rate_limit_exceeded");
+    const api_error failure{error_kind::rate_limited,
+                            {},
+                            "Provider '" + p.name + "' is rate limiting requests" + suffix,
+                            "rate_limit_exceeded"};
+    co_await send_error(ex, failure);
     co_return;
   }
   if (status == 400 || status == 404 || status == 409 || status == 413 || status == 422) {
-    co_await send_error(ex, static_cast<http::status>(status),
-                        "Provider '" + p.name + "' rejected the request" + suffix,
-                        "invalid_request_error", {}, "upstream_rejected");
+    const api_error failure{core::client_error_kind(status),
+                            {},
+                            "Provider '" + p.name + "' rejected the request" + suffix,
+                            "upstream_rejected"};
+    co_await send_error(ex, failure);
     co_return;
   }
   if (status == 401 || status == 403) {
-    co_await send_error(ex, http::status::bad_gateway,
-                        "Provider '" + p.name + "' rejected the gateway's credentials (HTTP " +
-                            std::to_string(status) + ")",
-                        "upstream_error", {}, "upstream_auth");
+    const api_error failure{error_kind::upstream,
+                            {},
+                            "Provider '" + p.name + "' rejected the gateway's credentials (HTTP " +
+                                std::to_string(status) + ")",
+                            "upstream_auth"};
+    co_await send_error(ex, failure);
     co_return;
   }
-  co_await send_error(
-      ex, http::status::bad_gateway,
+  const api_error failure{
+      error_kind::upstream,
+      {},
       "Provider '" + p.name + "' failed with HTTP " + std::to_string(status) + suffix,
-      "upstream_error", {}, "upstream_error");
+      "upstream_error"};
+  co_await send_error(ex, failure);
 }
 
 // ---- endpoints ----

@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/asio.hpp"
+#include "gateway/errors.hpp"
 #include "gateway/http_util.hpp"
 #include "gateway/limits.hpp"
 #include "gateway/upstream.hpp"
@@ -162,9 +163,9 @@ struct exchange {
   const providers::model_info* model = nullptr;
   providers::usage tokens;
   double upstream_seconds = 0;
-  std::string retry_after;           // forwarded from an upstream 429
-  bool anthropic_api = false;        // /v1/messages: answers and errors in Anthropic's shape
-  bool on_admin_listener = false;    // arrived on server.admin_listen
+  std::string retry_after;                          // forwarded from an upstream 429
+  core::api_shape shape = core::api_shape::openai;  // the route's: how answers and errors look
+  bool on_admin_listener = false;                   // arrived on server.admin_listen
   bool admin_caller = false;         // presented the admin token where a key could go
   std::size_t emitted = 0;           // attempts already handed to accounting
   std::uint64_t est_prompt = 0;      // the router's prompt estimate, used when usage is missing
@@ -209,10 +210,16 @@ class server {
 
  private:
   using handler = awaitable<void> (server::*)(exchange&);
+  // Who may call a route: anyone who reaches the listener, a virtual key (when keys are on),
+  // a key or the admin token (the operator looking up any request), the admin token when one is
+  // set, or the admin token always (the key API is off without one).
+  enum class guard { none, key, key_or_admin, admin, admin_always };
   struct route {
     http::verb method;
     std::string_view path;
     handler fn;
+    core::api_shape shape = core::api_shape::openai;  // how its answers and errors look
+    guard auth = guard::none;
   };
   static const std::vector<route>& routes();
 
@@ -225,11 +232,15 @@ class server {
   awaitable<void> admin_keys_list(exchange& ex);
   awaitable<void> admin_keys_create(exchange& ex);
   awaitable<void> admin_keys_revoke(exchange& ex);
-  awaitable<void> answer_on_control(exchange& ex,
-                                    std::function<std::pair<int, std::string>()> work);
-  std::pair<int, std::string> keys_listing();
-  std::pair<int, std::string> key_creation(const new_key& made);
-  std::pair<int, std::string> key_revocation(const std::string& name);
+  struct admin_body {
+    int status;
+    std::string body;
+  };
+  using admin_answer = std::variant<admin_body, api_error>;
+  awaitable<void> answer_on_control(exchange& ex, std::function<admin_answer()> work);
+  admin_answer keys_listing();
+  admin_answer key_creation(const new_key& made);
+  admin_answer key_revocation(const std::string& name);
   bool admin_authorized(exchange& ex, bool always);
   std::string refresh_admin_keys();
   void seed_budgets();
@@ -275,7 +286,6 @@ class server {
   awaitable<error_code> read_body(exchange& ex, upstream_exchange& x, std::string& body,
                                   steady::time_point deadline);
   void finish_exchange(exchange& ex, upstream_exchange& x, bool reusable);
-  awaitable<void> send_resolve_error(exchange& ex, const policies::resolve_error& e);
   awaitable<void> send_overloaded(exchange& ex);
   awaitable<void> send_fault(exchange& ex, const providers::provider& p, upstream_fault fault,
                              const std::string& detail);
@@ -296,9 +306,8 @@ class server {
                                steady::time_point deadline, bool& reusable);
   awaitable<void> send(exchange& ex, http::status status, std::string body,
                        std::string_view content_type = "application/json");
-  awaitable<void> send_error(exchange& ex, http::status status, std::string_view message,
-                             std::string_view type, std::string_view param = {},
-                             std::string_view code = {});
+  // Pass a named api_error (GCC 12 and class temporaries in a co_await; see routes.cpp).
+  awaitable<void> send_error(exchange& ex, const api_error& e);
   awaitable<void> send_upstream_status(exchange& ex, unsigned status, std::string_view body,
                                        std::string_view retry_after);
   void set_routed_headers(exchange& ex, http::fields& f) const;
@@ -337,7 +346,6 @@ class server {
 };
 
 // Answers a request that cannot be parsed (session.cpp), before any exchange exists.
-awaitable<void> reject(beast::tcp_stream& stream, http::status status, std::string message,
-                       std::string_view code);
+awaitable<void> reject(beast::tcp_stream& stream, api_error e);
 
 }  // namespace meridian::gateway::detail

@@ -5,16 +5,16 @@
 
 namespace meridian::gateway::detail {
 
-awaitable<void> reject(beast::tcp_stream& stream, http::status status, std::string message,
-                       std::string_view code) {
-  http::response<http::string_body> res{status, 11};
+// Before a route is known the API shape is not either: these answers are OpenAI-shaped.
+awaitable<void> reject(beast::tcp_stream& stream, api_error e) {
+  http::response<http::string_body> res{static_cast<http::status>(core::http_status(e.kind)), 11};
   res.set(http::field::content_type, "application/json");
   res.set("x-request-id", request_id_for({}));
-  res.body() = openai_error_body(message, "invalid_request_error", {}, code);
+  res.body() = core::render(e, core::api_shape::openai);
   res.keep_alive(false);
   res.prepare_payload();
   co_await http::async_write(stream, res, as_tuple);  // the session closes either way
-  log(log_level::debug, "rejected request: " + message, {});
+  log(log_level::debug, "rejected request: " + e.message, {});
 }
 
 awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
@@ -45,20 +45,28 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
       // A declared Content-Length over the limit is caught here, before any body is read.
       if (hec == http::error::header_limit) {
         refused = true;
-        co_await reject(stream, http::status::request_header_fields_too_large,
-                        "Request headers are too large", "headers_too_large");
+        const api_error failure{error_kind::headers_too_large,
+                                {},
+                                "Request headers are too large",
+                                "headers_too_large"};
+        co_await reject(stream, failure);
       } else if (hec == http::error::body_limit) {
         refused = true;
-        co_await reject(
-            stream, http::status::payload_too_large,
+        const api_error failure{
+            error_kind::too_large,
+            {},
             "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
-            "request_too_large");
+            "request_too_large"};
+        co_await reject(stream, failure);
       } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
                  hec != net::error::operation_aborted && hec != net::error::connection_reset &&
                  hec != net::error::eof) {
         refused = true;
-        co_await reject(stream, http::status::bad_request,
-                        "Malformed HTTP request: " + hec.message(), "bad_http");
+        const api_error failure{error_kind::invalid_request,
+                                {},
+                                "Malformed HTTP request: " + hec.message(),
+                                "bad_http"};
+        co_await reject(stream, failure);
       }
       break;
     }
@@ -67,10 +75,12 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
     // but accepts repeated equal lengths ("5, 5" or two fields) and codings after "chunked".
     if (ambiguous_framing(parser.get())) {
       refused = true;
-      co_await reject(stream, http::status::bad_request,
-                      "Ambiguous request framing: send one Content-Length or "
-                      "Transfer-Encoding: chunked",
-                      "bad_http");
+      const api_error failure{error_kind::invalid_request,
+                              {},
+                              "Ambiguous request framing: send one Content-Length or "
+                              "Transfer-Encoding: chunked",
+                              "bad_http"};
+      co_await reject(stream, failure);
       break;
     }
     const auto start = steady::now();
@@ -96,10 +106,12 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
       ex.log.path = std::string(parser.get().target());
       if (bec == http::error::body_limit) {
         refused = true;
-        co_await send_error(
-            ex, http::status::payload_too_large,
+        const api_error failure{
+            error_kind::too_large,
+            {},
             "Request body exceeds the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
-            "invalid_request_error", {}, "request_too_large");
+            "request_too_large"};
+        co_await send_error(ex, failure);
         write_access_log(ex.log);
       }
       break;

@@ -67,12 +67,8 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
 awaitable<void> server::send_stats(exchange& ex, stats::result<std::string> answer,
                                    std::string_view type) {
   if (auto* e = std::get_if<stats::query_error>(&answer)) {
-    const bool missing = e->param == "id" && e->message.rfind("no generation", 0) == 0;
-    const http::status status = e->param.empty() ? http::status::service_unavailable
-                                : missing        ? http::status::not_found
-                                                 : http::status::bad_request;
-    co_await send_error(ex, status, e->message, "invalid_request_error", e->param,
-                        e->param.empty() ? "stats_unavailable" : "invalid_value");
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
     co_return;
   }
   co_await send(ex, http::status::ok, std::move(std::get<std::string>(answer)), type);

@@ -107,7 +107,7 @@ struct reader {
 // The DOM-free reader. `body` is valid JSON whose top-level members are `scan`; only the
 // small members whose rules are intricate (`models`, `provider`, odd numbers) are parsed into a
 // DOM, so a long conversation costs one pass over its bytes and no allocation per message.
-using namespace providers::json_cursor;
+using namespace core::json_cursor;
 
 namespace {
 
@@ -136,16 +136,16 @@ bool key_is(std::string_view raw, std::string_view want) {
 }  // namespace
 
 std::variant<request_facts, facts_error> facts_from_openai_body(
-    std::string_view body, const providers::json_object_scan& scan) {
+    std::string_view body, const core::json_object_scan& scan) {
   request_facts out;
   reader r;
   // A repeated member counts with its last value, as a DOM parse would keep it.
-  auto last = [&](std::string_view key) -> const providers::json_member* {
+  auto last = [&](std::string_view key) -> const core::json_member* {
     for (auto it = scan.members.rbegin(); it != scan.members.rend(); ++it)
       if (key_is(it->key, key)) return &*it;
     return nullptr;
   };
-  auto value = [&](const providers::json_member& m) {
+  auto value = [&](const core::json_member& m) {
     return body.substr(m.value_begin, m.value_end - m.value_begin);
   };
   if (const auto* m = last("model")) {
@@ -241,9 +241,9 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
 }
 
 std::variant<request_facts, facts_error> facts_from_openai_body(std::string_view body) {
-  if (!providers::json_valid(body)) return facts_error{"", "the request body is not valid JSON"};
+  if (!core::json_valid(body)) return facts_error{"", "the request body is not valid JSON"};
   if (static_cast<unsigned char>(body[0]) == 0xEF) body.remove_prefix(3);  // the byte order mark
-  auto scan = providers::scan_object(body);
+  auto scan = core::scan_object(body);
   if (!scan) return facts_error{"", "the request body must be a JSON object"};
   return facts_from_openai_body(body, *scan);
 }

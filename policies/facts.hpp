@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include "providers/json_scan.hpp"
+#include "core/json_scan.hpp"
 
 namespace meridian::policies {
 
@@ -60,6 +60,6 @@ std::variant<request_facts, facts_error> facts_from_openai_body(std::string_view
 // The same for a body already validated as JSON whose top-level members are `scan` (what
 // providers::parse_chat_request returns), so the gateway does not validate it twice.
 std::variant<request_facts, facts_error> facts_from_openai_body(
-    std::string_view body, const providers::json_object_scan& scan);
+    std::string_view body, const core::json_object_scan& scan);
 
 }  // namespace meridian::policies

@@ -178,7 +178,7 @@ class planner {
   }
 
   // The error when constraints removed everything: the constraint that removed the most names
-  // the status and param; all are listed.
+  // the kind and param; all are listed.
   plan_error emptied(std::string_view asked) const {
     std::vector<std::pair<std::string_view, int>> counts;
     for (const auto& e : out_.excluded) {
@@ -200,7 +200,7 @@ class planner {
                      top.starts_with("route.require.regions") ||
                      top.starts_with("route.require.providers") ||
                      top.starts_with("route.require.exclude_providers");
-    err.status = selection ? 404 : 400;
+    err.what = selection ? plan_error::kind::not_found : plan_error::kind::unsatisfiable;
     err.param = top.starts_with("provider.") ? "provider" : top == "key.regions" ? "" : "model";
     // Blame the request field that asked for the capability, so the client knows what to drop.
     if (top == "capability.tools") err.param = "tools";
@@ -305,7 +305,7 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
   sort_by hint = sort_by::none;
   std::string_view asked = strip_suffix(facts.model, hint);
   if (asked.empty()) {
-    out.error = plan_error{400, "model", "The request names no model"};
+    out.error = plan_error{plan_error::kind::unsatisfiable, "model", "The request names no model"};
     return out;
   }
   const config::route_config* route = nullptr;
@@ -322,7 +322,7 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
   } else {
     p.candidates().reserve(4 + facts.models.size());
     if (auto missing = p.expand_model(asked, 0)) {
-      out.error = plan_error{404, "model", std::move(*missing)};
+      out.error = plan_error{plan_error::kind::not_found, "model", std::move(*missing)};
       return out;
     }
     // A bare name several providers serve is ambiguous unless the client opted into choosing
@@ -331,7 +331,8 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
       auto r = resolve_model(catalog, asked);
       if (const auto* e = std::get_if<resolve_error>(&r);
           e && e->what == resolve_error::kind::ambiguous) {
-        out.error = plan_error{400, "model", e->message, "ambiguous_model"};
+        out.error =
+            plan_error{plan_error::kind::unsatisfiable, "model", e->message, "ambiguous_model"};
         return out;
       }
     }
@@ -339,7 +340,8 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
       sort_by ignored = sort_by::none;
       if (auto missing = p.expand_model(strip_suffix(facts.models[i], ignored),
                                         static_cast<std::uint32_t>(i + 1))) {
-        out.error = plan_error{400, "models", "models[" + std::to_string(i) + "]: " + *missing};
+        out.error = plan_error{plan_error::kind::unsatisfiable, "models",
+                               "models[" + std::to_string(i) + "]: " + *missing};
         return out;
       }
     }

@@ -36,11 +36,14 @@ struct exclusion {
 };
 
 struct plan_error {
-  int status = 400;   // 400: a constraint nothing satisfies; 404: no such model or provider
+  // unsatisfiable: a constraint nothing meets (a price, quality or size limit, a capability, no
+  // model named); not_found: no such model, or providers chosen by name or region that nobody
+  // serves, as OpenRouter answers.
+  enum class kind { unsatisfiable, not_found };
+  kind what = kind::unsatisfiable;
   std::string param;  // the request field to blame, e.g. "provider" or "model"
   std::string message;
-  std::string
-      code;  // a machine-readable reason when it is not just the status, e.g. ambiguous_model
+  std::string code;  // a machine-readable reason beyond the kind, e.g. ambiguous_model
 };
 
 struct plan_result {

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "providers/openai.hpp"
+
 namespace meridian::providers {
 namespace {
 
@@ -609,31 +611,6 @@ void anthropic_stream_encoder::fail(std::string_view message, std::vector<sse_ev
   ended_ = true;
   out.push_back(event(
       {{"type", "error"}, {"error", {{"type", "api_error"}, {"message", std::string(message)}}}}));
-}
-
-std::string anthropic_error_body(std::string_view type, std::string_view message) {
-  ojson body{{"type", "error"},
-             {"error", {{"type", std::string(type)}, {"message", std::string(message)}}}};
-  return body.dump();
-}
-
-std::string_view anthropic_error_type(unsigned http_status) {
-  switch (http_status) {
-    case 401:
-      return "authentication_error";
-    case 403:
-      return "permission_error";
-    case 404:
-      return "not_found_error";
-    case 413:
-      return "request_too_large";
-    case 429:
-      return "rate_limit_error";
-    case 529:
-      return "overloaded_error";
-    default:
-      return http_status >= 400 && http_status < 500 ? "invalid_request_error" : "api_error";
-  }
 }
 
 std::uint64_t estimate_tokens(std::string_view anthropic_request_body) {

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "providers/openai.hpp"
+#include "providers/request.hpp"
 #include "providers/sse.hpp"
 #include "providers/usage.hpp"
 
@@ -75,11 +75,6 @@ class anthropic_stream_encoder {
   std::string finish_reason_;
   std::optional<usage> tokens_;
 };
-
-// {"type":"error","error":{"type":TYPE,"message":MESSAGE}}
-std::string anthropic_error_body(std::string_view type, std::string_view message);
-// The Anthropic error type for an HTTP status (e.g. 429 -> "rate_limit_error").
-std::string_view anthropic_error_type(unsigned http_status);
 
 // For /v1/messages/count_tokens. An ESTIMATE, not a tokenizer: the backend may be any model and
 // its tokenizer is not available here. ceil(UTF-8 bytes of all text / 4) + 4 per message

@@ -14,7 +14,7 @@
 
 #include "config/config.hpp"
 #include "providers/catalog.hpp"
-#include "providers/openai.hpp"
+#include "providers/request.hpp"
 #include "providers/sse.hpp"
 #include "providers/usage.hpp"
 

@@ -8,6 +8,14 @@
 #include <nlohmann/json.hpp>
 
 namespace meridian::providers {
+
+using core::ambiguous_member;
+using core::append_json_string;
+using core::json_member;
+using core::json_object_scan;
+using core::json_valid;
+using core::scan_object;
+
 namespace {
 
 using nlohmann::json;

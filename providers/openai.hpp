@@ -11,32 +11,16 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "providers/json_scan.hpp"
+#include "core/json_scan.hpp"
+#include "providers/request.hpp"
 #include "providers/usage.hpp"
 
 namespace meridian::providers {
 
-// A client's mistake in a request body; `param` names the offending member, as OpenAI does.
-struct request_error {
-  std::string message;
-  std::string param;
-};
-
-// What the gateway needs to know of an inbound chat request, plus where its members lie.
-struct chat_request {
-  std::string model;
-  bool stream = false;
-  std::uint64_t n = 1;  // choices asked for: each is billed, so each is reserved
-  json_object_scan scan;
-};
-
-// The most choices (`n`) one request may ask for, as OpenAI allows; more is a 400.
-constexpr std::uint64_t k_max_choices = 128;
-
 // A request_error for a member name the gateway and a provider could read two ways (see
 // ambiguous_member), naming it; nullopt when the object has none. `where` prefixes the
 // name for nested objects ("stream_options.").
-std::optional<request_error> refuse_ambiguous(const json_object_scan& scan,
+std::optional<request_error> refuse_ambiguous(const core::json_object_scan& scan,
                                               std::string_view where = {});
 
 // Validates an inbound /v1/chat/completions body (valid JSON and nothing after it, an object
@@ -61,19 +45,6 @@ usage parse_usage(const nlohmann::json& u);
 std::optional<usage> usage_in_chunk(std::string_view data);
 
 // What the gateway needs to know of a whole chat.completion body.
-// Where annotate_chat_body writes, found by the scan read_chat_response makes anyway: byte
-// offsets only, so it stays valid for any copy of the same bytes.
-struct chat_body_layout {
-  std::size_t close = 0;  // the top-level '}'
-  bool has_members = false, has_provider = false;
-  std::size_t usage_begin = 0, usage_end = 0;  // the `usage` value; equal when there is none
-};
-
-struct chat_response_info {
-  bool valid = false;           // a JSON object
-  std::optional<usage> tokens;  // nullopt when it reports no usage
-  chat_body_layout layout;      // set when valid
-};
 chat_response_info read_chat_response(std::string_view body);
 
 // A canonical chat.completion (known valid) with `"provider": NAME` added at the top level
@@ -99,7 +70,7 @@ std::string annotate_usage_chunk(std::string_view chunk, double cost);
 // tokens is made from when the upstream reports none. `json` must have been validated.
 template <class F>
 void for_each_generated_text(std::string_view json, F&& f) {
-  using namespace json_cursor;
+  using namespace core::json_cursor;
   auto string_value = [&](std::size_t vb, std::size_t ve) {
     if (vb < json.size() && json[vb] == '"' && ve >= vb + 2) f(json.substr(vb + 1, ve - vb - 2));
   };

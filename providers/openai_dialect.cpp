@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "providers/openai.hpp"
+
 namespace meridian::providers {
 namespace {
 

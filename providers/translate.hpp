@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "providers/openai.hpp"
+#include "providers/request.hpp"
 #include "providers/usage.hpp"
 
 namespace meridian::providers {

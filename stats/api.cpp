@@ -13,7 +13,7 @@ std::optional<std::string_view> param(const query_params& q, const char* name) {
 }
 
 query_error no_ledger() {
-  return {"", "the usage ledger is disabled (stats.ledger: none)"};
+  return {"", "the usage ledger is disabled (stats.ledger: none)", query_error::kind::unavailable};
 }
 
 }  // namespace
@@ -64,7 +64,9 @@ result<nlohmann::json> generation_answer(const ledger* book, const query_params&
   auto found = book->generation(std::string(*id), visible_to);
   if (auto* e = std::get_if<query_error>(&found)) return *e;
   const auto& ev = std::get<std::optional<usage_event>>(found);
-  if (!ev) return query_error{"id", "no generation with id '" + std::string(*id) + "'"};
+  if (!ev)
+    return query_error{"id", "no generation with id '" + std::string(*id) + "'",
+                       query_error::kind::not_found};
   return generation_json(*ev);
 }
 

@@ -561,7 +561,8 @@ struct ledger::impl {
       return body(*reader);
     } catch (const std::exception& e) {
       reader.reset();
-      return query_error{"", std::string("ledger unavailable: ") + e.what()};
+      return query_error{"", std::string("ledger unavailable: ") + e.what(),
+                         query_error::kind::unavailable};
     }
   }
 
@@ -583,7 +584,8 @@ struct ledger::impl {
       }
     } catch (const std::exception& e) {
       if (admin && !admin->healthy()) admin.reset();
-      return query_error{"", std::string("ledger unavailable: ") + e.what()};
+      return query_error{"", std::string("ledger unavailable: ") + e.what(),
+                         query_error::kind::unavailable};
     }
   }
 };
@@ -735,7 +737,7 @@ result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time
 }
 
 result<std::optional<usage_event>> ledger::generation(const std::string& id,
-                                                     const std::optional<std::string>& key) const {
+                                                      const std::optional<std::string>& key) const {
   return impl_->query<std::optional<usage_event>>(
       [&](sql_connection& db) -> std::optional<usage_event> {
         // Meridian's own id names one record; a client's id may name several (retries reuse

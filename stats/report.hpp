@@ -24,10 +24,13 @@ enum class dimension { region, provider, model, author, key };
 std::string_view to_string(dimension d);
 std::optional<dimension> parse_dimension(std::string_view text);
 
-// A bad query parameter (`param` names it) or, with `param` empty, a ledger that cannot answer.
+// A bad query parameter (`param` names it), a record that is not there, or a ledger that cannot
+// answer.
 struct query_error {
+  enum class kind { bad_param, not_found, unavailable };
   std::string param;
   std::string message;
+  kind what = kind::bad_param;
 };
 template <class T>
 using result = std::variant<T, query_error>;
@@ -41,8 +44,8 @@ struct time_window {
 // Sums over some set of events.
 struct aggregate {
   token_buckets tokens;
-  std::uint64_t requests = 0;  // attempts: a fallback counts for each provider it reached
-  std::uint64_t errors = 0;    // attempts whose outcome was not "ok"
+  std::uint64_t requests = 0;          // attempts: a fallback counts for each provider it reached
+  std::uint64_t errors = 0;            // attempts whose outcome was not "ok"
   std::uint64_t estimated_tokens = 0;  // of tokens, those counted by Meridian's estimate (the
                                        // upstream reported no usage, or not all of it)
   double cost_usd = 0;

@@ -6,10 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "providers/json_scan.hpp"
+#include "core/json_scan.hpp"
 
-using meridian::providers::json_valid;
-using meridian::providers::scan_object;
+using meridian::core::ambiguous_member;
+using meridian::core::json_valid;
+using meridian::core::scan_object;
 
 TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on hand-picked cases") {
   const std::vector<std::string> cases = {"{}",

@@ -208,7 +208,7 @@ TEST_CASE("a route whose require removes everything names the constraint") {
   world w;
   auto r = w.route("eu-only");
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 404);
+  CHECK(r.error->what == plan_error::kind::not_found);
   CHECK(r.error->message.find("route.require.regions excluded 2") != std::string::npos);
   CHECK(r.attempts.empty());
 }
@@ -253,14 +253,14 @@ TEST_CASE("unknown models are 404 and unknown fallbacks 400 naming models") {
   world w;
   auto r = w.route("nosuch");
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 404);
+  CHECK(r.error->what == plan_error::kind::not_found);
   CHECK(r.error->param == "model");
   CHECK(r.error->message.find("'nosuch' does not exist") != std::string::npos);
   auto f = facts("sonnet");
   f.models = {"gpt-4o", "nope"};
   r = w.route(f);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 400);
+  CHECK(r.error->what == plan_error::kind::unsatisfiable);
   CHECK(r.error->param == "models");
   CHECK(r.error->message.rfind("models[1]: ", 0) == 0);
   CHECK(w.route("").error->param == "model");
@@ -282,7 +282,7 @@ TEST_CASE("the key's region allow-list is never widened by fallbacks") {
   f.models = {"claude/sonnet"};
   r = w.route(f);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 404);
+  CHECK(r.error->what == plan_error::kind::not_found);
   CHECK(r.error->message.find("key.regions excluded 2") != std::string::npos);
 
   // A route's own region list intersects with the key's: eu-only under a us key stays empty.
@@ -343,7 +343,7 @@ TEST_CASE("provider.only and provider.ignore filter, and emptying them is a 404"
   f.provider.ignore = {"deepseek", "claude", "openai"};
   r = w.route(f);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 404);
+  CHECK(r.error->what == plan_error::kind::not_found);
   CHECK(r.error->param == "provider");
   CHECK(r.error->message.find("provider.ignore excluded 3") != std::string::npos);
 
@@ -367,7 +367,7 @@ TEST_CASE("provider.max_price is hard and no fallback relaxes it") {
   f.provider.max_prompt_price = 0.5;
   r = w.route(f);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 400);
+  CHECK(r.error->what == plan_error::kind::unsatisfiable);
   CHECK(r.error->param == "provider");
   CHECK(r.error->message.find("provider.max_price.prompt excluded 4") != std::string::npos);
 
@@ -470,7 +470,7 @@ TEST_CASE("a prompt larger than the context window excludes the deployment") {
   f.est_prompt_tokens = 10'000;
   auto r = w.route(f);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 400);
+  CHECK(r.error->what == plan_error::kind::unsatisfiable);
   CHECK(r.error->message.find("context_length excluded 1") != std::string::npos);
   f.models = {"local/qwen2.5:7b"};
   CHECK(attempts(w.route(f)) == "local/qwen2.5:7b");
@@ -522,7 +522,7 @@ providers:
   f.model = "shared";
   auto r = meridian::policies::plan(f, cat, {}, cfg.routes, {}, rng);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 400);
+  CHECK(r.error->what == plan_error::kind::unsatisfiable);
   CHECK(r.error->code == "ambiguous_model");
   CHECK(r.error->message.find("a/shared, b/shared") != std::string::npos);
   f.provider.sort = meridian::policies::sort_by::price;
@@ -600,7 +600,7 @@ TEST_CASE("router: a capability no candidate has names the request field") {
   f.needs_tools = true;
   auto r = w.route(f);
   REQUIRE_FALSE(r.ok());
-  CHECK(r.error->status == 400);
+  CHECK(r.error->what == plan_error::kind::unsatisfiable);
   CHECK(r.error->param == "tools");
   CHECK(r.error->message.find("capability.tools excluded 1") != std::string::npos);
   f.needs_tools = false;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "providers/dialect.hpp"
+#include "providers/openai.hpp"
 
 using namespace meridian::providers;
 using json = nlohmann::json;

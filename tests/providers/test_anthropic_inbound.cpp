@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/api_error.hpp"
 #include "providers/anthropic_inbound.hpp"
 #include "providers/sse.hpp"
 
@@ -359,32 +360,10 @@ TEST_CASE("anthropic inbound: fail emits an error event and ends the stream") {
   enc.fail("upstream closed the connection", out);
   REQUIRE(out.size() == before + 1);
   CHECK(out.back().event == "error");
-  CHECK(json::parse(out.back().data) ==
-        json::parse(anthropic_error_body("api_error", "upstream closed the connection")));
+  CHECK(json::parse(out.back().data) == json::parse(meridian::core::anthropic_error_body(
+                                            "api_error", "upstream closed the connection")));
   enc.finish(std::nullopt, out);
   CHECK(out.size() == before + 1);
-}
-
-TEST_CASE("anthropic inbound: error bodies and types follow Anthropic's names") {
-  CHECK(json::parse(anthropic_error_body("rate_limit_error", "slow \"down\"")) ==
-        json::parse(
-            R"({"type":"error","error":{"type":"rate_limit_error","message":"slow \"down\""}})"));
-  const std::vector<std::pair<unsigned, std::string_view>> table = {{400, "invalid_request_error"},
-                                                                    {401, "authentication_error"},
-                                                                    {403, "permission_error"},
-                                                                    {404, "not_found_error"},
-                                                                    {413, "request_too_large"},
-                                                                    {422, "invalid_request_error"},
-                                                                    {429, "rate_limit_error"},
-                                                                    {500, "api_error"},
-                                                                    {502, "api_error"},
-                                                                    {503, "api_error"},
-                                                                    {504, "api_error"},
-                                                                    {529, "overloaded_error"}};
-  for (const auto& [status, type] : table) {
-    CAPTURE(status);
-    CHECK(anthropic_error_type(status) == type);
-  }
 }
 
 TEST_CASE("anthropic inbound: the token estimate is deterministic and grows with content") {
@@ -435,7 +414,8 @@ TEST_CASE("anthropic inbound: deeply nested JSON is refused or ignored without r
   CHECK(estimate_tokens(deep) == (deep.size() + 3) / 4);
 }
 
-TEST_CASE("anthropic inbound: answers carry the gateway's provider and usage.cost, as OpenAI's do") {
+TEST_CASE(
+    "anthropic inbound: answers carry the gateway's provider and usage.cost, as OpenAI's do") {
   const std::string openai =
       R"({"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]})";
   usage u;
@@ -449,7 +429,8 @@ TEST_CASE("anthropic inbound: answers carry the gateway's provider and usage.cos
   CHECK(whole["usage"]["cost"].get<double>() == doctest::Approx(0.000125));
   CHECK(whole["usage"]["estimated"] == true);
   // Without notes nothing is added.
-  CHECK_FALSE(json::parse(openai_response_to_anthropic(openai, "claude-x", u)).contains("provider"));
+  CHECK_FALSE(
+      json::parse(openai_response_to_anthropic(openai, "claude-x", u)).contains("provider"));
 
   anthropic_stream_encoder enc("claude-x");
   std::vector<sse_event> events;

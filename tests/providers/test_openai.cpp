@@ -3,10 +3,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "providers/json_scan.hpp"
+#include "core/json_scan.hpp"
 #include "providers/openai.hpp"
 
 using namespace meridian::providers;
+using meridian::core::append_json_string;
+using meridian::core::scan_object;
 
 namespace {
 

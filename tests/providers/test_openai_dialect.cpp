@@ -1,6 +1,7 @@
 // The OpenAI dialect object: pass-through encode/decode and the stream decoder.
 #include <doctest/doctest.h>
 
+#include "providers/openai.hpp"
 #include "providers/openai_dialect.hpp"
 
 using namespace meridian::providers;

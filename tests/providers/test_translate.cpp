@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "providers/openai.hpp"
 #include "providers/translate.hpp"
 
 using namespace meridian::providers;
