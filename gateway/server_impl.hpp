@@ -38,6 +38,7 @@
 #include "providers/dialect.hpp"
 #include "providers/openai.hpp"
 #include "providers/sse.hpp"
+#include "providers/stream_pipeline.hpp"
 #include "stats/accounting.hpp"
 #include "stats/api.hpp"
 #include "stats/energy.hpp"

@@ -1,0 +1,74 @@
+// The stream pipeline: see stream_pipeline.hpp.
+#include "providers/stream_pipeline.hpp"
+
+#include "providers/openai.hpp"
+
+namespace meridian::providers {
+
+stream_pipeline::stream_pipeline(const dialect& d, const model_info& model, core::api_shape client,
+                                 std::string client_model,
+                                 std::optional<std::uint64_t> output_ceiling)
+    : decoder_(d.stream(model.id)), model_(model), ceiling_(output_ceiling) {
+  if (client == core::api_shape::anthropic) anthropic_.emplace(std::move(client_model));
+}
+
+bool stream_pipeline::feed(std::string_view bytes) {
+  if (bytes.empty() || sse_.feed(bytes)) return true;
+  stopped_ = stop::event_too_large;
+  return false;
+}
+
+std::optional<std::string_view> stream_pipeline::next() {
+  if (stopped_ != stop::none) return std::nullopt;
+  while (next_chunk_ == decoded_.size()) {
+    if (decoder_failed_) {
+      stopped_ = stop::upstream_error;
+      return std::nullopt;
+    }
+    if (!sse_.next(event_)) return std::nullopt;
+    decoded_.clear();
+    next_chunk_ = 0;
+    if (!decoder_->on_event(event_, decoded_)) decoder_failed_ = true;
+  }
+  chunk_ = std::move(decoded_[next_chunk_++]);
+  if (auto tokens = decoder_->tokens(); tokens && chunk_.find("\"usage\":{") != std::string::npos)
+    chunk_ = annotate_usage_chunk(chunk_, cost_usd(*tokens, model_));
+  ++relayed_chunks_;
+  for_each_generated_text(chunk_,
+                          [&](std::string_view raw) { stats::tally_json_string(raw, relayed_); });
+  // Past the ceiling, this chunk is the last one relayed (and billed).
+  if (ceiling_ && stats::estimate_tokens(relayed_) > *ceiling_) stopped_ = stop::output_limit;
+  return std::string_view(frame(chunk_));
+}
+
+const std::string& stream_pipeline::frame(std::string_view chunk) {
+  if (!anthropic_) return wire_.assign("data: ").append(chunk).append("\n\n");
+  events_.clear();
+  anthropic_->on_chunk(chunk, events_);
+  return flatten();
+}
+
+const std::string& stream_pipeline::finish(const usage& tokens, const answer_notes& notes) {
+  if (!anthropic_) return wire_.assign("data: [DONE]\n\n");
+  events_.clear();
+  anthropic_->finish(tokens, events_, &notes);
+  return flatten();
+}
+
+const std::string& stream_pipeline::fail(const std::string& message, std::string_view code) {
+  if (!anthropic_)
+    return wire_.assign("data: ")
+        .append(core::openai_error_body(message, "upstream_error", {}, code))
+        .append("\n\n");
+  events_.clear();
+  anthropic_->fail(message, events_);
+  return flatten();
+}
+
+const std::string& stream_pipeline::flatten() {
+  wire_.clear();
+  for (const auto& e : events_) wire_ += to_wire(e);
+  return wire_;
+}
+
+}  // namespace meridian::providers
