@@ -1,5 +1,5 @@
 // The server's parts, shared by the files that implement it (gateway/listener.cpp, session.cpp,
-// routes.cpp, access.cpp, proxy.cpp, attempt.cpp, relay.cpp, usage.cpp, admin.cpp, control.cpp):
+// routes.cpp, admission.cpp, proxy.cpp, attempt.cpp, relay.cpp, usage.cpp, admin.cpp, control.cpp):
 // the request being served (`exchange`), each event-loop thread's state (`worker`), the metric
 // families, and the `server` class whose members those files define. Beast and Asio are here,
 // so only those files include it; gateway/server.hpp is what the rest of the program sees.
@@ -26,10 +26,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "access/limits.hpp"
 #include "gateway/asio.hpp"
 #include "gateway/errors.hpp"
 #include "gateway/http_util.hpp"
-#include "gateway/limits.hpp"
 #include "gateway/upstream.hpp"
 #include "policies/fallback.hpp"
 #include "policies/resolve.hpp"
@@ -55,6 +55,23 @@
 #endif
 
 namespace meridian::gateway::detail {
+
+// Rate limits, budgets and where they are counted are the access library's (access/limits.hpp).
+using access::admission;
+using access::budget_state;
+using access::budget_window;
+using access::budget_window_for;
+using access::limit_state;
+using access::make_local_state;
+using access::make_redis_state;
+using access::micro_usd;
+using access::output_allowance;
+using access::output_ceiling;
+using access::reservation;
+using access::reservation_amount;
+using access::state_unavailable;
+using access::to_micro_usd;
+using access::wall_clock;
 
 inline constexpr std::string_view k_version = MERIDIAN_VERSION;  // CMake's project version
 inline constexpr std::size_t k_max_upstream_body = 32u << 20;    // a whole (non-streamed) answer

@@ -7,12 +7,27 @@
 #include <string>
 #include <vector>
 
+#include "access/keys.hpp"
 #include "config/config.hpp"
-#include "gateway/keys.hpp"
 #include "providers/catalog.hpp"
 #include "stats/report.hpp"
 
 namespace meridian::gateway {
+
+// Virtual keys are the access library's (access/keys.hpp); the gateway serves them.
+using access::digest_from_hex;
+using access::key_from_spec;
+using access::key_request_error;
+using access::key_source;
+using access::key_table;
+using access::new_key;
+using access::parse_new_key;
+using access::presented_secret;
+using access::sha256;
+using access::sha256_digest;
+using access::spec_json;
+using access::to_hex;
+using access::virtual_key;
 
 struct snapshot {
   std::shared_ptr<const config::config> cfg;

@@ -13,22 +13,22 @@
 #include <thread>
 #include <vector>
 
-#include "gateway/limits.hpp"
+#include "access/limits.hpp"
 
 using namespace meridian;
 using namespace std::chrono_literals;
-using gateway::limit_state;
-using gateway::wall_clock;
+using access::limit_state;
+using access::wall_clock;
 
-namespace meridian::gateway::testing {  // defined in test_limits.cpp
+namespace meridian::access::testing {  // defined in test_limits.cpp
 wall_clock::time_point window_start();
 void check_rpm_sequence(limit_state& s, const std::string& key);
 void check_tpm_sequence(limit_state& s, const std::string& key);
 void check_budget_arithmetic(limit_state& s, const std::string& key, wall_clock::time_point now);
 void check_reservation_lapse(limit_state& s, const std::string& key, wall_clock::time_point now);
-}  // namespace meridian::gateway::testing
+}  // namespace meridian::access::testing
 
-using namespace meridian::gateway::testing;
+using namespace meridian::access::testing;
 
 namespace {
 
@@ -45,7 +45,7 @@ std::unique_ptr<limit_state> redis_state(std::chrono::milliseconds timeout = 2s)
   config::state_config options;
   options.url = redis_url();
   options.timeout = timeout;
-  return gateway::make_redis_state(options);
+  return access::make_redis_state(options);
 }
 
 // Virtual-key names unique to this run, so parallel runs never share counters.
@@ -101,7 +101,7 @@ TEST_CASE("redis state: MERIDIAN_TEST_REDIS names a reachable Redis") {
   auto s = redis_state();
   CHECK(s->kind() == "redis");
   auto r = s->admit(key("ping"), {.rpm = 1}, wall_clock::now());
-  if (auto* failed = std::get_if<gateway::state_unavailable>(&r)) FAIL(failed->message);
+  if (auto* failed = std::get_if<access::state_unavailable>(&r)) FAIL(failed->message);
 }
 
 TEST_CASE("redis state: malformed URLs are rejected") {
@@ -109,11 +109,11 @@ TEST_CASE("redis state: malformed URLs are rejected") {
                           "redis://h:1/x", "redis://u:p@h:1"}) {
     config::state_config options;
     options.url = url;
-    CHECK_THROWS_AS(gateway::make_redis_state(options), std::invalid_argument);
+    CHECK_THROWS_AS(access::make_redis_state(options), std::invalid_argument);
   }
   config::state_config options;
   options.url = "redis://127.0.0.1:6379/3";
-  CHECK_NOTHROW(gateway::make_redis_state(options));  // connects lazily
+  CHECK_NOTHROW(access::make_redis_state(options));  // connects lazily
 }
 
 TEST_CASE("redis state: rpm admission sequence") {
@@ -143,7 +143,7 @@ TEST_CASE("redis state: three states hammering admit with rpm 50 admit exactly 5
     threads.emplace_back([&, t] {
       for (int i = 0; i < 25; ++i) {
         auto r = states[t % 3]->admit(k, {.rpm = 50}, now);
-        if (auto* a = std::get_if<gateway::admission>(&r))
+        if (auto* a = std::get_if<access::admission>(&r))
           ++(a->allowed ? admitted : refused);
         else
           ++failed;
@@ -161,7 +161,7 @@ TEST_CASE("redis state: 200 concurrent reserves against a budget for 50 grant ex
   std::vector<std::unique_ptr<limit_state>> states;
   for (int i = 0; i < 3; ++i) states.push_back(redis_state());
   const auto now = wall_clock::now();
-  const auto w = gateway::budget_window_for(config::budget_period::month, now);
+  const auto w = access::budget_window_for(config::budget_period::month, now);
   const auto k = key("fleet-budget");
   std::atomic<int> granted{0}, refused{0}, failed{0};
   std::vector<std::thread> threads;
@@ -169,7 +169,7 @@ TEST_CASE("redis state: 200 concurrent reserves against a budget for 50 grant ex
     threads.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
         auto r = states[t % 3]->reserve(k, w, 50'000, 1'000, 60s, now);
-        if (auto* g = std::get_if<gateway::reservation>(&r))
+        if (auto* g = std::get_if<access::reservation>(&r))
           ++(g->granted ? granted : refused);
         else
           ++failed;
@@ -180,7 +180,7 @@ TEST_CASE("redis state: 200 concurrent reserves against a budget for 50 grant ex
                      << failed.load());
   CHECK(failed == 0);
   CHECK(granted == 50);
-  auto st = std::get<gateway::budget_state>(states[0]->budget(k, w, now));
+  auto st = std::get<access::budget_state>(states[0]->budget(k, w, now));
   CHECK(st.reserved == 50'000);
   CHECK(st.spent == 0);
 }
@@ -189,14 +189,14 @@ TEST_CASE("redis state: every key written has an expiry") {
   auto s = redis_state();
   const auto now = wall_clock::now();
   const auto k = key("ttl");
-  const auto w = gateway::budget_window_for(config::budget_period::day, now);
-  REQUIRE(std::holds_alternative<gateway::admission>(s->admit(k, {.rpm = 5, .tpm = 5}, now)));
+  const auto w = access::budget_window_for(config::budget_period::day, now);
+  REQUIRE(std::holds_alternative<access::admission>(s->admit(k, {.rpm = 5, .tpm = 5}, now)));
   s->add_tokens(k, 10, now);
-  auto r = std::get<gateway::reservation>(s->reserve(k, w, 100, 10, 60s, now));
+  auto r = std::get<access::reservation>(s->reserve(k, w, 100, 10, 60s, now));
   REQUIRE(r.granted);
   s->reserve(k, w, 100, 20, 60s, now);  // stays held
   s->settle(k, w, r, 5);
-  const auto other = gateway::budget_window_for(config::budget_period::month, now);
+  const auto other = access::budget_window_for(config::budget_period::month, now);
   s->seed_spent(k, other, 7);
   raw_redis raw;
   const std::string pattern = "meridian:{" + k + "}:*";
@@ -218,10 +218,10 @@ TEST_CASE("redis state: every key written has an expiry") {
 TEST_CASE("redis state: scripts flushed from Redis are sent again") {
   auto s = redis_state();
   const auto k = key("flush");
-  CHECK(std::get<gateway::admission>(s->admit(k, {.rpm = 2}, wall_clock::now())).allowed);
+  CHECK(std::get<access::admission>(s->admit(k, {.rpm = 2}, wall_clock::now())).allowed);
   raw_redis raw;
   freeReplyObject(raw.command("SCRIPT FLUSH"));
-  auto a = std::get<gateway::admission>(s->admit(k, {.rpm = 2}, wall_clock::now()));
+  auto a = std::get<access::admission>(s->admit(k, {.rpm = 2}, wall_clock::now()));
   CHECK(a.allowed);
   CHECK(a.remaining_requests == 0);
 }
@@ -230,16 +230,16 @@ TEST_CASE("redis state: a closed port is state_unavailable at once") {
   config::state_config options;
   options.url = "redis://127.0.0.1:" + std::to_string(closed_port());
   options.timeout = 300ms;
-  auto s = gateway::make_redis_state(options);
+  auto s = access::make_redis_state(options);
   const auto t0 = std::chrono::steady_clock::now();
   auto a = s->admit("k", {.rpm = 1}, wall_clock::now());
-  const auto w = gateway::budget_window_for(config::budget_period::day, wall_clock::now());
+  const auto w = access::budget_window_for(config::budget_period::day, wall_clock::now());
   auto r = s->reserve("k", w, 10, 1, 1s, wall_clock::now());
   const auto took = std::chrono::steady_clock::now() - t0;
-  REQUIRE(std::holds_alternative<gateway::state_unavailable>(a));
-  CHECK(std::holds_alternative<gateway::state_unavailable>(r));
-  MESSAGE(std::get<gateway::state_unavailable>(a).message);
-  CHECK_FALSE(std::get<gateway::state_unavailable>(a).message.empty());
+  REQUIRE(std::holds_alternative<access::state_unavailable>(a));
+  CHECK(std::holds_alternative<access::state_unavailable>(r));
+  MESSAGE(std::get<access::state_unavailable>(a).message);
+  CHECK_FALSE(std::get<access::state_unavailable>(a).message.empty());
   CHECK(took < 1s);
 }
 
@@ -256,13 +256,13 @@ TEST_CASE("redis state: a server that never answers is state_unavailable after t
   config::state_config options;
   options.url = "redis://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
   options.timeout = 300ms;
-  auto s = gateway::make_redis_state(options);
+  auto s = access::make_redis_state(options);
   auto timed_admit = [&] {
     const auto t0 = std::chrono::steady_clock::now();
     auto r = s->admit("k", {.rpm = 1}, wall_clock::now());
     const auto took = std::chrono::steady_clock::now() - t0;
-    REQUIRE(std::holds_alternative<gateway::state_unavailable>(r));
-    MESSAGE(std::get<gateway::state_unavailable>(r).message
+    REQUIRE(std::holds_alternative<access::state_unavailable>(r));
+    MESSAGE(std::get<access::state_unavailable>(r).message
             << " after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
             << " ms");
     return took;

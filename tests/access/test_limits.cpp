@@ -7,19 +7,19 @@
 #include <thread>
 #include <vector>
 
-#include "gateway/limits.hpp"
+#include "access/limits.hpp"
 
 using namespace meridian;
 using namespace std::chrono_literals;
-using gateway::admission;
-using gateway::budget_state;
-using gateway::key_limits;
-using gateway::limit_state;
-using gateway::rate_counts;
-using gateway::wall_clock;
+using access::admission;
+using access::budget_state;
+using access::key_limits;
+using access::limit_state;
+using access::rate_counts;
+using access::wall_clock;
 using std::chrono::milliseconds;
 
-namespace meridian::gateway::testing {
+namespace meridian::access::testing {
 
 // 2026-11-30 10:00:00 UTC, the start of a one-minute window.
 wall_clock::time_point window_start() {
@@ -167,81 +167,102 @@ void check_reservation_lapse(limit_state& s, const std::string& key, wall_clock:
   CHECK(st.reserved == 70);  // the live reservation is untouched
 }
 
-}  // namespace meridian::gateway::testing
+}  // namespace meridian::access::testing
 
-using namespace meridian::gateway::testing;
+using namespace meridian::access::testing;
 
 TEST_CASE("limits: sliding count at the window's start, half way, rollover and two later") {
-  CHECK(gateway::sliding_count(10, 4, 0.0) == 14.0);
-  CHECK(gateway::sliding_count(10, 4, 0.25) == 11.5);
-  CHECK(gateway::sliding_count(10, 4, 0.5) == 9.0);
-  CHECK(gateway::sliding_count(10, 4, 1.0) == 4.0);
-  CHECK(gateway::sliding_count(4, 0, 0.0) == 4.0);  // rolled over: current became previous
-  CHECK(gateway::sliding_count(0, 0, 0.0) == 0.0);  // two windows later
-  CHECK(gateway::sliding_count(10, 4, -1.0) == 14.0);
-  CHECK(gateway::sliding_count(10, 4, 2.0) == 4.0);
+  CHECK(access::sliding_count(10, 4, 0.0) == 14.0);
+  CHECK(access::sliding_count(10, 4, 0.25) == 11.5);
+  CHECK(access::sliding_count(10, 4, 0.5) == 9.0);
+  CHECK(access::sliding_count(10, 4, 1.0) == 4.0);
+  CHECK(access::sliding_count(4, 0, 0.0) == 4.0);  // rolled over: current became previous
+  CHECK(access::sliding_count(0, 0, 0.0) == 0.0);  // two windows later
+  CHECK(access::sliding_count(10, 4, -1.0) == 14.0);
+  CHECK(access::sliding_count(10, 4, 2.0) == 4.0);
 }
 
 TEST_CASE("limits: fixed windows are epoch-aligned minutes") {
-  const auto start = gateway::rate_window_of(window_start());
+  const auto start = access::rate_window_of(window_start());
   CHECK(start.elapsed == 0ms);
   CHECK(start.id * 60'000 ==
         std::chrono::duration_cast<milliseconds>(window_start().time_since_epoch()).count());
-  const auto end = gateway::rate_window_of(window_start() + 59'999ms);
+  const auto end = access::rate_window_of(window_start() + 59'999ms);
   CHECK(end.id == start.id);
   CHECK(end.elapsed == 59'999ms);
-  CHECK(gateway::rate_window_of(window_start() + 60s).id == start.id + 1);
-  const auto before_epoch = gateway::rate_window_of(wall_clock::time_point(-1ms));
+  CHECK(access::rate_window_of(window_start() + 60s).id == start.id + 1);
+  const auto before_epoch = access::rate_window_of(wall_clock::time_point(-1ms));
   CHECK(before_epoch.id == -1);
   CHECK(before_epoch.elapsed == 59'999ms);
 }
 
 TEST_CASE("limits: assess decides in exact integers and reports the headers' figures") {
   // 60 requests of the previous window, 20 s into this one: 60 × 2/3 = 40, exactly.
-  auto a = gateway::assess({.rpm = 41}, {.previous_requests = 60}, 20s);
+  auto a = access::assess({.rpm = 41}, {.previous_requests = 60}, 20s);
   CHECK(a.allowed);
   CHECK(a.remaining_requests == 0);
   CHECK(a.reset_requests == 1'000ms);  // 60 per minute decay: one per second
-  auto b = gateway::assess({.rpm = 40}, {.previous_requests = 60}, 20s);
+  auto b = access::assess({.rpm = 40}, {.previous_requests = 60}, 20s);
   CHECK_FALSE(b.allowed);
   CHECK(b.reset_requests == 1'000ms);
   CHECK(b.retry_after == 1s);
   // No limits: always allowed, no figures.
-  auto c = gateway::assess({}, {.previous_requests = 9, .current_tokens = 9}, 0ms);
+  auto c = access::assess({}, {.previous_requests = 9, .current_tokens = 9}, 0ms);
   CHECK(c.allowed);
   CHECK(c.limit_requests == 0);
   CHECK(c.remaining_tokens == 0);
   // Both refuse: "requests" is named, retry_after waits for both.
   auto d =
-      gateway::assess({.rpm = 1, .tpm = 10}, {.current_requests = 1, .current_tokens = 20}, 0ms);
+      access::assess({.rpm = 1, .tpm = 10}, {.current_requests = 1, .current_tokens = 20}, 0ms);
   CHECK_FALSE(d.allowed);
   CHECK(d.refused_by == "requests");
   CHECK(d.reset_requests == 120'000ms);          // the request decays over the next window
   CHECK(d.reset_tokens == 60'000ms + 33'000ms);  // 20 × (1 − t/60) ≤ 9 at t = 33 s
   CHECK(d.retry_after == 120s);
   // Sub-second waits still ask for one second.
-  auto e = gateway::assess({.rpm = 30'000}, {.previous_requests = 60'000}, 30s);
+  auto e = access::assess({.rpm = 30'000}, {.previous_requests = 60'000}, 30s);
   CHECK_FALSE(e.allowed);
   CHECK(e.reset_requests == 1ms);
   CHECK(e.retry_after == 1s);
 }
 
 TEST_CASE("limits: micro-dollars round up but not for decimal noise") {
-  CHECK(gateway::to_micro_usd(0) == 0);
-  CHECK(gateway::to_micro_usd(-1) == 0);
-  CHECK(gateway::to_micro_usd(0.000001) == 1);
-  CHECK(gateway::to_micro_usd(0.0000011) == 2);
-  CHECK(gateway::to_micro_usd(1.5) == 1'500'000);
-  CHECK(gateway::to_micro_usd(0.1 + 0.2) == 300'000);
-  CHECK(gateway::to_micro_usd(0.00000001) == 1);
-  CHECK(gateway::to_micro_usd(12.3456789) == 12'345'679);
+  CHECK(access::to_micro_usd(0) == 0);
+  CHECK(access::to_micro_usd(-1) == 0);
+  CHECK(access::to_micro_usd(0.000001) == 1);
+  CHECK(access::to_micro_usd(0.0000011) == 2);
+  CHECK(access::to_micro_usd(1.5) == 1'500'000);
+  CHECK(access::to_micro_usd(0.1 + 0.2) == 300'000);
+  CHECK(access::to_micro_usd(0.00000001) == 1);
+  CHECK(access::to_micro_usd(12.3456789) == 12'345'679);
 }
 
 TEST_CASE("limits: budget_fits is spent plus reserved plus amount within the limit") {
-  CHECK(gateway::budget_fits({.spent = 400, .reserved = 500}, 1000, 100));
-  CHECK_FALSE(gateway::budget_fits({.spent = 400, .reserved = 500}, 1000, 101));
-  CHECK(gateway::budget_fits({}, 0, 0));
-  CHECK_FALSE(gateway::budget_fits({}, 0, 1));
+  CHECK(access::budget_fits({.spent = 400, .reserved = 500}, 1000, 100));
+  CHECK_FALSE(access::budget_fits({.spent = 400, .reserved = 500}, 1000, 101));
+  CHECK(access::budget_fits({}, 0, 0));
+  CHECK_FALSE(access::budget_fits({}, 0, 1));
+}
+
+TEST_CASE("limits: a reservation is every prompt byte as a token plus the output, dearest model") {
+  meridian::providers::model_info cheap, dear, cache_heavy;
+  cheap.input = 1.0;  // USD per million tokens
+  cheap.output = 2.0;
+  dear.input = 3.0;
+  dear.output = 15.0;
+  cache_heavy.input = 1.0;
+  cache_heavy.cache_write = 10.0;  // the dearer of input and cache-write prices is taken
+  cache_heavy.output = 1.0;
+  using access::reservation_amount;
+  // 1000 bytes and 100 output tokens: cheap 1000*1 + 100*2 = 1200 micro-dollars.
+  CHECK(reservation_amount(1000, 100, {&cheap}) == 1200);
+  CHECK(reservation_amount(1000, 100, {&cheap, &dear}) == 1000 * 3 + 100 * 15);
+  CHECK(reservation_amount(1000, 100, {&cache_heavy, &cheap}) == 1000 * 10 + 100 * 1);
+  CHECK(reservation_amount(0, 0, {&dear}) == 0);
+  CHECK(reservation_amount(1000, 100, {}) == 0);
+  // With a budget and no max_tokens, state.reserve_tokens per choice is what is reserved.
+  CHECK(access::output_allowance(std::nullopt, true, 4096, 3) == 3 * 4096);
+  CHECK(access::output_allowance(std::nullopt, false, 4096, 1) == std::nullopt);
 }
 
 TEST_CASE("limits: budget windows are UTC calendar days and months") {
@@ -250,45 +271,44 @@ TEST_CASE("limits: budget windows are UTC calendar days and months") {
   const auto at = [](year_month_day d, hours h = 0h) {
     return wall_clock::time_point(sys_days{d} + h);
   };
-  auto d = gateway::budget_window_for(budget_period::day, at(2026y / November / 30, 13h) + 45min);
+  auto d = access::budget_window_for(budget_period::day, at(2026y / November / 30, 13h) + 45min);
   CHECK(d.id == "2026-11-30");
   CHECK(d.start == at(2026y / November / 30));
   CHECK(d.end == at(2026y / December / 1));
-  CHECK(gateway::budget_window_for(budget_period::day, at(2026y / December / 1)).id ==
-        "2026-12-01");
-  CHECK(gateway::budget_window_for(budget_period::day, at(2026y / December / 1) - 1ns).id ==
+  CHECK(access::budget_window_for(budget_period::day, at(2026y / December / 1)).id == "2026-12-01");
+  CHECK(access::budget_window_for(budget_period::day, at(2026y / December / 1) - 1ns).id ==
         "2026-11-30");
-  auto eve = gateway::budget_window_for(budget_period::day, at(2026y / December / 31, 23h));
+  auto eve = access::budget_window_for(budget_period::day, at(2026y / December / 31, 23h));
   CHECK(eve.id == "2026-12-31");
   CHECK(eve.end == at(2027y / January / 1));
-  auto dec = gateway::budget_window_for(budget_period::month, at(2026y / December / 15));
+  auto dec = access::budget_window_for(budget_period::month, at(2026y / December / 15));
   CHECK(dec.id == "2026-12");
   CHECK(dec.start == at(2026y / December / 1));
   CHECK(dec.end == at(2027y / January / 1));
-  auto jan = gateway::budget_window_for(budget_period::month, at(2027y / January / 1));
+  auto jan = access::budget_window_for(budget_period::month, at(2027y / January / 1));
   CHECK(jan.id == "2027-01");
-  auto leap = gateway::budget_window_for(budget_period::month, at(2028y / February / 29, 12h));
+  auto leap = access::budget_window_for(budget_period::month, at(2028y / February / 29, 12h));
   CHECK(leap.id == "2028-02");
   CHECK(leap.end - leap.start == days{29});
-  CHECK(gateway::budget_window_for(budget_period::day, at(2028y / February / 29)).end ==
+  CHECK(access::budget_window_for(budget_period::day, at(2028y / February / 29)).end ==
         at(2028y / March / 1));
-  auto plain = gateway::budget_window_for(budget_period::month, at(2027y / February / 3));
+  auto plain = access::budget_window_for(budget_period::month, at(2027y / February / 3));
   CHECK(plain.end - plain.start == days{28});
 }
 
 TEST_CASE("local state: rpm admission sequence") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   CHECK(s->kind() == "local");
   check_rpm_sequence(*s, "k");
 }
 
 TEST_CASE("local state: tpm admission sequence") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   check_tpm_sequence(*s, "k");
 }
 
 TEST_CASE("local state: keys count separately") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   const auto t = window_start();
   CHECK(value(s->admit("a", {.rpm = 1}, t)).allowed);
   CHECK_FALSE(value(s->admit("a", {.rpm = 1}, t)).allowed);
@@ -296,45 +316,45 @@ TEST_CASE("local state: keys count separately") {
 }
 
 TEST_CASE("local state: reservation arithmetic") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   check_budget_arithmetic(*s, "k", window_start());
 }
 
 TEST_CASE("local state: a reservation lapses after its ttl") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   check_reservation_lapse(*s, "k", window_start());
 }
 
 TEST_CASE("local state: old windows and ended periods are swept") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   const auto t = window_start();
-  const auto w = gateway::budget_window_for(config::budget_period::day, t);
+  const auto w = access::budget_window_for(config::budget_period::day, t);
   value(s->seed_spent("k", w, 10));
-  CHECK(value(s->budget("k", w, w.end + gateway::k_budget_grace - 1s)).spent == 10);
+  CHECK(value(s->budget("k", w, w.end + access::k_budget_grace - 1s)).spent == 10);
   // The next sweep (a window later) drops the period.
-  CHECK(value(s->budget("k", w, w.end + gateway::k_budget_grace + 61s)).spent == 0);
+  CHECK(value(s->budget("k", w, w.end + access::k_budget_grace + 61s)).spent == 0);
 }
 
 TEST_CASE("local state: 16 threads reserving and settling never exceed the budget") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   const auto now = window_start();
-  const auto w = gateway::budget_window_for(config::budget_period::month, now);
-  constexpr gateway::micro_usd limit = 50'000;
+  const auto w = access::budget_window_for(config::budget_period::month, now);
+  constexpr access::micro_usd limit = 50'000;
   std::atomic<int> granted{0}, refused{0}, breaches{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 16; ++t)
     threads.emplace_back([&, t] {
       std::mt19937 rng(t);
       for (int i = 0; i < 2000; ++i) {
-        const gateway::micro_usd amount = 1 + rng() % 100;
-        auto r = std::get<gateway::reservation>(s->reserve("k", w, limit, amount, 60s, now));
+        const access::micro_usd amount = 1 + rng() % 100;
+        auto r = std::get<access::reservation>(s->reserve("k", w, limit, amount, 60s, now));
         if (r.after.spent + r.after.reserved > limit) ++breaches;
         if (!r.granted) {
           ++refused;
           continue;
         }
         ++granted;
-        s->settle("k", w, r, static_cast<gateway::micro_usd>(rng() % (amount + 1)));
+        s->settle("k", w, r, static_cast<access::micro_usd>(rng() % (amount + 1)));
       }
     });
   for (auto& t : threads) t.join();
@@ -348,7 +368,7 @@ TEST_CASE("local state: 16 threads reserving and settling never exceed the budge
 }
 
 TEST_CASE("local state: 16 threads admitting against rpm 1000 admit exactly 1000") {
-  auto s = gateway::make_local_state();
+  auto s = access::make_local_state();
   std::atomic<int> admitted{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 16; ++t)

@@ -17,7 +17,7 @@
 #include "config/config.hpp"
 #include "providers/catalog.hpp"
 
-namespace meridian::gateway {
+namespace meridian::access {
 
 using sha256_digest = std::array<unsigned char, 32>;
 sha256_digest sha256(std::string_view data);
@@ -86,4 +86,4 @@ std::variant<new_key, key_request_error> parse_new_key(std::string_view body,
 // "sk-mer-" + 48 hex digits from the OS's random source.
 std::string generate_secret();
 
-}  // namespace meridian::gateway
+}  // namespace meridian::access

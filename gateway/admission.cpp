@@ -79,10 +79,9 @@ awaitable<bool> server::admit(exchange& ex) {
   co_return false;
 }
 
-// Reserves the most the request can cost before anything goes upstream: every prompt byte
-// taken as a token (a tokenizer never makes more tokens than bytes) at the dearer of the input
-// and cache-write prices, plus max_tokens (or state.reserve_tokens) of output, at the dearest
-// planned candidate. Concurrent requests then cannot overspend the budget together.
+// Reserves access::reservation_amount against the key's budget (max_tokens, else
+// state.reserve_tokens, of output at the dearest planned candidate) before anything goes
+// upstream; a refusal is a 402 that says what is spent, reserved and asked.
 awaitable<bool> server::reserve_budget(exchange& ex, std::size_t prompt_bytes,
                                        std::optional<std::uint64_t> max_output,
                                        const std::vector<const providers::model_info*>& models,
@@ -91,13 +90,7 @@ awaitable<bool> server::reserve_budget(exchange& ex, std::size_t prompt_bytes,
   const auto& state_cfg = ex.snap.cfg->state;
   const std::uint64_t output =
       *output_allowance(max_output, true, state_cfg.reserve_tokens, choices);
-  micro_usd amount = 0;
-  for (const auto* m : models) {
-    const double usd = (static_cast<double>(prompt_bytes) * std::max(m->input, m->cache_write) +
-                        static_cast<double>(output) * m->output) /
-                       1e6;
-    amount = std::max(amount, to_micro_usd(usd));
-  }
+  const micro_usd amount = reservation_amount(prompt_bytes, output, models);
   const auto now = wall_clock::now();
   ex.window = budget_window_for(ex.key->budget->period, now);
   const micro_usd limit = to_micro_usd(ex.key->budget->usd);

@@ -13,9 +13,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "gateway/limits.hpp"
+#include "access/limits.hpp"
 
-namespace meridian::gateway {
+namespace meridian::access {
 
 namespace {
 
@@ -369,4 +369,4 @@ std::unique_ptr<limit_state> make_redis_state(const config::state_config& option
   return std::make_unique<redis_state>(parse_url(options.url), options.timeout);
 }
 
-}  // namespace meridian::gateway
+}  // namespace meridian::access

@@ -3,10 +3,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "gateway/keys.hpp"
+#include "access/keys.hpp"
 
 using namespace meridian;
-using gateway::key_table;
+using access::key_table;
 
 namespace {
 
@@ -23,25 +23,25 @@ const char* k_test_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15
 }  // namespace
 
 TEST_CASE("keys: SHA-256 digests and their hex form") {
-  CHECK(gateway::to_hex(gateway::sha256("test")) == k_test_sha256);
-  CHECK(gateway::to_hex(gateway::sha256("")) ==
+  CHECK(access::to_hex(access::sha256("test")) == k_test_sha256);
+  CHECK(access::to_hex(access::sha256("")) ==
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   auto d =
-      gateway::digest_from_hex("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
+      access::digest_from_hex("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
   REQUIRE(d);
-  CHECK(gateway::to_hex(*d) == k_test_sha256);
-  CHECK_FALSE(gateway::digest_from_hex("abc"));
-  CHECK_FALSE(gateway::digest_from_hex(std::string(64, 'g')));
+  CHECK(access::to_hex(*d) == k_test_sha256);
+  CHECK_FALSE(access::digest_from_hex("abc"));
+  CHECK_FALSE(access::digest_from_hex(std::string(64, 'g')));
 }
 
 TEST_CASE("keys: the secret comes from a Bearer header or from x-api-key") {
-  CHECK(gateway::presented_secret("Bearer sk-1", "") == "sk-1");
-  CHECK(gateway::presented_secret("bearer   sk-1 ", "") == "sk-1");
-  CHECK(gateway::presented_secret("", "sk-2") == "sk-2");
-  CHECK(gateway::presented_secret("Bearer sk-1", "sk-2") == "sk-1");
-  CHECK(gateway::presented_secret("Basic dXNlcjpw", "sk-2") == "sk-2");
-  CHECK(gateway::presented_secret("Basic dXNlcjpw", "") == "");
-  CHECK(gateway::presented_secret("", "") == "");
+  CHECK(access::presented_secret("Bearer sk-1", "") == "sk-1");
+  CHECK(access::presented_secret("bearer   sk-1 ", "") == "sk-1");
+  CHECK(access::presented_secret("", "sk-2") == "sk-2");
+  CHECK(access::presented_secret("Bearer sk-1", "sk-2") == "sk-1");
+  CHECK(access::presented_secret("Basic dXNlcjpw", "sk-2") == "sk-2");
+  CHECK(access::presented_secret("Basic dXNlcjpw", "") == "");
+  CHECK(access::presented_secret("", "") == "");
 }
 
 TEST_CASE("keys: the config's keys authenticate by hash or by environment variable") {
@@ -76,12 +76,12 @@ TEST_CASE("keys: the config's keys authenticate by hash or by environment variab
 
 TEST_CASE("keys: a name or a secret can be in a table only once") {
   key_table t;
-  gateway::virtual_key a;
+  access::virtual_key a;
   a.name = "a";
-  a.hash = gateway::sha256("one");
+  a.hash = access::sha256("one");
   CHECK(t.add(a));
   auto same_name = a;
-  same_name.hash = gateway::sha256("two");
+  same_name.hash = access::sha256("two");
   CHECK_FALSE(t.add(same_name));
   auto same_secret = a;
   same_secret.name = "b";
@@ -90,51 +90,51 @@ TEST_CASE("keys: a name or a secret can be in a table only once") {
 }
 
 TEST_CASE("keys: an admin key's spec round-trips through the stored JSON") {
-  gateway::virtual_key k;
+  access::virtual_key k;
   k.name = "n";
   k.rpm = 60;
   k.budget = config::key_budget{12.5, config::budget_period::day};
   k.allow_regions = {"eu", "local"};
-  auto read = gateway::key_from_spec("n", gateway::sha256("s"), gateway::spec_json(k));
+  auto read = access::key_from_spec("n", access::sha256("s"), access::spec_json(k));
   REQUIRE(read);
   const auto& back = *read;
-  CHECK(back.source == gateway::key_source::admin);
+  CHECK(back.source == access::key_source::admin);
   CHECK(*back.rpm == 60u);
   CHECK_FALSE(back.tpm);
   CHECK(back.budget->usd == doctest::Approx(12.5));
   CHECK(back.budget->period == config::budget_period::day);
   CHECK(back.allow_regions == k.allow_regions);
-  CHECK(gateway::spec_json(gateway::virtual_key{}) == "{}");
+  CHECK(access::spec_json(access::virtual_key{}) == "{}");
   // A spec that cannot be read whole (say, written by a newer version) is refused, never
   // served with the limits read before the problem.
-  CHECK_FALSE(gateway::key_from_spec(
+  CHECK_FALSE(access::key_from_spec(
       "n", {}, R"({"budget":{"usd":1,"period":"week"},"allow":{"regions":["us"]}})"));
-  CHECK_FALSE(gateway::key_from_spec("n", {}, "not json"));
+  CHECK_FALSE(access::key_from_spec("n", {}, "not json"));
 }
 
 TEST_CASE("keys: POST /admin/keys bodies are validated before anything is stored") {
   auto cfg = config::parse_config("server: {}\n");
-  auto ok = gateway::parse_new_key(
+  auto ok = access::parse_new_key(
       R"({"name":"team-web","rpm":600,"tpm":2000000,"budget":{"usd":200,"period":"month"},
           "allow":{"regions":["us","local"]}})",
       cfg);
-  REQUIRE(std::holds_alternative<gateway::new_key>(ok));
-  const auto& made = std::get<gateway::new_key>(ok);
+  REQUIRE(std::holds_alternative<access::new_key>(ok));
+  const auto& made = std::get<access::new_key>(ok);
   CHECK(made.secret.rfind("sk-mer-", 0) == 0);
   CHECK(made.secret.size() == 7 + 48);
-  CHECK(made.key.hash == gateway::sha256(made.secret));
+  CHECK(made.key.hash == access::sha256(made.secret));
   CHECK(*made.key.tpm == 2000000u);
   CHECK(made.key.allow_regions.size() == 2);
 
-  auto given = gateway::parse_new_key(
+  auto given = access::parse_new_key(
       std::string(R"({"name":"ext","key_sha256":")") + k_test_sha256 + "\"}", cfg);
-  REQUIRE(std::holds_alternative<gateway::new_key>(given));
-  CHECK(std::get<gateway::new_key>(given).secret.empty());
+  REQUIRE(std::holds_alternative<access::new_key>(given));
+  CHECK(std::get<access::new_key>(given).secret.empty());
 
   auto error_param = [&](std::string_view body) {
-    auto r = gateway::parse_new_key(body, cfg);
-    REQUIRE(std::holds_alternative<gateway::key_request_error>(r));
-    return std::get<gateway::key_request_error>(r).param;
+    auto r = access::parse_new_key(body, cfg);
+    REQUIRE(std::holds_alternative<access::key_request_error>(r));
+    return std::get<access::key_request_error>(r).param;
   };
   CHECK(error_param("[]") == "");
   CHECK(error_param(R"({"rpm":5})") == "name");
@@ -149,5 +149,5 @@ TEST_CASE("keys: POST /admin/keys bodies are validated before anything is stored
 }
 
 TEST_CASE("keys: generated secrets differ") {
-  CHECK(gateway::generate_secret() != gateway::generate_secret());
+  CHECK(access::generate_secret() != access::generate_secret());
 }

@@ -1,6 +1,6 @@
 // Limit arithmetic shared by both stores (sliding windows, admission figures, budget periods)
 // and the in-process store.
-#include "gateway/limits.hpp"
+#include "access/limits.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include <mutex>
 #include <unordered_map>
 
-namespace meridian::gateway {
+namespace meridian::access {
 
 using std::chrono::milliseconds;
 
@@ -284,4 +284,16 @@ std::uint64_t output_ceiling(std::uint64_t allowance) {
   return allowance * 2 + 256;
 }
 
-}  // namespace meridian::gateway
+micro_usd reservation_amount(std::size_t prompt_bytes, std::uint64_t output_tokens,
+                             const std::vector<const providers::model_info*>& models) {
+  micro_usd amount = 0;
+  for (const auto* m : models) {
+    const double usd = (static_cast<double>(prompt_bytes) * std::max(m->input, m->cache_write) +
+                        static_cast<double>(output_tokens) * m->output) /
+                       1e6;
+    amount = std::max(amount, to_micro_usd(usd));
+  }
+  return amount;
+}
+
+}  // namespace meridian::access

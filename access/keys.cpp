@@ -1,5 +1,5 @@
 // Virtual keys: digests, the key table, and the admin API's key specs.
-#include "gateway/keys.hpp"
+#include "access/keys.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-namespace meridian::gateway {
+namespace meridian::access {
 
 sha256_digest sha256(std::string_view data) {
   sha256_digest out{};
@@ -249,4 +249,4 @@ std::variant<new_key, key_request_error> parse_new_key(std::string_view body,
   return out;
 }
 
-}  // namespace meridian::gateway
+}  // namespace meridian::access

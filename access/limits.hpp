@@ -10,10 +10,12 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "config/config.hpp"
+#include "providers/catalog.hpp"
 
-namespace meridian::gateway {
+namespace meridian::access {
 
 using wall_clock = std::chrono::system_clock;
 
@@ -102,6 +104,14 @@ std::optional<std::uint64_t> output_allowance(std::optional<std::uint64_t> max_t
 // that ignores it is stopped and billed for at most about twice what was reserved.
 std::uint64_t output_ceiling(std::uint64_t allowance);
 
+// What a request reserves against its key's budget before anything goes upstream: the most it
+// can cost. Every prompt byte taken as a token (a tokenizer never makes more tokens than bytes)
+// at the dearer of the input and cache-write prices, plus `output_tokens` (an output_allowance)
+// at the output price, at the dearest of the `models` it may be sent to. Concurrent requests
+// then cannot overspend the budget together.
+micro_usd reservation_amount(std::size_t prompt_bytes, std::uint64_t output_tokens,
+                             const std::vector<const providers::model_info*>& models);
+
 // How long a budget period's counters are kept after its end (late settles still land).
 constexpr std::chrono::hours k_budget_grace{1};
 
@@ -166,4 +176,4 @@ std::unique_ptr<limit_state> make_local_state();
 // `meridian:{<key>}:spent|held:<period id>` (expire k_budget_grace after the period's end).
 std::unique_ptr<limit_state> make_redis_state(const config::state_config& options);
 
-}  // namespace meridian::gateway
+}  // namespace meridian::access
