@@ -134,6 +134,7 @@ std::string render(const api_error& e, api_shape shape) {
     case api_shape::anthropic:
       return anthropic_error_body(anthropic_error_type(http_status(e.kind)), e.message);
     case api_shape::openai:
+    case api_shape::responses:
       break;
   }
   return openai_error_body(e.message, openai_error_type(e.kind), e.param, e.code);

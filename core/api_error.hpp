@@ -45,8 +45,9 @@ struct api_error {
   std::string code;     // machine-readable, e.g. "model_not_found"; empty for none
 };
 
-// The API a client called, which decides how its errors look.
-enum class api_shape { openai, anthropic };
+// The API a client called, which decides how its answers and errors look. The Responses API's
+// errors are OpenAI's.
+enum class api_shape { openai, anthropic, responses };
 
 // The error body for `shape`: OpenAI's {"error":{"message","type","param","code"}} or
 // Anthropic's {"type":"error","error":{"type","message"}}.

@@ -34,6 +34,27 @@ awaitable<void> server::messages(exchange& ex) {
   co_await serve_chat(ex, body, std::get<providers::chat_request>(parsed));
 }
 
+// OpenAI Responses (Codex CLI, the AI SDK's default provider): translated to the canonical call,
+// served by any backend, answered as a Response object or the Responses event stream. Stateless:
+// previous_response_id is refused, nothing is stored (see providers/responses_inbound.hpp).
+awaitable<void> server::responses(exchange& ex) {
+  auto translated = providers::responses_request_to_openai(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&translated)) {
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  ex.responses = std::get<providers::responses_translation>(std::move(translated));
+  const std::string& body = ex.responses->chat_body;
+  auto parsed = providers::parse_chat_request(body);
+  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  co_await serve_chat(ex, body, std::get<providers::chat_request>(parsed));
+}
+
 // OpenAI embeddings, on OpenAI-dialect backends: the body passes through with `model`
 // rewritten; the answer gains `provider` and `usage.cost`.
 awaitable<void> server::embeddings(exchange& ex) {
@@ -351,13 +372,22 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     const providers::answer_notes notes{p.name, cost, ex.estimated};
     const providers::usage* estimated = ex.estimated ? &ex.tokens : nullptr;
     record_success(ex, p, m, attempt_start, first_byte_ms);
-    // Built before the co_await: GCC 12 mishandles class temporaries of a conditional
-    // expression inside a co_await (it destroys them twice).
-    std::string out =
-        ex.shape == core::api_shape::anthropic
-            ? providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens, &notes)
-        : ok.layout ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost, estimated)
-                    : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
+    // The whole answer in the client's shape, built before the co_await (GCC 12).
+    std::string out;
+    switch (ex.shape) {
+      case core::api_shape::anthropic:
+        out = providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens, &notes);
+        break;
+      case core::api_shape::responses:
+        out = providers::openai_response_to_responses(ok.body, *ex.responses, req.model, ex.tokens,
+                                                      &notes);
+        break;
+      case core::api_shape::openai:
+        out = ok.layout
+                  ? providers::annotate_chat_body(ok.body, *ok.layout, p.name, cost, estimated)
+                  : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
+        break;
+    }
     co_await send(ex, http::status::ok, std::move(out));
     co_return;
   }

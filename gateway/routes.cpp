@@ -9,10 +9,12 @@ const std::vector<server::route>& server::routes() {
   using enum guard;
   constexpr auto openai = core::api_shape::openai;
   constexpr auto anthropic = core::api_shape::anthropic;
+  constexpr auto responses = core::api_shape::responses;
   static const std::vector<route> table = {
       {http::verb::post, "/v1/chat/completions", &server::chat, openai, key},
       {http::verb::post, "/v1/messages", &server::messages, anthropic, key},
       {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens, anthropic, key},
+      {http::verb::post, "/v1/responses", &server::responses, responses, key},
       {http::verb::post, "/v1/embeddings", &server::embeddings, openai, key},
       {http::verb::get, "/v1/models", &server::list_models, openai, key},
       {http::verb::get, "/v1/stats/share", &server::stats_share, openai, key},

@@ -37,6 +37,7 @@
 #include "providers/anthropic_inbound.hpp"
 #include "providers/dialect.hpp"
 #include "providers/openai.hpp"
+#include "providers/responses_inbound.hpp"
 #include "providers/sse.hpp"
 #include "providers/stream_pipeline.hpp"
 #include "stats/accounting.hpp"
@@ -183,7 +184,9 @@ struct exchange {
   double upstream_seconds = 0;
   std::string retry_after;                          // forwarded from an upstream 429
   core::api_shape shape = core::api_shape::openai;  // the route's: how answers and errors look
-  bool on_admin_listener = false;                   // arrived on server.admin_listen
+  // A /v1/responses call: what answering it in the Responses shape needs.
+  std::optional<providers::responses_translation> responses;
+  bool on_admin_listener = false;    // arrived on server.admin_listen
   bool admin_caller = false;         // presented the admin token where a key could go
   std::size_t emitted = 0;           // attempts already handed to accounting
   std::uint64_t est_prompt = 0;      // the router's prompt estimate, used when usage is missing
@@ -280,6 +283,7 @@ class server {
 
   awaitable<void> chat(exchange& ex);
   awaitable<void> messages(exchange& ex);
+  awaitable<void> responses(exchange& ex);
   awaitable<void> count_tokens(exchange& ex);
   awaitable<void> embeddings(exchange& ex);
   awaitable<void> list_models(exchange& ex);

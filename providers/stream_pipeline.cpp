@@ -7,9 +7,12 @@ namespace meridian::providers {
 
 stream_pipeline::stream_pipeline(const dialect& d, const model_info& model, core::api_shape client,
                                  std::string client_model,
-                                 std::optional<std::uint64_t> output_ceiling)
+                                 std::optional<std::uint64_t> output_ceiling,
+                                 const responses_translation* responses)
     : decoder_(d.stream(model.id)), model_(model), ceiling_(output_ceiling) {
   if (client == core::api_shape::anthropic) anthropic_.emplace(std::move(client_model));
+  if (client == core::api_shape::responses && responses)
+    responses_.emplace(*responses, std::move(client_model));
 }
 
 bool stream_pipeline::feed(std::string_view bytes) {
@@ -42,26 +45,37 @@ std::optional<std::string_view> stream_pipeline::next() {
 }
 
 const std::string& stream_pipeline::frame(std::string_view chunk) {
-  if (!anthropic_) return wire_.assign("data: ").append(chunk).append("\n\n");
   events_.clear();
-  anthropic_->on_chunk(chunk, events_);
+  if (anthropic_)
+    anthropic_->on_chunk(chunk, events_);
+  else if (responses_)
+    responses_->on_chunk(chunk, events_);
+  else
+    return wire_.assign("data: ").append(chunk).append("\n\n");
   return flatten();
 }
 
 const std::string& stream_pipeline::finish(const usage& tokens, const answer_notes& notes) {
-  if (!anthropic_) return wire_.assign("data: [DONE]\n\n");
   events_.clear();
-  anthropic_->finish(tokens, events_, &notes);
+  if (anthropic_)
+    anthropic_->finish(tokens, events_, &notes);
+  else if (responses_)
+    responses_->finish(tokens, events_, &notes);
+  else
+    return wire_.assign("data: [DONE]\n\n");
   return flatten();
 }
 
 const std::string& stream_pipeline::fail(const std::string& message, std::string_view code) {
-  if (!anthropic_)
+  events_.clear();
+  if (anthropic_)
+    anthropic_->fail(message, events_);
+  else if (responses_)
+    responses_->fail(message, code, events_);
+  else
     return wire_.assign("data: ")
         .append(core::openai_error_body(message, "upstream_error", {}, code))
         .append("\n\n");
-  events_.clear();
-  anthropic_->fail(message, events_);
   return flatten();
 }
 

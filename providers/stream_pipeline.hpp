@@ -1,8 +1,9 @@
 // One streamed answer from the upstream's bytes to the client's: SSE parse -> the dialect's
 // decoder -> usage and cost annotation -> the relayed-text tally and the output ceiling ->
-// framing for the client's API (OpenAI chunks as they are, or Anthropic events). Sans-I/O: the
-// gateway's relay coroutine only reads bytes in and writes what this hands out, so every rule of
-// a stream is unit-tested without a socket (tests/providers/test_stream_pipeline.cpp).
+// framing for the client's API (OpenAI chunks as they are, Anthropic events, or Responses events).
+// Sans-I/O: the gateway's relay coroutine only reads bytes in and writes what this hands out, so
+// every rule of a stream is unit-tested without a socket
+// (tests/providers/test_stream_pipeline.cpp).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "providers/anthropic_inbound.hpp"
 #include "providers/catalog.hpp"
 #include "providers/dialect.hpp"
+#include "providers/responses_inbound.hpp"
 #include "providers/sse.hpp"
 #include "providers/usage.hpp"
 #include "stats/estimate.hpp"
@@ -30,10 +32,13 @@ class stream_pipeline {
   // ceiling (an upstream ignoring max_tokens).
   enum class stop { none, upstream_error, event_too_large, output_limit };
 
-  // `client_model` is the name the client asked for (what an Anthropic client is shown);
-  // `output_ceiling` is in estimated output tokens, none for no ceiling.
+  // `client_model` is the name the client asked for (what an Anthropic or Responses client is
+  // shown); `output_ceiling` is in estimated output tokens, none for no ceiling; `responses`
+  // is the request's translation when the client speaks the Responses API (it must outlive
+  // the pipeline).
   stream_pipeline(const dialect& d, const model_info& model, core::api_shape client,
-                  std::string client_model, std::optional<std::uint64_t> output_ceiling);
+                  std::string client_model, std::optional<std::uint64_t> output_ceiling,
+                  const responses_translation* responses = nullptr);
 
   // Upstream body bytes, in order. False once an event exceeds the SSE bound.
   bool feed(std::string_view bytes);
@@ -69,6 +74,7 @@ class stream_pipeline {
   std::unique_ptr<stream_decoder> decoder_;
   const model_info& model_;
   std::optional<anthropic_stream_encoder> anthropic_;  // set for an Anthropic client
+  std::optional<responses_stream_encoder> responses_;  // set for a Responses client
   std::optional<std::uint64_t> ceiling_;
   sse_parser sse_;
   sse_event event_;

@@ -66,6 +66,11 @@ TEST_CASE("api_error: render writes OpenAI's shape, param and code null when emp
                                   "param":null,"code":null}})"));
 }
 
+TEST_CASE("api_error: the Responses API's errors are OpenAI's") {
+  const api_error e{error_kind::invalid_request, "input", "bad input", "invalid_value"};
+  CHECK(render(e, api_shape::responses) == render(e, api_shape::openai));
+}
+
 TEST_CASE("api_error: render writes Anthropic's shape with the type its status names") {
   const api_error e{error_kind::rate_limited, {}, "slow \"down\"", "rate_limit_exceeded"};
   CHECK(json::parse(render(e, api_shape::anthropic)) ==

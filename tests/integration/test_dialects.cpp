@@ -6,73 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/integration/harness.hpp"
+#include "tests/integration/dialect_fixture.hpp"
 
 using namespace meridian::test;
 using nlohmann::json;
 
 namespace {
-
-const char* k_sim = R"(
-providers:
-  fast:
-    port: 0
-    models: [m-fast, embed-small]
-    ttft: 0ms
-    tokens_per_second: 0
-    reply_tokens: 8
-  claude:
-    dialect: anthropic
-    port: 0
-    models: [claude-sonnet-4-5]
-    ttft: 0ms
-    tokens_per_second: 200
-    reply_tokens: 6
-    api_key: sk-ant-sim
-  gem:
-    dialect: gemini
-    port: 0
-    models: [gemini-2.5-flash, gemini-2.5-pro]
-    ttft: 0ms
-    tokens_per_second: 200
-    reply_tokens: 7
-    api_key: gem-sim-key
-)";
-
-std::string gateway_yaml(sim& s) {
-  auto port = [&](const char* p) { return std::to_string(s.ports.at(p)); };
-  return "server: { listen: 127.0.0.1:0, threads: 1 }\n"
-         "providers:\n"
-         "  fast:\n    base_url: http://127.0.0.1:" +
-         port("fast") +
-         "/v1\n    region: cn\n"
-         "    models: { m-fast: { input: 0.5, output: 1 }, embed-small: { input: 0.02 } }\n"
-         "  claude:\n    preset: anthropic\n    base_url: http://127.0.0.1:" +
-         port("claude") +
-         "/v1\n"
-         "    api_key_env: SIM_ANTHROPIC_KEY\n"
-         "    models: { claude-sonnet-4-5: { input: 3, output: 15, cache_read: 0.3, cache_write: "
-         "3.75 } }\n"
-         "  gem:\n    preset: gemini\n    base_url: http://127.0.0.1:" +
-         port("gem") +
-         "/v1beta\n"
-         "    api_key_env: SIM_GEMINI_KEY\n"
-         "    models: { gemini-2.5-flash: { input: 0.3, output: 2.5 }, gemini-2.5-pro: { input: "
-         "1.25, output: 10 } }\n";
-}
-
-const std::map<std::string, std::string> k_env = {{"SIM_ANTHROPIC_KEY", "sk-ant-sim"},
-                                                  {"SIM_GEMINI_KEY", "gem-sim-key"}};
-
-std::string openai_body(const std::string& model, bool stream,
-                        const std::string& text = "Hello there") {
-  json b = {
-      {"model", model},
-      {"messages",
-       {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", text}}}}};
-  if (stream) b["stream"] = true;
-  return b.dump();
-}
 
 const json k_weather_tool = json::parse(R"({"type":"function","function":{"name":"get_weather",
   "description":"Weather for a city","parameters":{"type":"object","properties":{"location":{"type":"string"}},"required":["location"]}}})");
@@ -130,8 +69,8 @@ double expected_cost(const json& usage, double in, double out, double cache_read
 }  // namespace
 
 TEST_CASE("dialects: OpenAI client to an Anthropic backend, whole and streamed") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   auto r = http_call(g.port, "POST", "/v1/chat/completions",
                      openai_body("claude/claude-sonnet-4-5", false));
   REQUIRE(r.status == 200);
@@ -172,8 +111,8 @@ TEST_CASE("dialects: OpenAI client to an Anthropic backend, whole and streamed")
 }
 
 TEST_CASE("dialects: tool calls come back from Anthropic and Gemini in OpenAI's shape") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   for (std::string model : {"claude/claude-sonnet-4-5", "gem/gemini-2.5-flash"}) {
     INFO(model);
     auto body = json::parse(openai_body(model, false, "What is the weather in Paris?"));
@@ -199,8 +138,8 @@ TEST_CASE("dialects: tool calls come back from Anthropic and Gemini in OpenAI's 
 }
 
 TEST_CASE("dialects: OpenAI client to a Gemini backend with reasoning tokens") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   auto r =
       http_call(g.port, "POST", "/v1/chat/completions", openai_body("gem/gemini-2.5-pro", false));
   REQUIRE(r.status == 200);
@@ -231,8 +170,8 @@ TEST_CASE("dialects: OpenAI client to a Gemini backend with reasoning tokens") {
 }
 
 TEST_CASE("dialects: Anthropic client on /v1/messages served by an OpenAI backend") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   const std::string body = R"({"model":"fast/m-fast","max_tokens":100,"system":"Be brief.",
     "messages":[{"role":"user","content":[{"type":"text","text":"Hello there"}]}]})";
   auto r = http_call(g.port, "POST", "/v1/messages", body,
@@ -258,8 +197,8 @@ TEST_CASE("dialects: Anthropic client on /v1/messages served by an OpenAI backen
 }
 
 TEST_CASE("dialects: Anthropic client streaming through the gateway gets Anthropic events") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   const std::string body = R"({"model":"fast/m-fast","max_tokens":100,"stream":true,
     "messages":[{"role":"user","content":"Hello there"}]})";
   stream_client c(g.port, body, {{"anthropic-version", "2023-06-01"}}, "/v1/messages");
@@ -284,8 +223,8 @@ TEST_CASE("dialects: Anthropic client streaming through the gateway gets Anthrop
 }
 
 TEST_CASE("dialects: Anthropic client to an Anthropic backend keeps the cache buckets") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   const std::string body = R"({"model":"claude/claude-sonnet-4-5","max_tokens":50,
     "system":[{"type":"text","text":"A long and stable system prompt that deserves caching.","cache_control":{"type":"ephemeral"}}],
     "messages":[{"role":"user","content":"Hello there"}]})";
@@ -297,8 +236,8 @@ TEST_CASE("dialects: Anthropic client to an Anthropic backend keeps the cache bu
 }
 
 TEST_CASE("dialects: errors on /v1/messages use Anthropic's shape") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   auto r = http_call(g.port, "POST", "/v1/messages",
                      R"({"model":"fast/m-fast","messages":[{"role":"user","content":"x"}]})");
   CHECK(r.status == 400);
@@ -314,8 +253,8 @@ TEST_CASE("dialects: errors on /v1/messages use Anthropic's shape") {
 }
 
 TEST_CASE("dialects: count_tokens is an estimate and says so") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   auto small = http_call(
       g.port, "POST", "/v1/messages/count_tokens",
       R"({"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":"Hi"}]})");
@@ -330,8 +269,8 @@ TEST_CASE("dialects: count_tokens is an estimate and says so") {
 }
 
 TEST_CASE("dialects: embeddings pass through with usage and cost") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   auto r = http_call(g.port, "POST", "/v1/embeddings",
                      R"({"model":"fast/embed-small","input":["one text","another text here"]})");
   REQUIRE(r.status == 200);
@@ -348,8 +287,8 @@ TEST_CASE("dialects: embeddings pass through with usage and cost") {
 }
 
 TEST_CASE("dialects: an Anthropic client gets answers and streams from every backend dialect") {
-  sim s(k_sim);
-  gateway g(gateway_yaml(s), k_env);
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
   const std::map<std::string, int> backends = {
       {"fast/m-fast", 8}, {"claude/claude-sonnet-4-5", 6}, {"gem/gemini-2.5-flash", 7}};
   for (const auto& [model, tokens] : backends) {
