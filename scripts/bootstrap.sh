@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Installs, from Debian 12's own packages, exactly what Meridian's build and tests need.
-# Idempotent: packages already present are skipped by apt. Run as root (or with sudo).
+# Installs, from Debian 12's own packages, exactly what Meridian's build and tests need, then the
+# client SDKs tests/clients drives (npm ci from its package-lock.json into the git-ignored
+# tests/clients/node_modules, with the machine's Node.js, or Debian's when there is none).
+# Idempotent: packages already present are skipped by apt, an up-to-date node_modules by npm.
+# Run as root (or with sudo). `--build-only` skips what only the tests need (the client SDKs);
+# the container image's builder uses it.
 set -euo pipefail
+build_only=0; [ "${1:-}" = "--build-only" ] && build_only=1
 packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev libssl-dev libsqlite3-dev
@@ -12,6 +17,7 @@ packages=(
   libhiredis-dev libpq-dev   # fleet mode: shared limits in Redis, the ledger in PostgreSQL
   redis-server postgresql    # started by scripts/services.sh for the fleet tests, on loopback
 )
+[ "$build_only" -eq 1 ] || command -v npm >/dev/null || packages+=(nodejs npm)  # tests/clients
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,4 +27,16 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ "$build_only" -eq 0 ] || exit 0
+# The client SDKs: reinstalled only when the lock file changed since the last install.
+clients="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
+if ! cmp -s "$clients/package-lock.json" "$clients/node_modules/.package-lock.json.installed"; then
+  for attempt in 1 2 3; do
+    npm ci --prefix "$clients" --no-audit --no-fund --loglevel=error && break
+    [ "$attempt" -eq 3 ] && { echo "npm ci failed in $clients" >&2; exit 1; }
+    sleep $((attempt * 5))
+  done
+  cp "$clients/package-lock.json" "$clients/node_modules/.package-lock.json.installed"
 fi
