@@ -130,6 +130,15 @@ std::size_t for_each_member(std::string_view t, std::size_t i, F&& f) {
 
 }  // namespace json_cursor
 
+// True when `text` nests arrays and objects deeper than `max_depth`. Linear and iterative, so it
+// can run before any parser or DOM walk that recurses; string contents (and escapes) are skipped.
+bool json_nesting_exceeds(std::string_view text, std::size_t max_depth);
+
+// The nesting every DOM-building parser in Meridian accepts: generous for tool schemas (OpenAI
+// caps structured outputs far lower), shallow enough that no recursive JSON code can exhaust a
+// coroutine's stack.
+constexpr std::size_t k_max_json_depth = 128;
+
 // Writes `s` as a JSON string literal (quotes included), escaping as RFC 8259 requires.
 void append_json_string(std::string& out, std::string_view s);
 

@@ -135,27 +135,6 @@ std::string request_id_for(std::string_view inbound) {
   return id;
 }
 
-bool json_nesting_exceeds(std::string_view body, std::size_t max_depth) {
-  std::size_t depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < body.size(); ++i) {
-    const char c = body[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 std::string redact(std::string text, std::string_view secret) {
   constexpr std::size_t k_min = 4;  // shorter keys (and shorter cut-off tails) are not matched
   if (secret.size() < k_min) return text;

@@ -56,10 +56,6 @@ bool ambiguous_framing(const Fields& fields) {
   return lengths > 1 || codings > 1 || (lengths && codings) || !plain;
 }
 
-// True when `body` nests arrays and objects deeper than `max_depth`. Linear and iterative, so it
-// can run before any parser or DOM walk that recurses; string contents (and escapes) are skipped.
-bool json_nesting_exceeds(std::string_view body, std::size_t max_depth);
-
 // Removes `secret` from `text` wherever it occurs (upstream messages can quote keys), and a tail
 // of `text` that is the secret's beginning (a quote cut short by a length limit).
 std::string redact(std::string text, std::string_view secret);

@@ -1,18 +1,13 @@
-// The routed endpoints: chat completions, Anthropic messages (translated to the canonical call),
-// embeddings and count_tokens, and serve_chat's attempt loop — the router's plan tried candidate
-// by candidate, with backoff, until one answers; once a byte reached the client, no retry.
+// The routed endpoints: chat completions, Anthropic messages and OpenAI responses (translated to
+// the canonical call), embeddings and count_tokens, and serve_chat's attempt loop — the router's
+// plan tried candidate by candidate, with backoff, until one answers; once a byte reached the
+// client, no retry.
 #include "gateway/server_impl.hpp"
 
 namespace meridian::gateway::detail {
 
 awaitable<void> server::chat(exchange& ex) {
-  auto parsed = providers::parse_chat_request(ex.req.body());
-  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    const api_error failure = to_api_error(*e);
-    co_await send_error(ex, failure);
-    co_return;
-  }
-  co_await serve_chat(ex, ex.req.body(), std::get<providers::chat_request>(parsed));
+  co_await serve_canonical(ex, ex.req.body());
 }
 
 // Anthropic Messages: translated to the canonical call, served by any backend, answered in
@@ -24,14 +19,7 @@ awaitable<void> server::messages(exchange& ex) {
     co_await send_error(ex, failure);
     co_return;
   }
-  const std::string& body = std::get<std::string>(translated);
-  auto parsed = providers::parse_chat_request(body);
-  if (auto* e = std::get_if<providers::request_error>(&parsed)) {
-    const api_error failure = to_api_error(*e);
-    co_await send_error(ex, failure);
-    co_return;
-  }
-  co_await serve_chat(ex, body, std::get<providers::chat_request>(parsed));
+  co_await serve_canonical(ex, std::get<std::string>(translated));
 }
 
 // OpenAI Responses (Codex CLI, the AI SDK's default provider): translated to the canonical call,
@@ -45,7 +33,12 @@ awaitable<void> server::responses(exchange& ex) {
     co_return;
   }
   ex.responses = std::get<providers::responses_translation>(std::move(translated));
-  const std::string& body = ex.responses->chat_body;
+  co_await serve_canonical(ex, ex.responses->chat_body);
+}
+
+// A canonical chat body — the client's own, or what its API's translation made — validated once,
+// then served by serve_chat. `body` outlives the call (the request's, or held by `ex`'s caller).
+awaitable<void> server::serve_canonical(exchange& ex, const std::string& body) {
   auto parsed = providers::parse_chat_request(body);
   if (auto* e = std::get_if<providers::request_error>(&parsed)) {
     const api_error failure = to_api_error(*e);

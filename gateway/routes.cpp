@@ -46,9 +46,6 @@ const std::vector<server::route>& server::admin_routes() {
 }
 
 awaitable<void> server::dispatch(exchange& ex, bool admin) {
-  // Generous for tool schemas (OpenAI caps structured outputs far lower), shallow enough that no
-  // recursive JSON code can exhaust a coroutine's stack.
-  static constexpr std::size_t k_max_json_depth = 128;
   std::string_view target = ex.req.target();
   std::string_view path = target.substr(0, target.find('?'));
   ex.log.method = std::string(ex.req.method_string());
@@ -71,12 +68,12 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
         co_await send_error(ex, failure);
         co_return;
       }
-      if (json_nesting_exceeds(ex.req.body(), k_max_json_depth)) {
-        const api_error failure{
-            error_kind::invalid_request,
-            {},
-            "JSON nesting too deep (the limit is " + std::to_string(k_max_json_depth) + " levels)",
-            "nesting_too_deep"};
+      if (core::json_nesting_exceeds(ex.req.body(), core::k_max_json_depth)) {
+        const api_error failure{error_kind::invalid_request,
+                                {},
+                                "JSON nesting too deep (the limit is " +
+                                    std::to_string(core::k_max_json_depth) + " levels)",
+                                "nesting_too_deep"};
         co_await send_error(ex, failure);
         co_return;
       }

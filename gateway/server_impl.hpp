@@ -284,6 +284,7 @@ class server {
   awaitable<void> chat(exchange& ex);
   awaitable<void> messages(exchange& ex);
   awaitable<void> responses(exchange& ex);
+  awaitable<void> serve_canonical(exchange& ex, const std::string& body);
   awaitable<void> count_tokens(exchange& ex);
   awaitable<void> embeddings(exchange& ex);
   awaitable<void> list_models(exchange& ex);

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "providers/inbound_json.hpp"
 #include "providers/openai.hpp"
 
 namespace meridian::providers {
@@ -13,64 +14,19 @@ namespace {
 
 // ordered_json keeps the client's key order, so tool schemas and tool inputs reach the
 // backend (and the model's prompt) exactly as the client wrote them.
-using ojson = nlohmann::ordered_json;
+using inbound::ojson;
 
 // Anthropic tokens a flat estimate charges per image: a ~1.15 megapixel image at Anthropic's
 // published width*height/750 rate, the size images are scaled down to.
 constexpr std::uint64_t k_image_tokens = 1600;
 
-// Deeper JSON is refused before parsing: copying, dumping and comparing nlohmann values
-// recurse, so a hostile `[[[[...` inside an accepted body could otherwise exhaust the stack.
-constexpr int k_max_depth = 128;
-
-bool too_deep(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;  // an escaped character never ends the string
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > k_max_depth) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
-// Parses a body, or yields a discarded value when it is not JSON or nests too deeply.
-ojson parse_bounded(std::string_view text) {
-  if (too_deep(text)) return ojson(ojson::value_t::discarded);
-  return ojson::parse(text, nullptr, false);
-}
-
-// What a failed translation step returns; an empty `param` means success.
-struct failure {
-  std::string message;
-  std::string param;
-  explicit operator bool() const { return !param.empty(); }
-};
+using inbound::failure;
+using inbound::member;
+using inbound::parse_bounded;
+using inbound::string_member;
 
 failure fail_at(std::string param, std::string message) {
   return {std::move(message), std::move(param)};
-}
-
-const ojson* member(const ojson& obj, const char* key) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(key);
-  return it == obj.end() ? nullptr : &*it;
-}
-
-std::string string_member(const ojson& obj, const char* key) {
-  const ojson* v = member(obj, key);
-  return v && v->is_string() ? v->get<std::string>() : std::string();
 }
 
 std::string join(const std::vector<std::string>& parts) {
@@ -345,9 +301,9 @@ std::uint64_t text_bytes(const ojson& content) {
 // thinking (budget_tokens), service_tier, container, mcp_servers, context_management,
 // cache_control (on blocks too), anthropic-beta options, and any member not mapped below.
 std::variant<std::string, request_error> anthropic_request_to_openai(std::string_view body) {
-  if (too_deep(body))
+  if (core::json_nesting_exceeds(body, core::k_max_json_depth))
     return request_error{
-        "request body nests deeper than " + std::to_string(k_max_depth) + " levels", ""};
+        "request body nests deeper than " + std::to_string(core::k_max_json_depth) + " levels", ""};
   ojson in = ojson::parse(body, nullptr, false);
   if (in.is_discarded()) return request_error{"request body is not valid JSON", ""};
   if (!in.is_object()) return request_error{"request body must be a JSON object", ""};

@@ -12,6 +12,17 @@ using meridian::core::ambiguous_member;
 using meridian::core::json_valid;
 using meridian::core::scan_object;
 
+TEST_CASE("json_scan: nesting is counted exactly, outside strings only") {
+  using meridian::core::json_nesting_exceeds;
+  const std::string at_limit = std::string(128, '[') + std::string(128, ']');
+  CHECK_FALSE(json_nesting_exceeds(at_limit, 128));
+  CHECK(json_nesting_exceeds("[" + at_limit + "]", 128));
+  CHECK_FALSE(json_nesting_exceeds(R"({"a":"[[[[[[\"[[[[","b":[{}]})", 3));
+  CHECK(json_nesting_exceeds(R"({"a":[{"b":[]}]})", 3));
+  CHECK_FALSE(
+      json_nesting_exceeds("]]]]}}}" + std::string(3, '['), 3));  // closers never go below 0
+}
+
 TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on hand-picked cases") {
   const std::vector<std::string> cases = {"{}",
                                           "[]",
