@@ -10,16 +10,37 @@ using namespace json_cursor;
 
 namespace {
 
+// The length of the UTF-8 sequence RFC 3629 allows at t[i] (a byte of 0x80 or more), or 0 for an
+// invalid one: overlong forms, surrogates, code points past U+10FFFF and cut sequences.
+std::size_t utf8_length(std::string_view t, std::size_t i) {
+  const std::size_t n = t.size();
+  auto cont = [&](std::size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
+    const unsigned b = k < n ? static_cast<unsigned char>(t[k]) : 0u;
+    return k < n && b >= lo && b <= hi;
+  };
+  const unsigned c = static_cast<unsigned char>(t[i]);
+  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    const bool ok = c == 0xE0   ? cont(i + 1, 0xA0, 0xBF)
+                    : c == 0xED ? cont(i + 1, 0x80, 0x9F)
+                                : cont(i + 1);
+    return ok && cont(i + 2) ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    const bool ok = c == 0xF0   ? cont(i + 1, 0x90, 0xBF)
+                    : c == 0xF4 ? cont(i + 1, 0x80, 0x8F)
+                                : cont(i + 1);
+    return ok && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  }
+  return 0;
+}
+
 // One past a valid string literal starting at t[i] (a '"'), or npos. The rules are
 // nlohmann::json's: no control characters, known escapes only, \u surrogates in pairs, and
 // UTF-8 as RFC 3629 allows it.
 std::size_t valid_string(std::string_view t, std::size_t i) {
   const std::size_t n = t.size();
   auto byte = [&](std::size_t k) { return k < n ? static_cast<unsigned char>(t[k]) : 0u; };
-  auto cont = [&](std::size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
-    const unsigned b = byte(k);
-    return k < n && b >= lo && b <= hi;
-  };
   auto hex = [&](std::size_t k, unsigned& v) {
     v = 0;
     for (std::size_t j = k; j < k + 4; ++j) {
@@ -62,21 +83,8 @@ std::size_t valid_string(std::string_view t, std::size_t i) {
           return std::string_view::npos;
         i += 6;
       }
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      if (!cont(i + 1)) return std::string_view::npos;
-      i += 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      const bool ok = c == 0xE0   ? cont(i + 1, 0xA0, 0xBF)
-                      : c == 0xED ? cont(i + 1, 0x80, 0x9F)
-                                  : cont(i + 1);
-      if (!ok || !cont(i + 2)) return std::string_view::npos;
-      i += 3;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      const bool ok = c == 0xF0   ? cont(i + 1, 0x90, 0xBF)
-                      : c == 0xF4 ? cont(i + 1, 0x80, 0x8F)
-                                  : cont(i + 1);
-      if (!ok || !cont(i + 2) || !cont(i + 3)) return std::string_view::npos;
-      i += 4;
+    } else if (const std::size_t len = utf8_length(t, i)) {
+      i += len;
     } else {
       return std::string_view::npos;
     }
@@ -266,7 +274,19 @@ bool json_nesting_exceeds(std::string_view text, std::size_t max_depth) {
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
-  for (unsigned char c : s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      // Valid UTF-8 is copied; any other byte becomes U+FFFD, so the literal is always JSON
+      // that strict parsers accept, whatever an upstream or a client put in the text.
+      if (const std::size_t len = utf8_length(s, i)) {
+        out.append(s.substr(i, len));
+        i += len - 1;
+      } else {
+        out.append("\\ufffd");
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         out.append("\\\"");

@@ -139,7 +139,9 @@ bool json_nesting_exceeds(std::string_view text, std::size_t max_depth);
 // coroutine's stack.
 constexpr std::size_t k_max_json_depth = 128;
 
-// Writes `s` as a JSON string literal (quotes included), escaping as RFC 8259 requires.
+// Writes `s` as a JSON string literal (quotes included), escaping as RFC 8259 requires; a byte
+// that is not part of valid UTF-8 is written as \ufffd, so the result is valid JSON whatever `s`
+// holds (an upstream's error text, a client's header).
 void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace meridian::core

@@ -82,6 +82,23 @@ TEST_CASE("api_error: render writes Anthropic's shape with the type its status n
   CHECK(json::parse(render(down, api_shape::anthropic))["error"]["type"] == "api_error");
 }
 
+TEST_CASE("api_error: bytes that are not UTF-8 become U+FFFD, so the body is still JSON") {
+  // A hostile upstream's error text: a lone continuation byte, a cut sequence, an overlong '/',
+  // an encoded surrogate (one U+FFFD per byte), then valid two-, three- and four-byte characters.
+  const std::string text =
+      "a\x80"
+      "b\xE4\xB8"
+      "c\xC0\xAF"
+      "d\xED\xA0\x80"
+      "e\xC3\xA9\xE4\xB8\xAD\xF0\x9F\x98\x80";
+  const api_error e{error_kind::upstream, {}, text, {}};
+  for (auto shape : {api_shape::openai, api_shape::anthropic}) {
+    const auto body = json::parse(render(e, shape));  // throws on invalid UTF-8
+    CHECK(body["error"]["message"] ==
+          "a\uFFFDb\uFFFD\uFFFDc\uFFFD\uFFFDd\uFFFD\uFFFD\uFFFDe\u00e9\u4e2d\U0001F600");
+  }
+}
+
 TEST_CASE("api_error: a message with quotes, newlines and control bytes stays one JSON string") {
   const std::string nasty = "a\"b\\c\nd\x01";
   const api_error e{error_kind::invalid_request, {}, nasty, {}};
