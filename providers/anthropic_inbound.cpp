@@ -391,16 +391,7 @@ void add_notes(ojson& usage_obj, const answer_notes* notes) {
 std::string openai_response_to_anthropic(std::string_view openai_body, std::string_view model,
                                          const std::optional<usage>& tokens,
                                          const answer_notes* notes) {
-  ojson in = parse_bounded(openai_body);
-  if (!in.is_object()) in = ojson::object();
-  ojson msg = ojson::object();
-  std::string finish;
-  if (const ojson* choices = member(in, "choices");
-      choices && choices->is_array() && !choices->empty()) {
-    const ojson& choice = (*choices)[0];
-    finish = string_member(choice, "finish_reason");
-    if (const ojson* m = member(choice, "message"); m && m->is_object()) msg = *m;
-  }
+  auto [in, msg, finish] = inbound::first_choice_of(openai_body);
 
   ojson content = ojson::array();
   std::string reasoning = string_member(msg, "reasoning_content");

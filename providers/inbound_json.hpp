@@ -34,6 +34,26 @@ inline std::string string_member(const ojson& obj, const char* key) {
   return v && v->is_string() ? v->get<std::string>() : std::string();
 }
 
+// A canonical chat.completion (an empty object when it is not one) with its first choice's
+// `message` (an empty object when there is none) and `finish_reason` (empty when there is
+// none): what both answer translators start from.
+struct first_choice {
+  ojson body;
+  ojson message = ojson::object();
+  std::string finish_reason;
+};
+inline first_choice first_choice_of(std::string_view openai_body) {
+  first_choice out{parse_bounded(openai_body)};
+  if (!out.body.is_object()) out.body = ojson::object();
+  if (const ojson* choices = member(out.body, "choices");
+      choices && choices->is_array() && !choices->empty()) {
+    const ojson& choice = (*choices)[0];
+    out.finish_reason = string_member(choice, "finish_reason");
+    if (const ojson* m = member(choice, "message"); m && m->is_object()) out.message = *m;
+  }
+  return out;
+}
+
 // What a failed translation step returns; an empty `param` means success.
 struct failure {
   std::string message;

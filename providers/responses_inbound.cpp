@@ -723,16 +723,7 @@ std::string openai_response_to_responses(std::string_view openai_body,
                                          const responses_translation& t, std::string_view model,
                                          const std::optional<usage>& tokens,
                                          const answer_notes* notes) {
-  ojson in = parse_bounded(openai_body);
-  if (!in.is_object()) in = ojson::object();
-  ojson msg = ojson::object();
-  std::string finish;
-  if (const ojson* choices = member(in, "choices");
-      choices && choices->is_array() && !choices->empty()) {
-    const ojson& choice = (*choices)[0];
-    finish = string_member(choice, "finish_reason");
-    if (const ojson* m = member(choice, "message"); m && m->is_object()) msg = *m;
-  }
+  auto [in, msg, finish] = inbound::first_choice_of(openai_body);
 
   ojson output = ojson::array();
   if (std::string r = reasoning_text(msg); !r.empty()) {
