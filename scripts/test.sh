@@ -9,7 +9,9 @@ scripts/bootstrap.sh
 cmake --preset ci >/dev/null
 cmake --build --preset ci
 # Redis and PostgreSQL for the fleet tests, on loopback ports chosen now; stopped on exit.
-eval "$(scripts/services.sh start)"
+# (Assigned first: a failed start stops the run here instead of vanishing inside eval.)
+services_env=$(scripts/services.sh start)
+eval "$services_env"
 trap 'scripts/services.sh stop "$MERIDIAN_SERVICES_DIR"' EXIT
 ctest --preset ci --parallel 2 "$@"
 cmake --preset fuzz >/dev/null
