@@ -59,7 +59,7 @@ struct facts_error {
 std::variant<request_facts, facts_error> facts_from_openai_body(std::string_view body);
 // The same for a body already validated as JSON whose top-level members are `scan` (what
 // providers::parse_chat_request returns), so the gateway does not validate it twice.
-std::variant<request_facts, facts_error> facts_from_openai_body(
-    std::string_view body, const core::json_object_scan& scan);
+std::variant<request_facts, facts_error> facts_from_openai_body(std::string_view body,
+                                                                const core::json_object_scan& scan);
 
 }  // namespace meridian::policies

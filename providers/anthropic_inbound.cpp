@@ -21,21 +21,13 @@ using inbound::ojson;
 constexpr std::uint64_t k_image_tokens = 1600;
 
 using inbound::failure;
+using inbound::join;
 using inbound::member;
 using inbound::parse_bounded;
 using inbound::string_member;
 
 failure fail_at(std::string param, std::string message) {
   return {std::move(message), std::move(param)};
-}
-
-std::string join(const std::vector<std::string>& parts) {
-  std::string out;
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (i) out += '\n';
-    out += parts[i];
-  }
-  return out;
 }
 
 // An image block's source as the URL an OpenAI image_url part carries.
@@ -301,12 +293,9 @@ std::uint64_t text_bytes(const ojson& content) {
 // thinking (budget_tokens), service_tier, container, mcp_servers, context_management,
 // cache_control (on blocks too), anthropic-beta options, and any member not mapped below.
 std::variant<std::string, request_error> anthropic_request_to_openai(std::string_view body) {
-  if (core::json_nesting_exceeds(body, core::k_max_json_depth))
-    return request_error{
-        "request body nests deeper than " + std::to_string(core::k_max_json_depth) + " levels", ""};
-  ojson in = ojson::parse(body, nullptr, false);
-  if (in.is_discarded()) return request_error{"request body is not valid JSON", ""};
-  if (!in.is_object()) return request_error{"request body must be a JSON object", ""};
+  auto parsed = inbound::parse_request_object(body);
+  if (auto* e = std::get_if<request_error>(&parsed)) return *e;
+  const ojson& in = std::get<ojson>(parsed);
 
   const ojson* model = member(in, "model");
   if (!model || !model->is_string() || model->get_ref<const std::string&>().empty())

@@ -5,10 +5,13 @@
 
 #include <string>
 #include <string_view>
+#include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/json_scan.hpp"
+#include "providers/request.hpp"
 
 namespace meridian::providers::inbound {
 
@@ -32,6 +35,33 @@ inline const ojson* member(const ojson& obj, const char* key) {
 inline std::string string_member(const ojson& obj, const char* key) {
   const ojson* v = member(obj, key);
   return v && v->is_string() ? v->get<std::string>() : std::string();
+}
+
+// An inbound request body as a JSON object, or the request_error a client is told: nesting
+// deeper than core::k_max_json_depth, not JSON, or not an object.
+inline std::variant<ojson, request_error> parse_request_object(std::string_view body) {
+  if (core::json_nesting_exceeds(body, core::k_max_json_depth))
+    return request_error{
+        "request body nests deeper than " + std::to_string(core::k_max_json_depth) + " levels", ""};
+  ojson in = ojson::parse(body, nullptr, false);
+  if (in.is_discarded()) return request_error{"request body is not valid JSON", ""};
+  if (!in.is_object()) return request_error{"request body must be a JSON object", ""};
+  return in;
+}
+
+// Present and not null.
+inline bool given(const ojson* v) {
+  return v && !v->is_null();
+}
+
+// `parts` joined with newlines.
+inline std::string join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += '\n';
+    out += parts[i];
+  }
+  return out;
 }
 
 // A canonical chat.completion (an empty object when it is not one) with its first choice's

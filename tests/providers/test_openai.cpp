@@ -51,11 +51,13 @@ TEST_CASE("openai: a body the gateway and the provider could read two ways is a 
   CHECK(parse_err(R"({"model":"x",)" + msgs + R"(,"stream":true,"stream":false})").param ==
         "stream");
   // Inside the members the gateway reads or rewrites.
-  CHECK(parse_err(R"({"model":"x",)" + msgs +
-                  R"(,"stream":true,"stream_options":{"include_usage":true,"include_usage":false}})")
-            .param == "stream_options.include_usage");
-  CHECK(parse_err(R"({"model":"x",)" + msgs + R"(,"provider":{"only":["a"],"only":["b"]}})").param ==
-        "provider.only");
+  CHECK(
+      parse_err(R"({"model":"x",)" + msgs +
+                R"(,"stream":true,"stream_options":{"include_usage":true,"include_usage":false}})")
+          .param == "stream_options.include_usage");
+  CHECK(
+      parse_err(R"({"model":"x",)" + msgs + R"(,"provider":{"only":["a"],"only":["b"]}})").param ==
+      "provider.only");
   // An escaped name is the same member to a provider that decodes it.
   auto esc = parse_err(R"({"model":"x","mod\u0065l":"gpt-4o",)" + msgs + "}");
   CHECK(esc.param == "mod\\u0065l");
@@ -64,7 +66,8 @@ TEST_CASE("openai: a body the gateway and the provider could read two ways is a 
   // Duplicates deeper down (inside messages) are the message's business, not the gateway's.
   parse_ok(R"({"model":"x","messages":[{"role":"user","content":"a","content":"b"}]})");
   // Nothing may follow the JSON value, NUL bytes included (nlohmann stops reading at one).
-  const std::string nul_junk = R"({"model":"x",)" + msgs + std::string("}\0", 2) + R"(,"model":"y")";
+  const std::string nul_junk =
+      R"({"model":"x",)" + msgs + std::string("}\0", 2) + R"(,"model":"y")";
   CHECK(parse_err(nul_junk).message.find("nothing but whitespace") != std::string::npos);
   CHECK(parse_err(R"({"model":"x",)" + msgs + "} junk").message.find("not valid JSON") !=
         std::string::npos);
