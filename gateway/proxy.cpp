@@ -10,8 +10,9 @@ awaitable<void> server::chat(exchange& ex) {
   co_await serve_canonical(ex, ex.req.body());
 }
 
-// Anthropic Messages: translated to the canonical call, served by any backend, answered in
-// Anthropic's shape.
+// Anthropic Messages: the router plans on its canonical translation; an Anthropic backend gets
+// the client's own bytes (the pass-through lane: cache_control, thinking and betas intact), any
+// other backend the translation, answered in Anthropic's shape either way.
 awaitable<void> server::messages(exchange& ex) {
   auto translated = providers::anthropic_request_to_openai(ex.req.body());
   if (auto* e = std::get_if<providers::request_error>(&translated)) {
@@ -19,7 +20,30 @@ awaitable<void> server::messages(exchange& ex) {
     co_await send_error(ex, failure);
     co_return;
   }
-  co_await serve_canonical(ex, std::get<std::string>(translated));
+  // The pass-through lane reads the body as the backend will: member names one way.
+  auto native = providers::parse_model_request(ex.req.body());
+  if (auto* e = std::get_if<providers::request_error>(&native)) {
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  auto& t = std::get<providers::anthropic_translation>(translated);
+  if (t.signed_body) {  // unsigned thinking blocks left out: the rewritten body is scanned anew
+    ex.native_body = std::move(*t.signed_body);
+    ex.pass_through_dropped = std::move(t.pass_through_dropped);
+    native = providers::parse_model_request(ex.native_body);
+  }
+  ex.native.emplace();
+  ex.native->body = ex.req.body();
+  if (!ex.native_body.empty()) ex.native->body = ex.native_body;
+  ex.native->parsed = std::move(std::get<providers::chat_request>(native));
+  for (std::string_view name : providers::dialect_headers(ex.shape)) {
+    auto v = ex.req[beast::string_view(name.data(), name.size())];
+    if (!v.empty()) ex.native->headers.emplace_back(std::string(name), std::string(v));
+  }
+  ex.dropped = std::move(t.dropped);
+  ex.untranslatable = std::move(t.untranslatable);
+  co_await serve_canonical(ex, t.chat_body);
 }
 
 // OpenAI Responses (Codex CLI, the AI SDK's default provider): translated to the canonical call,
@@ -33,6 +57,7 @@ awaitable<void> server::responses(exchange& ex) {
     co_return;
   }
   ex.responses = std::get<providers::responses_translation>(std::move(translated));
+  ex.dropped = ex.responses->dropped;
   co_await serve_canonical(ex, ex.responses->chat_body);
 }
 
@@ -248,7 +273,17 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       emit_attempt(ex, why, 502);
     };
     const auto& d = providers::dialect_for(p.dialect);
-    auto encoded = d.encode_chat(body, req, m.id);
+    const bool pass_through =
+        ex.native && providers::lane_for(ex.shape, p.dialect) == providers::lane::pass_through;
+    ex.translated = !pass_through;
+    // No ?: here: GCC 12 frees a conditional's class temporaries twice in a coroutine.
+    std::variant<providers::upstream_request, providers::request_error> encoded;
+    if (pass_through)
+      encoded = providers::encode_pass_through(*ex.native, ex.shape, m.id);
+    else if (ex.untranslatable)  // a part only a pass-through carries
+      encoded = *ex.untranslatable;
+    else
+      encoded = d.encode_chat(body, req, m.id);
     if (auto* e = std::get_if<providers::request_error>(&encoded)) {
       last_failure = "unsupported";
       if (fallback.moves_on(i, policies::failure::not_sent)) continue;
@@ -256,6 +291,16 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                               "unsupported_by_provider"};
       co_await send_error(ex, failure);
       co_return;
+    }
+    if (const auto& dropped = ex.translated ? ex.dropped : ex.pass_through_dropped;
+        !dropped.empty()) {
+      std::string fields = "\"request_id\":";
+      core::append_json_string(fields, ex.log.request_id);
+      fields += ",\"provider\":";
+      core::append_json_string(fields, p.name);
+      fields += ",\"dropped\":";
+      core::append_json_string(fields, providers::dropped_header(dropped));
+      log(log_level::debug, "the lane dropped what the backend cannot take", fields);
     }
     const auto attempt_start = steady::now();
     std::optional<double> first_byte_ms;
@@ -369,7 +414,11 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     std::string out;
     switch (ex.shape) {
       case core::api_shape::anthropic:
-        out = providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens, &notes);
+        // Pass-through: the upstream's own Message, annotated; otherwise translated back.
+        if (pass_through)
+          out = providers::annotate_chat_body(answer, p.name, cost, estimated);
+        else
+          out = providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens, &notes);
         break;
       case core::api_shape::responses:
         out = providers::openai_response_to_responses(ok.body, *ex.responses, req.model, ex.tokens,

@@ -31,7 +31,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
 
   ex.streamed = true;
   providers::stream_pipeline pipe(d, *ex.model, ex.shape, ex.log.model, ex.output_ceiling,
-                                  ex.responses ? &*ex.responses : nullptr);
+                                  ex.responses ? &*ex.responses : nullptr, ex.provider->name);
   bool client_gone = false;
   bool past_total = false;  // the gateway's own stop: timeouts.total passed
   error_code upstream_ec;
@@ -124,10 +124,12 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
     const providers::answer_notes notes{ex.provider->name,
                                         providers::cost_usd(ex.tokens, *ex.model), ex.estimated};
     const std::string& wire = pipe.finish(ex.tokens, notes);
-    ex.client.expires_after(t.idle_chunk);
-    auto [wec, wn] =
-        co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
-    if (wec) ex.keep_alive = false;
+    if (!wire.empty()) {  // an empty chunk would be the last-chunk marker
+      ex.client.expires_after(t.idle_chunk);
+      auto [wec, wn] =
+          co_await net::async_write(ex.client, http::make_chunk(net::buffer(wire)), as_tuple);
+      if (wec) ex.keep_alive = false;
+    }
     // The decoder may have finished before the HTTP body did (e.g. "[DONE]" then the last
     // chunk): the connection is reused only when the response was read to its end.
     if (!parser.is_done()) {

@@ -37,6 +37,7 @@
 #include "providers/anthropic_inbound.hpp"
 #include "providers/dialect.hpp"
 #include "providers/openai.hpp"
+#include "providers/lanes.hpp"
 #include "providers/responses_inbound.hpp"
 #include "providers/sse.hpp"
 #include "providers/stream_pipeline.hpp"
@@ -186,6 +187,15 @@ struct exchange {
   core::api_shape shape = core::api_shape::openai;  // the route's: how answers and errors look
   // A /v1/responses call: what answering it in the Responses shape needs.
   std::optional<providers::responses_translation> responses;
+  // The client's own call, for pass-through lanes (providers/lanes.hpp); unset for OpenAI chat,
+  // whose canonical body is its own.
+  std::optional<providers::native_call> native;
+  std::string native_body;  // the client's body as rewritten for the pass-through, if it was
+  std::vector<std::string> pass_through_dropped;  // what that rewrite left out
+  // What the translation lanes leave out, and the first thing they could only refuse.
+  std::vector<std::string> dropped;
+  std::optional<providers::request_error> untranslatable;
+  bool translated = false;  // the attempt being answered took a translation lane
   bool on_admin_listener = false;    // arrived on server.admin_listen
   bool admin_caller = false;         // presented the admin token where a key could go
   std::size_t emitted = 0;           // attempts already handed to accounting

@@ -21,6 +21,7 @@ using inbound::ojson;
 constexpr std::uint64_t k_image_tokens = 1600;
 
 using inbound::failure;
+using inbound::given;
 using inbound::join;
 using inbound::member;
 using inbound::parse_bounded;
@@ -29,6 +30,27 @@ using inbound::string_member;
 failure fail_at(std::string param, std::string message) {
   return {std::move(message), std::move(param)};
 }
+
+// What a translation lane cannot carry, gathered while translating: members and blocks it leaves
+// out (listed to the client, never silently), and the first one it could only refuse. A
+// pass-through lane carries the client's bytes and needs neither.
+struct lane_notes {
+  std::vector<std::string> dropped;
+  std::optional<request_error> untranslatable;
+
+  void drop(std::string what) {
+    if (std::find(dropped.begin(), dropped.end(), what) == dropped.end())
+      dropped.push_back(std::move(what));
+  }
+  void cannot(std::string param, std::string message) {
+    if (!untranslatable) untranslatable = request_error{std::move(message), std::move(param)};
+  }
+  // Cache breakpoints mark prefixes for Anthropic's cache; OpenAI-family backends cache
+  // prefixes on their own, so only the marks are lost.
+  void block(const ojson& b) {
+    if (member(b, "cache_control")) drop("cache_control");
+  }
+};
 
 // An image block's source as the URL an OpenAI image_url part carries.
 failure image_url(const ojson& block, const std::string& where, std::string& url) {
@@ -94,7 +116,8 @@ failure tool_result_text(const ojson& block, const std::string& where, std::stri
 
 // A user message: tool_result blocks become `role: tool` messages first (OpenAI requires them
 // right after the assistant's tool_calls), then one user message with whatever remains.
-failure user_message(const ojson& content, const std::string& where, ojson& out) {
+failure user_message(const ojson& content, const std::string& where, ojson& out,
+                     lane_notes& notes) {
   if (content.is_string()) {
     out.push_back({{"role", "user"}, {"content", content}});
     return {};
@@ -104,6 +127,7 @@ failure user_message(const ojson& content, const std::string& where, ojson& out)
     const ojson& b = content[i];
     std::string at = where + ".content." + std::to_string(i);
     std::string type = string_member(b, "type");
+    notes.block(b);
     if (type == "text") {
       parts.push_back({{"type", "text"}, {"text", string_member(b, "text")}});
     } else if (type == "image") {
@@ -124,14 +148,18 @@ failure user_message(const ojson& content, const std::string& where, ojson& out)
     } else if (type == "thinking" || type == "redacted_thinking") {
       // Only meaningful in assistant turns; a client echoing one here loses nothing.
     } else {
-      return fail_at("messages", at + ": unsupported content block type '" + type + "'");
+      // A PDF document, a search result, a container upload: Anthropic reads them, a
+      // translation has nothing to turn them into.
+      notes.cannot("messages", at + ": content block type '" + type +
+                                   "' has no translation for this backend's dialect");
     }
   }
   if (!parts.empty()) out.push_back({{"role", "user"}, {"content", content_of(parts)}});
   return {};
 }
 
-failure assistant_message(const ojson& content, const std::string& where, ojson& out) {
+failure assistant_message(const ojson& content, const std::string& where, ojson& out,
+                          lane_notes& notes) {
   ojson msg{{"role", "assistant"}};
   if (content.is_string()) {
     msg["content"] = content;
@@ -145,6 +173,7 @@ failure assistant_message(const ojson& content, const std::string& where, ojson&
     const ojson& b = content[i];
     std::string at = where + ".content." + std::to_string(i);
     std::string type = string_member(b, "type");
+    notes.block(b);
     if (type == "text") {
       texts.push_back(string_member(b, "text"));
     } else if (type == "thinking") {
@@ -152,6 +181,11 @@ failure assistant_message(const ojson& content, const std::string& where, ojson&
       reasoning += string_member(b, "thinking");
     } else if (type == "redacted_thinking") {
       // Encrypted for Anthropic's models only; no other backend can read it.
+      notes.drop("redacted_thinking");
+    } else if (type == "server_tool_use" || type.ends_with("_tool_result")) {
+      // A server tool's call and result (web search, code execution) ran inside Anthropic's
+      // platform; another backend has no such tool to have called.
+      notes.drop(type);
     } else if (type == "tool_use") {
       std::string id = string_member(b, "id");
       std::string name = string_member(b, "name");
@@ -163,8 +197,9 @@ failure assistant_message(const ojson& content, const std::string& where, ojson&
                        {"type", "function"},
                        {"function", {{"name", name}, {"arguments", std::move(args)}}}});
     } else {
-      return fail_at("messages", at + ": unsupported content block type '" + type +
-                                     "' in an assistant message");
+      notes.cannot("messages", at + ": content block type '" + type +
+                                   "' in an assistant message has no translation for this "
+                                   "backend's dialect");
     }
   }
   // OpenAI wants null content beside tool_calls when there is no text.
@@ -175,7 +210,10 @@ failure assistant_message(const ojson& content, const std::string& where, ojson&
   return {};
 }
 
-failure system_message(const ojson& system, ojson& out) {
+// The top-level `system` (param "system") or a system message inside `messages` (Claude Code's
+// mid-conversation system beta; param "messages"), as one OpenAI system message.
+failure system_message(const ojson& system, const std::string& where, const char* param,
+                       ojson& out, lane_notes& notes) {
   std::string text;
   if (system.is_string()) {
     text = system.get<std::string>();
@@ -183,18 +221,19 @@ failure system_message(const ojson& system, ojson& out) {
     std::vector<std::string> texts;
     for (const auto& b : system) {
       if (string_member(b, "type") != "text")
-        return fail_at("system", "system blocks must be text blocks");
+        return fail_at(param, where + ": system blocks must be text blocks");
+      notes.block(b);
       texts.push_back(string_member(b, "text"));
     }
     text = join(texts);
   } else if (!system.is_null()) {
-    return fail_at("system", "system must be a string or an array of text blocks");
+    return fail_at(param, where + ": must be a string or an array of text blocks");
   }
   if (!text.empty()) out.push_back({{"role", "system"}, {"content", std::move(text)}});
   return {};
 }
 
-failure tools(const ojson& in, ojson& out) {
+failure tools(const ojson& in, ojson& out, lane_notes& notes) {
   if (!in.is_array()) return fail_at("tools", "tools must be an array");
   ojson list = ojson::array();
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -202,7 +241,11 @@ failure tools(const ojson& in, ojson& out) {
     std::string type = string_member(t, "type");
     // Server tools (web_search_*, bash_*, text_editor_*, computer_*, code_execution_*) run
     // inside Anthropic's platform; no other backend can execute them, so they are left out.
-    if (!type.empty() && type != "custom") continue;
+    if (!type.empty() && type != "custom") {
+      notes.drop("tools." + type);
+      continue;
+    }
+    notes.block(t);
     std::string name = string_member(t, "name");
     if (name.empty()) return fail_at("tools", "tools." + std::to_string(i) + ".name: required");
     ojson fn{{"name", name}};
@@ -289,10 +332,50 @@ std::uint64_t text_bytes(const ojson& content) {
 
 }  // namespace
 
-// Top-level Anthropic fields with no OpenAI equivalent, dropped on purpose: top_k,
-// thinking (budget_tokens), service_tier, container, mcp_servers, context_management,
-// cache_control (on blocks too), anthropic-beta options, and any member not mapped below.
-std::variant<std::string, request_error> anthropic_request_to_openai(std::string_view body) {
+// Top-level Anthropic members a translation lane leaves out, each listed when present: none of
+// them has an OpenAI chat counterpart every backend accepts. `thinking` asks for a budget of
+// reasoning; reasoning models of the OpenAI family reason on their own and their reasoning comes
+// back as thinking blocks.
+constexpr std::string_view k_dropped_members[] = {
+    "thinking",    "top_k",   "context_management", "output_config", "service_tier",
+    "container",   "mcp_servers", "inference_geo"};
+
+namespace {
+
+// A thinking block Anthropic issued carries its signature; one another backend's reasoning became
+// (openai_response_to_anthropic writes an empty signature) does not.
+bool unsigned_thinking(const ojson& block) {
+  return string_member(block, "type") == "thinking" && string_member(block, "signature").empty();
+}
+
+// The request without its unsigned thinking blocks, or nullopt when it has none.
+std::optional<std::string> without_unsigned_thinking(const ojson& in) {
+  const ojson* messages = member(in, "messages");
+  bool found = false;
+  for (const auto& m : *messages)
+    if (const ojson* c = member(m, "content"); c && c->is_array())
+      found |= std::any_of(c->begin(), c->end(), unsigned_thinking);
+  if (!found) return std::nullopt;
+  ojson out = in;
+  for (auto& m : out["messages"]) {
+    if (!m.is_object() || !m.contains("content") || !m["content"].is_array()) continue;
+    ojson kept = ojson::array();
+    for (auto& b : m["content"])
+      if (!unsigned_thinking(b)) kept.push_back(std::move(b));
+    m["content"] = std::move(kept);
+  }
+  return out.dump();
+}
+
+}  // namespace
+
+// The members this translation carries over.
+constexpr std::string_view k_mapped_members[] = {
+    "model",       "max_tokens", "messages", "system", "stop_sequences", "temperature",
+    "top_p",       "stream",     "tools",    "tool_choice", "metadata"};
+
+std::variant<anthropic_translation, request_error> anthropic_request_to_openai(
+    std::string_view body) {
   auto parsed = inbound::parse_request_object(body);
   if (auto* e = std::get_if<request_error>(&parsed)) return *e;
   const ojson& in = std::get<ojson>(parsed);
@@ -309,10 +392,12 @@ std::variant<std::string, request_error> anthropic_request_to_openai(std::string
   if (!messages || !messages->is_array() || messages->empty())
     return request_error{"messages: required non-empty array", "messages"};
 
+  lane_notes notes;
   ojson out{{"model", *model}};
   ojson msgs = ojson::array();
   if (const ojson* system = member(in, "system")) {
-    if (auto f = system_message(*system, msgs)) return request_error{f.message, f.param};
+    if (auto f = system_message(*system, "system", "system", msgs, notes))
+      return request_error{f.message, f.param};
   }
   for (std::size_t i = 0; i < messages->size(); ++i) {
     const ojson& m = (*messages)[i];
@@ -323,11 +408,13 @@ std::variant<std::string, request_error> anthropic_request_to_openai(std::string
       return request_error{where + ".content: must be a string or an array of blocks", "messages"};
     failure f;
     if (role == "user") {
-      f = user_message(*content, where, msgs);
+      f = user_message(*content, where, msgs, notes);
     } else if (role == "assistant") {
-      f = assistant_message(*content, where, msgs);
+      f = assistant_message(*content, where, msgs, notes);
+    } else if (role == "system") {
+      f = system_message(*content, where + ".content", "messages", msgs, notes);
     } else {
-      f = fail_at("messages", where + ".role: must be 'user' or 'assistant'");
+      f = fail_at("messages", where + ".role: must be 'user', 'assistant' or 'system'");
     }
     if (f) return request_error{f.message, f.param};
   }
@@ -351,7 +438,7 @@ std::variant<std::string, request_error> anthropic_request_to_openai(std::string
     if (stream->get<bool>()) out["stream"] = true;
   }
   if (const ojson* t = member(in, "tools"); t && !t->is_null()) {
-    if (auto f = tools(*t, out)) return request_error{f.message, f.param};
+    if (auto f = tools(*t, out, notes)) return request_error{f.message, f.param};
   }
   if (const ojson* tc = member(in, "tool_choice"); tc && !tc->is_null()) {
     if (auto f = tool_choice(*tc, out)) return request_error{f.message, f.param};
@@ -360,7 +447,25 @@ std::variant<std::string, request_error> anthropic_request_to_openai(std::string
     std::string user = string_member(*meta, "user_id");
     if (!user.empty()) out["user"] = user;
   }
-  return out.dump();
+  for (std::string_view key : k_dropped_members) {
+    const ojson* v = member(in, std::string(key).c_str());
+    // thinking: {type: disabled} asks for what a translation gives anyway.
+    if (given(v) && !(key == "thinking" && string_member(*v, "type") == "disabled"))
+      notes.drop(std::string(key));
+  }
+  // A member this translation does not know may change what the model does: listed too.
+  for (const auto& [key, value] : in.items()) {
+    if (std::find(std::begin(k_mapped_members), std::end(k_mapped_members), key) ==
+            std::end(k_mapped_members) &&
+        std::find(std::begin(k_dropped_members), std::end(k_dropped_members), key) ==
+            std::end(k_dropped_members))
+      notes.drop(key);
+  }
+  anthropic_translation result{out.dump(), std::move(notes.dropped),
+                               std::move(notes.untranslatable)};
+  result.signed_body = without_unsigned_thinking(in);
+  if (result.signed_body) result.pass_through_dropped.push_back("thinking.unsigned");
+  return result;
 }
 
 std::string openai_response_to_anthropic(std::string_view openai_body, std::string_view model) {

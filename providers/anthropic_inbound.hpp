@@ -17,9 +17,30 @@
 
 namespace meridian::providers {
 
-// Validates an Anthropic Messages request and returns the equivalent OpenAI chat-completions
-// body. `model` is kept as the client wrote it; the gateway resolves it like any other request.
-std::variant<std::string, request_error> anthropic_request_to_openai(std::string_view body);
+// An Anthropic Messages request as the canonical call, for the translation lanes (OpenAI-family
+// and Gemini backends), with what those lanes cannot carry. The pass-through lane to Anthropic
+// backends sends the client's own bytes instead (providers/lanes.hpp) and needs neither list.
+struct anthropic_translation {
+  std::string chat_body;  // the OpenAI chat-completions body; `model` as the client wrote it
+  // Members and block types a translation leaves out, by name ("thinking", "cache_control",
+  // "top_k", "tools.web_search_20250305", ...): listed in x-meridian-dropped and the debug log.
+  std::vector<std::string> dropped;
+  // The first part a translation can only refuse (a PDF document block, say): a translation
+  // lane answers 400 with it (or falls back to a pass-through candidate); nullopt when none.
+  std::optional<request_error> untranslatable;
+  // For the pass-through lane, when the conversation holds thinking blocks Anthropic did not
+  // sign (turns another backend answered, before a fallback or a route change): the client's
+  // body without them, since Anthropic rejects them. nullopt when every thinking block is signed.
+  std::optional<std::string> signed_body;
+  std::vector<std::string> pass_through_dropped;  // "thinking.unsigned" when signed_body is set
+};
+
+// Validates an Anthropic Messages request (what Anthropic itself would refuse is a
+// request_error on every lane) and translates it to the canonical call. System messages may
+// stand anywhere in `messages` (Claude Code's mid-conversation system messages); each becomes a
+// system message in place.
+std::variant<anthropic_translation, request_error> anthropic_request_to_openai(
+    std::string_view body);
 
 // A canonical chat.completion as an Anthropic Message. `model` is the name the client asked for.
 // Usage comes from the body's own `usage` object.

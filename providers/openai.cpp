@@ -45,10 +45,6 @@ std::optional<usage> usage_member(std::string_view body) {
 
 }  // namespace
 
-namespace {
-
-// The checks every model-addressed body shares: valid JSON, an object whose member names
-// read one way, a string `model`.
 std::variant<chat_request, request_error> parse_model_request(std::string_view body) {
   if (!json_valid(body))
     return request_error{body.find('\0') != std::string_view::npos
@@ -69,8 +65,6 @@ std::variant<chat_request, request_error> parse_model_request(std::string_view b
   req.scan = std::move(*scan);
   return req;
 }
-
-}  // namespace
 
 std::variant<chat_request, request_error> parse_embeddings_request(std::string_view body) {
   auto parsed = parse_model_request(body);

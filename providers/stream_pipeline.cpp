@@ -1,6 +1,7 @@
 // The stream pipeline: see stream_pipeline.hpp.
 #include "providers/stream_pipeline.hpp"
 
+#include "providers/lanes.hpp"
 #include "providers/openai.hpp"
 
 namespace meridian::providers {
@@ -8,8 +9,13 @@ namespace meridian::providers {
 stream_pipeline::stream_pipeline(const dialect& d, const model_info& model, core::api_shape client,
                                  std::string client_model,
                                  std::optional<std::uint64_t> output_ceiling,
-                                 const responses_translation* responses)
-    : decoder_(d.stream(model.id)), model_(model), ceiling_(output_ceiling) {
+                                 const responses_translation* responses, std::string provider)
+    : decoder_(d.stream(model.id)),
+      model_(model),
+      ceiling_(output_ceiling),
+      pass_through_(client != core::api_shape::openai &&
+                    lane_for(client, d.kind()) == lane::pass_through),
+      provider_(std::move(provider)) {
   if (client == core::api_shape::anthropic) anthropic_.emplace(std::move(client_model));
   if (client == core::api_shape::responses && responses)
     responses_.emplace(*responses, std::move(client_model));
@@ -23,6 +29,7 @@ bool stream_pipeline::feed(std::string_view bytes) {
 
 std::optional<std::string_view> stream_pipeline::next() {
   if (stopped_ != stop::none) return std::nullopt;
+  if (pass_through_) return next_native();
   while (next_chunk_ == decoded_.size()) {
     if (decoder_failed_) {
       stopped_ = stop::upstream_error;
@@ -44,6 +51,28 @@ std::optional<std::string_view> stream_pipeline::next() {
   return std::string_view(frame(chunk_));
 }
 
+// One upstream event at a time: decoded for its usage and text, relayed as the upstream wrote it.
+// An event the decoder reads as an error is not relayed: the gateway's own error event (fail(),
+// with the upstream's words redacted) ends the stream instead.
+std::optional<std::string_view> stream_pipeline::next_native() {
+  if (!sse_.next(event_)) return std::nullopt;
+  decoded_.clear();
+  if (!decoder_->on_event(event_, decoded_)) {
+    stopped_ = stop::upstream_error;
+    return std::nullopt;
+  }
+  for (const auto& chunk : decoded_)
+    for_each_generated_text(chunk,
+                            [&](std::string_view raw) { stats::tally_json_string(raw, relayed_); });
+  relayed_chunks_ += decoded_.size();
+  if (ceiling_ && stats::estimate_tokens(relayed_) > *ceiling_) stopped_ = stop::output_limit;
+  if (event_.event == "message_delta") {
+    if (auto tokens = decoder_->tokens())
+      event_.data = annotate_chat_body(event_.data, provider_, cost_usd(*tokens, model_));
+  }
+  return std::string_view(wire_ = to_wire(event_));
+}
+
 const std::string& stream_pipeline::frame(std::string_view chunk) {
   events_.clear();
   if (anthropic_)
@@ -57,6 +86,7 @@ const std::string& stream_pipeline::frame(std::string_view chunk) {
 
 const std::string& stream_pipeline::finish(const usage& tokens, const answer_notes& notes) {
   events_.clear();
+  if (pass_through_) return wire_.assign("");
   if (anthropic_)
     anthropic_->finish(tokens, events_, &notes);
   else if (responses_)

@@ -1,6 +1,10 @@
 // One streamed answer from the upstream's bytes to the client's: SSE parse -> the dialect's
 // decoder -> usage and cost annotation -> the relayed-text tally and the output ceiling ->
 // framing for the client's API (OpenAI chunks as they are, Anthropic events, or Responses events).
+// On a pass-through lane (providers/lanes.hpp: an Anthropic client on an Anthropic backend) the
+// decoder still reads every event — usage, the text tally and the ceiling work as on any lane —
+// but the client gets the upstream's own events, the final message_delta annotated with the
+// gateway's `provider` and `usage.cost`.
 // Sans-I/O: the gateway's relay coroutine only reads bytes in and writes what this hands out, so
 // every rule of a stream is unit-tested without a socket
 // (tests/providers/test_stream_pipeline.cpp).
@@ -36,9 +40,10 @@ class stream_pipeline {
   // shown); `output_ceiling` is in estimated output tokens, none for no ceiling; `responses`
   // is the request's translation when the client speaks the Responses API (it must outlive
   // the pipeline).
+  // `provider` names the backend in a pass-through lane's annotations.
   stream_pipeline(const dialect& d, const model_info& model, core::api_shape client,
                   std::string client_model, std::optional<std::uint64_t> output_ceiling,
-                  const responses_translation* responses = nullptr);
+                  const responses_translation* responses = nullptr, std::string provider = {});
 
   // Upstream body bytes, in order. False once an event exceeds the SSE bound.
   bool feed(std::string_view bytes);
@@ -60,8 +65,12 @@ class stream_pipeline {
   std::uint64_t relayed_chunks() const { return relayed_chunks_; }
   std::optional<std::uint64_t> output_ceiling() const { return ceiling_; }
 
+  // Whether the client gets the upstream's own events (a pass-through lane).
+  bool passes_through() const { return pass_through_; }
+
   // The end of a complete stream: "data: [DONE]" or Anthropic's message_delta and
-  // message_stop carrying `tokens` and the gateway's notes.
+  // message_stop carrying `tokens` and the gateway's notes; empty on a pass-through lane, where
+  // the upstream's own end was relayed.
   const std::string& finish(const usage& tokens, const answer_notes& notes);
   // An in-band error event that ends the stream: OpenAI's error object in a data line, or
   // Anthropic's error event.
@@ -69,6 +78,7 @@ class stream_pipeline {
 
  private:
   const std::string& frame(std::string_view chunk);
+  std::optional<std::string_view> next_native();
   const std::string& flatten();
 
   std::unique_ptr<stream_decoder> decoder_;
@@ -86,6 +96,8 @@ class stream_pipeline {
   std::uint64_t relayed_chunks_ = 0;
   stop stopped_ = stop::none;
   bool decoder_failed_ = false;  // this event's chunks go out, then the pipeline stops
+  bool pass_through_ = false;
+  std::string provider_;
 };
 
 }  // namespace meridian::providers

@@ -59,8 +59,9 @@ void decode_whole(dialect_kind kind, std::string_view bytes) {
 void inbound_request(std::string_view bytes) {
   (void)pv::estimate_tokens(bytes);
   auto r = pv::anthropic_request_to_openai(bytes);
-  if (const auto* body = std::get_if<std::string>(&r)) {
-    if (!std::holds_alternative<pv::chat_request>(pv::parse_chat_request(*body))) std::abort();
+  if (const auto* t = std::get_if<pv::anthropic_translation>(&r)) {
+    if (!std::holds_alternative<pv::chat_request>(pv::parse_chat_request(t->chat_body)))
+      std::abort();
   }
 }
 

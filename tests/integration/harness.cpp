@@ -360,12 +360,21 @@ void raw_upstream::serve(int fd) {
     }
     std::string body = in.substr(head_end + 4, length);
     in.erase(0, head_end + 4 + length);
+    {
+      std::lock_guard lock(mu_);
+      last_head_ = head;
+    }
     ++requests_;
     if (!script_(body, write)) {
       ::shutdown(fd, SHUT_RDWR);
       return;
     }
   }
+}
+
+std::string raw_upstream::last_head() {
+  std::lock_guard lock(mu_);
+  return last_head_;
 }
 
 std::string chat_completion_json(const std::string& content) {

@@ -140,6 +140,8 @@ class raw_upstream {
   std::uint16_t port = 0;
   int requests() const { return requests_; }
   int connections() const { return connections_; }
+  // The last request's head (request line and headers), names and values lower-cased.
+  std::string last_head();
 
  private:
   void serve(int fd);
@@ -148,6 +150,7 @@ class raw_upstream {
   std::atomic<bool> stop_{false};
   std::atomic<int> requests_{0}, connections_{0};
   std::mutex mu_;
+  std::string last_head_;
   std::vector<int> fds_;
   std::vector<std::thread> threads_;
   std::thread acceptor_;

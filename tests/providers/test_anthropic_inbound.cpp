@@ -29,8 +29,8 @@ std::string fixture(const std::string& name) {
 json translate_ok(std::string_view body) {
   auto r = anthropic_request_to_openai(body);
   if (auto* e = std::get_if<request_error>(&r)) FAIL_CHECK(e->message);
-  REQUIRE(std::holds_alternative<std::string>(r));
-  return json::parse(std::get<std::string>(r));
+  REQUIRE(std::holds_alternative<anthropic_translation>(r));
+  return json::parse(std::get<anthropic_translation>(r).chat_body);
 }
 
 request_error translate_err(std::string_view body) {
@@ -146,12 +146,9 @@ TEST_CASE("anthropic inbound: validation errors name the parameter") {
   CHECK(translate_err(R"({"model":"m","max_tokens":5,"messages":[]})").param == "messages");
   CHECK(translate_err(R"({"model":"m","max_tokens":5,"messages":{}})").param == "messages");
   auto role =
-      translate_err(request(R"([{"role":"user","content":"a"},{"role":"system","content":"b"}])"));
+      translate_err(request(R"([{"role":"user","content":"a"},{"role":"tool","content":"b"}])"));
   CHECK(role.param == "messages");
   CHECK(role.message.find("messages.1.role") != std::string::npos);
-  auto block = translate_err(request(R"([{"role":"user","content":[{"type":"audio"}]}])"));
-  CHECK(block.param == "messages");
-  CHECK(block.message.find("'audio'") != std::string::npos);
   CHECK(translate_err(request(R"([{"role":"user","content":[{"type":"tool_result"}]}])")).param ==
         "messages");
   const std::string hi = R"([{"role":"user","content":"hi"}])";
@@ -161,6 +158,63 @@ TEST_CASE("anthropic inbound: validation errors name the parameter") {
   CHECK(translate_err(request(hi, R"(,"stream":"yes")")).param == "stream");
   CHECK(translate_err(request(hi, R"(,"tools":[{"description":"no name"}])")).param == "tools");
   CHECK(translate_err(request(hi, R"(,"tool_choice":{"type":"some"})")).param == "tool_choice");
+}
+
+TEST_CASE("anthropic inbound: a system message inside messages stays in its place") {
+  // Claude Code with the mid-conversation-system beta sends these.
+  json got = translate_ok(request(
+      R"([{"role":"user","content":"a"},{"role":"system","content":[{"type":"text","text":"s1"},)"
+      R"({"type":"text","text":"s2"}]},{"role":"assistant","content":"b"},)"
+      R"({"role":"system","content":"s3"},{"role":"user","content":"c"}])"));
+  const json& m = got["messages"];
+  REQUIRE(m.size() == 5);
+  CHECK(m[1] == json{{"role", "system"}, {"content", "s1\ns2"}});
+  CHECK(m[3] == json{{"role", "system"}, {"content", "s3"}});
+  CHECK(m[4]["role"] == "user");
+  auto bad = translate_err(
+      request(R"([{"role":"user","content":"a"},{"role":"system","content":[{"type":"image"}]}])"));
+  CHECK(bad.param == "messages");
+  CHECK(bad.message.find("messages.1.content") != std::string::npos);
+}
+
+TEST_CASE("anthropic inbound: what a translation leaves out is listed, never silently") {
+  auto r = anthropic_request_to_openai(
+      R"({"model":"m","max_tokens":64,"top_k":5,"thinking":{"type":"enabled","budget_tokens":1024},)"
+      R"("context_management":{"edits":[]},"output_config":{"effort":"high"},)"
+      R"("system":[{"type":"text","text":"sys","cache_control":{"type":"ephemeral"}}],)"
+      R"("tools":[{"type":"web_search_20250305","name":"web_search"},{"name":"Bash",)"
+      R"("input_schema":{"type":"object"}}],)"
+      R"("messages":[{"role":"user","content":[{"type":"text","text":"hi",)"
+      R"("cache_control":{"type":"ephemeral"}}]}]})");
+  REQUIRE(std::holds_alternative<anthropic_translation>(r));
+  const auto& t = std::get<anthropic_translation>(r);
+  CHECK(t.dropped == std::vector<std::string>{"cache_control", "tools.web_search_20250305",
+                                              "thinking", "top_k", "context_management",
+                                              "output_config"});
+  CHECK_FALSE(t.untranslatable);
+  json body = json::parse(t.chat_body);
+  CHECK(body["tools"].size() == 1);
+  CHECK_FALSE(body.contains("top_k"));
+  // Asking for no thinking loses nothing.
+  auto off = anthropic_request_to_openai(request(R"([{"role":"user","content":"hi"}])",
+                                                 R"(,"thinking":{"type":"disabled"})"));
+  CHECK(std::get<anthropic_translation>(off).dropped.empty());
+}
+
+TEST_CASE("anthropic inbound: a block only Anthropic reads is refused by translation lanes only") {
+  // The call is valid Anthropic: the pass-through lane sends it; a translation lane refuses it.
+  for (const char* block : {R"({"type":"audio"})",
+                            R"({"type":"document","source":{"type":"base64",)"
+                            R"("media_type":"application/pdf","data":"JVBE"}})"}) {
+    CAPTURE(block);
+    auto r = anthropic_request_to_openai(
+        request(std::string(R"([{"role":"user","content":[)") + block + "]}]"));
+    REQUIRE(std::holds_alternative<anthropic_translation>(r));
+    const auto& t = std::get<anthropic_translation>(r);
+    REQUIRE(t.untranslatable);
+    CHECK(t.untranslatable->param == "messages");
+    CHECK(t.untranslatable->message.find("messages.0.content.0") != std::string::npos);
+  }
 }
 
 TEST_CASE(
@@ -445,4 +499,31 @@ TEST_CASE(
   CHECK(delta["usage"]["cost"].get<double>() == doctest::Approx(0.5));
   CHECK(delta["usage"]["output_tokens"] == 3);
   CHECK_FALSE(delta["usage"].contains("estimated"));
+}
+
+TEST_CASE("anthropic inbound: thinking Anthropic did not sign is left out of the pass-through") {
+  // An earlier turn answered by another backend: its reasoning came back as a thinking block
+  // with an empty signature, which Anthropic would reject.
+  const std::string signed_only = request(
+      R"([{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"thinking",)"
+      R"("thinking":"t","signature":"EqQB"},{"type":"text","text":"b"}]},)"
+      R"({"role":"user","content":"c"}])");
+  auto kept = std::get<anthropic_translation>(anthropic_request_to_openai(signed_only));
+  CHECK_FALSE(kept.signed_body);
+  CHECK(kept.pass_through_dropped.empty());
+
+  auto mixed = std::get<anthropic_translation>(anthropic_request_to_openai(request(
+      R"([{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"thinking",)"
+      R"("thinking":"from deepseek","signature":""},{"type":"text","text":"b"}]},)"
+      R"({"role":"assistant","content":[{"type":"thinking","thinking":"t2"},)"
+      R"({"type":"thinking","thinking":"t3","signature":"Sig"}]},{"role":"user","content":"c"}])")));
+  REQUIRE(mixed.signed_body);
+  CHECK(mixed.pass_through_dropped == std::vector<std::string>{"thinking.unsigned"});
+  json body = json::parse(*mixed.signed_body);
+  CHECK(body["messages"][1]["content"] == json::parse(R"([{"type":"text","text":"b"}])"));
+  CHECK(body["messages"][2]["content"] ==
+        json::parse(R"([{"type":"thinking","thinking":"t3","signature":"Sig"}])"));
+  CHECK(body["model"] == "claude-x");
+  // The translation lanes still replay the reasoning for backends that want it.
+  CHECK(json::parse(mixed.chat_body)["messages"][1]["reasoning_content"] == "from deepseek");
 }

@@ -159,3 +159,59 @@ TEST_CASE("stream pipeline: a chunk with nothing to say to an Anthropic client i
   CHECK(handed == 2);
   CHECK(p.relayed_chunks() == 2);
 }
+
+TEST_CASE("stream pipeline: an Anthropic client on an Anthropic backend gets the upstream's events") {
+  // The pass-through lane: thinking with its signature, every event as the upstream wrote it;
+  // only the message_delta gains the gateway's provider and cost. Usage and the tally still work.
+  const model_info m = priced("claude-sonnet-4-5");
+  const std::string upstream = read_fixture("anthropic/stream_thinking_tool_use.sse");
+  for (std::size_t step : {upstream.size(), std::size_t{7}}) {
+    CAPTURE(step);
+    stream_pipeline p(dialect_for(config::dialect_kind::anthropic), m, core::api_shape::anthropic,
+                      "claude-sonnet-4-5", std::nullopt, nullptr, "claude");
+    CHECK(p.passes_through());
+    std::string got;
+    for (const auto& w : run(p, upstream, step)) got += w;
+    CHECK(p.complete());
+    REQUIRE(p.tokens());
+    CHECK(p.tokens()->input == 50);
+    CHECK_FALSE(p.relayed().empty());
+    CHECK(p.finish(*p.tokens(), answer_notes{"claude", 0.5, false}).empty());
+
+    // Parsed back, the events are the upstream's, in order, with one annotation.
+    sse_parser want_parser, got_parser;
+    REQUIRE(want_parser.feed(upstream));
+    REQUIRE(got_parser.feed(got));
+    sse_event want_ev, got_ev;
+    int events = 0;
+    while (want_parser.next(want_ev)) {
+      REQUIRE(got_parser.next(got_ev));
+      ++events;
+      CHECK(got_ev.event == want_ev.event);
+      if (want_ev.event != "message_delta") {
+        CHECK(got_ev.data == want_ev.data);  // byte for byte
+        continue;
+      }
+      json w = json::parse(want_ev.data), g = json::parse(got_ev.data);
+      CHECK(g["provider"] == "claude");
+      CHECK(g["usage"]["cost"].get<double>() == doctest::Approx(cost_usd(*p.tokens(), m)));
+      g.erase("provider");
+      g["usage"].erase("cost");
+      CHECK(g == w);
+    }
+    CHECK_FALSE(got_parser.next(got_ev));
+    CHECK(events > 10);
+    CHECK(got.find("signature_delta") != std::string::npos);
+  }
+}
+
+TEST_CASE("stream pipeline: a pass-through upstream's error event is not relayed as it was") {
+  // Its words could carry what the client must not see; the gateway's fail() ends the stream.
+  const model_info m = priced("claude-sonnet-4-5");
+  stream_pipeline p(dialect_for(config::dialect_kind::anthropic), m, core::api_shape::anthropic,
+                    "claude-sonnet-4-5", std::nullopt, nullptr, "claude");
+  auto out = run(p, read_fixture("anthropic/stream_overloaded.sse"), 5);
+  for (const auto& w : out) CHECK(w.find("\"error\"") == std::string::npos);
+  CHECK(p.stopped() == stream_pipeline::stop::upstream_error);
+  CHECK(p.fail("Provider 'claude' failed", "upstream_error").find("event: error") == 0);
+}

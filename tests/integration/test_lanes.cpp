@@ -1,0 +1,219 @@
+// Lanes through the real binary: an Anthropic client on an Anthropic backend passes through
+// (its bytes reach the upstream unchanged except `model`, its dialect headers with them, its
+// credentials never; the answer comes back as the upstream wrote it, annotated), and on the
+// other dialects it is translated, with what was left out listed in x-meridian-dropped.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/dialect_fixture.hpp"
+
+using namespace meridian::test;
+using nlohmann::json;
+
+namespace {
+
+// What Claude Code sends to a current Opus model: the mid-conversation system beta, thinking,
+// cache breakpoints, context management, output config and members Meridian has never heard of.
+// `model` is the placeholder MODEL; the spacing is deliberate (it must survive).
+const std::string k_claude_code_call =
+    R"({"model": "MODEL","max_tokens":2048,   "thinking":{"type":"enabled","budget_tokens":1024},)"
+    R"("top_k":40,"metadata":{"user_id":"user_abc_session_1"},)"
+    R"("context_management":{"edits":[{"type":"clear_thinking_20251015"}]},)"
+    R"("output_config":{"effort":"high"},"a_member_from_2027":{"x":[1,2.50,null]},)"
+    R"("system":[{"type":"text","text":"You are Claude Code.","cache_control":{"type":"ephemeral"}}],)"
+    R"("messages":[{"role":"user","content":[{"type":"text","text":"Hello there",)"
+    R"("cache_control":{"type":"ephemeral","ttl":"1h"}}]},)"
+    R"({"role":"assistant","content":[{"type":"thinking","thinking":"Greet back.",)"
+    R"("signature":"EqQBCgIYAhIM1gbc"},{"type":"text","text":"Hi!"}]},)"
+    R"({"role":"system","content":"The user prefers short answers."},)"
+    R"({"role":"user","content":"Tell me more"}]})";
+
+std::string with_model(std::string body, const std::string& model) {
+  body.replace(body.find("MODEL"), 5, model);
+  return body;
+}
+
+const std::map<std::string, std::string> k_claude_headers = {
+    {"x-api-key", "client-virtual-key"},
+    {"anthropic-version", "2023-06-01"},
+    {"anthropic-beta", "mid-conversation-system-2026-04-07,context-management-2025-06-27"}};
+
+std::string fixture(const std::string& path) {
+  std::ifstream f(std::string(MERIDIAN_SOURCE_DIR) + "/tests/fixtures/" + path, std::ios::binary);
+  REQUIRE(f.good());
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+std::string raw_anthropic_yaml(std::uint16_t port) {
+  return "server: { listen: 127.0.0.1:0, threads: 1 }\n"
+         "providers:\n"
+         "  claude:\n    preset: anthropic\n    base_url: http://127.0.0.1:" +
+         std::to_string(port) +
+         "/v1\n    api_key_env: SIM_ANTHROPIC_KEY\n"
+         "    models: { claude-sonnet-4-5: { input: 3, output: 15, cache_read: 0.3, "
+         "cache_write: 3.75 } }\n";
+}
+
+}  // namespace
+
+TEST_CASE("lanes: an Anthropic pass-through reaches the upstream byte-identical except model") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  const std::string body = with_model(k_claude_code_call, "claude/claude-sonnet-4-5");
+  auto r = http_call(g.port, "POST", "/v1/messages", body, k_claude_headers);
+  REQUIRE(r.status == 200);
+  CHECK(r.headers.count("x-meridian-dropped") == 0);  // nothing was left out
+  auto st = json::parse(s.stats("claude"));
+  const auto& sent = st["last_request"];
+  CHECK(sent["target"] == "/v1/messages");
+  CHECK(sent["body"] == with_model(k_claude_code_call, "claude-sonnet-4-5"));
+  const auto& h = sent["headers"];
+  CHECK(h["anthropic-version"] == "2023-06-01");
+  CHECK(h["anthropic-beta"] == k_claude_headers.at("anthropic-beta"));
+  CHECK(h["x-api-key"] == "sk-ant-sim");  // the provider's key, not the client's
+  CHECK(sent.dump().find("client-virtual-key") == std::string::npos);
+  // The cache breakpoints arrived, so the upstream read its cache: the answer says so, and the
+  // gateway's annotations ride along.
+  auto j = json::parse(r.body);
+  CHECK(j["usage"]["cache_read_input_tokens"].get<int>() > 0);
+  CHECK(j["provider"] == "claude");
+  CHECK(j["usage"]["cost"].get<double>() > 0);
+}
+
+TEST_CASE("lanes: an Anthropic pass-through answer comes back as the upstream wrote it") {
+  const std::string message = fixture("anthropic/message_thinking_tool_use.json");
+  raw_upstream up([&](const std::string&, const raw_upstream::writer& write) {
+    write(http_200(message));
+    return true;
+  });
+  gateway g(raw_anthropic_yaml(up.port), k_dialect_env);
+  auto r = http_call(g.port, "POST", "/v1/messages",
+                     with_model(k_claude_code_call, "claude/claude-sonnet-4-5"), k_claude_headers);
+  REQUIRE(r.status == 200);
+  json got = json::parse(r.body), want = json::parse(message);
+  CHECK(got["provider"] == "claude");
+  // 472 input, 2048 cache reads, 161 output at 3 / 0.3 / 15 USD per million.
+  CHECK(got["usage"]["cost"].get<double>() ==
+        doctest::Approx((472 * 3 + 2048 * 0.3 + 161 * 15) / 1e6));
+  got.erase("provider");
+  got["usage"].erase("cost");
+  CHECK(got == want);  // the thinking block keeps its signature, the model its dated id
+  CHECK(up.last_head().find("client-virtual-key") == std::string::npos);
+}
+
+TEST_CASE("lanes: an Anthropic pass-through stream relays the upstream's own events") {
+  const std::string events = fixture("anthropic/stream_thinking_tool_use.sse");
+  raw_upstream up([&](const std::string&, const raw_upstream::writer& write) {
+    write("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " +
+          std::to_string(events.size()) + "\r\n\r\n" + events);
+    return true;
+  });
+  gateway g(raw_anthropic_yaml(up.port), k_dialect_env);
+  std::string body = with_model(k_claude_code_call, "claude/claude-sonnet-4-5");
+  body.insert(1, R"("stream":true,)");
+  stream_client c(g.port, body, k_claude_headers, "/v1/messages");
+  REQUIRE(c.status() == 200);
+  std::vector<std::string> got;
+  while (auto ev = c.next_event()) got.push_back(*ev);
+  std::vector<std::string> want;
+  for (std::size_t at = 0; (at = events.find("data: ", at)) != std::string::npos;) {
+    const std::size_t end = events.find('\n', at);
+    want.push_back(events.substr(at + 6, end - at - 6));
+    at = end;
+  }
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    if (got[i] == want[i]) continue;
+    // Only the message_delta differs: the gateway's provider and cost were added.
+    json g_ev = json::parse(got[i]), w_ev = json::parse(want[i]);
+    CHECK(w_ev["type"] == "message_delta");
+    CHECK(g_ev["provider"] == "claude");
+    CHECK(g_ev["usage"]["cost"].get<double>() > 0);
+    g_ev.erase("provider");
+    g_ev["usage"].erase("cost");
+    CHECK(g_ev == w_ev);
+  }
+  CHECK(up.last_head().find("anthropic-beta: mid-conversation-system-2026-04-07") !=
+        std::string::npos);
+}
+
+TEST_CASE(
+    "lanes: Claude Code's call on OpenAI and Gemini backends is translated and says what it left "
+    "out") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  for (const char* model : {"fast/m-fast", "gem/gemini-2.5-flash"}) {
+    CAPTURE(model);
+    auto r = http_call(g.port, "POST", "/v1/messages", with_model(k_claude_code_call, model),
+                       k_claude_headers);
+    REQUIRE(r.status == 200);  // the mid-conversation system message is no longer a 400
+    CHECK(r.headers["x-meridian-dropped"] ==
+          "cache_control,thinking,top_k,context_management,output_config,a_member_from_2027");
+    auto j = json::parse(r.body);
+    CHECK(j["type"] == "message");
+    CHECK(j["content"][0]["type"] == "text");
+  }
+  // The OpenAI backend got the system messages where they stood, and none of the dropped members.
+  auto sent = json::parse(json::parse(s.stats("fast"))["last_request"]["body"].get<std::string>());
+  REQUIRE(sent["messages"].size() == 5);
+  CHECK(sent["messages"][0] == json{{"role", "system"}, {"content", "You are Claude Code."}});
+  CHECK(sent["messages"][3] ==
+        json{{"role", "system"}, {"content", "The user prefers short answers."}});
+  CHECK(sent["messages"][2]["reasoning_content"] == "Greet back.");
+  for (const char* gone : {"thinking", "top_k", "context_management", "output_config"})
+    CHECK_FALSE(sent.contains(gone));
+  CHECK(sent["user"] == "user_abc_session_1");
+}
+
+TEST_CASE("lanes: a block only Anthropic reads goes to an Anthropic candidate or is refused") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s) +
+                "routes:\n"
+                "  - { match: docs, policy: ordered, candidates: [fast/m-fast, "
+                "claude/claude-sonnet-4-5] }\n",
+            k_dialect_env);
+  const std::string pdf =
+      R"([{"role":"user","content":[{"type":"document","source":{"type":"base64",)"
+      R"("media_type":"application/pdf","data":"JVBERi0xLjQK"}},{"type":"text","text":"Sum up"}]}])";
+  auto call = [&](const std::string& model) {
+    return http_call(g.port, "POST", "/v1/messages",
+                     R"({"model":")" + model + R"(","max_tokens":64,"messages":)" + pdf + "}",
+                     {{"anthropic-version", "2023-06-01"}});
+  };
+  // Only an OpenAI backend: refused, naming the block, in Anthropic's error shape.
+  auto refused = call("fast/m-fast");
+  CHECK(refused.status == 400);
+  auto e = json::parse(refused.body);
+  CHECK(e["type"] == "error");
+  CHECK(e["error"]["message"].get<std::string>().find("messages.0.content.0") != std::string::npos);
+  // A route whose first candidate cannot read it moves on to the one that can.
+  auto routed = call("docs");
+  REQUIRE(routed.status == 200);
+  CHECK(routed.headers["x-meridian-provider"] == "claude");
+  auto sent = json::parse(s.stats("claude"))["last_request"]["body"].get<std::string>();
+  CHECK(sent.find("JVBERi0xLjQK") != std::string::npos);
+}
+
+TEST_CASE("lanes: a conversation another backend answered still goes to Anthropic") {
+  // The first turn came from DeepSeek through Meridian: its reasoning is a thinking block with
+  // an empty signature, which Anthropic would reject. It is left out, and the client told.
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  const std::string body =
+      R"({"model":"claude/claude-sonnet-4-5","max_tokens":64,"messages":[)"
+      R"({"role":"user","content":"Hello there"},{"role":"assistant","content":[)"
+      R"({"type":"thinking","thinking":"from another backend","signature":""},)"
+      R"({"type":"text","text":"Hi!"}]},{"role":"user","content":"Again"}]})";
+  auto r = http_call(g.port, "POST", "/v1/messages", body, {{"anthropic-version", "2023-06-01"}});
+  REQUIRE(r.status == 200);
+  CHECK(r.headers["x-meridian-dropped"] == "thinking.unsigned");
+  auto sent =
+      json::parse(json::parse(s.stats("claude"))["last_request"]["body"].get<std::string>());
+  CHECK(sent["messages"][1]["content"] == json::parse(R"([{"type":"text","text":"Hi!"}])"));
+  CHECK(sent["model"] == "claude-sonnet-4-5");
+}
