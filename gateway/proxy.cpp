@@ -37,10 +37,7 @@ awaitable<void> server::messages(exchange& ex) {
   ex.native->body = ex.req.body();
   if (!ex.native_body.empty()) ex.native->body = ex.native_body;
   ex.native->parsed = std::move(std::get<providers::chat_request>(native));
-  for (std::string_view name : providers::dialect_headers(ex.shape)) {
-    auto v = ex.req[beast::string_view(name.data(), name.size())];
-    if (!v.empty()) ex.native->headers.emplace_back(std::string(name), std::string(v));
-  }
+  ex.native->headers = native_headers(ex);
   ex.dropped = std::move(t.dropped);
   ex.untranslatable = std::move(t.untranslatable);
   co_await serve_canonical(ex, t.chat_body);
@@ -167,8 +164,10 @@ awaitable<void> server::embeddings(exchange& ex) {
                 providers::annotate_chat_body(answer, info.layout, p.name, cost));
 }
 
-// An estimate (bytes / 4 and fixed allowances), labelled as such: the backend may be any model
-// and its tokenizer is not here.
+// Anthropic's count_tokens: exact from the upstream when the model names an Anthropic-dialect
+// deployment the key may send data to (the client's body passes through, model replaced; Anthropic
+// does not bill it); otherwise, or when that upstream fails, an estimate (bytes / 4 and fixed
+// allowances) labelled as such — the backend may be any model and its tokenizer is not here.
 awaitable<void> server::count_tokens(exchange& ex) {
   if (!nlohmann::json::accept(ex.req.body())) {
     const api_error failure{
@@ -176,9 +175,56 @@ awaitable<void> server::count_tokens(exchange& ex) {
     co_await send_error(ex, failure);
     co_return;
   }
+  std::string exact;
+  if (auto native = providers::parse_model_request(ex.req.body());
+      auto* req = std::get_if<providers::chat_request>(&native)) {
+    auto resolved = policies::resolve_model(ex.snap.catalog, req->model);
+    const auto* t = std::get_if<policies::target>(&resolved);
+    if (t && t->provider->dialect == config::dialect_kind::anthropic &&
+        region_allowed(ex, *t->provider)) {
+      ex.log.provider = t->provider->name;
+      ex.log.upstream_model = t->model->id;
+      providers::native_call call{ex.req.body(), *req, native_headers(ex)};
+      auto counted = providers::encode_pass_through(call, ex.shape, t->model->id);
+      exact = co_await upstream_count_tokens(ex, *t->provider, std::move(counted));
+    }
+  }
+  if (!exact.empty()) {
+    co_await send(ex, http::status::ok, std::move(exact));
+    co_return;
+  }
   co_await send(ex, http::status::ok,
                 "{\"input_tokens\":" + std::to_string(providers::estimate_tokens(ex.req.body())) +
                     ",\"estimated\":true}");
+}
+
+// The upstream's count for a pass-through count_tokens call: its body when it answered 200 with
+// an integer input_tokens, else empty (the caller estimates instead).
+awaitable<std::string> server::upstream_count_tokens(exchange& ex, const providers::provider& p,
+                                                     providers::upstream_request&& r) {
+  r.path = "/messages/count_tokens";
+  const steady::time_point deadline = ex.start + ex.snap.cfg->server.timeouts.total;
+  auto up = make_upstream_request(ex, p, std::move(r), false);
+  auto x = co_await open_exchange(ex, p, up, deadline);
+  if (!x.conn) co_return std::string();
+  std::string answer;
+  const error_code ec = co_await read_body(ex, x, answer, deadline);
+  finish_exchange(ex, x, !ec);
+  if (ec || x.parser->get().result_int() != 200) co_return std::string();
+  const auto j = nlohmann::json::parse(answer, nullptr, false);
+  if (!j.is_object() || !j.contains("input_tokens") || !j["input_tokens"].is_number_unsigned())
+    co_return std::string();
+  co_return answer;
+}
+
+// The dialect headers the client sent, for a pass-through (providers::dialect_headers).
+std::vector<std::pair<std::string, std::string>> server::native_headers(const exchange& ex) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (std::string_view name : providers::dialect_headers(ex.shape)) {
+    auto v = ex.req[beast::string_view(name.data(), name.size())];
+    if (!v.empty()) out.emplace_back(std::string(name), std::string(v));
+  }
+  return out;
 }
 
 // Waits before attempt `i` as policies::fallback_plan::backoff decides.

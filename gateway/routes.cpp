@@ -270,7 +270,37 @@ awaitable<void> server::metrics(exchange& ex) {
   co_await send(ex, http::status::ok, std::move(text), "text/plain; version=0.0.4; charset=utf-8");
 }
 
+// Anthropic's model list (`anthropic-version` sent: Claude Code's gateway model discovery and the
+// Anthropic SDK's models.list): the routes' names first, then every provider/model, as
+// {type, id, display_name, created_at}.
+static std::string anthropic_model_list(const snapshot& snap) {
+  nlohmann::json data = nlohmann::json::array();
+  auto add = [&](const std::string& id, const std::string& name) {
+    nlohmann::json entry = nlohmann::json::object();
+    entry["type"] = "model";
+    entry["id"] = id;
+    entry["display_name"] = name;
+    entry["created_at"] = "1970-01-01T00:00:00Z";
+    data.push_back(std::move(entry));
+  };
+  for (const auto& r : snap.cfg->routes)
+    if (r.match.find_first_of("*?[") == std::string::npos) add(r.match, "Route " + r.match);
+  for (const auto& p : snap.catalog.providers)
+    for (const auto& m : p.models) add(p.name + "/" + m.id, m.id + " via " + p.name);
+  nlohmann::json list = nlohmann::json::object();
+  list["data"] = data;
+  list["has_more"] = false;
+  list["first_id"] = data.empty() ? nlohmann::json() : data.front()["id"];
+  list["last_id"] = data.empty() ? nlohmann::json() : data.back()["id"];
+  return list.dump();
+}
+
 awaitable<void> server::list_models(exchange& ex) {
+  if (!ex.req["anthropic-version"].empty()) {
+    std::string list = anthropic_model_list(ex.snap);
+    co_await send(ex, http::status::ok, std::move(list));
+    co_return;
+  }
   nlohmann::json data = nlohmann::json::array();
   for (const auto& p : ex.snap.catalog.providers) {
     for (const auto& m : p.models) {

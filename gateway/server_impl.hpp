@@ -296,6 +296,9 @@ class server {
   awaitable<void> responses(exchange& ex);
   awaitable<void> serve_canonical(exchange& ex, const std::string& body);
   awaitable<void> count_tokens(exchange& ex);
+  awaitable<std::string> upstream_count_tokens(exchange& ex, const providers::provider& p,
+                                               providers::upstream_request&& r);
+  std::vector<std::pair<std::string, std::string>> native_headers(const exchange& ex) const;
   awaitable<void> embeddings(exchange& ex);
   awaitable<void> list_models(exchange& ex);
   awaitable<void> healthz(exchange& ex);

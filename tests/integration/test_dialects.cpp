@@ -252,20 +252,28 @@ TEST_CASE("dialects: errors on /v1/messages use Anthropic's shape") {
   CHECK(json::parse(nf.body)["error"]["type"] == "not_found_error");
 }
 
-TEST_CASE("dialects: count_tokens is an estimate and says so") {
+TEST_CASE("dialects: count_tokens is exact from an Anthropic backend, an estimate elsewhere") {
   sim s(k_dialect_sim);
   gateway g(dialect_gateway_yaml(s), k_dialect_env);
-  auto small = http_call(
-      g.port, "POST", "/v1/messages/count_tokens",
-      R"({"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":"Hi"}]})");
-  REQUIRE(small.status == 200);
-  auto big =
-      http_call(g.port, "POST", "/v1/messages/count_tokens",
-                R"({"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":")" +
-                    std::string(4000, 'a') + R"("}]})");
-  auto js = json::parse(small.body), jb = json::parse(big.body);
-  CHECK(js["estimated"] == true);
-  CHECK(jb["input_tokens"].get<int>() >= js["input_tokens"].get<int>() + 900);
+  auto count = [&](const std::string& model, const std::string& text) {
+    auto r = http_call(g.port, "POST", "/v1/messages/count_tokens",
+                       R"({"model":")" + model + R"(","messages":[{"role":"user","content":")" +
+                           text + R"("}]})",
+                       {{"anthropic-version", "2023-06-01"}});
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  };
+  // The Anthropic upstream counted it: the same number it gives when asked directly.
+  auto exact = count("claude/claude-sonnet-4-5", "Hi");
+  CHECK_FALSE(exact.contains("estimated"));
+  auto direct = http_call(s.ports.at("claude"), "POST", "/v1/messages/count_tokens",
+                          R"({"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hi"}]})",
+                          {{"x-api-key", "sk-ant-sim"}, {"anthropic-version", "2023-06-01"}});
+  CHECK(exact["input_tokens"] == json::parse(direct.body)["input_tokens"]);
+  // An OpenAI-dialect backend has no count: Meridian's estimate, marked.
+  auto small = count("fast/m-fast", "Hi"), big = count("fast/m-fast", std::string(4000, 'a'));
+  CHECK(small["estimated"] == true);
+  CHECK(big["input_tokens"].get<int>() >= small["input_tokens"].get<int>() + 900);
 }
 
 TEST_CASE("dialects: embeddings pass through with usage and cost") {

@@ -217,3 +217,23 @@ TEST_CASE("lanes: a conversation another backend answered still goes to Anthropi
   CHECK(sent["messages"][1]["content"] == json::parse(R"([{"type":"text","text":"Hi!"}])"));
   CHECK(sent["model"] == "claude-sonnet-4-5");
 }
+
+TEST_CASE("lanes: an Anthropic-style models list for Claude Code's model discovery") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s) + "routes:\n  - { match: sonnet, candidates: [claude/*] }\n",
+            k_dialect_env);
+  auto r = http_call(g.port, "GET", "/v1/models", {}, {{"anthropic-version", "2023-06-01"}});
+  REQUIRE(r.status == 200);
+  auto j = json::parse(r.body);
+  REQUIRE(j["data"].is_array());
+  CHECK(j["data"][0]["id"] == "sonnet");  // routes first: the names clients are meant to use
+  CHECK(j["data"][0]["type"] == "model");
+  CHECK(j["has_more"] == false);
+  CHECK(j["first_id"] == "sonnet");
+  bool listed = false;
+  for (const auto& m : j["data"]) listed |= m["id"] == "claude/claude-sonnet-4-5";
+  CHECK(listed);
+  // Without the header, OpenAI's list as before.
+  auto openai = json::parse(http_call(g.port, "GET", "/v1/models").body);
+  CHECK(openai["object"] == "list");
+}
