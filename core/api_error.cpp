@@ -133,11 +133,53 @@ std::string render(const api_error& e, api_shape shape) {
   switch (shape) {
     case api_shape::anthropic:
       return anthropic_error_body(anthropic_error_type(http_status(e.kind)), e.message);
+    case api_shape::gemini:
+      return gemini_error_body(http_status(e.kind), e.message);
     case api_shape::openai:
     case api_shape::responses:
       break;
   }
   return openai_error_body(e.message, openai_error_type(e.kind), e.param, e.code);
+}
+
+std::string gemini_error_body(unsigned http_status, std::string_view message) {
+  std::string_view status = "INTERNAL";
+  switch (http_status) {
+    case 400:
+    case 413:
+      status = "INVALID_ARGUMENT";
+      break;
+    case 401:
+      status = "UNAUTHENTICATED";
+      break;
+    case 403:
+      status = "PERMISSION_DENIED";
+      break;
+    case 404:
+      status = "NOT_FOUND";
+      break;
+    case 405:
+      status = "UNIMPLEMENTED";
+      break;
+    case 429:
+      status = "RESOURCE_EXHAUSTED";
+      break;
+    case 502:
+    case 503:
+      status = "UNAVAILABLE";
+      break;
+    case 504:
+      status = "DEADLINE_EXCEEDED";
+      break;
+    default:
+      break;
+  }
+  std::string out = "{\"error\":{\"code\":" + std::to_string(http_status) + ",\"message\":";
+  append_json_string(out, message);
+  out += ",\"status\":";
+  append_json_string(out, status);
+  out += "}}";
+  return out;
 }
 
 }  // namespace meridian::core

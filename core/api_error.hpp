@@ -47,11 +47,15 @@ struct api_error {
 
 // The API a client called, which decides how its answers and errors look. The Responses API's
 // errors are OpenAI's.
-enum class api_shape { openai, anthropic, responses };
+enum class api_shape { openai, anthropic, responses, gemini };
 
 // The error body for `shape`: OpenAI's {"error":{"message","type","param","code"}} or
 // Anthropic's {"type":"error","error":{"type","message"}}.
 std::string render(const api_error& e, api_shape shape);
+
+// Google's error body, {"error":{"code","message","status"}}, with the status name of `http_status`
+// (INVALID_ARGUMENT, UNAUTHENTICATED, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, ...).
+std::string gemini_error_body(unsigned http_status, std::string_view message);
 
 // {"error":{"message","type","param","code"}}, for the few places that write OpenAI's shape
 // inside another body (a stream's final error event).

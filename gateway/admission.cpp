@@ -14,8 +14,18 @@ awaitable<bool> server::authenticate(exchange& ex) {
     auto v = ex.req[name];
     return std::string_view(v.data(), v.size());
   };
-  const std::string_view secret =
+  std::string_view secret =
       presented_secret(header(http::field::authorization), header("x-api-key"));
+  // Gemini clients send theirs as x-goog-api-key or ?key= (the access log has no query string).
+  std::string query_key;
+  if (secret.empty() && ex.shape == core::api_shape::gemini) {
+    secret = header("x-goog-api-key");
+    if (secret.empty()) {
+      auto query = parse_query(ex.req.target());
+      if (auto it = query.find("key"); it != query.end()) query_key = it->second;
+      secret = query_key;
+    }
+  }
   if (!secret.empty() && !ex.snap.keys.empty()) ex.key = ex.snap.keys.authenticate(secret);
   if (!secret.empty() && !ex.key) {
     ex.admin_keys = admin_keys_.load();

@@ -43,6 +43,78 @@ awaitable<void> server::messages(exchange& ex) {
   co_await serve_canonical(ex, t.chat_body);
 }
 
+// Gemini's generateContent and streamGenerateContent (apps on Google's @google/genai): the model
+// is in the path (percent-decoded, so "gem%2Fgemini-2.5-flash" and "gem/gemini-2.5-flash" both
+// work). A Gemini backend gets the client's bytes (pass-through); the others the translation,
+// answered in Gemini's shape. countTokens is Meridian's estimate, marked.
+awaitable<void> server::gemini(exchange& ex) {
+  const std::string_view target = ex.req.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view rest = path.substr(std::string_view("/v1beta/models/").size());
+  const std::size_t colon = rest.rfind(':');
+  const std::string_view method = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
+  const std::string model = parse_query("?m=" + std::string(rest.substr(0, colon)))["m"];
+  if (method != "generateContent" && method != "streamGenerateContent" &&
+      method != "countTokens") {
+    const api_error failure{error_kind::not_found, {},
+                            "Unknown path " + std::string(path) +
+                                ": expected models/{model}:generateContent, "
+                                ":streamGenerateContent or :countTokens",
+                            "unknown_path"};
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  const bool stream = method == "streamGenerateContent";
+  auto translated = providers::gemini_request_to_openai(ex.req.body(), model, stream);
+  if (auto* e = std::get_if<providers::request_error>(&translated)) {
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  auto& t = std::get<providers::gemini_translation>(translated);
+  if (method == "countTokens") {
+    co_await send(ex, http::status::ok,
+                  "{\"totalTokens\":" + std::to_string(providers::estimate_tokens(t.chat_body)) +
+                      ",\"estimated\":true}");
+    co_return;
+  }
+  // The pass-through lane reads the body as the backend will: member names one way.
+  auto scan = core::scan_object(ex.req.body());
+  if (auto e = providers::refuse_ambiguous(*scan)) {
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  ex.native.emplace();
+  ex.native->body = ex.req.body();
+  ex.native->parsed.model = model;
+  ex.native->parsed.stream = stream;
+  ex.native->parsed.scan = std::move(*scan);
+  ex.dropped = std::move(t.dropped);
+  ex.untranslatable = std::move(t.untranslatable);
+  co_await serve_canonical(ex, t.chat_body);
+}
+
+// Gemini's model list: the routes' names, then every provider/model, as models/{id}.
+awaitable<void> server::gemini_models(exchange& ex) {
+  nlohmann::json models = nlohmann::json::array();
+  auto add = [&](const std::string& id, const std::string& name) {
+    nlohmann::json m = nlohmann::json::object();
+    m["name"] = "models/" + id;
+    m["displayName"] = name;
+    m["supportedGenerationMethods"] = {"generateContent", "streamGenerateContent", "countTokens"};
+    models.push_back(std::move(m));
+  };
+  for (const auto& r : ex.snap.cfg->routes)
+    if (r.match.find_first_of("*?[") == std::string::npos) add(r.match, "Route " + r.match);
+  for (const auto& p : ex.snap.catalog.providers)
+    for (const auto& m : p.models) add(p.name + "/" + m.id, m.id + " via " + p.name);
+  nlohmann::json list = nlohmann::json::object();
+  list["models"] = std::move(models);
+  std::string body = list.dump();
+  co_await send(ex, http::status::ok, std::move(body));
+}
+
 // OpenAI Responses (Codex CLI, the AI SDK's default provider): translated to the canonical call,
 // served by any backend, answered as a Response object or the Responses event stream. Stateless:
 // previous_response_id is refused, nothing is stored (see providers/responses_inbound.hpp).
@@ -465,6 +537,12 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
           out = providers::annotate_chat_body(answer, p.name, cost, estimated);
         else
           out = providers::openai_response_to_anthropic(ok.body, req.model, ex.tokens, &notes);
+        break;
+      case core::api_shape::gemini:
+        if (pass_through)  // the answer has usageMetadata; an estimate would not fit its shape
+          out = providers::annotate_chat_body(answer, p.name, std::nullopt, nullptr);
+        else
+          out = providers::openai_response_to_gemini(ok.body, req.model, ex.tokens, &notes);
         break;
       case core::api_shape::responses:
         out = providers::openai_response_to_responses(ok.body, *ex.responses, req.model, ex.tokens,

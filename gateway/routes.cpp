@@ -10,12 +10,15 @@ const std::vector<server::route>& server::routes() {
   constexpr auto openai = core::api_shape::openai;
   constexpr auto anthropic = core::api_shape::anthropic;
   constexpr auto responses = core::api_shape::responses;
+  constexpr auto gemini = core::api_shape::gemini;
   static const std::vector<route> table = {
       {http::verb::post, "/v1/chat/completions", &server::chat, openai, key},
       {http::verb::post, "/v1/messages", &server::messages, anthropic, key},
       {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens, anthropic, key},
       {http::verb::post, "/v1/responses", &server::responses, responses, key},
       {http::verb::post, "/v1/embeddings", &server::embeddings, openai, key},
+      {http::verb::post, "/v1beta/models/", &server::gemini, gemini, key, true},
+      {http::verb::get, "/v1beta/models", &server::gemini_models, gemini, key},
       {http::verb::get, "/v1/models", &server::list_models, openai, key},
       {http::verb::get, "/v1/stats/share", &server::stats_share, openai, key},
       {http::verb::get, "/v1/stats/daily", &server::stats_daily, openai, key},
@@ -52,7 +55,7 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
   ex.log.path = std::string(path);
   std::string allowed;
   for (const auto& r : admin ? admin_routes() : routes()) {
-    if (r.path != path) continue;
+    if (r.prefix ? !path.starts_with(r.path) : r.path != path) continue;
     if (r.method == ex.req.method()) {
       ex.shape = r.shape;
       // Bounded before any handler runs: the router's facts parser and the dialect translators

@@ -191,6 +191,7 @@ struct exchange {
   // whose canonical body is its own.
   std::optional<providers::native_call> native;
   std::string native_body;  // the client's body as rewritten for the pass-through, if it was
+  std::string client_model; // the model a Gemini client named in the path
   std::vector<std::string> pass_through_dropped;  // what that rewrite left out
   // What the translation lanes leave out, and the first thing they could only refuse.
   std::vector<std::string> dropped;
@@ -251,6 +252,7 @@ class server {
     handler fn;
     core::api_shape shape = core::api_shape::openai;  // how its answers and errors look
     guard auth = guard::none;
+    bool prefix = false;  // `path` is a prefix: Gemini's models/{model}:{method}
   };
   static const std::vector<route>& routes();
 
@@ -296,6 +298,8 @@ class server {
   awaitable<void> responses(exchange& ex);
   awaitable<void> serve_canonical(exchange& ex, const std::string& body);
   awaitable<void> count_tokens(exchange& ex);
+  awaitable<void> gemini(exchange& ex);
+  awaitable<void> gemini_models(exchange& ex);
   awaitable<std::string> upstream_count_tokens(exchange& ex, const providers::provider& p,
                                                providers::upstream_request&& r);
   std::vector<std::pair<std::string, std::string>> native_headers(const exchange& ex) const;

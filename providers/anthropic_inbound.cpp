@@ -245,6 +245,12 @@ failure tools(const ojson& in, ojson& out, lane_notes& notes) {
       notes.drop("tools." + type);
       continue;
     }
+    // A deferred tool (Claude Code's tool search) is loaded by Anthropic's platform on demand;
+    // offered to another backend as an ordinary function, it would be called as one.
+    if (const ojson* d = member(t, "defer_loading"); d && d->is_boolean() && d->get<bool>()) {
+      notes.drop("tools.defer_loading");
+      continue;
+    }
     notes.block(t);
     std::string name = string_member(t, "name");
     if (name.empty()) return fail_at("tools", "tools." + std::to_string(i) + ".name: required");

@@ -13,6 +13,8 @@ lane lane_for(core::api_shape client, config::dialect_kind backend) {
       return backend == config::dialect_kind::anthropic ? lane::pass_through : lane::translation;
     case core::api_shape::responses:
       return lane::translation;
+    case core::api_shape::gemini:
+      return backend == config::dialect_kind::gemini ? lane::pass_through : lane::translation;
   }
   return lane::translation;
 }
@@ -26,6 +28,14 @@ const std::vector<std::string_view>& dialect_headers(core::api_shape client) {
 upstream_request encode_pass_through(const native_call& call, core::api_shape client,
                                      std::string_view upstream_model) {
   upstream_request up;
+  if (client == core::api_shape::gemini) {  // the model is in the path, not the body
+    std::string_view model = upstream_model;
+    if (model.substr(0, 7) == "models/") model.remove_prefix(7);
+    up.path = "/models/" + std::string(model) +
+              (call.parsed.stream ? ":streamGenerateContent?alt=sse" : ":generateContent");
+    up.body = std::string(call.body);
+    return up;
+  }
   chat_request whole = call.parsed;
   whole.stream = false;  // an Anthropic stream reports its usage unasked: only `model` changes
   up.body = encode_chat_request(call.body, whole, upstream_model);

@@ -25,7 +25,8 @@ enum class lane { pass_through, translation };
 
 // The lane from a client API to a backend dialect: the same wire format passes through. OpenAI
 // chat clients on OpenAI-dialect backends pass through by their dialect's own encoder (the
-// canonical form is theirs); Responses clients are translated to chat for now.
+// canonical form is theirs); Gemini clients on Gemini backends pass through; Responses clients
+// are translated to chat for now.
 lane lane_for(core::api_shape client, config::dialect_kind backend);
 
 // The request headers of a client API that belong to its dialect and reach the backend on a

@@ -17,6 +17,7 @@ stream_pipeline::stream_pipeline(const dialect& d, const model_info& model, core
                     lane_for(client, d.kind()) == lane::pass_through),
       provider_(std::move(provider)) {
   if (client == core::api_shape::anthropic) anthropic_.emplace(std::move(client_model));
+  if (client == core::api_shape::gemini) gemini_.emplace(std::move(client_model));
   if (client == core::api_shape::responses && responses)
     responses_.emplace(*responses, std::move(client_model));
 }
@@ -66,7 +67,7 @@ std::optional<std::string_view> stream_pipeline::next_native() {
                             [&](std::string_view raw) { stats::tally_json_string(raw, relayed_); });
   relayed_chunks_ += decoded_.size();
   if (ceiling_ && stats::estimate_tokens(relayed_) > *ceiling_) stopped_ = stop::output_limit;
-  if (event_.event == "message_delta") {
+  if (anthropic_ && event_.event == "message_delta") {
     if (auto tokens = decoder_->tokens())
       event_.data = annotate_chat_body(event_.data, provider_, cost_usd(*tokens, model_));
   }
@@ -77,6 +78,8 @@ const std::string& stream_pipeline::frame(std::string_view chunk) {
   events_.clear();
   if (anthropic_)
     anthropic_->on_chunk(chunk, events_);
+  else if (gemini_)
+    gemini_->on_chunk(chunk, events_);
   else if (responses_)
     responses_->on_chunk(chunk, events_);
   else
@@ -89,6 +92,8 @@ const std::string& stream_pipeline::finish(const usage& tokens, const answer_not
   if (pass_through_) return wire_.assign("");
   if (anthropic_)
     anthropic_->finish(tokens, events_, &notes);
+  else if (gemini_)
+    gemini_->finish(tokens, events_, &notes);
   else if (responses_)
     responses_->finish(tokens, events_, &notes);
   else
@@ -100,6 +105,8 @@ const std::string& stream_pipeline::fail(const std::string& message, std::string
   events_.clear();
   if (anthropic_)
     anthropic_->fail(message, events_);
+  else if (gemini_)
+    gemini_->fail(message, events_);
   else if (responses_)
     responses_->fail(message, code, events_);
   else

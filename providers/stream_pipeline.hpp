@@ -22,6 +22,7 @@
 #include "providers/anthropic_inbound.hpp"
 #include "providers/catalog.hpp"
 #include "providers/dialect.hpp"
+#include "providers/gemini_inbound.hpp"
 #include "providers/responses_inbound.hpp"
 #include "providers/sse.hpp"
 #include "providers/usage.hpp"
@@ -85,6 +86,7 @@ class stream_pipeline {
   const model_info& model_;
   std::optional<anthropic_stream_encoder> anthropic_;  // set for an Anthropic client
   std::optional<responses_stream_encoder> responses_;  // set for a Responses client
+  std::optional<gemini_stream_encoder> gemini_;        // set for a Gemini client
   std::optional<std::uint64_t> ceiling_;
   sse_parser sse_;
   sse_event event_;

@@ -1,7 +1,8 @@
-// Real clients are the proof: the official `openai` SDK, the AI SDK and Codex CLI, installed from
-// npm by scripts/bootstrap.sh into tests/clients/node_modules, driven against meridian +
-// meridian-sim. Each run must exit 0; its output and stderr are shown when it fails. Nothing
-// reaches the internet: the clients get a dead proxy for everything but loopback.
+// Real clients are the proof: the official `openai` SDK, the AI SDK, Codex CLI, the official
+// `@anthropic-ai/sdk` and Claude Code, installed from npm by scripts/bootstrap.sh into
+// tests/clients/node_modules, driven against meridian + meridian-sim. Each run must exit 0; its
+// output and stderr are shown when it fails. Nothing reaches the internet: the clients get a
+// dead proxy for everything but loopback.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -98,4 +99,147 @@ TEST_CASE("clients: Codex CLI runs on a chat backend and on Anthropic, with a to
   bool called = false;
   for (const auto& block : asked["content"]) called = called || block["type"] == "tool_use";
   CHECK(called);
+}
+
+TEST_CASE("clients: the Anthropic SDK on every backend dialect") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  // The SDK's base URL is the root: it adds /v1/messages itself.
+  const std::string base = "http://127.0.0.1:" + std::to_string(g.port);
+  const std::string out =
+      run_client({"node", (k_clients / "anthropic.mjs").string(), base, "claude/claude-sonnet-4-5",
+                  "fast/m-fast", "gem/gemini-2.5-flash"});
+  for (const char* model : {"claude/claude-sonnet-4-5", "fast/m-fast", "gem/gemini-2.5-flash"}) {
+    for (const auto& line : {"ok anthropic-sdk " + std::string(model) + " ",
+                             "ok anthropic-sdk stream " + std::string(model) + " "})
+      CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+  }
+  // The Anthropic and Gemini sims call get_weather; the OpenAI sim never calls tools.
+  for (const char* line :
+       {"ok anthropic-sdk tools claude/claude-sonnet-4-5",
+        "ok anthropic-sdk tools gem/gemini-2.5-flash", "skip anthropic-sdk tools fast/m-fast"})
+    CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+}
+
+TEST_CASE("clients: Claude Code answers through Meridian on every backend dialect") {
+  sim s(k_dialect_sim);
+  // Opus-class names, as Claude Code remaps them (claude-opus-4-1 becomes its newest Opus id),
+  // reach a route that matches them by glob.
+  gateway g(
+      dialect_gateway_yaml(s) +
+          "routes:\n  - { match: \"claude-opus-*\", candidates: [claude/claude-sonnet-4-5] }\n",
+      k_dialect_env);
+  temp_dir home, work;
+  const std::string claude_bin = (k_clients / "node_modules/.bin/claude").string();
+  // `claude -p` (print mode: one prompt, no onboarding or login) with the JSON result on stdout.
+  // Its environment goes through env(1)'s -u and NAME=VALUE, so that the same names in the
+  // caller's environment (a developer's HOME, config dir, token or base URL) cannot win.
+  // Nonessential traffic (telemetry, error reports, update checks) is off and the dead proxy
+  // catches the rest: Meridian is the only host it reaches. No retries, so that a failure shows at
+  // once. ENABLE_TOOL_SEARCH=false: model names Claude Code does not know get a deferred-loading
+  // placeholder tool first otherwise, which the sims would call before Bash.
+  auto claude = [&](const std::string& model, const std::string& prompt,
+                    std::vector<std::string> extra = {}, std::vector<std::string> more_env = {}) {
+    std::vector<std::string> argv;
+    for (const char* name : {"HOME", "CLAUDE_CONFIG_DIR", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY",
+                             "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_MODEL",
+                             "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+                             "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_SMALL_FAST_MODEL"}) {
+      argv.push_back("-u");
+      argv.push_back(name);
+    }
+    for (const auto& v :
+         {"HOME=" + home.path(), "ANTHROPIC_BASE_URL=http://127.0.0.1:" + std::to_string(g.port),
+          std::string("ANTHROPIC_API_KEY=none"),
+          std::string("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"),
+          std::string("DISABLE_AUTOUPDATER=1"), std::string("CLAUDE_CODE_MAX_RETRIES=0"),
+          std::string("ENABLE_TOOL_SEARCH=false")})
+      argv.push_back(v);
+    for (const auto& v : more_env) argv.push_back(v);
+    for (const auto& a : {claude_bin, std::string("-p"), prompt, std::string("--model"), model,
+                          std::string("--output-format"), std::string("json")})
+      argv.push_back(a);
+    for (const auto& a : extra) argv.push_back(a);
+    const std::string out = run_client(argv, {}, work.path());
+    INFO("claude -p --model " << model << ":\n" << out);
+    auto result = nlohmann::json::parse(out, nullptr, false);
+    REQUIRE(result.is_object());
+    CHECK(result["type"] == "result");
+    CHECK(result["subtype"] == "success");
+    CHECK(result["is_error"] == false);
+    return result;
+  };
+  auto says = [](const nlohmann::json& result, const std::string& text) {
+    INFO("result: " << result.dump());
+    return result.value("result", std::string()).find(text) != std::string::npos;
+  };
+
+  // Claude Code streams /v1/messages?beta=true with its system prompt, tools, thinking and
+  // context_management; the sim's reply names the model and provider that served it.
+  const struct {
+    const char* model;
+    const char* reply;
+  } dialects[] = {
+      {"claude/claude-sonnet-4-5", "Hello from claude-sonnet-4-5 via claude (sim)"},
+      {"fast/m-fast", "Hello from m-fast via fast (sim)"},
+      {"gem/gemini-2.5-flash", "Hello from gemini-2.5-flash via gem (sim)"},
+      // A bare upstream name, as Claude Code users type it, and an Opus-class one via a route.
+      {"claude-sonnet-4-5", "Hello from claude-sonnet-4-5 via claude (sim)"},
+      {"claude-opus-4-1", "Hello from claude-sonnet-4-5 via claude (sim)"},
+  };
+  for (const auto& d : dialects) {
+    CAPTURE(d.model);
+    auto r = claude(d.model, "Say hello");
+    CHECK(r["num_turns"] == 1);
+    CHECK(says(r, d.reply));
+  }
+  // Claude Code's own aliases resolve client-side to its newest model names, which Meridian
+  // does not serve; ANTHROPIC_DEFAULT_SONNET_MODEL points "sonnet" at a Meridian model.
+  CHECK(says(claude("sonnet", "Say hello", {}, {"ANTHROPIC_DEFAULT_SONNET_MODEL=fast/m-fast"}),
+             "Hello from m-fast via fast (sim)"));
+
+  // A tool round trip: with Bash the only tool (and allowed), "weather" makes the Anthropic and
+  // Gemini sims call it with {"command":"echo meridian-tool-ok"}; Claude Code runs it and its
+  // tool_result, with the command's output, must reach the backend in its own dialect for the
+  // second turn, answered in plain text.
+  const std::vector<std::string> bash = {"--tools", "Bash", "--allowedTools", "Bash"};
+  {
+    auto r = claude("claude/claude-sonnet-4-5", "What is the weather in Paris?", bash);
+    CHECK(r["num_turns"] == 2);
+    CHECK(says(r, "Hello from claude-sonnet-4-5 via claude (sim)"));
+    auto sent = nlohmann::json::parse(
+        nlohmann::json::parse(s.stats("claude"))["last_request"]["body"].get<std::string>());
+    auto& messages = sent["messages"];
+    REQUIRE(messages.size() >= 3);
+    REQUIRE(messages.back()["content"].is_array());
+    auto& result = messages.back()["content"][0];
+    CHECK(result["type"] == "tool_result");
+    nlohmann::json call;
+    for (const auto& block : messages[messages.size() - 2]["content"])
+      if (block.value("type", "") == "tool_use") call = block;
+    REQUIRE(call.is_object());
+    CHECK(call["name"] == "Bash");
+    CHECK(result["tool_use_id"] == call["id"]);
+    CHECK(call["input"]["command"] == "echo meridian-tool-ok");
+    CHECK(result.value("is_error", false) == false);
+    CHECK(result["content"].dump().find("meridian-tool-ok") != std::string::npos);
+  }
+  {
+    auto r = claude("gem/gemini-2.5-flash", "What is the weather in Paris?", bash);
+    CHECK(r["num_turns"] == 2);
+    CHECK(says(r, "Hello from gemini-2.5-flash via gem (sim)"));
+    auto sent = nlohmann::json::parse(
+        nlohmann::json::parse(s.stats("gem"))["last_request"]["body"].get<std::string>());
+    auto& contents = sent["contents"];
+    REQUIRE(contents.size() >= 3);
+    auto& call = contents[contents.size() - 2]["parts"][0];
+    auto& response = contents.back()["parts"][0];
+    REQUIRE(call.contains("functionCall"));
+    REQUIRE(response.contains("functionResponse"));
+    CHECK(call["functionCall"]["name"] == "Bash");
+    CHECK(response["functionResponse"]["name"] == "Bash");
+    CHECK(call["functionCall"]["args"]["command"] == "echo meridian-tool-ok");
+    CHECK(response["functionResponse"]["response"].dump().find("meridian-tool-ok") !=
+          std::string::npos);
+  }
 }

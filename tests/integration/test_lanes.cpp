@@ -237,3 +237,146 @@ TEST_CASE("lanes: an Anthropic-style models list for Claude Code's model discove
   auto openai = json::parse(http_call(g.port, "GET", "/v1/models").body);
   CHECK(openai["object"] == "list");
 }
+
+namespace {
+
+const std::string k_gemini_call =
+    R"({"contents":[{"role":"user","parts":[{"text":"Hello there"}]}],)"
+    R"("systemInstruction":{"parts":[{"text":"Be brief."}]},)"
+    R"("generationConfig":{"maxOutputTokens":100,"temperature":0.2},)"
+    R"("safetySettings":[{"category":"HARM_CATEGORY_HARASSMENT","threshold":"BLOCK_NONE"}]})";
+
+}  // namespace
+
+TEST_CASE("lanes: a Gemini client on a Gemini backend passes through, byte for byte") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s) + "auth: { required: false }\n", k_dialect_env);
+  auto r = http_call(g.port, "POST",
+                     "/v1beta/models/gem%2Fgemini-2.5-flash:generateContent?key=client-secret",
+                     k_gemini_call);
+  REQUIRE(r.status == 200);
+  auto j = json::parse(r.body);
+  CHECK(j["candidates"][0]["content"]["parts"][0]["text"].get<std::string>().size() > 0);
+  CHECK(j["usageMetadata"]["candidatesTokenCount"] == 7);
+  CHECK(j["provider"] == "gem");
+  auto sent = json::parse(s.stats("gem"))["last_request"];
+  CHECK(sent["body"] == k_gemini_call);
+  CHECK(sent["target"].get<std::string>().find("/v1beta/models/gemini-2.5-flash:generateContent") ==
+        0);
+  CHECK(sent["headers"]["x-goog-api-key"] == "gem-sim-key");
+  CHECK(sent.dump().find("client-secret") == std::string::npos);
+  // Streamed: Gemini's own chunks, ending with a finishReason and usage.
+  stream_client c(g.port, k_gemini_call, {},
+                  "/v1beta/models/gem/gemini-2.5-flash:streamGenerateContent?alt=sse");
+  REQUIRE(c.status() == 200);
+  std::string text;
+  json last;
+  while (auto ev = c.next_event()) {
+    last = json::parse(*ev);
+    for (const auto& p : last["candidates"][0]["content"]["parts"])
+      if (p.contains("text")) text += p["text"].get<std::string>();
+  }
+  CHECK_FALSE(text.empty());
+  CHECK(last["usageMetadata"]["candidatesTokenCount"] == 7);
+}
+
+TEST_CASE("lanes: a Gemini client on OpenAI and Anthropic backends is translated") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  for (const auto& [model, tokens] :
+       std::map<std::string, int>{{"fast/m-fast", 8}, {"claude/claude-sonnet-4-5", 6}}) {
+    CAPTURE(model);
+    auto r = http_call(g.port, "POST", "/v1beta/models/" + model + ":generateContent",
+                       k_gemini_call, {{"x-goog-api-key", "anything"}});
+    REQUIRE(r.status == 200);
+    CHECK(r.headers["x-meridian-dropped"] == "safetySettings");
+    auto j = json::parse(r.body);
+    CHECK(j["candidates"][0]["finishReason"] == "STOP");
+    CHECK(j["candidates"][0]["content"]["role"] == "model");
+    CHECK(j["usageMetadata"]["candidatesTokenCount"] == tokens);
+    CHECK(j["usageMetadata"]["cost"].get<double>() > 0);
+
+    stream_client c(g.port, k_gemini_call, {},
+                    "/v1beta/models/" + model + ":streamGenerateContent?alt=sse");
+    REQUIRE(c.status() == 200);
+    std::string text;
+    json last;
+    while (auto ev = c.next_event()) {
+      last = json::parse(*ev);
+      for (const auto& p : last["candidates"][0]["content"]["parts"])
+        if (p.contains("text")) text += p["text"].get<std::string>();
+    }
+    CHECK(text == j["candidates"][0]["content"]["parts"][0]["text"]);
+    CHECK(last["usageMetadata"]["candidatesTokenCount"] == tokens);
+    CHECK(last["candidates"][0]["finishReason"] == "STOP");
+  }
+  // The OpenAI backend got the canonical call: system first, max_tokens from maxOutputTokens.
+  auto sent = json::parse(json::parse(s.stats("fast"))["last_request"]["body"].get<std::string>());
+  CHECK(sent["messages"][0] == json{{"role", "system"}, {"content", "Be brief."}});
+  CHECK(sent["max_tokens"] == 100);
+  CHECK(sent["temperature"] == 0.2);
+}
+
+TEST_CASE("lanes: a Gemini client's tool round trip through an Anthropic backend") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  const std::string tools =
+      R"("tools":[{"functionDeclarations":[{"name":"get_weather","description":"Weather",)"
+      R"("parameters":{"type":"object","properties":{"location":{"type":"string"}}}}]}])";
+  auto first = http_call(g.port, "POST", "/v1beta/models/claude/claude-sonnet-4-5:generateContent",
+                         R"({"contents":[{"role":"user","parts":[{"text":"What is the weather )"
+                         R"(in Paris?"}]}],)" +
+                             tools + "}");
+  REQUIRE(first.status == 200);
+  auto j = json::parse(first.body);
+  json call;
+  for (const auto& p : j["candidates"][0]["content"]["parts"])
+    if (p.contains("functionCall")) call = p["functionCall"];
+  REQUIRE(call.is_object());
+  CHECK(call["name"] == "get_weather");
+  CHECK(call["args"] == json{{"location", "Paris"}});
+  // The answer goes back as a functionResponse; Anthropic gets a tool_result for its tool_use.
+  const std::string second_body =
+      R"({"contents":[{"role":"user","parts":[{"text":"What is the weather in Paris?"}]},)"
+      R"({"role":"model","parts":[{"functionCall":)" +
+      call.dump() +
+      R"(}]},{"role":"user","parts":[{"functionResponse":{"name":"get_weather",)"
+      R"("response":{"temperature":"18C"}}}]}],)" +
+      tools + "}";
+  auto second = http_call(g.port, "POST", "/v1beta/models/claude/claude-sonnet-4-5:generateContent",
+                          second_body);
+  REQUIRE(second.status == 200);
+  auto sent =
+      json::parse(json::parse(s.stats("claude"))["last_request"]["body"].get<std::string>());
+  const auto& turns = sent["messages"];
+  REQUIRE(turns.size() == 3);
+  CHECK(turns[1]["content"][0]["type"] == "tool_use");
+  CHECK(turns[2]["content"][0]["type"] == "tool_result");
+  CHECK(turns[2]["content"][0]["tool_use_id"] == turns[1]["content"][0]["id"]);
+}
+
+TEST_CASE("lanes: Gemini clients get Google's error shape and model list") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  auto bad =
+      http_call(g.port, "POST", "/v1beta/models/fast/m-fast:generateContent", R"({"contents":[]})");
+  CHECK(bad.status == 400);
+  auto e = json::parse(bad.body);
+  CHECK(e["error"]["code"] == 400);
+  CHECK(e["error"]["status"] == "INVALID_ARGUMENT");
+  CHECK(e["error"]["message"].get<std::string>().find("contents") != std::string::npos);
+  auto unknown = http_call(g.port, "POST", "/v1beta/models/fast/m-fast:embedContent", "{}");
+  CHECK(unknown.status == 404);
+  CHECK(json::parse(unknown.body)["error"]["status"] == "NOT_FOUND");
+  auto dup =
+      http_call(g.port, "POST", "/v1beta/models/gem/gemini-2.5-flash:generateContent",
+                R"({"contents":[{"parts":[{"text":"a"}]}],"contents":[{"parts":[{"text":"b"}]}]})");
+  CHECK(dup.status == 400);
+  auto count = http_call(g.port, "POST", "/v1beta/models/fast/m-fast:countTokens", k_gemini_call);
+  REQUIRE(count.status == 200);
+  CHECK(json::parse(count.body)["estimated"] == true);
+  auto list = json::parse(http_call(g.port, "GET", "/v1beta/models").body);
+  bool listed = false;
+  for (const auto& m : list["models"]) listed |= m["name"] == "models/gem/gemini-2.5-flash";
+  CHECK(listed);
+}

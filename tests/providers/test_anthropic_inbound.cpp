@@ -182,18 +182,20 @@ TEST_CASE("anthropic inbound: what a translation leaves out is listed, never sil
       R"({"model":"m","max_tokens":64,"top_k":5,"thinking":{"type":"enabled","budget_tokens":1024},)"
       R"("context_management":{"edits":[]},"output_config":{"effort":"high"},)"
       R"("system":[{"type":"text","text":"sys","cache_control":{"type":"ephemeral"}}],)"
-      R"("tools":[{"type":"web_search_20250305","name":"web_search"},{"name":"Bash",)"
+      R"("tools":[{"type":"web_search_20250305","name":"web_search"},{"name":"Later",)"
+      R"("defer_loading":true,"input_schema":{"type":"object"}},{"name":"Bash",)"
       R"("input_schema":{"type":"object"}}],)"
       R"("messages":[{"role":"user","content":[{"type":"text","text":"hi",)"
       R"("cache_control":{"type":"ephemeral"}}]}]})");
   REQUIRE(std::holds_alternative<anthropic_translation>(r));
   const auto& t = std::get<anthropic_translation>(r);
   CHECK(t.dropped == std::vector<std::string>{"cache_control", "tools.web_search_20250305",
-                                              "thinking", "top_k", "context_management",
+                                              "tools.defer_loading", "thinking", "top_k", "context_management",
                                               "output_config"});
   CHECK_FALSE(t.untranslatable);
   json body = json::parse(t.chat_body);
-  CHECK(body["tools"].size() == 1);
+  REQUIRE(body["tools"].size() == 1);
+  CHECK(body["tools"][0]["function"]["name"] == "Bash");
   CHECK_FALSE(body.contains("top_k"));
   // Asking for no thinking loses nothing.
   auto off = anthropic_request_to_openai(request(R"([{"role":"user","content":"hi"}])",

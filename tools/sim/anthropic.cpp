@@ -95,10 +95,14 @@ anthropic_reply plan_anthropic_reply(const nlohmann::json& request, std::string_
   const std::string last_user = last_user_text(*messages, "content", false);
 
   std::string tool_name;
+  nlohmann::json tool_schema;
   if (auto tools = request.find("tools"); tools != request.end() && tools->is_array()) {
     for (const auto& t : *tools) {
-      if (t.is_object() && t.contains("name") && t["name"].is_string()) {
+      // A deferred tool (Claude Code's tool search) is not offered to the model yet.
+      if (t.is_object() && t.contains("name") && t["name"].is_string() &&
+          !t.value("defer_loading", false)) {
         tool_name = t["name"].get<std::string>();
+        tool_schema = t.value("input_schema", nlohmann::json());
         break;
       }
     }
@@ -106,7 +110,8 @@ anthropic_reply plan_anthropic_reply(const nlohmann::json& request, std::string_
   if (!tool_name.empty() && mentions_weather(last_user)) {
     // A short preamble (the greeting without the echo) before the call, as Claude tends to.
     r.tokens = reply_tokens(provider, r.model, last_user, std::min(count, 8));
-    r.tool = tool_call{"toolu_sim_" + std::to_string(serial), tool_name, {{"location", "Paris"}}};
+    r.tool = tool_call{"toolu_sim_" + std::to_string(serial), tool_name,
+                       tool_arguments(tool_schema)};
     r.stop_reason = "tool_use";
   } else {
     r.tokens = reply_tokens(provider, r.model, last_user, count);

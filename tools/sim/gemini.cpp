@@ -132,6 +132,7 @@ gemini_reply plan_gemini_reply(const nlohmann::json& request, std::string_view p
 
   const std::string last_user = last_user_text(*contents, "parts", true);
   std::string tool_name;
+  nlohmann::json tool_schema;
   if (auto tools = request.find("tools"); tools != request.end() && tools->is_array()) {
     for (const auto& t : *tools) {
       if (!t.is_object()) continue;
@@ -141,6 +142,8 @@ gemini_reply plan_gemini_reply(const nlohmann::json& request, std::string_view p
         for (const auto& d : *decls) {
           if (d.is_object() && d.contains("name") && d["name"].is_string()) {
             tool_name = d["name"].get<std::string>();
+            tool_schema = d.contains("parameters") ? d["parameters"]
+                                                   : d.value("parametersJsonSchema", nlohmann::json());
             break;
           }
         }
@@ -150,7 +153,7 @@ gemini_reply plan_gemini_reply(const nlohmann::json& request, std::string_view p
     }
   }
   if (!tool_name.empty() && mentions_weather(last_user)) {
-    r.tool = tool_call{"", tool_name, {{"location", "Paris"}}};
+    r.tool = tool_call{"", tool_name, tool_arguments(tool_schema)};
     r.finish_reason = "STOP";
   } else {
     r.tokens = reply_tokens(provider, model, last_user, count);

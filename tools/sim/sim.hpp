@@ -109,6 +109,12 @@ struct tool_call {
 };
 inline constexpr int k_tool_call_tokens = 10;
 
+// The arguments the simulated model passes to a tool with JSON schema `schema`: a shell tool (a
+// required string "command" and no "location", as Claude Code's Bash) gets
+// {"command":"echo meridian-tool-ok"}, so an agent really runs something; any other tool
+// {"location":"Paris"}.
+nlohmann::json tool_arguments(const nlohmann::json& schema);
+
 // True if `text` contains "weather" in any letter case.
 bool mentions_weather(std::string_view text);
 
