@@ -1,5 +1,6 @@
-// One interface per upstream wire format. The canonical form of a call is the OpenAI
-// chat-completions shape; a dialect turns a canonical call into its provider's request and
+// One interface per upstream wire format. A call whose client speaks the backend's own format
+// passes through (lanes.hpp); every other call is translated through the canonical form, the
+// OpenAI chat-completions shape: a dialect turns a canonical call into its provider's request and
 // the provider's answer (whole, or as a stream of SSE events) back into canonical form.
 // Everything here is sans-I/O: bytes in, bytes out, so it is unit-tested without sockets.
 #pragma once
