@@ -182,6 +182,10 @@ void write_access_log(const access_record& r) {
   if (!log_enabled(log_level::info)) return;
   std::string line = "{\"ts\":\"" + now_iso() + "\",\"type\":\"access\",\"request_id\":";
   append_json_string(line, r.request_id);
+  if (!r.session.empty()) {
+    line += ",\"session\":";
+    append_json_string(line, r.session);
+  }
   if (!r.client_request_id.empty()) {
     line += ",\"client_request_id\":";
     append_json_string(line, r.client_request_id);

@@ -71,6 +71,7 @@ void log(log_level l, std::string_view msg, std::string_view extra_json = {});
 struct access_record {
   std::string request_id;         // Meridian's own, unique per request
   std::string client_request_id;  // the client's x-request-id, if it sent a sane one
+  std::string session;            // the client's x-claude-code-session-id, if sane
   // What x-request-id answers with: the client's own id when it sent one (tracing), else ours.
   const std::string& echoed_id() const {
     return client_request_id.empty() ? request_id : client_request_id;

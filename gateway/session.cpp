@@ -93,6 +93,7 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
     access_record record;
     record.request_id = request_id_for({});  // always Meridian's own: the ledger's key
     record.client_request_id = sane_request_id(parser.get()["x-request-id"]);
+    record.session = sane_request_id(parser.get()["x-claude-code-session-id"]);
     exchange ex{w,
                 stream,
                 parser.get(),

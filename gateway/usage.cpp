@@ -26,6 +26,7 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   stats::usage_event ev;
   ev.request_id = ex.log.request_id;
   ev.client_request_id = ex.log.client_request_id;
+  ev.session = ex.log.session;
   if (ex.key) ev.key = ex.key->name;
   ev.route = ex.log.route;
   ev.provider = p.name;

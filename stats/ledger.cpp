@@ -281,6 +281,14 @@ CREATE INDEX generations_client ON generations (client_request_id, created_ms);
 ALTER TABLE hourly ADD COLUMN estimated_tokens BIGINT NOT NULL DEFAULT 0;
 )sql",
     },
+    // 4: the client's session (Claude Code's x-claude-code-session-id), for per-session
+    // attribution of an agent's many requests.
+    {
+        R"sql(
+ALTER TABLE generations ADD COLUMN session TEXT NOT NULL DEFAULT '';
+)sql",
+        nullptr,
+    },
 };
 constexpr int k_schema_version = static_cast<int>(std::size(k_migrations));
 
@@ -393,8 +401,8 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
 INSERT INTO generations (request_id, key, route, provider, model, author, region, input,
                          cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
                          electricity_usd, latency_ms, ttft_ms, outcome, status, fallback_index,
-                         estimated, created_ms, client_request_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         estimated, created_ms, client_request_id, session)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (request_id) DO UPDATE SET
   key = excluded.key, route = excluded.route, provider = excluded.provider,
   model = excluded.model, author = excluded.author, region = excluded.region,
@@ -405,7 +413,7 @@ ON CONFLICT (request_id) DO UPDATE SET
   latency_ms = excluded.latency_ms, ttft_ms = excluded.ttft_ms, outcome = excluded.outcome,
   status = excluded.status, fallback_index = excluded.fallback_index,
   estimated = excluded.estimated, created_ms = excluded.created_ms,
-  client_request_id = excluded.client_request_id
+  client_request_id = excluded.client_request_id, session = excluded.session
 WHERE excluded.fallback_index >= generations.fallback_index)sql");
     for (const auto& e : events) {
       if (e.request_id.empty() || e.time < cutoff) continue;
@@ -417,7 +425,7 @@ WHERE excluded.fallback_index >= generations.fallback_index)sql");
       insert->bind(17, e.ttft_ms).bind(18, e.outcome).bind(19, e.status);
       insert->bind(20, static_cast<std::int64_t>(e.fallback_index));
       insert->bind(21, e.estimated ? 1 : 0).bind(22, unix_ms(e.time));
-      insert->bind(23, e.client_request_id);
+      insert->bind(23, e.client_request_id).bind(24, e.session);
       insert->run();
     }
     db.prepare("DELETE FROM generations WHERE created_ms < ?")->bind(1, unix_ms(cutoff)).run();
@@ -745,7 +753,7 @@ result<std::optional<usage_event>> ledger::generation(const std::string& id,
         auto s = db.prepare(std::string(R"sql(
 SELECT request_id, key, route, provider, model, author, region, input, cache_read, cache_write,
        output, reasoning, cost_usd, energy_kwh, electricity_usd, latency_ms, ttft_ms, outcome,
-       status, fallback_index, estimated, created_ms, client_request_id
+       status, fallback_index, estimated, created_ms, client_request_id, session
 FROM generations WHERE (request_id = ? OR client_request_id = ?))sql") +
                             (key ? " AND key = ?" : "") +
                             " ORDER BY (request_id = ?) DESC, created_ms DESC LIMIT 1");
@@ -774,6 +782,7 @@ FROM generations WHERE (request_id = ? OR client_request_id = ?))sql") +
         e.estimated = s->int64(20) != 0;
         e.time = time_point(milliseconds(s->int64(21)));
         e.client_request_id = s->text(22);
+        e.session = s->text(23);
         s->reset();
         return e;
       });

@@ -288,6 +288,7 @@ nlohmann::json generation_json(const usage_event& e) {
   return {{"id", e.request_id},
           {"client_request_id", e.client_request_id.empty() ? nlohmann::json(nullptr)
                                                             : nlohmann::json(e.client_request_id)},
+          {"session", e.session.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.session)},
           {"provider", e.provider},
           {"model", e.model},
           {"region", e.region},

@@ -32,6 +32,7 @@ struct token_buckets {
 struct usage_event {
   std::string request_id;         // Meridian's own: the record's key
   std::string client_request_id;  // the client's x-request-id, "" when it sent none
+  std::string session;  // the client's session (x-claude-code-session-id), "" when none
   std::string key;  // the client key's name; "" until keys exist
   std::string route;
   std::string provider;

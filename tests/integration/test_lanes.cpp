@@ -380,3 +380,26 @@ TEST_CASE("lanes: Gemini clients get Google's error shape and model list") {
   for (const auto& m : list["models"]) listed |= m["name"] == "models/gem/gemini-2.5-flash";
   CHECK(listed);
 }
+
+TEST_CASE("lanes: Claude Code's session id is recorded with each generation") {
+  sim s(k_dialect_sim);
+  temp_dir d;
+  gateway g(dialect_gateway_yaml(s) + "stats: { ledger: \"sqlite:" + d.path() +
+                "/ledger.db\", flush_interval: 100ms }\n",
+            k_dialect_env);
+  auto r = http_call(g.port, "POST", "/v1/messages",
+                     with_model(k_claude_code_call, "claude/claude-sonnet-4-5"),
+                     {{"anthropic-version", "2023-06-01"},
+                      {"x-claude-code-session-id", "5b1e6c4e-9d1a-4c52-a7f0-2f1b0c9e8d77"},
+                      {"x-request-id", "cc-req-1"}});
+  REQUIRE(r.status == 200);
+  json gen;
+  CHECK(eventually([&] {
+    auto got = http_call(g.port, "GET", "/v1/generation?id=cc-req-1");
+    if (got.status != 200) return false;
+    gen = json::parse(got.body);
+    return true;
+  }));
+  CHECK(gen["session"] == "5b1e6c4e-9d1a-4c52-a7f0-2f1b0c9e8d77");
+  CHECK(gen["provider"] == "claude");
+}

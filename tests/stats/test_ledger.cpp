@@ -241,6 +241,21 @@ TEST_CASE("ledger: a reused client id never overwrites a record, and keys see on
   CHECK_FALSE(ok(book.generation("req_own_a", std::string(""))).has_value());
 }
 
+TEST_CASE("ledger: a generation keeps the client's session") {
+  temp_db db("sessions");
+  stats::ledger book(manual(db.path));
+  auto a = event("req_s1", "deepseek", "deepseek-chat", "cn", 10, 1, k_noon);
+  a.session = "3f2c9a1e-claude-code";
+  book.record(a);
+  book.record(event("req_s2", "openai", "gpt-4o", "us", 20, 2, k_noon));
+  book.flush(k_noon);
+  CHECK(ok(book.generation("req_s1"))->session == "3f2c9a1e-claude-code");
+  CHECK(ok(book.generation("req_s2"))->session.empty());
+  CHECK(stats::generation_json(*ok(book.generation("req_s1")))["session"] ==
+        "3f2c9a1e-claude-code");
+  CHECK(stats::generation_json(*ok(book.generation("req_s2")))["session"].is_null());
+}
+
 TEST_CASE("ledger: every aggregate says how much of it was estimated") {
   temp_db db("estimated");
   stats::ledger book(manual(db.path));
@@ -269,7 +284,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   nlohmann::json before;
   {
     stats::ledger book(manual(db.path));
-    CHECK(book.schema_version() == 3);
+    CHECK(book.schema_version() == 4);
     book.record(event("a", "deepseek", "deepseek-chat", "cn", 610, 0, k_noon));
     book.record(event("b", "openai", "gpt-4o", "us", 310, 0, k_noon));
     book.record(event("c", "local", "llama", "local", 80, 0, k_noon));
@@ -277,7 +292,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   }  // the destructor writes what is queued
   stats::ledger again(manual(db.path));
   CHECK(again.last_error().empty());
-  CHECK(again.schema_version() == 3);
+  CHECK(again.schema_version() == 4);
   auto after = stats::share_json(ok(again.share(window, stats::dimension::region)));
   CHECK(after["rows"][0]["share"].get<double>() == 0.61);
   CHECK(after["total"]["tokens"] == 1000);
@@ -470,7 +485,7 @@ TEST_CASE("ledger: a version-1 file is upgraded and keeps its data") {
   }
   stats::ledger book(manual(db.path));
   CHECK(book.last_error().empty());
-  CHECK(book.schema_version() == 3);
+  CHECK(book.schema_version() == 4);
   auto data = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::key));
   REQUIRE(row(data, "web") != nullptr);
   CHECK(row(data, "web")->current.tokens.total() == 150);
