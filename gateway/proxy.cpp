@@ -50,7 +50,7 @@ awaitable<void> server::messages(exchange& ex) {
 awaitable<void> server::gemini(exchange& ex) {
   const std::string_view target = ex.req.target();
   const std::string_view path = target.substr(0, target.find('?'));
-  const std::string_view rest = path.substr(std::string_view("/v1beta/models/").size());
+  const std::string_view rest = path.substr(path.find("/models/") + 8);  // /v1beta or /v1
   const std::size_t colon = rest.rfind(':');
   const std::string_view method = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
   const std::string model = parse_query("?m=" + std::string(rest.substr(0, colon)))["m"];

@@ -18,6 +18,8 @@ const std::vector<server::route>& server::routes() {
       {http::verb::post, "/v1/responses", &server::responses, responses, key},
       {http::verb::post, "/v1/embeddings", &server::embeddings, openai, key},
       {http::verb::post, "/v1beta/models/", &server::gemini, gemini, key, true},
+      // @google/genai's default API version; GET /v1/models stays OpenAI's list.
+      {http::verb::post, "/v1/models/", &server::gemini, gemini, key, true},
       {http::verb::get, "/v1beta/models", &server::gemini_models, gemini, key},
       {http::verb::get, "/v1/models", &server::list_models, openai, key},
       {http::verb::get, "/v1/stats/share", &server::stats_share, openai, key},

@@ -155,6 +155,41 @@ request_error* content(const ojson& c, const std::string& where, ojson& out, cal
   return nullptr;
 }
 
+// Gemini's Schema (OpenAPI-style: upper-case types, `nullable`) as the JSON Schema the other
+// dialects read: types lower-cased, nullable as a type union with "null", nested schemas too.
+ojson json_schema_of(const ojson& s) {
+  if (s.is_array()) {
+    ojson out = ojson::array();
+    for (const auto& e : s) out.push_back(json_schema_of(e));
+    return out;
+  }
+  if (!s.is_object()) return s;
+  ojson out = ojson::object();
+  bool nullable = false;
+  for (const auto& [key, v] : s.items()) {
+    if (key == "nullable") {
+      nullable = v.is_boolean() && v.get<bool>();
+    } else if (key == "type" && v.is_string()) {
+      std::string t = v.get<std::string>();
+      std::transform(t.begin(), t.end(), t.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      out["type"] = t == "type_unspecified" ? ojson() : ojson(t);
+    } else if (key == "properties" && v.is_object()) {
+      ojson props = ojson::object();
+      for (const auto& [name, sub] : v.items()) props[name] = json_schema_of(sub);
+      out["properties"] = std::move(props);
+    } else if (key == "items" || key == "anyOf") {
+      out[key] = json_schema_of(v);
+    } else {
+      out[key] = v;
+    }
+  }
+  if (out.contains("type") && out["type"].is_null()) out.erase("type");
+  if (nullable && out.contains("type") && out["type"].is_string())
+    out["type"] = ojson::array({out["type"], "null"});
+  return out;
+}
+
 // The members this translation carries, and those it leaves out and lists.
 constexpr std::string_view k_mapped[] = {"contents", "systemInstruction", "system_instruction",
                                          "tools",    "toolConfig",        "generationConfig",
@@ -197,8 +232,10 @@ request_error* generation(const ojson& g, ojson& out, lane_notes& notes, request
       if (v == "application/json" && !out.contains("response_format"))
         out["response_format"] = {{"type", "json_object"}};
     } else if (key == "responseSchema" || key == "responseJsonSchema") {
-      out["response_format"] = {{"type", "json_schema"},
-                                {"json_schema", {{"name", "response"}, {"schema", v}}}};
+      out["response_format"] = {
+          {"type", "json_schema"},
+          {"json_schema",
+           {{"name", "response"}, {"schema", key == "responseSchema" ? json_schema_of(v) : v}}}};
     } else {
       notes.drop("generationConfig." + key);  // topK, thinkingConfig, responseModalities, ...
     }
@@ -227,9 +264,11 @@ request_error* tools(const ojson& in, ojson& out, lane_notes& notes, request_err
         }
         ojson f{{"name", name}};
         if (const ojson* d = member(fn, "description"); d && d->is_string()) f["description"] = *d;
-        const ojson* schema = member(fn, "parametersJsonSchema");
-        if (!schema) schema = member(fn, "parameters");
-        f["parameters"] = schema && schema->is_object() ? *schema : ojson{{"type", "object"}};
+        const ojson* json_schema = member(fn, "parametersJsonSchema");
+        const ojson* schema = member(fn, "parameters");
+        f["parameters"] = json_schema && json_schema->is_object() ? *json_schema
+                          : schema && schema->is_object()         ? json_schema_of(*schema)
+                                                                  : ojson{{"type", "object"}};
         list.push_back({{"type", "function"}, {"function", std::move(f)}});
       }
     }

@@ -1,4 +1,5 @@
-// Real clients are the proof: the official `openai` SDK, the AI SDK, Codex CLI, the official
+// Real clients are the proof: the official `openai` SDK, the AI SDK (its OpenAI, Anthropic and
+// Google providers), Codex CLI, the official `@google/genai` SDK, the official
 // `@anthropic-ai/sdk` and Claude Code, installed from npm by scripts/bootstrap.sh into
 // tests/clients/node_modules, driven against meridian + meridian-sim. Each run must exit 0; its
 // output and stderr are shown when it fails. Nothing reaches the internet: the clients get a
@@ -241,5 +242,84 @@ TEST_CASE("clients: Claude Code answers through Meridian on every backend dialec
     CHECK(call["functionCall"]["args"]["command"] == "echo meridian-tool-ok");
     CHECK(response["functionResponse"]["response"].dump().find("meridian-tool-ok") !=
           std::string::npos);
+  }
+}
+
+TEST_CASE("clients: the Google GenAI SDK on v1beta speaks the Gemini API to every backend") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  // The SDK's base URL is the root: it adds /v1beta/models/MODEL:METHOD, the provider/model
+  // name's slash as it is.
+  const std::string base = "http://127.0.0.1:" + std::to_string(g.port);
+  const std::string out =
+      run_client({"node", (k_clients / "genai.mjs").string(), "--api-version=v1beta", base,
+                  "claude/claude-sonnet-4-5", "fast/m-fast", "gem/gemini-2.5-flash"});
+  for (const char* model : {"claude/claude-sonnet-4-5", "fast/m-fast", "gem/gemini-2.5-flash"}) {
+    for (const auto& line :
+         {"ok genai " + std::string(model) + " ", "ok genai stream " + std::string(model) + " ",
+          "ok genai count " + std::string(model) + " "})
+      CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+  }
+  for (const char* line : {"ok genai tools claude/claude-sonnet-4-5",
+                           "ok genai tools gem/gemini-2.5-flash", "skip genai tools fast/m-fast"})
+    CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+}
+
+TEST_CASE("clients: the Google GenAI SDK with its default API version (v1)") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  // @google/genai 3 sends POST /v1/models/MODEL:generateContent (and :streamGenerateContent,
+  // :countTokens) unless told otherwise.
+  const std::string base = "http://127.0.0.1:" + std::to_string(g.port);
+  const std::string out = run_client({"node", (k_clients / "genai.mjs").string(), base,
+                                      "claude/claude-sonnet-4-5", "gem/gemini-2.5-flash"});
+  for (const char* line :
+       {"ok genai claude/claude-sonnet-4-5 ", "ok genai stream claude/claude-sonnet-4-5 ",
+        "ok genai tools claude/claude-sonnet-4-5", "ok genai count claude/claude-sonnet-4-5 ",
+        "ok genai gem/gemini-2.5-flash ", "ok genai stream gem/gemini-2.5-flash ",
+        "ok genai tools gem/gemini-2.5-flash", "ok genai count gem/gemini-2.5-flash "})
+    CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+}
+
+TEST_CASE(
+    "clients: a Gemini SDK tool's schema reaches chat and Anthropic backends as JSON Schema") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  const std::string base = "http://127.0.0.1:" + std::to_string(g.port);
+  // genai.mjs declares get_weather with Gemini's Schema (type: Type.OBJECT, i.e. "OBJECT");
+  // the last request each of these backends gets from it carries the tool.
+  run_client({"node", (k_clients / "genai.mjs").string(), "--api-version=v1beta", base,
+              "claude/claude-sonnet-4-5", "fast/m-fast"});
+  const auto claude = nlohmann::json::parse(
+      nlohmann::json::parse(s.stats("claude"))["last_request"]["body"].get<std::string>());
+  REQUIRE(claude.contains("tools"));
+  const auto& input_schema = claude["tools"][0]["input_schema"];
+  CHECK(input_schema["type"] == "object");
+  CHECK(input_schema["properties"]["location"]["type"] == "string");
+  const auto fast = nlohmann::json::parse(
+      nlohmann::json::parse(s.stats("fast"))["last_request"]["body"].get<std::string>());
+  REQUIRE(fast.contains("tools"));
+  const auto& parameters = fast["tools"][0]["function"]["parameters"];
+  CHECK(parameters["type"] == "object");
+  CHECK(parameters["properties"]["location"]["type"] == "string");
+}
+
+TEST_CASE("clients: the AI SDK's Anthropic and Google providers on every backend dialect") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  const std::string base = "http://127.0.0.1:" + std::to_string(g.port);
+  const std::string out =
+      run_client({"node", (k_clients / "ai-sdk-native.mjs").string(), base,
+                  "claude/claude-sonnet-4-5,gem/gemini-2.5-flash", "claude/claude-sonnet-4-5",
+                  "fast/m-fast", "gem/gemini-2.5-flash"});
+  for (const char* provider : {"ai-sdk-anthropic", "ai-sdk-google"}) {
+    for (const char* model : {"claude/claude-sonnet-4-5", "fast/m-fast", "gem/gemini-2.5-flash"})
+      for (const auto& line : {std::string("ok ") + provider + " " + model + " ",
+                               std::string("ok ") + provider + " stream " + model + " "})
+        CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+    for (const char* model : {"claude/claude-sonnet-4-5", "gem/gemini-2.5-flash"}) {
+      const std::string line = std::string("ok ") + provider + " tools " + model;
+      CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+    }
   }
 }
