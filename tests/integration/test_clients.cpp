@@ -84,9 +84,10 @@ TEST_CASE("clients: Codex CLI runs on a chat backend and on Anthropic, with a to
   // Codex streams; the sim's reply names the model and provider that served it.
   CHECK(exec("fast/m-fast", "Say hello").find("Hello from m-fast via fast (sim)") !=
         std::string::npos);
-  // "weather" makes the Anthropic sim call Codex's first tool; Codex answers the call with a
-  // function_call_output (its tool rejects the sim's canned arguments), which must reach the
-  // backend as a tool_result for the next turn, answered in plain text.
+  // "weather" makes the Anthropic sim call Codex's exec_command with {"cmd":"echo
+  // meridian-tool-ok"}; Codex runs it and answers with a function_call_output holding the
+  // command's output, which must reach the backend as a tool_result for the next turn, answered
+  // in plain text.
   const std::string out = exec("claude/claude-sonnet-4-5", "What is the weather in Paris?");
   CHECK(out.find("Hello from claude-sonnet-4-5 via claude (sim)") != std::string::npos);
   const auto sent = nlohmann::json::parse(
@@ -96,6 +97,9 @@ TEST_CASE("clients: Codex CLI runs on a chat backend and on Anthropic, with a to
   const auto& last = messages.back();
   REQUIRE(last["content"].is_array());
   CHECK(last["content"][0]["type"] == "tool_result");
+  INFO("tool_result: " << last["content"][0].dump());
+  CHECK(last["content"][0]["content"].dump().find("meridian-tool-ok") != std::string::npos);
+  CHECK(last["content"][0]["content"].dump().find("exited with code 0") != std::string::npos);
   const auto& asked = messages[messages.size() - 2];
   bool called = false;
   for (const auto& block : asked["content"]) called = called || block["type"] == "tool_use";

@@ -144,9 +144,14 @@ nlohmann::json tool_arguments(const nlohmann::json& schema) {
       schema["required"].is_array()) {
     const auto command = schema["properties"].value("command", nlohmann::json());
     const std::string type = command.is_object() ? command.value("type", "") : "";
-    for (const auto& r : schema["required"])
+    const auto cmd = schema["properties"].value("cmd", nlohmann::json());
+    const std::string cmd_type = cmd.is_object() ? cmd.value("type", "") : "";
+    for (const auto& r : schema["required"]) {
       if (r == "command" && (type == "string" || type == "STRING"))
         return {{"command", "echo meridian-tool-ok"}};
+      if (r == "cmd" && (cmd_type == "string" || cmd_type == "STRING"))  // Codex's exec_command
+        return {{"cmd", "echo meridian-tool-ok"}};
+    }
   }
   return {{"location", "Paris"}};
 }

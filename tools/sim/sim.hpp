@@ -110,9 +110,9 @@ struct tool_call {
 inline constexpr int k_tool_call_tokens = 10;
 
 // The arguments the simulated model passes to a tool with JSON schema `schema`: a shell tool (a
-// required string "command" and no "location", as Claude Code's Bash) gets
-// {"command":"echo meridian-tool-ok"}, so an agent really runs something; any other tool
-// {"location":"Paris"}.
+// required string "command" or "cmd" and no "location": Claude Code's Bash, Codex's
+// exec_command) gets {"command"|"cmd":"echo meridian-tool-ok"}, so an agent really runs
+// something; any other tool {"location":"Paris"}.
 nlohmann::json tool_arguments(const nlohmann::json& schema);
 
 // True if `text` contains "weather" in any letter case.
