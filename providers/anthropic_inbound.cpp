@@ -64,7 +64,7 @@ failure image_url(const ojson& block, const std::string& where, std::string& url
     url = string_member(*src, "url");
     if (!url.empty()) return {};
   }
-  return fail_at("messages", where + ".source: only base64 and url image sources are supported");
+  return fail_at("messages", where + ".source: only base64 and url image sources translate");
 }
 
 ojson image_part(std::string url) {
@@ -85,7 +85,7 @@ ojson content_of(const std::vector<ojson>& parts) {
 // A tool_result's content: its text for the tool message; images are handed back in `images`
 // because OpenAI tool messages carry text only.
 failure tool_result_text(const ojson& block, const std::string& where, std::string& text,
-                         std::vector<ojson>& images) {
+                         std::vector<ojson>& images, lane_notes& notes) {
   const ojson* c = member(block, "content");
   if (c && c->is_string()) {
     text = c->get<std::string>();
@@ -99,10 +99,13 @@ failure tool_result_text(const ojson& block, const std::string& where, std::stri
         texts.push_back(string_member(b, "text"));
       } else if (type == "image") {
         std::string url;
-        if (auto f = image_url(b, at, url)) return f;
-        images.push_back(image_part(std::move(url)));
+        if (auto f = image_url(b, at, url))
+          notes.cannot(f.param, f.message);  // a file source: only Anthropic can resolve it
+        else
+          images.push_back(image_part(std::move(url)));
       } else {
-        return fail_at("messages", at + ": unsupported tool_result content type '" + type + "'");
+        notes.cannot("messages", at + ": tool_result content type '" + type +
+                                     "' has no translation for this backend's dialect");
       }
     }
     text = join(texts);
@@ -132,14 +135,16 @@ failure user_message(const ojson& content, const std::string& where, ojson& out,
       parts.push_back({{"type", "text"}, {"text", string_member(b, "text")}});
     } else if (type == "image") {
       std::string url;
-      if (auto f = image_url(b, at, url)) return f;
-      parts.push_back(image_part(std::move(url)));
+      if (auto f = image_url(b, at, url))
+        notes.cannot(f.param, f.message);  // a file source: only Anthropic can resolve it
+      else
+        parts.push_back(image_part(std::move(url)));
     } else if (type == "tool_result") {
       std::string id = string_member(b, "tool_use_id");
       if (id.empty()) return fail_at("messages", at + ".tool_use_id: required string");
       std::string text;
       std::vector<ojson> images;
-      if (auto f = tool_result_text(b, at, text, images)) return f;
+      if (auto f = tool_result_text(b, at, text, images, notes)) return f;
       out.push_back({{"role", "tool"}, {"tool_call_id", id}, {"content", text}});
       for (auto& img : images) parts.push_back(std::move(img));
     } else if (type == "document" && member(b, "source") &&
@@ -448,6 +453,13 @@ std::variant<anthropic_translation, request_error> anthropic_request_to_openai(
   }
   if (const ojson* tc = member(in, "tool_choice"); tc && !tc->is_null()) {
     if (auto f = tool_choice(*tc, out)) return request_error{f.message, f.param};
+    // Every tool was a server tool, left out: OpenAI refuses a tool_choice without tools.
+    const ojson* offered = member(in, "tools");
+    if (offered && offered->is_array() && !offered->empty() && !out.contains("tools")) {
+      out.erase("tool_choice");
+      out.erase("parallel_tool_calls");
+      notes.drop("tool_choice");
+    }
   }
   if (const ojson* meta = member(in, "metadata")) {
     std::string user = string_member(*meta, "user_id");
@@ -495,6 +507,7 @@ std::string openai_response_to_anthropic(std::string_view openai_body, std::stri
 
   ojson content = ojson::array();
   std::string reasoning = string_member(msg, "reasoning_content");
+  if (reasoning.empty()) reasoning = string_member(msg, "reasoning");  // vLLM, OpenRouter
   if (!reasoning.empty())
     content.push_back({{"type", "thinking"}, {"thinking", reasoning}, {"signature", ""}});
   std::string text;
@@ -592,7 +605,9 @@ void anthropic_stream_encoder::on_chunk(std::string_view chunk_json, std::vector
                          {"index", next_index_ - 1},
                          {"delta", {{"type", type}, {key, piece}}}}));
   };
-  if (std::string r = string_member(*delta, "reasoning_content"); !r.empty())
+  std::string r = string_member(*delta, "reasoning_content");
+  if (r.empty()) r = string_member(*delta, "reasoning");  // vLLM, OpenRouter
+  if (!r.empty())
     text_delta(block_kind::thinking, {{"type", "thinking"}, {"thinking", ""}, {"signature", ""}},
                "thinking_delta", "thinking", r);
   if (std::string c = string_member(*delta, "content"); !c.empty())

@@ -381,8 +381,9 @@ std::string openai_response_to_gemini(std::string_view openai_body, std::string_
                                       const usage& tokens, const answer_notes* notes) {
   auto [in, msg, finish] = inbound::first_choice_of(openai_body);
   ojson parts = ojson::array();
-  if (std::string r = string_member(msg, "reasoning_content"); !r.empty())
-    parts.push_back({{"text", r}, {"thought", true}});
+  std::string r = string_member(msg, "reasoning_content");
+  if (r.empty()) r = string_member(msg, "reasoning");  // vLLM, OpenRouter
+  if (!r.empty()) parts.push_back({{"text", r}, {"thought", true}});
   std::string text;
   if (const ojson* c = member(msg, "content"); c && c->is_string()) text = c->get<std::string>();
   if (text.empty()) text = string_member(msg, "refusal");
@@ -412,8 +413,9 @@ void gemini_stream_encoder::on_chunk(std::string_view chunk_json, std::vector<ss
   const ojson* delta = member(choice, "delta");
   if (!delta) return;
   ojson parts = ojson::array();
-  if (std::string r = string_member(*delta, "reasoning_content"); !r.empty())
-    parts.push_back({{"text", r}, {"thought", true}});
+  std::string r = string_member(*delta, "reasoning_content");
+  if (r.empty()) r = string_member(*delta, "reasoning");  // vLLM, OpenRouter
+  if (!r.empty()) parts.push_back({{"text", r}, {"thought", true}});
   if (std::string c = string_member(*delta, "content"); !c.empty()) parts.push_back({{"text", c}});
   if (const ojson* calls = member(*delta, "tool_calls"); calls && calls->is_array())
     for (const auto& call : *calls) {

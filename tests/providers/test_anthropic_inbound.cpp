@@ -529,3 +529,44 @@ TEST_CASE("anthropic inbound: thinking Anthropic did not sign is left out of the
   // The translation lanes still replay the reasoning for backends that want it.
   CHECK(json::parse(mixed.chat_body)["messages"][1]["reasoning_content"] == "from deepseek");
 }
+
+TEST_CASE("anthropic inbound: valid Anthropic input a translation cannot carry waits for the lane") {
+  // An image from Anthropic's Files API and a document inside a tool_result are valid Anthropic:
+  // the pass-through sends them; only a translation lane refuses.
+  for (const char* messages :
+       {R"([{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f1"}}]}])",
+        R"([{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"read","input":{}}]},)"
+        R"({"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[)"
+        R"({"type":"document","source":{"type":"base64","media_type":"application/pdf",)"
+        R"("data":"JVBE"}}]}]}])"}) {
+    CAPTURE(messages);
+    auto r = anthropic_request_to_openai(request(messages));
+    REQUIRE(std::holds_alternative<anthropic_translation>(r));
+    CHECK(std::get<anthropic_translation>(r).untranslatable);
+  }
+}
+
+TEST_CASE("anthropic inbound: a tool_choice whose tools were all server tools is left out") {
+  auto r = anthropic_request_to_openai(request(
+      R"([{"role":"user","content":"hi"}])",
+      R"(,"tools":[{"type":"web_search_20250305","name":"web_search"}],"tool_choice":{"type":"any"})"));
+  const auto& t = std::get<anthropic_translation>(r);
+  json body = json::parse(t.chat_body);
+  CHECK_FALSE(body.contains("tools"));
+  CHECK_FALSE(body.contains("tool_choice"));
+  CHECK(t.dropped == std::vector<std::string>{"tools.web_search_20250305", "tool_choice"});
+}
+
+TEST_CASE("anthropic inbound: a backend's `reasoning` comes back as thinking, as reasoning_content") {
+  json msg = json::parse(openai_response_to_anthropic(
+      R"({"id":"x","choices":[{"message":{"role":"assistant","reasoning":"hmm","content":"ok"},)"
+      R"("finish_reason":"stop"}]})",
+      "m"));
+  CHECK(msg["content"][0] == json{{"type", "thinking"}, {"thinking", "hmm"}, {"signature", ""}});
+  anthropic_stream_encoder enc("m");
+  std::vector<sse_event> out;
+  enc.on_chunk(R"({"id":"x","choices":[{"delta":{"reasoning":"hm"}}]})", out);
+  bool thinking = false;
+  for (const auto& e : out) thinking |= e.data.find("thinking_delta") != std::string::npos;
+  CHECK(thinking);
+}
