@@ -410,8 +410,13 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       co_await send_error(ex, failure);
       co_return;
     }
-    if (const auto& dropped = ex.translated ? ex.dropped : ex.pass_through_dropped;
-        !dropped.empty()) {
+    // What this attempt's lane leaves out: the inbound translation's list, then the encoder's.
+    ex.lane_dropped = ex.translated ? ex.dropped : ex.pass_through_dropped;
+    for (const auto& d : std::get<providers::upstream_request>(encoded).dropped)
+      if (std::find(ex.lane_dropped.begin(), ex.lane_dropped.end(), d) == ex.lane_dropped.end())
+        ex.lane_dropped.push_back(d);
+    if (ex.responses) ex.responses->dropped = ex.lane_dropped;  // metadata.meridian_dropped
+    if (const auto& dropped = ex.lane_dropped; !dropped.empty()) {
       std::string fields = "\"request_id\":";
       core::append_json_string(fields, ex.log.request_id);
       fields += ",\"provider\":";

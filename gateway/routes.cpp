@@ -180,8 +180,8 @@ void server::set_routed_headers(exchange& ex, http::fields& f) const {
   }
   if (!ex.route_explain.empty()) f.set("x-meridian-route", ex.route_explain);
   if (!ex.provider) return;
-  if (const auto& dropped = ex.translated ? ex.dropped : ex.pass_through_dropped; !dropped.empty())
-    f.set("x-meridian-dropped", header_safe(providers::dropped_header(dropped)));
+  if (!ex.lane_dropped.empty())
+    f.set("x-meridian-dropped", header_safe(providers::dropped_header(ex.lane_dropped)));
   f.set("x-meridian-provider", ex.provider->name);
   f.set("x-meridian-model", ex.model->id);
 }

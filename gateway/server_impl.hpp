@@ -197,6 +197,7 @@ struct exchange {
   std::vector<std::string> dropped;
   std::optional<providers::request_error> untranslatable;
   bool translated = false;  // the attempt being answered took a translation lane
+  std::vector<std::string> lane_dropped;  // what that attempt's lane left out, in all
   bool on_admin_listener = false;    // arrived on server.admin_listen
   bool admin_caller = false;         // presented the admin token where a key could go
   std::size_t emitted = 0;           // attempts already handed to accounting

@@ -231,6 +231,10 @@ std::variant<upstream_request, request_error> encode(std::string_view body, bool
   up.path = "/messages";
   up.headers.emplace_back("anthropic-version", "2023-06-01");
   up.body = out.dump();
+  // response_format json_object has no counterpart (json_schema was refused above).
+  up.dropped = encoding_drops(req, {"tools", "tool_choice", "parallel_tool_calls", "n", "user",
+                                    "max_tokens", "max_completion_tokens", "stop", "temperature",
+                                    "top_p"});
   return up;
 }
 

@@ -28,6 +28,8 @@ struct upstream_request {
   std::vector<std::pair<std::string, std::string>>
       headers;  // dialect-specific, e.g. anthropic-version
   std::string body;
+  // What a translating encoder left out of the canonical call, by name (x-meridian-dropped).
+  std::vector<std::string> dropped;
 };
 
 // The upstream sent something the dialect cannot understand (maps to 502).

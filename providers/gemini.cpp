@@ -250,6 +250,9 @@ std::variant<upstream_request, request_error> encode(std::string_view body, bool
   up.path = "/models/" + std::string(model) +
             (stream ? ":streamGenerateContent?alt=sse" : ":generateContent");
   up.body = out.dump();
+  up.dropped = encoding_drops(req, {"tools", "tool_choice", "n", "response_format", "max_tokens",
+                                    "max_completion_tokens", "stop", "temperature", "top_p",
+                                    "presence_penalty", "frequency_penalty", "seed"});
   return up;
 }
 

@@ -1,6 +1,7 @@
 // Shared translation helpers: OpenAI content parts, data URLs, stop reasons and usage shapes.
 #include "providers/translate.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <utility>
@@ -202,6 +203,39 @@ bool translating_stream::on_event(const sse_event& ev, std::vector<std::string>&
 
 std::optional<usage> translating_stream::tokens() const {
   return tokens_.present ? std::optional<usage>(tokens_) : std::nullopt;
+}
+
+std::vector<std::string> encoding_drops(const nlohmann::json& req,
+                                        std::initializer_list<std::string_view> carried) {
+  static constexpr std::string_view k_gateway[] = {"model",          "messages", "stream",
+                                                   "stream_options", "provider", "models"};
+  std::vector<std::string> out;
+  if (!req.is_object()) return out;
+  for (const auto& [key, value] : req.items()) {
+    if (value.is_null()) continue;
+    if (std::find(std::begin(k_gateway), std::end(k_gateway), key) != std::end(k_gateway))
+      continue;
+    if (std::find(carried.begin(), carried.end(), key) == carried.end()) out.push_back(key);
+  }
+  auto messages = req.find("messages");
+  if (messages == req.end() || !messages->is_array()) return out;
+  bool reasoning = false, late_system = false, turns = false;
+  for (const auto& m : *messages) {
+    if (!m.is_object()) continue;
+    const std::string role = m.value("role", "");
+    if (role == "system" || role == "developer") {
+      late_system |= turns;
+    } else {
+      turns = true;
+    }
+    if (role == "assistant") {
+      auto r = m.find("reasoning_content");
+      reasoning |= r != m.end() && r->is_string() && !r->get_ref<const std::string&>().empty();
+    }
+  }
+  if (reasoning) out.emplace_back("reasoning_content");
+  if (late_system) out.emplace_back("system.position");
+  return out;
 }
 
 }  // namespace meridian::providers

@@ -4,10 +4,12 @@
 #include "providers/dialect.hpp"
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -66,6 +68,15 @@ nlohmann::json make_usage_chunk(const std::string& id, std::int64_t created, std
 
 // Seconds since the epoch, for `created`.
 std::int64_t unix_now();
+
+// What a translating encoder leaves out of a canonical call, by name (listed in
+// x-meridian-dropped): top-level members it does not carry (`carried`; the gateway's own —
+// model, messages, stream, stream_options, OpenRouter's provider and models — are never listed);
+// "reasoning_content" on assistant turns (neither Anthropic nor Gemini takes another model's
+// reasoning back as text); and "system.position" when a system message stands after the first
+// turn, since the dialect has one system prompt and the messages are joined into it.
+std::vector<std::string> encoding_drops(const nlohmann::json& req,
+                                        std::initializer_list<std::string_view> carried);
 
 // What every translating stream decoder shares: the fields each chunk repeats (model, creation
 // time), usage seen so far, completion and error, and the rule that an event of an unexpected

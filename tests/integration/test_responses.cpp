@@ -101,6 +101,31 @@ TEST_CASE("responses: a Response object from every backend dialect, usage as on 
   }
 }
 
+TEST_CASE("responses: what the backend's dialect cannot take is listed, header and metadata alike") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  // reasoning.effort becomes chat's reasoning_effort, which the OpenAI dialect carries and the
+  // Anthropic and Gemini encoders cannot; the web_search tool is dropped on every lane.
+  const std::pair<const char*, std::string> lanes[] = {
+      {"fast/m-fast", "tools[0]: web_search"},
+      {"claude/claude-sonnet-4-5", "tools[0]: web_search,reasoning_effort"},
+      {"gem/gemini-2.5-flash", "tools[0]: web_search,reasoning_effort"}};
+  for (const auto& [model, dropped] : lanes) {
+    INFO(model);
+    json body = responses_body(model, false);
+    body["reasoning"] = {{"effort", "low"}};
+    body["tools"] = json::array({{{"type", "web_search"}}});
+    auto r = http_call(g.port, "POST", "/v1/responses", body.dump());
+    REQUIRE(r.status == 200);
+    CHECK(r.headers["x-meridian-dropped"] == dropped);
+    const json j = json::parse(r.body);
+    std::string listed;
+    for (const auto& d : j["metadata"]["meridian_dropped"])
+      listed += (listed.empty() ? "" : ",") + d.get<std::string>();
+    CHECK(listed == dropped);
+  }
+}
+
 TEST_CASE("responses: the event stream, in order, numbered, ending in response.completed") {
   sim s(k_dialect_sim);
   gateway g(dialect_gateway_yaml(s), k_dialect_env);

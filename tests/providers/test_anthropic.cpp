@@ -110,6 +110,26 @@ TEST_CASE("anthropic: consecutive user messages merge so that roles alternate") 
     {"role":"assistant","content":[{"type":"text","text":"c"},{"type":"text","text":"d"}]}])"));
 }
 
+TEST_CASE("anthropic: what the Messages API cannot carry is listed as dropped, by name") {
+  // Everything carried: nothing listed.
+  CHECK(encode_ok(R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":9,)"
+                  R"("temperature":0.2,"top_p":0.9,"stop":["z"],"user":"u","stream":true,)"
+                  R"("stream_options":{"include_usage":true}})")
+            .dropped.empty());
+  auto up = encode_ok(
+      R"({"model":"m","seed":7,"logprobs":true,"response_format":{"type":"json_object"},)"
+      R"("messages":[{"role":"user","content":"a"},)"
+      R"({"role":"assistant","content":"b","reasoning_content":"thought"},)"
+      R"({"role":"system","content":"late"},{"role":"user","content":"c"}],"presence_penalty":null})");
+  CHECK(up.dropped == std::vector<std::string>{"logprobs", "response_format", "seed",
+                                               "reasoning_content", "system.position"});
+  // A leading system prompt is where the dialect wants it; empty reasoning is not reasoning.
+  CHECK(encode_ok(R"({"model":"m","messages":[{"role":"system","content":"s"},)"
+                  R"({"role":"user","content":"a"},{"role":"assistant","content":"b",)"
+                  R"("reasoning_content":""}]})")
+            .dropped.empty());
+}
+
 TEST_CASE("anthropic: requests it cannot express are refused with the parameter named") {
   CHECK(
       encode_err(

@@ -102,6 +102,16 @@ TEST_CASE("gemini: non-streamed path, response formats and tool_choice modes") {
   CHECK(mode(R"("required")") == json::parse(R"({"mode":"ANY"})"));
 }
 
+TEST_CASE("gemini: what generateContent cannot carry is listed as dropped") {
+  CHECK(encode_ok(R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":9,)"
+                  R"("temperature":0.2,"seed":3,"presence_penalty":0.1,"frequency_penalty":0.1,)"
+                  R"("response_format":{"type":"json_object"},"stream":false})")
+            .dropped.empty());
+  auto up = encode_ok(R"({"model":"m","user":"u","parallel_tool_calls":false,)"
+                      R"("messages":[{"role":"user","content":"a"},{"role":"system","content":"s"}]})");
+  CHECK(up.dropped == std::vector<std::string>{"parallel_tool_calls", "user", "system.position"});
+}
+
 TEST_CASE("gemini: requests it cannot express are refused with the parameter named") {
   CHECK(
       encode_err(
