@@ -1,18 +1,18 @@
 // The OpenAI Responses API through Meridian with the clients people use: the official `openai`
 // SDK (responses.create, responses.stream, a function tool, whole and streamed) and the AI SDK's
 // default OpenAI provider (generateText and streamText, which speak Responses). Usage:
-//   node tests/clients/responses.mjs BASE_URL MODEL... (the first model must call tools)
+//   node tests/clients/responses.mjs BASE_URL MODEL... (every model makes a function-tool round trip)
 // Prints one line per check; exits non-zero at the first failure.
 import OpenAI from "openai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateText, streamText } from "ai";
 import assert from "node:assert/strict";
 
-const [base, toolModel, ...others] = process.argv.slice(2);
-assert.ok(base && toolModel, "usage: responses.mjs BASE_URL TOOL_MODEL [MODEL...]");
+const [base, ...models] = process.argv.slice(2);
+assert.ok(base && models.length, "usage: responses.mjs BASE_URL MODEL...");
 const client = new OpenAI({ baseURL: base, apiKey: "none", maxRetries: 0, timeout: 20000 });
 
-for (const model of [toolModel, ...others]) {
+for (const model of models) {
   const whole = await client.responses.create({ model, instructions: "Be brief.", input: "Say hello" });
   assert.equal(whole.status, "completed");
   assert.ok(whole.output_text.length > 0, "output_text");
@@ -34,36 +34,38 @@ const weather = {
   type: "function", name: "get_weather", description: "Weather for a city", strict: false,
   parameters: { type: "object", properties: { location: { type: "string" } }, required: ["location"] },
 };
-const asked = await client.responses.create({
-  model: toolModel, input: "What is the weather in Paris?", tools: [weather],
-});
-const call = asked.output.find((i) => i.type === "function_call");
-assert.ok(call, "a function_call item");
-assert.equal(call.name, "get_weather");
-assert.deepEqual(JSON.parse(call.arguments), { location: "Paris" });
-const answered = await client.responses.create({
-  model: toolModel, tools: [weather], store: false,
-  input: [
-    { role: "user", content: "What is the weather in Paris?" },
-    { type: "function_call", call_id: call.call_id, name: call.name, arguments: call.arguments },
-    { type: "function_call_output", call_id: call.call_id, output: "Sunny" },
-  ],
-});
-assert.ok(answered.output_text.length > 0, "the answer after the tool output");
-const streamedCall = client.responses.stream({
-  model: toolModel, input: "What is the weather in Paris?", tools: [weather],
-});
-let args = "";
-for await (const ev of streamedCall)
-  if (ev.type === "response.function_call_arguments.delta") args += ev.delta;
-const sc = (await streamedCall.finalResponse()).output.find((i) => i.type === "function_call");
-assert.ok(sc, "a streamed function_call item");
-assert.equal(sc.arguments, args);
-assert.deepEqual(JSON.parse(args), { location: "Paris" });
-console.log(`ok openai tools ${toolModel}`);
+for (const model of models) {
+  const asked = await client.responses.create({
+    model, input: "What is the weather in Paris?", tools: [weather],
+  });
+  const call = asked.output.find((i) => i.type === "function_call");
+  assert.ok(call, "a function_call item");
+  assert.equal(call.name, "get_weather");
+  assert.deepEqual(JSON.parse(call.arguments), { location: "Paris" });
+  const answered = await client.responses.create({
+    model, tools: [weather], store: false,
+    input: [
+      { role: "user", content: "What is the weather in Paris?" },
+      { type: "function_call", call_id: call.call_id, name: call.name, arguments: call.arguments },
+      { type: "function_call_output", call_id: call.call_id, output: "Sunny" },
+    ],
+  });
+  assert.ok(answered.output_text.length > 0, "the answer after the tool output");
+  const streamedCall = client.responses.stream({
+    model, input: "What is the weather in Paris?", tools: [weather],
+  });
+  let args = "";
+  for await (const ev of streamedCall)
+    if (ev.type === "response.function_call_arguments.delta") args += ev.delta;
+  const sc = (await streamedCall.finalResponse()).output.find((i) => i.type === "function_call");
+  assert.ok(sc, "a streamed function_call item");
+  assert.equal(sc.arguments, args);
+  assert.deepEqual(JSON.parse(args), { location: "Paris" });
+  console.log(`ok openai tools ${model}`);
+}
 
 const provider = createOpenAI({ baseURL: base, apiKey: "none" });  // Responses by default
-for (const model of [toolModel, ...others]) {
+for (const model of models) {
   const g = await generateText({ model: provider(model), prompt: "Say hello", maxRetries: 0 });
   assert.ok(g.text.length > 0, "generateText text");
   assert.ok(g.usage.outputTokens > 0, "generateText usage");

@@ -346,6 +346,72 @@ TEST_CASE("sim: anthropic tool_use when tools are offered and the user asks abou
   CHECK_FALSE(sim::plan_anthropic_reply(no_tools, "claude", 20, 1).tool);
 }
 
+TEST_CASE("sim: openai tool_calls when function tools are offered and the user asks about weather") {
+  json req = json::parse(R"({"model": "m", "messages": [
+      {"role": "user", "content": "What's the weather in Paris?"},
+      {"role": "system", "content": "A mid-conversation system turn does not end the question."}],
+    "tools": [{"type": "function", "function": {"name": "get_weather",
+      "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}},
+      {"type": "function", "function": {"name": "other"}}]})");
+  auto r = sim::plan_openai_reply(req, "fast", 20, 7);
+  REQUIRE(r.tool);
+  CHECK(r.id == "chatcmpl-sim-7");
+  CHECK(r.tool->id == "call_sim_7");
+  CHECK(r.tool->name == "get_weather");
+  CHECK(r.tool->input == json{{"location", "Paris"}});
+  CHECK(r.finish_reason == "tool_calls");
+  CHECK(r.tokens.size() == 8);
+  CHECK(r.completion_tokens() == 8 + sim::k_tool_call_tokens);
+
+  json whole = sim::openai_completion(r);
+  const json& message = whole["choices"][0]["message"];
+  REQUIRE(message["tool_calls"].size() == 1);
+  CHECK(message["tool_calls"][0]["id"] == "call_sim_7");
+  CHECK(message["tool_calls"][0]["function"]["name"] == "get_weather");
+  CHECK(json::parse(message["tool_calls"][0]["function"]["arguments"].get<std::string>()) ==
+        json{{"location", "Paris"}});
+  CHECK(whole["choices"][0]["finish_reason"] == "tool_calls");
+  CHECK(whole["usage"]["completion_tokens"] == 8 + sim::k_tool_call_tokens);
+
+  // Streamed: the call's id and name with empty arguments, then the arguments in pieces that
+  // add up to the same JSON, then the finish chunk.
+  auto script = sim::openai_stream(r, true);
+  std::string args, name, finish;
+  for (const auto& e : script.epilogue) {
+    if (e.rfind("data: {", 0) != 0) continue;
+    json chunk = json::parse(e.substr(6));
+    if (chunk["choices"].empty()) continue;
+    const json& choice = chunk["choices"][0];
+    if (choice["finish_reason"].is_string()) finish = choice["finish_reason"];
+    if (!choice["delta"].contains("tool_calls")) continue;
+    const json& call = choice["delta"]["tool_calls"][0];
+    CHECK(call["index"] == 0);
+    if (call.contains("id")) name = call["function"]["name"];
+    args += call["function"]["arguments"].get<std::string>();
+  }
+  CHECK(name == "get_weather");
+  CHECK(json::parse(args) == json{{"location", "Paris"}});
+  CHECK(finish == "tool_calls");
+
+  // The tool's result ends the loop: the answer quotes it and calls nothing.
+  req["messages"].push_back(message);
+  req["messages"].push_back(
+      {{"role", "tool"}, {"tool_call_id", "call_sim_7"}, {"content", "sunny weather"}});
+  r = sim::plan_openai_reply(req, "fast", 20, 8);
+  CHECK_FALSE(r.tool);
+  CHECK(r.finish_reason == "stop");
+  CHECK(sim::openai_completion(r)["choices"][0]["message"]["content"].get<std::string>().find(
+            "sunny") != std::string::npos);
+  // tool_choice "none", or no tools: no call.
+  json none = req;
+  none["messages"] = json::array({req["messages"][0]});
+  none["tool_choice"] = "none";
+  CHECK_FALSE(sim::plan_openai_reply(none, "fast", 20, 9).tool);
+  none.erase("tools");
+  none.erase("tool_choice");
+  CHECK_FALSE(sim::plan_openai_reply(none, "fast", 20, 10).tool);
+}
+
 TEST_CASE("sim: anthropic stream events follow the Messages streaming order") {
   auto r = sim::plan_anthropic_reply(k_anthropic_base, "claude", 5, 2);
   auto s = sim::anthropic_stream(r);

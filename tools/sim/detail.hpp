@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,21 +30,8 @@ std::string join(const std::vector<std::string>& tokens);
 std::string last_user_text(const nlohmann::json& turns, const char* content_key,
                            bool missing_role_is_user);
 
-// openai.cpp: the chat reply, planned by the server before any byte is sent, and OpenAI's errors.
+// openai.cpp: OpenAI's errors.
 
-struct openai_reply {
-  std::string model;
-  std::vector<std::string> tokens;
-  std::string finish_reason;
-  int prompt_tokens;
-  std::string id;
-  std::int64_t created;
-};
-
-// `data: JSON` chunks of a streamed chat completion, then `data: [DONE]`.
-stream_script openai_stream(const openai_reply& r, bool include_usage);
-// The non-streamed chat completion, usage included.
-nlohmann::json openai_completion(const openai_reply& r);
 // {"error":{"message":...,"type":...,"param":...,"code":...}}
 std::string openai_error_body(std::string_view message, std::string_view type,
                               const nlohmann::json& param, const nlohmann::json& code);

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,7 +65,65 @@ std::string base64(const std::string& bytes) {
 
 }  // namespace
 
-namespace detail {
+openai_reply plan_openai_reply(const json& request, std::string_view provider, int reply_tokens,
+                               std::uint64_t serial) {
+  const std::string model = request.value("model", "");
+  const json& messages = request["messages"];
+  int count = std::max(0, reply_tokens);
+  bool capped = false;
+  for (const char* key : {"max_completion_tokens", "max_tokens"}) {
+    auto it = request.find(key);
+    if (it != request.end() && it->is_number_integer()) {
+      auto cap = it->get<std::int64_t>();
+      if (cap >= 0 && cap < count) {
+        count = static_cast<int>(cap);
+        capped = true;
+      }
+    }
+  }
+  std::string last_user;
+  bool asked = false;  // the conversation ends with a user turn
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+    if (!it->is_object() || !it->contains("content")) continue;
+    const std::string role = it->value("role", "");
+    if (role == "system" || role == "developer") continue;
+    if (role == "tool") {
+      last_user = content_text((*it)["content"]) + (last_user.empty() ? "" : " ") + last_user;
+      continue;
+    }
+    if (role == "user" && last_user.empty()) {
+      last_user = content_text((*it)["content"]);
+      asked = true;
+    }
+    break;
+  }
+  openai_reply r;
+  r.model = model;
+  r.finish_reason = capped ? "length" : "stop";
+  r.prompt_tokens = count_prompt_tokens(messages);
+  r.id = "chatcmpl-sim-" + std::to_string(serial);
+  r.created = static_cast<std::int64_t>(std::time(nullptr));
+  const json* tool = nullptr;
+  if (auto tools = request.find("tools"); asked && tools != request.end() && tools->is_array())
+    for (const auto& t : *tools)
+      if (t.is_object() && t.value("type", "") == "function" && t.contains("function") &&
+          t["function"].is_object() && t["function"].contains("name") &&
+          t["function"]["name"].is_string()) {
+        tool = &t["function"];
+        break;
+      }
+  auto choice = request.find("tool_choice");
+  const bool may_call = choice == request.end() || *choice != "none";
+  if (tool && may_call && mentions_weather(last_user)) {
+    r.tokens = sim::reply_tokens(provider, model, last_user, std::min(count, 8));
+    r.tool = tool_call{"call_sim_" + std::to_string(serial), (*tool)["name"].get<std::string>(),
+                       tool_arguments(tool->value("parameters", json()))};
+    r.finish_reason = "tool_calls";
+  } else {
+    r.tokens = sim::reply_tokens(provider, model, last_user, count);
+  }
+  return r;
+}
 
 stream_script openai_stream(const openai_reply& r, bool include_usage) {
   const json model_json = r.model;
@@ -77,29 +137,60 @@ stream_script openai_stream(const openai_reply& r, bool include_usage) {
                         json(r.tokens[i]).dump() + R"(},"logprobs":null,"finish_reason":null}]})" +
                         "\n\n");
   }
+  if (r.tool) {
+    // As OpenAI streams a call: the id and name first with empty arguments, then the arguments
+    // in pieces, so a client has to accumulate them.
+    const std::string args = r.tool->input.dump();
+    const std::size_t half = args.size() / 2;
+    const json first = {{"index", 0},
+                        {"id", r.tool->id},
+                        {"type", "function"},
+                        {"function", {{"name", r.tool->name}, {"arguments", ""}}}};
+    const std::string role = r.tokens.empty() ? R"("role":"assistant","content":null,)" : "";
+    s.epilogue.push_back(head + R"({"index":0,"delta":{)" + role + R"("tool_calls":[)" +
+                         first.dump() + R"(]},"logprobs":null,"finish_reason":null}]})" + "\n\n");
+    for (const std::string& piece : {args.substr(0, half), args.substr(half)}) {
+      const json more = {{"index", 0}, {"function", {{"arguments", piece}}}};
+      s.epilogue.push_back(head + R"({"index":0,"delta":{"tool_calls":[)" + more.dump() +
+                           R"(]},"logprobs":null,"finish_reason":null}]})" + "\n\n");
+    }
+  }
   s.epilogue.push_back(head + R"({"index":0,"delta":{},"logprobs":null,"finish_reason":")" +
                        r.finish_reason + R"("}]})" + "\n\n");
   if (include_usage) {
     s.epilogue.push_back(head + "]," + R"("usage":)" +
-                         usage_json(r.prompt_tokens, static_cast<int>(r.tokens.size())).dump() +
+                         usage_json(r.prompt_tokens, r.completion_tokens()).dump() +
                          "}\n\n");
   }
   s.epilogue.push_back("data: [DONE]\n\n");
   return s;
 }
 
-json openai_completion(const openai_reply& r) {
-  return {
-      {"id", r.id},
-      {"object", "chat.completion"},
-      {"created", r.created},
-      {"model", r.model},
-      {"choices", json::array({{{"index", 0},
-                                {"message", {{"role", "assistant"}, {"content", join(r.tokens)}}},
-                                {"logprobs", nullptr},
-                                {"finish_reason", r.finish_reason}}})},
-      {"usage", usage_json(r.prompt_tokens, static_cast<int>(r.tokens.size()))}};
+int openai_reply::completion_tokens() const {
+  return static_cast<int>(tokens.size()) + (tool ? k_tool_call_tokens : 0);
 }
+
+json openai_completion(const openai_reply& r) {
+  json message = {{"role", "assistant"}, {"content", detail::join(r.tokens)}};
+  if (r.tool) {
+    if (r.tokens.empty()) message["content"] = nullptr;
+    message["tool_calls"] =
+        json::array({{{"id", r.tool->id},
+                      {"type", "function"},
+                      {"function", {{"name", r.tool->name}, {"arguments", r.tool->input.dump()}}}}});
+  }
+  return {{"id", r.id},
+          {"object", "chat.completion"},
+          {"created", r.created},
+          {"model", r.model},
+          {"choices", json::array({{{"index", 0},
+                                    {"message", std::move(message)},
+                                    {"logprobs", nullptr},
+                                    {"finish_reason", r.finish_reason}}})},
+          {"usage", usage_json(r.prompt_tokens, r.completion_tokens())}};
+}
+
+namespace detail {
 
 std::string openai_error_body(std::string_view message, std::string_view type, const json& param,
                               const json& code) {

@@ -413,31 +413,8 @@ class handler {
           "model", "model_not_found"));
     }
 
-    int count = std::max(0, p_.config.reply_tokens);
-    bool capped = false;
-    for (const char* key : {"max_completion_tokens", "max_tokens"}) {
-      auto it = body.find(key);
-      if (it != body.end() && it->is_number_integer()) {
-        auto cap = it->template get<std::int64_t>();
-        if (cap >= 0 && cap < count) {
-          count = static_cast<int>(cap);
-          capped = true;
-        }
-      }
-    }
-    std::string last_user;
-    for (auto it = messages_it->rbegin(); it != messages_it->rend(); ++it) {
-      if (it->is_object() && it->value("role", "") == "user" && it->contains("content")) {
-        last_user = content_text((*it)["content"]);
-        break;
-      }
-    }
-    detail::openai_reply r{model,
-                           reply_tokens(p_.config.name, model, last_user, count),
-                           capped ? "length" : "stop",
-                           count_prompt_tokens(*messages_it),
-                           "chatcmpl-sim-" + std::to_string(++g_completion_counter),
-                           static_cast<std::int64_t>(std::time(nullptr))};
+    const openai_reply r =
+        plan_openai_reply(body, p_.config.name, p_.config.reply_tokens, ++g_completion_counter);
 
     auto stream_it = body.find("stream");
     if (stream_it != body.end() && stream_it->is_boolean() && stream_it->template get<bool>()) {
@@ -446,11 +423,11 @@ class handler {
         auto iu = so->find("include_usage");
         include_usage = iu != so->end() && iu->is_boolean() && iu->template get<bool>();
       }
-      co_return co_await stream(req, detail::openai_stream(r, include_usage && !f.no_usage), f);
+      co_return co_await stream(req, openai_stream(r, include_usage && !f.no_usage), f);
     }
 
     if (co_await wait_for(socket(), p_.config.ttft)) co_return after::reset;
-    json out = detail::openai_completion(r);
+    json out = openai_completion(r);
     if (f.no_usage) out.erase("usage");
     co_return co_await send(make(req, http::status::ok, out.dump()));
   }

@@ -128,6 +128,35 @@ struct stream_script {
   std::vector<std::string> epilogue;
 };
 
+// --- OpenAI chat completions (POST /v1/chat/completions) ---
+
+struct openai_reply {
+  std::string model;
+  std::vector<std::string> tokens;
+  std::string finish_reason;  // stop, length or tool_calls
+  int prompt_tokens = 0;
+  std::string id;  // chatcmpl-sim-N
+  std::int64_t created = 0;
+  std::optional<tool_call> tool;  // call_sim_N
+
+  int completion_tokens() const;
+};
+
+// Plans the reply to a chat request whose `model` and `messages` the server checked. The reply
+// echoes the last user turn (system and developer turns after it do not end it), or the tool
+// results that end the conversation. With `function` tools offered, tool_choice not "none" and
+// "weather" in that user turn, the first function is called after a short preamble.
+// max_completion_tokens / max_tokens below `reply_tokens` cap the reply ("length").
+openai_reply plan_openai_reply(const nlohmann::json& request, std::string_view provider,
+                               int reply_tokens, std::uint64_t serial);
+
+// `data: JSON` chunks of a streamed chat completion, then `data: [DONE]`; a tool call comes
+// after the text, its arguments in two pieces.
+stream_script openai_stream(const openai_reply& r, bool include_usage);
+
+// The non-streamed chat completion, usage included.
+nlohmann::json openai_completion(const openai_reply& r);
+
 // --- Anthropic Messages (POST /v1/messages) ---
 
 struct anthropic_reply {
