@@ -54,7 +54,9 @@ struct server_config {
 };
 
 // What a request may need from a model; a model lacking one is never sent such a request.
-enum class capability { tools, images, json };
+// `reasoning`: the model takes a reasoning control (OpenAI's `reasoning_effort`, Gemini's
+// thinkingConfig); translated requests lose theirs on a model without it.
+enum class capability { tools, images, json, reasoning };
 
 // Facts about one model; prices are USD per million tokens. Unset fields come from the catalog.
 struct model_config {

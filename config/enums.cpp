@@ -26,8 +26,10 @@ constexpr name_table<route_policy, 7> k_policies{{{route_policy::cost, "cost"},
                                                   {route_policy::balanced, "balanced"},
                                                   {route_policy::weighted, "weighted"},
                                                   {route_policy::ordered, "ordered"}}};
-constexpr name_table<capability, 3> k_capabilities{
-    {{capability::tools, "tools"}, {capability::images, "images"}, {capability::json, "json"}}};
+constexpr name_table<capability, 4> k_capabilities{{{capability::tools, "tools"},
+                                                    {capability::images, "images"},
+                                                    {capability::json, "json"},
+                                                    {capability::reasoning, "reasoning"}}};
 constexpr name_table<budget_period, 2> k_periods{
     {{budget_period::day, "day"}, {budget_period::month, "month"}}};
 

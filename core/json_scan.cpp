@@ -219,6 +219,21 @@ bool json_valid(std::string_view text) {
   return valid_document(text);
 }
 
+std::string without_member(std::string_view text, const json_object_scan& scan,
+                           std::string_view key) {
+  const auto& ms = scan.members;
+  for (std::size_t i = 0; i < ms.size(); ++i) {
+    if (ms[i].key != key) continue;
+    // The first member goes with the comma after it, any other with the comma before it.
+    const std::size_t begin = i == 0 ? ms[i].member_begin : ms[i - 1].value_end;
+    const std::size_t end = i == 0 && ms.size() > 1 ? ms[1].member_begin : ms[i].value_end;
+    std::string out(text.substr(0, begin));
+    out.append(text.substr(end));
+    return out;
+  }
+  return std::string(text);
+}
+
 const json_member* json_object_scan::find(std::string_view key) const {
   for (const auto& m : members)
     if (m.key == key) return &m;

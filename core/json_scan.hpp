@@ -30,6 +30,11 @@ struct json_object_scan {
 // nullopt when its top-level value is not an object.
 std::optional<json_object_scan> scan_object(std::string_view text);
 
+// `text` (scanned as `scan`) without its member `key` and the comma that separated it; `text`
+// unchanged when it has no such member. Still valid JSON, every other byte as it was.
+std::string without_member(std::string_view text, const json_object_scan& scan,
+                           std::string_view key);
+
 // A member name that the gateway and a provider could read two ways: one that occurs twice in
 // the object (parsers disagree on which one wins: the scan finds the first, most DOMs keep the
 // last), or one written with an escape sequence (the scan compares names as written, a

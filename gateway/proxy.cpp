@@ -314,6 +314,23 @@ std::chrono::milliseconds parse_retry_after(std::string_view v) {
   return std::chrono::milliseconds(std::min<std::uint64_t>(seconds.value_or(0), 3600) * 1000);
 }
 
+// The canonical call without its reasoning_effort when the gateway put it there (a translation
+// of an Anthropic client's thinking or a Responses client's reasoning.effort) and model `m`
+// takes no reasoning control; nullptr otherwise. An OpenAI chat client's own body is never
+// changed: its reasoning_effort is the client's to send.
+const providers::chat_request* server::unreasoned(exchange& ex, std::string_view body,
+                                                  const providers::chat_request& req,
+                                                  const providers::model_info& m) {
+  if (m.reasoning || ex.shape == core::api_shape::openai || !req.scan.find("reasoning_effort"))
+    return nullptr;
+  if (!ex.unreasoned) {
+    ex.unreasoned_body = core::without_member(body, req.scan, "reasoning_effort");
+    auto parsed = providers::parse_chat_request(ex.unreasoned_body);
+    if (auto* r = std::get_if<providers::chat_request>(&parsed)) ex.unreasoned = std::move(*r);
+  }
+  return ex.unreasoned ? &*ex.unreasoned : nullptr;
+}
+
 // Serves a canonical chat call: the router orders the candidates, and each is tried in turn
 // until one answers. Once a byte of the answer has reached the client there is no retry.
 
@@ -400,6 +417,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       encoded = providers::encode_pass_through(*ex.native, ex.shape, m.id);
     else if (ex.untranslatable)  // a part only a pass-through carries
       encoded = *ex.untranslatable;
+    else if (const auto* plain = unreasoned(ex, body, req, m))
+      encoded = d.encode_chat(ex.unreasoned_body, *plain, m.id);
     else
       encoded = d.encode_chat(body, req, m.id);
     if (auto* e = std::get_if<providers::request_error>(&encoded)) {
@@ -412,6 +431,9 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     }
     // What this attempt's lane leaves out: the inbound translation's list, then the encoder's.
     ex.lane_dropped = ex.translated ? ex.dropped : ex.pass_through_dropped;
+    if (ex.translated && !ex.untranslatable && unreasoned(ex, body, req, m))
+      ex.lane_dropped.push_back(ex.shape == core::api_shape::anthropic ? "thinking"
+                                                                       : "reasoning_effort");
     for (const auto& d : std::get<providers::upstream_request>(encoded).dropped)
       if (std::find(ex.lane_dropped.begin(), ex.lane_dropped.end(), d) == ex.lane_dropped.end())
         ex.lane_dropped.push_back(d);

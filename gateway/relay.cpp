@@ -32,6 +32,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
   ex.streamed = true;
   providers::stream_pipeline pipe(d, *ex.model, ex.shape, ex.log.model, ex.output_ceiling,
                                   ex.responses ? &*ex.responses : nullptr, ex.provider->name);
+  pipe.expect_input(ex.est_prompt);
   bool client_gone = false;
   bool past_total = false;  // the gateway's own stop: timeouts.total passed
   error_code upstream_ec;

@@ -196,6 +196,10 @@ struct exchange {
   // What the translation lanes leave out, and the first thing they could only refuse.
   std::vector<std::string> dropped;
   std::optional<providers::request_error> untranslatable;
+  // The canonical body without the reasoning_effort a translation made, for models that take
+  // none (model_info::reasoning), and its parse; made at the first such attempt.
+  std::string unreasoned_body;
+  std::optional<providers::chat_request> unreasoned;
   bool translated = false;  // the attempt being answered took a translation lane
   std::vector<std::string> lane_dropped;  // what that attempt's lane left out, in all
   bool on_admin_listener = false;    // arrived on server.admin_listen
@@ -332,6 +336,9 @@ class server {
                              const std::string& detail);
   awaitable<void> serve_chat(exchange& ex, std::string_view body,
                              const providers::chat_request& req);
+  static const providers::chat_request* unreasoned(exchange& ex, std::string_view body,
+                                                   const providers::chat_request& req,
+                                                   const providers::model_info& m);
   void record_success(exchange& ex, const providers::provider& p, const providers::model_info& m,
                       steady::time_point attempt_start, std::optional<double> first_byte_ms);
   void update_provider_up(const providers::provider& p);

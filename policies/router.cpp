@@ -50,6 +50,8 @@ bool has(const model_info& m, config::capability c) {
       return m.images;
     case config::capability::json:
       return m.json;
+    case config::capability::reasoning:
+      return m.reasoning;
   }
   return false;
 }

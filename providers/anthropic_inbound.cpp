@@ -344,9 +344,9 @@ std::uint64_t text_bytes(const ojson& content) {
 }  // namespace
 
 // Top-level Anthropic members a translation lane leaves out, each listed when present: none of
-// them has an OpenAI chat counterpart every backend accepts. `thinking` asks for a budget of
-// reasoning; reasoning models of the OpenAI family reason on their own and their reasoning comes
-// back as thinking blocks.
+// them has an OpenAI chat counterpart every backend accepts. `thinking` is the exception when it
+// asks for reasoning: it becomes `reasoning_effort` (thinking_effort), and the backend's
+// reasoning comes back as thinking blocks.
 constexpr std::string_view k_dropped_members[] = {
     "thinking",    "top_k",   "context_management", "output_config", "service_tier",
     "container",   "mcp_servers", "inference_geo"};
@@ -384,6 +384,29 @@ std::optional<std::string> without_unsigned_thinking(const ojson& in) {
 constexpr std::string_view k_mapped_members[] = {
     "model",       "max_tokens", "messages", "system", "stop_sequences", "temperature",
     "top_p",       "stream",     "tools",    "tool_choice", "metadata"};
+
+namespace {
+
+// The reasoning_effort an Anthropic `thinking` asks for: output_config.effort when given ("max"
+// is "high"); else a budget_tokens under 4,096 is "low", under 16,384 "medium", more "high",
+// and adaptive thinking "medium". Empty for disabled or absent thinking.
+std::string thinking_effort(const ojson& in) {
+  const ojson* t = member(in, "thinking");
+  if (!t || !t->is_object()) return {};
+  const std::string type = string_member(*t, "type");
+  if (type != "enabled" && type != "adaptive") return {};
+  std::string effort;
+  if (const ojson* oc = member(in, "output_config"); oc && oc->is_object())
+    effort = string_member(*oc, "effort");
+  if (effort == "max") return "high";
+  if (effort == "low" || effort == "medium" || effort == "high") return effort;
+  if (type == "adaptive") return "medium";
+  const ojson* b = member(*t, "budget_tokens");
+  const double budget = b && b->is_number() ? b->get<double>() : 0;
+  return budget < 4096 ? "low" : budget < 16384 ? "medium" : "high";
+}
+
+}  // namespace
 
 std::variant<anthropic_translation, request_error> anthropic_request_to_openai(
     std::string_view body) {
@@ -465,11 +488,22 @@ std::variant<anthropic_translation, request_error> anthropic_request_to_openai(
     std::string user = string_member(*meta, "user_id");
     if (!user.empty()) out["user"] = user;
   }
+  // thinking -> reasoning_effort: the reasoning control of OpenAI's reasoning models and, by
+  // gemini.cpp, Gemini's thinkingConfig. On a model without one the gateway removes it again and
+  // lists `thinking` (model_info::reasoning).
+  std::string effort = thinking_effort(in);
+  if (!effort.empty()) out["reasoning_effort"] = effort;
   for (std::string_view key : k_dropped_members) {
     const ojson* v = member(in, std::string(key).c_str());
+    if (!given(v)) continue;
     // thinking: {type: disabled} asks for what a translation gives anyway.
-    if (given(v) && !(key == "thinking" && string_member(*v, "type") == "disabled"))
-      notes.drop(std::string(key));
+    if (key == "thinking" && (!effort.empty() || string_member(*v, "type") == "disabled"))
+      continue;
+    // output_config holding only the effort that adaptive thinking became.
+    if (key == "output_config" && !effort.empty() && v->is_object() && v->size() == 1 &&
+        v->contains("effort"))
+      continue;
+    notes.drop(std::string(key));
   }
   // A member this translation does not know may change what the model does: listed too.
   for (const auto& [key, value] : in.items()) {
@@ -565,6 +599,10 @@ void anthropic_stream_encoder::start(const std::string& chunk_id, std::vector<ss
                 {"stop_reason", nullptr},
                 {"stop_sequence", nullptr},
                 {"usage", usage_json(tokens_.value_or(usage{}))}};
+  if (!tokens_ && input_estimate_ > 0) {
+    message["usage"]["input_tokens"] = input_estimate_;
+    message["usage"]["estimated"] = true;
+  }
   out.push_back(event({{"type", "message_start"}, {"message", std::move(message)}}));
 }
 

@@ -68,6 +68,11 @@ class anthropic_stream_encoder {
  public:
   explicit anthropic_stream_encoder(std::string model);
 
+  // The input tokens the gateway estimates for the request, told in message_start (marked
+  // `estimated`) when the backend has reported none by then: OpenAI-style streams count only at
+  // the end, and Claude Code reads the context size from message_start. The final
+  // message_delta carries the backend's own counts.
+  void expect_input(std::uint64_t tokens) { input_estimate_ = tokens; }
   // Consumes one chunk payload; payloads that are not JSON objects (such as "[DONE]") are ignored.
   void on_chunk(std::string_view chunk_json, std::vector<sse_event>& out);
   // Ends the message. `tokens`, when given, wins over usage seen in the chunks; `notes` go into
@@ -95,6 +100,7 @@ class anthropic_stream_encoder {
   std::vector<std::pair<long, int>> tool_blocks_;  // OpenAI tool index -> Anthropic block index
   std::string finish_reason_;
   std::optional<usage> tokens_;
+  std::uint64_t input_estimate_ = 0;
 };
 
 // For /v1/messages/count_tokens. An ESTIMATE, not a tokenizer: the backend may be any model and

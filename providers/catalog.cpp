@@ -179,6 +179,7 @@ void apply(model_info& m, const config::model_config& c) {
     m.tools = has(config::capability::tools);
     m.images = has(config::capability::images);
     m.json = has(config::capability::json);
+    m.reasoning = has(config::capability::reasoning);
   }
 }
 
@@ -192,6 +193,7 @@ void merge_model(provider& p, const std::string& id, const config::model_config&
   model_info m;
   m.id = id;
   m.author = guess_author(id);
+  m.reasoning = model_takes_reasoning_effort(id);
   m.source = "file";
   apply(m, c);
   p.models.push_back(std::move(m));
@@ -281,6 +283,13 @@ bool preset_model_sees_images(std::string_view id) {
   return false;
 }
 
+bool model_takes_reasoning_effort(std::string_view id) {
+  if (id.starts_with("models/")) id.remove_prefix(7);
+  for (std::string_view prefix : {"o1", "o3", "o4", "gpt-5", "gemini-2.5", "gemini-3"})
+    if (id.starts_with(prefix)) return true;
+  return false;
+}
+
 const model_info* provider::find_model(std::string_view id) const {
   for (const auto& m : models)
     if (m.id == id) return &m;
@@ -346,6 +355,7 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
       for (auto& m : p.models) {
         m.author = guess_author(m.id);
         m.images = preset_model_sees_images(m.id);
+        m.reasoning = model_takes_reasoning_effort(m.id);
       }
     }
     if (pc.dialect) {

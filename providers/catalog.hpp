@@ -26,10 +26,16 @@ struct model_info {
   std::string source = "catalog";
   // What requests it accepts: tool calls, image inputs, JSON mode. Hard routing constraints.
   bool tools = true, images = false, json = true;
+  // Whether it takes a reasoning control (`reasoning_effort`, Gemini's thinkingConfig): a
+  // translated request's (an Anthropic client's `thinking`) is dropped and listed without it.
+  bool reasoning = false;
 };
 
 // Whether a built-in preset's model takes image input, judged by its id.
 bool preset_model_sees_images(std::string_view model_id);
+// Whether a model takes a reasoning control, judged by its id (OpenAI's o-series and gpt-5,
+// Gemini 2.5 and later): the default for preset and declared models alike.
+bool model_takes_reasoning_effort(std::string_view model_id);
 
 // USD for `u` at `m`'s prices (per million tokens); reasoning is billed as output.
 double cost_usd(const usage& u, const model_info& m);

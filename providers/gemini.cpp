@@ -1,6 +1,7 @@
 // Google Gemini dialect: OpenAI chat requests to generateContent, answers and SSE events back.
 #include "providers/gemini.hpp"
 
+#include <algorithm>
 #include <map>
 #include <utility>
 
@@ -222,6 +223,20 @@ std::optional<request_error> encode_generation(const json& req, json& out) {
       gen["responseSchema"] = gemini_schema(js["schema"]);
     }
   }
+  // reasoning_effort (an Anthropic client's thinking, a Responses client's reasoning.effort) ->
+  // a thinking budget, with the thoughts returned so that they come back as reasoning.
+  if (auto e = req.find("reasoning_effort"); e != req.end() && !e->is_null()) {
+    static constexpr std::pair<std::string_view, int> k_budgets[] = {
+        {"none", 0}, {"minimal", 512}, {"low", 1024}, {"medium", 8192}, {"high", 24576}};
+    const auto* found = std::find_if(std::begin(k_budgets), std::end(k_budgets), [&](auto& b) {
+      return e->is_string() && e->get_ref<const std::string&>() == b.first;
+    });
+    if (found == std::end(k_budgets))
+      return request_error{"'reasoning_effort' must be none, minimal, low, medium or high",
+                           "reasoning_effort"};
+    gen["thinkingConfig"] = {{"thinkingBudget", found->second},
+                             {"includeThoughts", found->second > 0}};
+  }
   if (!gen.empty()) out["generationConfig"] = std::move(gen);
   return std::nullopt;
 }
@@ -252,7 +267,8 @@ std::variant<upstream_request, request_error> encode(std::string_view body, bool
   up.body = out.dump();
   up.dropped = encoding_drops(req, {"tools", "tool_choice", "n", "response_format", "max_tokens",
                                     "max_completion_tokens", "stop", "temperature", "top_p",
-                                    "presence_penalty", "frequency_penalty", "seed"});
+                                    "presence_penalty", "frequency_penalty", "seed",
+                                    "reasoning_effort"});
   return up;
 }
 

@@ -46,6 +46,12 @@ class stream_pipeline {
                   std::string client_model, std::optional<std::uint64_t> output_ceiling,
                   const responses_translation* responses = nullptr, std::string provider = {});
 
+  // The gateway's estimate of the request's input tokens, for an Anthropic client's
+  // message_start on a translation lane (anthropic_stream_encoder::expect_input).
+  void expect_input(std::uint64_t tokens) {
+    if (anthropic_) anthropic_->expect_input(tokens);
+  }
+
   // Upstream body bytes, in order. False once an event exceeds the SSE bound.
   bool feed(std::string_view bytes);
 

@@ -95,6 +95,20 @@ TEST_CASE("json_scan: ambiguous_member finds duplicate and escaped names") {
   CHECK(esc->escaped);
 }
 
+TEST_CASE("json_scan: without_member removes one member and its comma, nothing else") {
+  auto without = [](const std::string& text, const char* key) {
+    const std::string out = meridian::core::without_member(text, *scan_object(text), key);
+    INFO(text << " without " << key << " -> " << out);
+    CHECK(json_valid(out));
+    return out;
+  };
+  CHECK(without(R"({"a":1, "b":[2], "c":{"a":3}})", "a") == R"({"b":[2], "c":{"a":3}})");
+  CHECK(without(R"({"a":1, "b":[2], "c":{"a":3}})", "b") == R"({"a":1, "c":{"a":3}})");
+  CHECK(without(R"({"a":1, "b":[2], "c":{"a":3}})", "c") == R"({"a":1, "b":[2]})");
+  CHECK(without(R"( { "only" : true } )", "only") == R"( {  } )");
+  CHECK(without(R"({"a":1})", "x") == R"({"a":1})");
+}
+
 TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on 20,000 mutations") {
   const std::vector<std::string> seeds = {
       R"({"model":"auto","messages":[{"role":"user","content":"héllo \"there\" \u00e9"}],"stream":true,"max_tokens":16,"temperature":0.5})",

@@ -205,16 +205,22 @@ TEST_CASE("dialects: Anthropic client streaming through the gateway gets Anthrop
   REQUIRE(c.status() == 200);
   std::vector<std::string> types;
   std::string text;
-  json final_usage;
+  json start_usage, final_usage;
   while (auto ev = c.next_event()) {
     auto j = json::parse(*ev);
     types.push_back(j["type"]);
     if (j["type"] == "content_block_delta" && j["delta"]["type"] == "text_delta")
       text += j["delta"]["text"].get<std::string>();
+    if (j["type"] == "message_start") start_usage = j["message"]["usage"];
     if (j["type"] == "message_delta") final_usage = j["usage"];
   }
   REQUIRE(types.size() >= 5);
   CHECK(types.front() == "message_start");
+  // The OpenAI backend counts at the end: message_start tells the gateway's estimate, marked.
+  CHECK(start_usage["input_tokens"].get<int>() > 0);
+  CHECK(start_usage["estimated"] == true);
+  CHECK(final_usage["input_tokens"].get<int>() > 0);
+  CHECK_FALSE(final_usage.contains("estimated"));
   CHECK(types[1] == "content_block_start");
   CHECK(types.back() == "message_stop");
   CHECK(types[types.size() - 2] == "message_delta");

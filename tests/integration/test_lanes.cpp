@@ -147,12 +147,13 @@ TEST_CASE(
     "out") {
   sim s(k_dialect_sim);
   gateway g(dialect_gateway_yaml(s), k_dialect_env);
-  const std::string inbound =
-      "cache_control,thinking,top_k,context_management,output_config,a_member_from_2027";
-  // What the client's API has and the chat shape lacks, then what the backend's dialect lacks:
-  // Gemini has no end-user id, takes no reasoning back, and has one system instruction at the top.
+  const std::string inbound = "cache_control,top_k,context_management,a_member_from_2027";
+  // What the client's API has and the chat shape lacks, then what the backend's model or dialect
+  // lacks: thinking (output_config's effort "high") became reasoning_effort, which m-fast does
+  // not take and gemini-2.5-flash does (as a thinking budget); Gemini has no end-user id, takes
+  // no reasoning back, and has one system instruction at the top.
   const std::pair<const char*, std::string> lanes[] = {
-      {"fast/m-fast", inbound},
+      {"fast/m-fast", inbound + ",thinking"},
       {"gem/gemini-2.5-flash", inbound + ",user,reasoning_content,system.position"}};
   for (const auto& [model, dropped] : lanes) {
     CAPTURE(model);
@@ -162,7 +163,7 @@ TEST_CASE(
     CHECK(r.headers["x-meridian-dropped"] == dropped);
     auto j = json::parse(r.body);
     CHECK(j["type"] == "message");
-    CHECK(j["content"][0]["type"] == "text");
+    CHECK(j["content"].back()["type"] == "text");  // after Gemini's thinking block
   }
   // The OpenAI backend got the system messages where they stood, and none of the dropped members.
   auto sent = json::parse(json::parse(s.stats("fast"))["last_request"]["body"].get<std::string>());
@@ -171,9 +172,71 @@ TEST_CASE(
   CHECK(sent["messages"][3] ==
         json{{"role", "system"}, {"content", "The user prefers short answers."}});
   CHECK(sent["messages"][2]["reasoning_content"] == "Greet back.");
-  for (const char* gone : {"thinking", "top_k", "context_management", "output_config"})
+  for (const char* gone :
+       {"thinking", "top_k", "context_management", "output_config", "reasoning_effort"})
     CHECK_FALSE(sent.contains(gone));
   CHECK(sent["user"] == "user_abc_session_1");
+  // Gemini got the effort as a thinking budget, with the thoughts returned.
+  auto gem = json::parse(json::parse(s.stats("gem"))["last_request"]["body"].get<std::string>());
+  CHECK(gem["generationConfig"]["thinkingConfig"] ==
+        json{{"thinkingBudget", 24576}, {"includeThoughts", true}});
+}
+
+TEST_CASE("lanes: an Anthropic client's thinking reaches a reasoning model as its effort and "
+          "comes back as thinking") {
+  sim s(k_dialect_sim);
+  // m-fast declared as taking a reasoning control; gemini-2.5-flash is one by its name.
+  std::string yaml = dialect_gateway_yaml(s);
+  const std::string plain = "m-fast: { input: 0.5, output: 1 }";
+  yaml.replace(yaml.find(plain), plain.size(),
+               "m-fast: { input: 0.5, output: 1, capabilities: [tools, json, reasoning] }");
+  gateway g(yaml, k_dialect_env);
+  const struct {
+    const char* thinking;
+    const char* effort;
+    int budget;
+  } cases[] = {
+      {R"({"type":"enabled","budget_tokens":1024})", "low", 1024},
+      {R"({"type":"enabled","budget_tokens":8000})", "medium", 8192},
+      {R"({"type":"enabled","budget_tokens":32000})", "high", 24576},
+      {R"({"type":"adaptive"})", "medium", 8192},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.thinking);
+    for (const char* model : {"fast/m-fast", "gem/gemini-2.5-flash"}) {
+      CAPTURE(model);
+      const std::string body = std::string(R"({"model":")") + model +
+                               R"(","max_tokens":40000,"thinking":)" + c.thinking +
+                               R"(,"messages":[{"role":"user","content":"Hi"}]})";
+      auto r = http_call(g.port, "POST", "/v1/messages", body, k_claude_headers);
+      REQUIRE(r.status == 200);
+      CHECK(r.headers["x-meridian-dropped"].find("thinking") == std::string::npos);
+      auto j = json::parse(r.body);
+      const std::string provider = std::string(model).substr(0, std::string(model).find('/'));
+      auto sent =
+          json::parse(json::parse(s.stats(provider))["last_request"]["body"].get<std::string>());
+      if (provider == "fast") {
+        CHECK(sent["reasoning_effort"] == c.effort);
+      } else {
+        CHECK(sent["generationConfig"]["thinkingConfig"]["thinkingBudget"] == c.budget);
+        // The Gemini sim thinks when asked: its thought part is the answer's thinking block.
+        REQUIRE(j["content"].size() >= 2);
+        CHECK(j["content"][0]["type"] == "thinking");
+        CHECK(j["content"][1]["type"] == "text");
+      }
+    }
+  }
+  // output_config.effort wins over the budget, and is not listed as dropped.
+  auto r = http_call(g.port, "POST", "/v1/messages",
+                     R"({"model":"fast/m-fast","max_tokens":4000,)"
+                     R"("thinking":{"type":"enabled","budget_tokens":1024},)"
+                     R"("output_config":{"effort":"max"},)"
+                     R"("messages":[{"role":"user","content":"Hi"}]})",
+                     k_claude_headers);
+  REQUIRE(r.status == 200);
+  CHECK(r.headers.count("x-meridian-dropped") == 0);
+  auto sent = json::parse(json::parse(s.stats("fast"))["last_request"]["body"].get<std::string>());
+  CHECK(sent["reasoning_effort"] == "high");
 }
 
 TEST_CASE("lanes: a block only Anthropic reads goes to an Anthropic candidate or is refused") {

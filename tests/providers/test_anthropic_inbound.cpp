@@ -177,6 +177,51 @@ TEST_CASE("anthropic inbound: a system message inside messages stays in its plac
   CHECK(bad.message.find("messages.1.content") != std::string::npos);
 }
 
+TEST_CASE("anthropic inbound: thinking becomes reasoning_effort, by budget or effort") {
+  auto effort = [](const char* extra) {
+    auto r = anthropic_request_to_openai(request(R"([{"role":"user","content":"hi"}])", extra));
+    REQUIRE(std::holds_alternative<anthropic_translation>(r));
+    const auto& t = std::get<anthropic_translation>(r);
+    CHECK(t.dropped.empty());
+    return json::parse(t.chat_body).value("reasoning_effort", std::string("(none)"));
+  };
+  CHECK(effort(R"(,"thinking":{"type":"enabled","budget_tokens":1024})") == "low");
+  CHECK(effort(R"(,"thinking":{"type":"enabled","budget_tokens":4096})") == "medium");
+  CHECK(effort(R"(,"thinking":{"type":"enabled","budget_tokens":16384})") == "high");
+  CHECK(effort(R"(,"thinking":{"type":"adaptive"})") == "medium");
+  CHECK(effort(R"(,"thinking":{"type":"adaptive"},"output_config":{"effort":"low"})") == "low");
+  CHECK(effort(R"(,"thinking":{"type":"enabled","budget_tokens":1024},)"
+               R"("output_config":{"effort":"max"})") == "high");
+  CHECK(effort(R"(,"thinking":{"type":"disabled"})") == "(none)");
+  CHECK(effort("") == "(none)");
+}
+
+TEST_CASE("anthropic inbound: message_start tells the estimated input until the backend counts") {
+  // An OpenAI-style stream counts only at the end: message_start carries the gateway's estimate,
+  // marked, and message_delta the backend's count.
+  anthropic_stream_encoder enc("claude-x");
+  enc.expect_input(321);
+  std::vector<sse_event> out;
+  enc.on_chunk(text_chunk("Hi").dump(), out);
+  enc.finish(usage{.input = 300, .output = 2}, out);
+  auto got = named(out);
+  REQUIRE(got.front().first == "message_start");
+  CHECK(got.front().second["message"]["usage"]["input_tokens"] == 321);
+  CHECK(got.front().second["message"]["usage"]["estimated"] == true);
+  CHECK(got[got.size() - 2].second["usage"]["input_tokens"] == 300);
+  CHECK_FALSE(got[got.size() - 2].second["usage"].contains("estimated"));
+  // A backend that counts in its first chunk (Gemini): its count, not the estimate.
+  anthropic_stream_encoder counted("claude-x");
+  counted.expect_input(321);
+  std::vector<sse_event> out2;
+  counted.on_chunk(R"({"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],)"
+                   R"("usage":{"prompt_tokens":9,"completion_tokens":1}})",
+                   out2);
+  auto start = named(out2).front().second;
+  CHECK(start["message"]["usage"]["input_tokens"] == 9);
+  CHECK_FALSE(start["message"]["usage"].contains("estimated"));
+}
+
 TEST_CASE("anthropic inbound: what a translation leaves out is listed, never silently") {
   auto r = anthropic_request_to_openai(
       R"({"model":"m","max_tokens":64,"top_k":5,"thinking":{"type":"enabled","budget_tokens":1024},)"
@@ -189,11 +234,14 @@ TEST_CASE("anthropic inbound: what a translation leaves out is listed, never sil
       R"("cache_control":{"type":"ephemeral"}}]}]})");
   REQUIRE(std::holds_alternative<anthropic_translation>(r));
   const auto& t = std::get<anthropic_translation>(r);
+  // thinking and output_config's effort became reasoning_effort: not listed here (the gateway
+  // lists `thinking` on a model that takes no reasoning control).
   CHECK(t.dropped == std::vector<std::string>{"cache_control", "tools.web_search_20250305",
-                                              "tools.defer_loading", "thinking", "top_k", "context_management",
-                                              "output_config"});
+                                              "tools.defer_loading", "top_k",
+                                              "context_management"});
   CHECK_FALSE(t.untranslatable);
   json body = json::parse(t.chat_body);
+  CHECK(body["reasoning_effort"] == "high");
   REQUIRE(body["tools"].size() == 1);
   CHECK(body["tools"][0]["function"]["name"] == "Bash");
   CHECK_FALSE(body.contains("top_k"));

@@ -112,6 +112,23 @@ TEST_CASE("gemini: what generateContent cannot carry is listed as dropped") {
   CHECK(up.dropped == std::vector<std::string>{"parallel_tool_calls", "user", "system.position"});
 }
 
+TEST_CASE("gemini: reasoning_effort becomes a thinking budget that returns the thoughts") {
+  auto config = [](const char* effort) {
+    const std::string body = std::string(R"({"model":"m","messages":[{"role":"user","content":"x"}],)") +
+                             R"("reasoning_effort":")" + effort + R"("})";
+    auto up = encode_ok(body);
+    CHECK(up.dropped.empty());
+    return json::parse(up.body)["generationConfig"]["thinkingConfig"];
+  };
+  CHECK(config("low") == json{{"thinkingBudget", 1024}, {"includeThoughts", true}});
+  CHECK(config("medium") == json{{"thinkingBudget", 8192}, {"includeThoughts", true}});
+  CHECK(config("high") == json{{"thinkingBudget", 24576}, {"includeThoughts", true}});
+  CHECK(config("none") == json{{"thinkingBudget", 0}, {"includeThoughts", false}});
+  CHECK(encode_err(R"({"model":"m","messages":[{"role":"user","content":"x"}],)"
+                   R"("reasoning_effort":"extreme"})")
+            .param == "reasoning_effort");
+}
+
 TEST_CASE("gemini: requests it cannot express are refused with the parameter named") {
   CHECK(
       encode_err(
