@@ -134,6 +134,14 @@ std::optional<request_error> refuse_ambiguous(const json_object_scan& scan,
 
 std::string encode_chat_request(std::string_view body, const chat_request& req,
                                 std::string_view upstream_model) {
+  if (req.scan.find("provider") || req.scan.find("models")) {
+    // Rare: the members go first, then the body is encoded as any other.
+    std::string stripped = core::without_member(body, req.scan, "provider");
+    auto scan = core::scan_object(stripped);
+    stripped = core::without_member(stripped, *scan, "models");
+    auto parsed = parse_chat_request(stripped);
+    if (auto* r = std::get_if<chat_request>(&parsed)) return encode_chat_request(stripped, *r, upstream_model);
+  }
   struct edit {
     std::size_t begin, end;
     std::string text;

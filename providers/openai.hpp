@@ -39,7 +39,9 @@ std::variant<chat_request, request_error> parse_chat_request(std::string_view bo
 std::variant<chat_request, request_error> parse_embeddings_request(std::string_view body);
 
 // The upstream body: the client's bytes with `model` replaced and, for a stream,
-// `stream_options.include_usage` forced on so that the usage chunk always arrives.
+// `stream_options.include_usage` forced on so that the usage chunk always arrives. OpenRouter's
+// routing members `provider` and `models` are the gateway's: read by the router, never sent
+// (an OpenAI-family upstream would refuse them as unknown arguments).
 std::string encode_chat_request(std::string_view body, const chat_request& req,
                                 std::string_view upstream_model);
 

@@ -100,6 +100,15 @@ TEST_CASE("openai: only the model changes and every other byte is the client's")
   CHECK(out == expected);
 }
 
+TEST_CASE("openai: OpenRouter's provider and models are read by the router, never sent") {
+  const std::string body =
+      R"({"provider":{"sort":"price"}, "model":"a","models":["x/y","z/w"],)"
+      R"( "messages":[{"role":"user","content":"x"}], "stream":true, "temperature":0.50})";
+  const std::string out = encode_chat_request(body, parse_ok(body), "b");
+  CHECK(out == R"({"model":"b", "messages":[{"role":"user","content":"x"}], "stream":true, )"
+               R"("temperature":0.50,"stream_options":{"include_usage":true}})");
+}
+
 TEST_CASE("openai: streams always ask for usage") {
   SUBCASE("no stream_options: added") {
     std::string body = R"({"model":"a","messages":[{"role":"user","content":"x"}],"stream":true})";
