@@ -49,6 +49,9 @@ struct server_config {
   endpoint listen{"0.0.0.0", 8080};
   std::optional<endpoint> admin_listen;
   unsigned threads = 0;  // 0 = one per core
+  // The gateway always asks an OpenAI-family upstream for a stream's usage chunk (choices: [])
+  // for its own accounting; a chat client that did not ask gets it only when this is true.
+  bool always_stream_usage = false;
   server_limits limits;
   server_timeouts timeouts;
 };

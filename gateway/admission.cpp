@@ -6,8 +6,10 @@ namespace meridian::gateway::detail {
 
 // ---- virtual keys: authentication, rate limits, budgets, residency ----
 
-// A presented secret that matches no key is refused when auth is required, and otherwise
-// served as anonymous (no limits), as without keys.
+// A presented secret that matches no key is refused: when auth is required, and also when it is
+// not but keys exist, since a mistyped key served anonymously would escape its budget, limits
+// and residency. Without a key, or with any secret when no keys are configured (SDKs insist on
+// sending one), a request is anonymous unless auth is required.
 awaitable<bool> server::authenticate(exchange& ex) {
   const auto& cfg = *ex.snap.cfg;
   auto header = [&](auto name) {
@@ -35,7 +37,8 @@ awaitable<bool> server::authenticate(exchange& ex) {
     ex.log.key = ex.key->name;
     co_return true;
   }
-  if (!cfg.auth.required) co_return true;
+  const bool keys_exist = !ex.snap.keys.empty() || (ex.admin_keys && !ex.admin_keys->empty());
+  if (!cfg.auth.required && (secret.empty() || !keys_exist)) co_return true;
   metrics_.auth_failures.inc({secret.empty() ? "missing" : "unknown"});
   const std::string message =
       secret.empty() ? "Missing API key: send Authorization: Bearer <key> or x-api-key: <key>"

@@ -338,6 +338,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                                    const providers::chat_request& req) {
   ex.log.model = req.model;
   ex.log.stream = req.stream;
+  if (ex.shape == core::api_shape::openai && req.stream)
+    ex.usage_asked = providers::asks_stream_usage(body, req);
   auto facts = policies::facts_from_openai_body(body, req.scan);  // validated and scanned once
   if (auto* e = std::get_if<policies::facts_error>(&facts)) {
     const api_error failure = to_api_error(*e);
@@ -390,8 +392,20 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     ex.log.provider = p.name;
     ex.log.upstream_model = m.id;
     ex.log.fallback_index = i;
+    // Each attempt that did not answer, for x-meridian-route: "provider/model=why,...".
+    ex.attempt_failed = false;
+    auto note_failure = [&](std::string_view why) {
+      last_failure = std::string(why);
+      ex.attempt_failed = true;
+      ex.failed_attempts.append(ex.failed_attempts.empty() ? "" : ",")
+          .append(p.name)
+          .append("/")
+          .append(m.id)
+          .append("=")
+          .append(why);
+    };
     if (!health_.try_acquire(p.name, m.id, steady::now())) {
-      last_failure = "circuit_open";
+      note_failure("circuit_open");
       ex.emitted = i + 1;  // nothing was sent: there is no attempt to account for
       if (fallback.moves_on(i, policies::failure::not_sent)) continue;
       const api_error failure{error_kind::upstream_unavailable,
@@ -402,7 +416,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       co_return;
     }
     auto failed = [&](std::string_view why) {
-      last_failure = std::string(why);
+      note_failure(why);
       health_.record_failure(p.name, m.id, steady::now());
       update_provider_up(p);
       emit_attempt(ex, why, 502);
@@ -422,7 +436,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     else
       encoded = d.encode_chat(body, req, m.id);
     if (auto* e = std::get_if<providers::request_error>(&encoded)) {
-      last_failure = "unsupported";
+      note_failure("unsupported");
       if (fallback.moves_on(i, policies::failure::not_sent)) continue;
       const api_error failure{error_kind::invalid_request, e->param, e->message,
                               "unsupported_by_provider"};

@@ -25,10 +25,12 @@ const std::vector<server::route>& server::routes() {
       {http::verb::get, "/v1/stats/share", &server::stats_share, openai, key},
       {http::verb::get, "/v1/stats/daily", &server::stats_daily, openai, key},
       {http::verb::get, "/v1/generation", &server::generation, openai, key_or_admin},
-      {http::verb::get, "/dashboard", &server::dashboard},
+      // What the share API shows, so guarded like it: public unless auth.required (then a key
+      // or the admin token); the admin listener serves both to the operator unguarded.
+      {http::verb::get, "/dashboard", &server::dashboard, openai, key_or_admin},
       {http::verb::get, "/healthz", &server::healthz},
       {http::verb::get, "/readyz", &server::readyz},
-      {http::verb::get, "/metrics", &server::metrics},
+      {http::verb::get, "/metrics", &server::metrics, openai, key_or_admin},
   };
   return table;
 }
@@ -46,6 +48,7 @@ const std::vector<server::route>& server::admin_routes() {
       {http::verb::delete_, "/admin/keys", &server::admin_keys_revoke, openai, admin_always},
       {http::verb::get, "/healthz", &server::healthz},
       {http::verb::get, "/metrics", &server::metrics},
+      {http::verb::get, "/dashboard", &server::dashboard},
   };
   return table;
 }
@@ -178,7 +181,17 @@ void server::set_routed_headers(exchange& ex, http::fields& f) const {
       f.set("x-ratelimit-reset-tokens", reset_text(a.reset_tokens));
     }
   }
-  if (!ex.route_explain.empty()) f.set("x-meridian-route", ex.route_explain);
+  // The router's plan ("chose=" is its first choice) and, after a fallback, the attempt that
+  // answered and the ones that failed before it.
+  if (!ex.route_explain.empty() && !ex.failed_attempts.empty())
+    f.set("x-meridian-route",
+          header_safe(ex.route_explain +
+                      (ex.provider && !ex.attempt_failed
+                           ? " served=" + ex.provider->name + "/" + ex.model->id
+                           : std::string()) +
+                      " failed=" + ex.failed_attempts));
+  else if (!ex.route_explain.empty())
+    f.set("x-meridian-route", ex.route_explain);
   if (!ex.provider) return;
   if (!ex.lane_dropped.empty())
     f.set("x-meridian-dropped", header_safe(providers::dropped_header(ex.lane_dropped)));

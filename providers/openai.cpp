@@ -132,6 +132,13 @@ std::optional<request_error> refuse_ambiguous(const json_object_scan& scan,
   return request_error{"duplicate member '" + param + "' in the request body", param};
 }
 
+bool asks_stream_usage(std::string_view body, const chat_request& req) {
+  const json_member* so = req.scan.find("stream_options");
+  if (!so) return false;
+  const json opts = json::parse(span(body, *so), nullptr, false);
+  return opts.is_object() && opts.value("include_usage", false) == true;
+}
+
 std::string encode_chat_request(std::string_view body, const chat_request& req,
                                 std::string_view upstream_model) {
   if (req.scan.find("provider") || req.scan.find("models")) {

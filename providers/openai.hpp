@@ -42,6 +42,10 @@ std::variant<chat_request, request_error> parse_embeddings_request(std::string_v
 // `stream_options.include_usage` forced on so that the usage chunk always arrives. OpenRouter's
 // routing members `provider` and `models` are the gateway's: read by the router, never sent
 // (an OpenAI-family upstream would refuse them as unknown arguments).
+// Whether a streamed chat request asked for the usage chunk itself
+// (stream_options.include_usage: true), before encode_chat_request forces it on.
+bool asks_stream_usage(std::string_view body, const chat_request& req);
+
 std::string encode_chat_request(std::string_view body, const chat_request& req,
                                 std::string_view upstream_model);
 

@@ -1,10 +1,26 @@
 // The stream pipeline: see stream_pipeline.hpp.
 #include "providers/stream_pipeline.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include "providers/lanes.hpp"
 #include "providers/openai.hpp"
 
 namespace meridian::providers {
+
+namespace {
+
+// A chunk with usage and no choices: the one stream_options.include_usage adds. Only chunks
+// that mention usage are parsed.
+bool usage_only(std::string_view chunk) {
+  if (chunk.find("\"usage\"") == std::string_view::npos) return false;
+  const auto j = nlohmann::json::parse(chunk, nullptr, false);
+  if (!j.is_object() || !j.contains("usage") || !j["usage"].is_object()) return false;
+  const auto c = j.find("choices");
+  return c == j.end() || (c->is_array() && c->empty());
+}
+
+}  // namespace
 
 stream_pipeline::stream_pipeline(const dialect& d, const model_info& model, core::api_shape client,
                                  std::string client_model,
@@ -82,6 +98,8 @@ const std::string& stream_pipeline::frame(std::string_view chunk) {
     gemini_->on_chunk(chunk, events_);
   else if (responses_)
     responses_->on_chunk(chunk, events_);
+  else if (hide_usage_ && usage_only(chunk))
+    return wire_.assign("");
   else
     return wire_.assign("data: ").append(chunk).append("\n\n");
   return flatten();

@@ -52,6 +52,10 @@ class stream_pipeline {
     if (anthropic_) anthropic_->expect_input(tokens);
   }
 
+  // An OpenAI chat client that did not ask for stream usage: the usage-only chunk the gateway
+  // asked the upstream for (choices: []) is read for accounting but not relayed.
+  void hide_usage_chunk() { hide_usage_ = true; }
+
   // Upstream body bytes, in order. False once an event exceeds the SSE bound.
   bool feed(std::string_view bytes);
 
@@ -105,6 +109,7 @@ class stream_pipeline {
   stop stopped_ = stop::none;
   bool decoder_failed_ = false;  // this event's chunks go out, then the pipeline stops
   bool pass_through_ = false;
+  bool hide_usage_ = false;
   std::string provider_;
 };
 

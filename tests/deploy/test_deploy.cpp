@@ -261,7 +261,7 @@ std::string gateway_yaml(sim& s) {
 std::string chat(const std::string& model, bool stream) {
   return R"({"model":")" + model +
          R"(","messages":[{"role":"user","content":"How many tokens?"}])" +
-         (stream ? R"(,"stream":true)" : "") + "}";
+         (stream ? R"(,"stream":true,"stream_options":{"include_usage":true})" : "") + "}";
 }
 
 // Sends a mix of plain and streamed requests to both regions; returns the tokens the answers

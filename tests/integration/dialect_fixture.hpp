@@ -69,7 +69,10 @@ inline std::string openai_body(const std::string& model, bool stream,
       {"model", model},
       {"messages",
        {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", text}}}}};
-  if (stream) b["stream"] = true;
+  if (stream) {  // asking for the usage chunk, which the gateway relays only when asked
+    b["stream"] = true;
+    b["stream_options"] = {{"include_usage", true}};
+  }
   return b.dump();
 }
 

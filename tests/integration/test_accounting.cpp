@@ -78,7 +78,7 @@ std::string gateway_yaml(sim& s, const std::string& ledger) {
 std::string body(const std::string& model, bool stream) {
   return R"({"model":")" + model +
          R"(","messages":[{"role":"user","content":"Count my tokens exactly"}])" +
-         (stream ? R"(,"stream":true)" : "") + "}";
+         (stream ? R"(,"stream":true,"stream_options":{"include_usage":true})" : "") + "}";
 }
 
 struct totals {

@@ -37,6 +37,35 @@ std::string provider_yaml(sim& s, const std::string& name, const std::string& re
 
 }  // namespace
 
+TEST_CASE("keys: without auth.required, a mistyped key is refused, not served anonymously") {
+  sim s("providers:\n  p: { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0 }\n");
+  // A key with a budget and a residency: a typo must not escape them.
+  gateway g("server: { listen: 127.0.0.1:0, threads: 1 }\n"
+            "providers:\n" +
+            provider_yaml(s, "p", "us") +
+            "auth: { required: false }\n"
+            "keys:\n"
+            "  - { name: team, key_sha256: \"" +
+            sha256_hex("sk-team") + "\", budget: { usd: 1, period: day }, allow: { regions: [us] } }\n");
+  auto typo = http_call(g.port, "POST", "/v1/chat/completions", body("p/m"), bearer("sk-taem"));
+  CHECK(typo.status == 401);
+  CHECK(json::parse(typo.body)["error"]["code"] == "invalid_api_key");
+  CHECK(sim_requests(s, "p") == 0);
+  CHECK(http_call(g.port, "POST", "/v1/chat/completions", body("p/m"), bearer("sk-team")).status ==
+        200);
+  // No key at all is still anonymous when auth is not required.
+  CHECK(http_call(g.port, "POST", "/v1/chat/completions", body("p/m")).status == 200);
+  // The dashboard and the scrape stay public without auth.required.
+  CHECK(http_call(g.port, "GET", "/metrics").status == 200);
+  CHECK(http_call(g.port, "GET", "/dashboard").status == 200);
+
+  // With no keys configured there is nothing to mistype: SDKs' placeholder keys are served.
+  gateway open("server: { listen: 127.0.0.1:0, threads: 1 }\nproviders:\n" +
+               provider_yaml(s, "p", "us"));
+  CHECK(http_call(open.port, "POST", "/v1/chat/completions", body("p/m"), bearer("none")).status ==
+        200);
+}
+
 TEST_CASE("keys: auth.required refuses missing and unknown keys in each API's error shape") {
   sim s("providers:\n  p: { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0 }\n");
   gateway g(
@@ -74,10 +103,14 @@ TEST_CASE("keys: auth.required refuses missing and unknown keys in each API's er
   CHECK(json::parse(anth.body)["type"] == "error");
   CHECK(http_call(g.port, "POST", "/v1/messages", msg, {{"x-api-key", "sk-hashed"}}).status == 200);
 
-  // Probes and the scrape stay open; the failures are counted.
+  // Probes stay open; the scrape and the dashboard need a key, as the share API does (the
+  // admin listener serves them to the operator). The failures are counted (two more missing).
   CHECK(http_call(g.port, "GET", "/healthz").status == 200);
-  auto metrics = http_call(g.port, "GET", "/metrics").body;
-  CHECK(metrics.find("meridian_auth_failures_total{reason=\"missing\"} 2") != std::string::npos);
+  CHECK(http_call(g.port, "GET", "/metrics").status == 401);
+  CHECK(http_call(g.port, "GET", "/dashboard").status == 401);
+  CHECK(http_call(g.port, "GET", "/dashboard", "", bearer("sk-hashed")).status == 200);
+  auto metrics = http_call(g.port, "GET", "/metrics", "", bearer("sk-hashed")).body;
+  CHECK(metrics.find("meridian_auth_failures_total{reason=\"missing\"} 4") != std::string::npos);
   CHECK(metrics.find("meridian_auth_failures_total{reason=\"unknown\"} 2") != std::string::npos);
   // The access log names the key, never the secret.
   CHECK(eventually([&] {

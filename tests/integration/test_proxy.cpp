@@ -116,7 +116,7 @@ TEST_CASE("proxy: unknown fields reach the upstream byte-identical with only mod
   CHECK(st["last_request"]["body"].get<std::string>() == expected);
 }
 
-TEST_CASE("proxy: streamed chat relays every event and the usage chunk") {
+TEST_CASE("proxy: streamed chat relays every event, and the usage chunk only when asked") {
   sim s(sim_yaml());
   gateway g(gateway_yaml(s), k_env);
   stream_client c(g.port, chat_body("slow/m-slow", true));
@@ -145,7 +145,9 @@ TEST_CASE("proxy: streamed chat relays every event and the usage chunk") {
     if (!j["choices"].empty() && j["choices"][0]["delta"].contains("content"))
       content += j["choices"][0]["delta"]["content"].get<std::string>();
   }
-  CHECK(usage_chunks == 1);  // the gateway asked for it though the client did not
+  // The gateway asked for it for its own accounting; the client did not, so code doing
+  // choices[0] on every chunk never meets a chunk without choices.
+  CHECK(usage_chunks == 0);
   CHECK(content.size() > 10);
   // The sim saw include_usage forced on.
   auto last = json::parse(json::parse(s.stats("slow"))["last_request"]["body"].get<std::string>());
@@ -154,6 +156,36 @@ TEST_CASE("proxy: streamed chat relays every event and the usage chunk") {
   auto line = json::parse(*g.proc->wait_line("\"stream\":true", 0ms));
   CHECK(line["output_tokens"] == 10);
   CHECK(line["ttft_ms"].is_number());
+}
+
+TEST_CASE("proxy: the usage chunk reaches a client that asked, or every client when configured") {
+  sim s(sim_yaml());
+  auto usage_chunks = [](std::uint16_t port, const std::string& body) {
+    stream_client c(port, body);
+    REQUIRE(c.status() == 200);
+    int n = 0;
+    while (auto ev = c.next_event()) {
+      if (*ev == "[DONE]") continue;
+      auto j = json::parse(*ev);
+      if (j.contains("usage") && j["usage"].is_object()) {
+        ++n;
+        CHECK(j["choices"].empty());
+        CHECK(j["usage"]["completion_tokens"] == 8);
+        CHECK(j["usage"]["cost"].is_number());
+      }
+    }
+    return n;
+  };
+  json asked = json::parse(chat_body("fast/m-fast", true));
+  asked["stream_options"] = {{"include_usage", true}};
+  {
+    gateway g(gateway_yaml(s), k_env);
+    CHECK(usage_chunks(g.port, asked.dump()) == 1);
+    asked["stream_options"]["include_usage"] = false;
+    CHECK(usage_chunks(g.port, asked.dump()) == 0);
+  }
+  gateway g(gateway_yaml(s, "  always_stream_usage: true\n"), k_env);
+  CHECK(usage_chunks(g.port, chat_body("fast/m-fast", true)) == 1);
 }
 
 TEST_CASE("proxy: client errors come back in OpenAI's shape") {

@@ -73,6 +73,8 @@ TEST_CASE("routing: each upstream fault falls back to the next candidate") {
     CHECK(r.status == 200);
     CHECK(r.headers["x-meridian-provider"] == "good");
     CHECK(r.headers["x-meridian-route"].find("ordered") != std::string::npos);
+    // chose= is the router's first choice; served= the attempt that answered, after the failed.
+    CHECK(r.headers["x-meridian-route"].find(" served=good/m failed=bad") != std::string::npos);
     auto j = json::parse(r.body, nullptr, false);
     REQUIRE(j.is_object());
     CHECK(j["usage"]["completion_tokens"] == 5);
@@ -80,6 +82,8 @@ TEST_CASE("routing: each upstream fault falls back to the next candidate") {
     stream_client c(g.port, body(route, true));
     CHECK(c.status() == 200);
     CHECK(c.headers().at("x-meridian-provider") == "good");
+    CHECK(c.headers().at("x-meridian-route").find(" served=good/m failed=bad") !=
+          std::string::npos);
     CHECK(c.rest(5s).find("[DONE]") != std::string::npos);
   }
   auto metrics = http_call(g.port, "GET", "/metrics").body;
