@@ -13,6 +13,33 @@ namespace {
 
 using json = nlohmann::json;
 
+// Gemini signs the thinking behind a function call (`thoughtSignature` beside the functionCall
+// part) and, on thinking models, wants the signature back with the call in the next turn. Chat,
+// Anthropic and Responses clients keep nothing but the call's id, so the signature rides in the
+// id: "<id>__ts__<signature as base64url>", a form Anthropic's id pattern ([A-Za-z0-9_-]) and
+// every SDK accept.
+constexpr std::string_view k_signature_mark = "__ts__";
+
+std::string id_with_signature(std::string id, const std::string& signature) {
+  if (signature.empty()) return id;
+  id.append(k_signature_mark);
+  for (char c : signature) {
+    if (c == '=') continue;
+    id += c == '+' ? '-' : c == '/' ? '_' : c;
+  }
+  return id;
+}
+
+// The signature a call id carries (base64 again), or empty.
+std::string signature_of(std::string_view id) {
+  const auto at = id.find(k_signature_mark);
+  if (at == std::string_view::npos) return {};
+  std::string out;
+  for (char c : id.substr(at + k_signature_mark.size())) out += c == '-' ? '+' : c == '_' ? '/' : c;
+  while (out.size() % 4 != 0) out += '=';
+  return out;
+}
+
 std::string param_of(std::size_t i, const char* member) {
   return "messages[" + std::to_string(i) + "]." + member;
 }
@@ -114,10 +141,15 @@ std::optional<request_error> encode_messages(const json& in, std::string& system
           const json& fn = call["function"];
           if (!fn.contains("name") || !fn["name"].is_string())
             return request_error{"a tool call needs a function 'name'", param_of(i, "tool_calls")};
-          if (call.contains("id") && call["id"].is_string())
+          std::string signature;
+          if (call.contains("id") && call["id"].is_string()) {
             call_names[call["id"].get<std::string>()] = fn["name"].get<std::string>();
-          parts.push_back({{"functionCall",
-                            {{"name", fn["name"]}, {"args", std::move(std::get<json>(args))}}}});
+            signature = signature_of(call["id"].get_ref<const std::string&>());
+          }
+          json part = {{"functionCall",
+                        {{"name", fn["name"]}, {"args", std::move(std::get<json>(args))}}}};
+          if (!signature.empty()) part["thoughtSignature"] = signature;
+          parts.push_back(std::move(part));
         }
       }
       append_content(contents, "model", std::move(parts));
@@ -316,13 +348,15 @@ part_view read_part(const json& p, std::size_t call_number) {
         fc.contains("id") && fc["id"].is_string() && !fc["id"].get_ref<const std::string&>().empty()
             ? fc["id"].get<std::string>()
             : "call_" + std::to_string(call_number);
+    if (auto sig = p.find("thoughtSignature"); sig != p.end() && sig->is_string())
+      id = id_with_signature(std::move(id), sig->get<std::string>());
     v.kind = part_view::kind_t::call;
     v.call = {{"id", id},
               {"type", "function"},
               {"function",
                {{"name", fc.value("name", "")},
                 {"arguments", fc.contains("args") ? fc["args"].dump() : "{}"}}}};
-  }  // thoughtSignature-only, executableCode and other parts have no OpenAI counterpart
+  }  // thoughtSignature-only (a text part's), executableCode and other parts: no counterpart
   return v;
 }
 

@@ -181,7 +181,7 @@ TEST_CASE("gemini: thought parts and function calls decode to reasoning_content 
       "role": "assistant", "content": null,
       "reasoning_content": "**Checking two things**\n\nThe user wants the Boston weather and the local time.",
       "tool_calls": [
-        {"id": "call_0", "type": "function",
+        {"id": "call_0__ts__CiQB0e2Kb8tV2yZ1c3mWq9Xf", "type": "function",
          "function": {"name": "get_weather", "arguments": "{\"location\":\"Boston, MA\"}"}},
         {"id": "call_1", "type": "function",
          "function": {"name": "get_time", "arguments": "{\"timezone\":\"America/New_York\"}"}}]}}],
@@ -194,6 +194,25 @@ TEST_CASE("gemini: thought parts and function calls decode to reasoning_content 
   CHECK(tokens->cache_read == 0);
   CHECK(tokens->output == 31);
   CHECK(tokens->reasoning == 212);
+}
+
+TEST_CASE("gemini: a call's thoughtSignature rides in its id and goes back with the call") {
+  // The signature Gemini put beside the call comes back on the same functionCall part in the
+  // next turn, whatever client carried the id (base64's + and / travel as - and _).
+  const std::string id = "call_0__ts__Ab-c_d";
+  json j = encoded_body(R"({"model":"m","messages":[{"role":"user","content":"weather?"},)"
+                        R"({"role":"assistant","content":null,"tool_calls":[{"id":")" + id +
+                        R"(","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},)"
+                        R"({"role":"tool","tool_call_id":")" + id + R"(","content":"sunny"}]})");
+  const json& call = j["contents"][1]["parts"][0];
+  CHECK(call["thoughtSignature"] == "Ab+c/d==");
+  CHECK(call["functionCall"]["name"] == "get_weather");
+  CHECK(j["contents"][2]["parts"][0]["functionResponse"]["name"] == "get_weather");
+  // A call without a signature sends none.
+  j = encoded_body(R"({"model":"m","messages":[{"role":"user","content":"weather?"},)"
+                   R"({"role":"assistant","content":null,"tool_calls":[{"id":"call_1",)"
+                   R"("type":"function","function":{"name":"f","arguments":"{}"}}]}]})");
+  CHECK_FALSE(j["contents"][1]["parts"][0].contains("thoughtSignature"));
 }
 
 TEST_CASE("gemini: finish reasons, blocked prompts and error bodies") {
