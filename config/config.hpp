@@ -52,6 +52,8 @@ struct server_config {
   // The gateway always asks an OpenAI-family upstream for a stream's usage chunk (choices: [])
   // for its own accounting; a chat client that did not ask gets it only when this is true.
   bool always_stream_usage = false;
+  // Access-log /healthz and /readyz answers that succeed (failures always are).
+  bool log_probes = false;
   server_limits limits;
   server_timeouts timeouts;
 };

@@ -9,8 +9,8 @@ namespace meridian::config::detail {
 server_config parser::server(const located& at) const {
   server_config out;
   for (const auto& [key, value] :
-       entries(at, {"listen", "admin_listen", "threads", "always_stream_usage", "limits",
-                    "timeouts"})) {
+       entries(at, {"listen", "admin_listen", "threads", "always_stream_usage", "log_probes",
+                    "limits", "timeouts"})) {
     if (key == "listen") {
       out.listen = convert(value, parse_endpoint);
     } else if (key == "admin_listen") {
@@ -22,6 +22,8 @@ server_config parser::server(const located& at) const {
       out.threads = static_cast<unsigned>(unsigned_int(value, 4096));
     } else if (key == "always_stream_usage") {
       out.always_stream_usage = boolean(value);
+    } else if (key == "log_probes") {
+      out.log_probes = boolean(value);
     } else if (key == "limits") {
       limits(value, out.limits);
     } else {

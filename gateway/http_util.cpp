@@ -213,6 +213,10 @@ void write_access_log(const access_record& r) {
   line += ",\"output_tokens\":" + std::to_string(r.output_tokens);
   if (r.estimated) line += ",\"estimated\":true";
   char buf[64];
+  if (r.cost_usd) {
+    std::snprintf(buf, sizeof buf, ",\"cost_usd\":%.9g", *r.cost_usd);
+    line += buf;
+  }
   std::snprintf(buf, sizeof buf, ",\"latency_ms\":%.3f", r.latency_ms);
   line += buf;
   if (r.ttft_ms) {

@@ -88,6 +88,7 @@ struct access_record {
   std::size_t fallback_index = 0;  // 0: the first candidate served it
   std::uint64_t input_tokens = 0, output_tokens = 0;
   bool estimated = false;  // the tokens are Meridian's estimate, as the ledger records them
+  std::optional<double> cost_usd;  // of those tokens at the serving model's prices
   double latency_ms = 0;
   std::optional<double> ttft_ms;
   std::string error;  // short reason for a failure, never a secret

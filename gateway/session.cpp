@@ -180,8 +180,12 @@ void server::finish(exchange& ex) {
   ex.log.input_tokens = ex.tokens.prompt_total();
   ex.log.output_tokens = ex.tokens.completion_total();
   ex.log.estimated = ex.estimated;
+  if (ex.model && (ex.tokens.present || ex.estimated))
+    ex.log.cost_usd = providers::cost_usd(ex.tokens, *ex.model);
   settle(ex);
-  write_access_log(ex.log);
+  // Probes every few seconds would drown the requests: logged only when asked or failing.
+  const bool probe = ex.log.path == "/healthz" || ex.log.path == "/readyz";
+  if (!probe || ex.log.status != 200 || ex.snap.cfg->server.log_probes) write_access_log(ex.log);
 }
 
 }  // namespace meridian::gateway::detail

@@ -465,8 +465,10 @@ TEST_CASE("prometheus: promtool accepts the config and the rules") {
   // The alerts the issue asks for, by what they watch.
   std::string alerts = read_text(k_source / "deploy/prometheus/alerts.rules.yml");
   for (const char* metric : {"meridian_provider_up", "meridian:request_error_ratio:rate5m",
-                             "meridian_ledger_write_errors_total"})
+                             "meridian_ledger_write_errors_total", "meridian_config_reloads_total",
+                             "meridian_state_errors_total", "meridian_auth_failures_total"})
     CHECK_MESSAGE(alerts.find(metric) != std::string::npos, metric);
+  CHECK(alerts.find("not implemented") == std::string::npos);  // budgets are
 }
 
 TEST_CASE("grafana: the dashboard is well formed and queries only what Meridian exports") {

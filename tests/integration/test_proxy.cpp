@@ -98,6 +98,26 @@ TEST_CASE("proxy: non-streamed chat is relayed with provider headers and usage")
   CHECK(line["provider"] == "fast");
   CHECK(line["output_tokens"] == 8);
   CHECK(line["input_tokens"].get<int>() > 0);
+  // ... and its cost, the one the answer's usage.cost and the ledger carry.
+  REQUIRE(line["cost_usd"].is_number());
+  CHECK(line["cost_usd"].get<double>() ==
+        doctest::Approx(json::parse(r.body)["usage"]["cost"].get<double>()));
+}
+
+TEST_CASE("proxy: probes are not access-logged unless they fail or log_probes says so") {
+  sim s(sim_yaml());
+  {
+    gateway g(gateway_yaml(s), k_env);
+    for (int i = 0; i < 3; ++i) CHECK(http_call(g.port, "GET", "/healthz").status == 200);
+    CHECK(http_call(g.port, "GET", "/readyz").status == 200);
+    CHECK(http_call(g.port, "GET", "/v1/models").status == 200);  // logged: the marker
+    REQUIRE(g.proc->wait_line("\"path\":\"/v1/models\"", 2s));
+    CHECK_FALSE(g.proc->wait_line("\"path\":\"/healthz\"", 0ms));
+    CHECK_FALSE(g.proc->wait_line("\"path\":\"/readyz\"", 0ms));
+  }
+  gateway g(gateway_yaml(s, "  log_probes: true\n"), k_env);
+  CHECK(http_call(g.port, "GET", "/healthz").status == 200);
+  CHECK(g.proc->wait_line("\"path\":\"/healthz\"", 2s));
 }
 
 TEST_CASE("proxy: unknown fields reach the upstream byte-identical with only model rewritten") {
