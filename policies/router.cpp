@@ -421,14 +421,18 @@ std::vector<std::string> validate_routes(const config::config& cfg,
                  : "'" + std::string(pp) + "' matches no declared provider");
         continue;
       }
-      // A provider skipped for a missing key is an operational problem, reported elsewhere.
-      bool matched = false, available = false;
+      // Providers skipped for a missing key count too (their models are known from the preset
+      // and the file): CI without secrets must reject what production would.
+      bool matched = false;
       for (const auto& p : catalog.providers) {
         if (!glob_match(pp, p.name)) continue;
-        available = true;
         for (const auto& m : p.models) matched |= glob_match(mp, m.id);
       }
-      if (available && !matched) fail("'" + rc.pattern + "' matches no model in the catalog");
+      for (const auto& p : catalog.skipped) {
+        if (!glob_match(pp, p.name)) continue;
+        for (const auto& id : p.models) matched |= glob_match(mp, id);
+      }
+      if (!matched) fail("'" + rc.pattern + "' matches no model in the catalog");
     }
   }
   return out;

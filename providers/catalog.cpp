@@ -331,6 +331,16 @@ std::vector<std::string> preset_names() {
   return out;
 }
 
+namespace {
+
+std::vector<std::string> model_ids(const provider& p) {
+  std::vector<std::string> out;
+  for (const auto& m : p.models) out.push_back(m.id);
+  return out;
+}
+
+}  // namespace
+
 catalog build_catalog(const config::config& cfg, const env_lookup& env) {
   catalog out;
   for (const auto& pc : cfg.providers) {
@@ -392,7 +402,7 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
       p.api_key = trim(ss.str());
       if (!f || p.api_key.empty()) {
         out.skipped.push_back(
-            {pc.name, "api_key_file " + pc.api_key_file + " is missing or empty"});
+            {pc.name, "api_key_file " + pc.api_key_file + " is missing or empty", model_ids(p)});
         continue;
       }
     } else if (!key_env.empty()) {
@@ -405,7 +415,7 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
         // name is still required.
         p.keyless_loopback = true;
       } else {
-        out.skipped.push_back({pc.name, key_env + " is not set"});
+        out.skipped.push_back({pc.name, key_env + " is not set", model_ids(p)});
         continue;
       }
     } else if (pre && pre->key_env == nullptr) {

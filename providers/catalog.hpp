@@ -79,7 +79,8 @@ struct provider {
 
 struct skipped_provider {
   std::string name;
-  std::string reason;  // e.g. "DEEPSEEK_API_KEY is not set"
+  std::string reason;               // e.g. "DEEPSEEK_API_KEY is not set"
+  std::vector<std::string> models;  // the ids it would serve, so routes are checked all the same
 };
 
 struct catalog {

@@ -490,11 +490,12 @@ routes:
       - local/gpt-*
       - z*/m
       - openai/gpt-4o
+      - openai/gpt-4o-typo
 )",
                                   "v.yaml");
   auto cat = providers::build_catalog(cfg, [](const std::string&) { return std::nullopt; });
   auto messages = validate_routes(cfg, cat);
-  REQUIRE(messages.size() == 3);
+  REQUIRE(messages.size() == 4);
   CHECK(messages[0] ==
         "v.yaml: routes[0].candidates[1] (line 10): unknown provider 'nosuch'; declare it under "
         "providers");
@@ -503,7 +504,15 @@ routes:
         "catalog");
   CHECK(messages[2].find("routes[0].candidates[3] (line 12): 'z*' matches no declared provider") !=
         std::string::npos);
-  // openai/gpt-4o is fine: the provider is declared, only its key is missing.
+  // openai/gpt-4o is fine: the provider is declared, only its key is missing. A model its
+  // catalog does not have is reported all the same, key or not (CI runs without secrets).
+  CHECK(messages[3] ==
+        "v.yaml: routes[0].candidates[5] (line 14): 'openai/gpt-4o-typo' matches no model in the "
+        "catalog");
+  auto with_key = providers::build_catalog(cfg, [](const std::string&) {
+    return std::optional<std::string>("sk-test");
+  });
+  CHECK(validate_routes(cfg, with_key) == messages);
 
   world w;
   CHECK(validate_routes(w.cfg, w.cat).empty());
