@@ -158,6 +158,11 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     if (out.models.size() > k_max_fallback_models)
       return facts_error{"models", "'models' lists more than " +
                                        std::to_string(k_max_fallback_models) + " models"};
+    // OpenRouter's form without `model`: the first of `models` is the model, the rest fallbacks.
+    if (!last("model") && !out.models.empty()) {
+      out.model = out.models.front();
+      out.models.erase(out.models.begin());
+    }
   }
   if (const auto* m = last("provider"); m && !r.provider(json::parse(value(*m)), out.provider))
     return *r.error;

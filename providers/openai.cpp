@@ -45,7 +45,8 @@ std::optional<usage> usage_member(std::string_view body) {
 
 }  // namespace
 
-std::variant<chat_request, request_error> parse_model_request(std::string_view body) {
+std::variant<chat_request, request_error> parse_model_request(std::string_view body,
+                                                              bool models_may_name) {
   if (!json_valid(body))
     return request_error{body.find('\0') != std::string_view::npos
                              ? "request body is not valid JSON: nothing but whitespace may "
@@ -57,8 +58,15 @@ std::variant<chat_request, request_error> parse_model_request(std::string_view b
   if (auto e = refuse_ambiguous(*scan)) return *e;
   chat_request req;
   const json_member* model = scan->find("model");
-  if (!model) return request_error{"you must provide a model parameter", "model"};
-  json m = json::parse(span(body, *model));
+  // OpenRouter lets `models` name the model (its first entry) when `model` is absent.
+  const json_member* models = models_may_name && !model ? scan->find("models") : nullptr;
+  if (!model && !models) return request_error{"you must provide a model parameter", "model"};
+  json m = json::parse(span(body, model ? *model : *models));
+  if (!model) {
+    if (!m.is_array() || m.empty())
+      return request_error{"'models' must be a non-empty array when 'model' is absent", "models"};
+    m = json(m.front());
+  }
   if (!m.is_string() || m.get_ref<const std::string&>().empty())
     return request_error{"'model' must be a non-empty string", "model"};
   req.model = m.get<std::string>();
@@ -81,7 +89,7 @@ std::variant<chat_request, request_error> parse_embeddings_request(std::string_v
 }
 
 std::variant<chat_request, request_error> parse_chat_request(std::string_view body) {
-  auto parsed = parse_model_request(body);
+  auto parsed = parse_model_request(body, true);
   auto* r = std::get_if<chat_request>(&parsed);
   if (!r) return parsed;
   chat_request& req = *r;
@@ -146,6 +154,13 @@ std::string encode_chat_request(std::string_view body, const chat_request& req,
     std::string stripped = core::without_member(body, req.scan, "provider");
     auto scan = core::scan_object(stripped);
     stripped = core::without_member(stripped, *scan, "models");
+    scan = core::scan_object(stripped);
+    if (!scan->find("model")) {  // `models` named it: the upstream still needs one
+      std::string member = "\"model\":";
+      append_json_string(member, upstream_model);
+      if (!scan->members.empty()) member += ',';
+      stripped.insert(scan->open + 1, member);
+    }
     auto parsed = parse_chat_request(stripped);
     if (auto* r = std::get_if<chat_request>(&parsed)) return encode_chat_request(stripped, *r, upstream_model);
   }

@@ -26,7 +26,9 @@ std::optional<request_error> refuse_ambiguous(const core::json_object_scan& scan
 // The checks every model-addressed body shares, whatever its API: valid JSON with nothing after
 // it, an object whose member names read one way (refuse_ambiguous), a non-empty string `model`.
 // The result's `stream` is false and `n` 1; the caller reads what its API adds.
-std::variant<chat_request, request_error> parse_model_request(std::string_view body);
+// `models_may_name`: a missing `model` is read from `models`[0] (OpenRouter's chat form).
+std::variant<chat_request, request_error> parse_model_request(std::string_view body,
+                                                              bool models_may_name = false);
 
 // Validates an inbound /v1/chat/completions body (valid JSON and nothing after it, an object
 // with no duplicate or escaped member names at its top level, in `stream_options` or in

@@ -99,6 +99,24 @@ TEST_CASE("routing: each upstream fault falls back to the next candidate") {
   CHECK(line["provider"] == "good");
 }
 
+TEST_CASE("routing: OpenRouter's models without model: the first is the model, the rest fallbacks") {
+  sim s(k_sim);
+  gateway g(gateway_yaml(s, ordered("unused", {"good"})), {});
+  auto r = http_call(g.port, "POST", "/v1/chat/completions",
+                     R"({"models":["bad500/m","good/m"],"messages":[{"role":"user","content":"hi"}]})");
+  REQUIRE(r.status == 200);
+  CHECK(r.headers["x-meridian-provider"] == "good");
+  CHECK(r.headers["x-meridian-route"].find("failed=bad500/m=http_500") != std::string::npos);
+  // What went upstream names the model and carries neither models nor provider.
+  auto sent = json::parse(json::parse(s.stats("good"))["last_request"]["body"].get<std::string>());
+  CHECK(sent["model"] == "m");
+  CHECK_FALSE(sent.contains("models"));
+  auto empty = http_call(g.port, "POST", "/v1/chat/completions",
+                         R"({"models":[],"messages":[{"role":"user","content":"hi"}]})");
+  CHECK(empty.status == 400);
+  CHECK(json::parse(empty.body)["error"]["param"] == "models");
+}
+
 TEST_CASE("routing: a stream cut after its first byte ends with an error event, not a retry") {
   sim s(k_sim);
   gateway g(gateway_yaml(s, ordered("rcut", {"cut", "good"})), {});

@@ -109,6 +109,19 @@ TEST_CASE("openai: OpenRouter's provider and models are read by the router, neve
                R"("temperature":0.50,"stream_options":{"include_usage":true}})");
 }
 
+TEST_CASE("openai: models without model names the model by its first entry, as OpenRouter's") {
+  const std::string body = R"({"models":["x/y","z/w"],"messages":[{"role":"user","content":"x"}]})";
+  auto r = parse_ok(body);
+  CHECK(r.model == "x/y");
+  CHECK(encode_chat_request(body, r, "y") == R"({"model":"y","messages":[{"role":"user","content":"x"}]})");
+  auto empty = parse_chat_request(R"({"models":[],"messages":[{"role":"user","content":"x"}]})");
+  REQUIRE(std::holds_alternative<request_error>(empty));
+  CHECK(std::get<request_error>(empty).param == "models");
+  auto neither = parse_chat_request(R"({"messages":[{"role":"user","content":"x"}]})");
+  REQUIRE(std::holds_alternative<request_error>(neither));
+  CHECK(std::get<request_error>(neither).param == "model");
+}
+
 TEST_CASE("openai: streams always ask for usage") {
   SUBCASE("no stream_options: added") {
     std::string body = R"({"model":"a","messages":[{"role":"user","content":"x"}],"stream":true})";
