@@ -30,7 +30,13 @@ void check_rewrite(std::string_view body, const pv::chat_request& req) {
 // number of choices must be what the provider will see.
 void check_one_reading(std::string_view body, const pv::chat_request& req) {
   auto j = nlohmann::json::parse(body, nullptr, false);
-  if (!j.is_object() || !j.contains("model") || j["model"] != req.model) std::abort();
+  if (!j.is_object()) std::abort();
+  // The model is `model`, or (OpenRouter's form, without `model`) the first of `models`.
+  const nlohmann::json named = j.contains("model") ? j["model"]
+                               : j.contains("models") && j["models"].is_array() && !j["models"].empty()
+                                   ? j["models"][0]
+                                   : nlohmann::json();
+  if (named != req.model) std::abort();
   const bool stream = j.contains("stream") && j["stream"].is_boolean() && j["stream"].get<bool>();
   if (stream != req.stream) std::abort();
   const auto n = j.find("n");
