@@ -183,15 +183,14 @@ void server::set_routed_headers(exchange& ex, http::fields& f) const {
   }
   // The router's plan ("chose=" is its first choice) and, after a fallback, the attempt that
   // answered and the ones that failed before it.
-  if (!ex.route_explain.empty() && !ex.failed_attempts.empty())
-    f.set("x-meridian-route",
-          header_safe(ex.route_explain +
-                      (ex.provider && !ex.attempt_failed
-                           ? " served=" + ex.provider->name + "/" + ex.model->id
-                           : std::string()) +
-                      " failed=" + ex.failed_attempts));
-  else if (!ex.route_explain.empty())
+  if (!ex.route_explain.empty() && !ex.failed_attempts.empty()) {
+    std::string route = ex.route_explain;
+    if (ex.provider && !ex.attempt_failed)
+      route += " served=" + ex.provider->name + "/" + ex.model->id;
+    f.set("x-meridian-route", header_safe(route + " failed=" + ex.failed_attempts));
+  } else if (!ex.route_explain.empty()) {
     f.set("x-meridian-route", ex.route_explain);
+  }
   if (!ex.provider) return;
   if (!ex.lane_dropped.empty())
     f.set("x-meridian-dropped", header_safe(providers::dropped_header(ex.lane_dropped)));

@@ -202,7 +202,7 @@ struct exchange {
   std::optional<providers::chat_request> unreasoned;
   std::string failed_attempts;  // "provider/model=why,..." of the attempts that did not answer
   bool attempt_failed = false;  // the current attempt is among them
-  bool usage_asked = false;  // a chat client's stream_options.include_usage was true
+  bool usage_asked = false;     // a chat client's stream_options.include_usage was true
   bool translated = false;  // the attempt being answered took a translation lane
   std::vector<std::string> lane_dropped;  // what that attempt's lane left out, in all
   bool on_admin_listener = false;    // arrived on server.admin_listen

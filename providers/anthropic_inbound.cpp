@@ -497,8 +497,7 @@ std::variant<anthropic_translation, request_error> anthropic_request_to_openai(
     const ojson* v = member(in, std::string(key).c_str());
     if (!given(v)) continue;
     // thinking: {type: disabled} asks for what a translation gives anyway.
-    if (key == "thinking" && (!effort.empty() || string_member(*v, "type") == "disabled"))
-      continue;
+    if (key == "thinking" && (!effort.empty() || string_member(*v, "type") == "disabled")) continue;
     // output_config holding only the effort that adaptive thinking became.
     if (key == "output_config" && !effort.empty() && v->is_object() && v->size() == 1 &&
         v->contains("effort"))
