@@ -143,6 +143,14 @@ struct energy_config {
 };
 
 // Token accounting: where the ledger lives and how it is kept.
+// Stored Responses (POST /v1/responses with store: true, the default), kept in the ledger's
+// database for GET /v1/responses/{id} and previous_response_id.
+struct responses_store_config {
+  bool enabled = true;                              // false: nothing is stored (store: false)
+  duration retention{std::chrono::hours(24 * 30)};  // OpenAI keeps stored responses 30 days
+  std::uint64_t max_bytes = 256ull << 20;           // all stored responses; oldest go first
+};
+
 struct stats_config {
   std::string ledger = "sqlite:meridian-ledger.db";  // as written: "sqlite:PATH", "postgres://…"
                                                      // or "none"
@@ -152,6 +160,7 @@ struct stats_config {
   duration retention{std::chrono::hours(24 * 30)};  // per-request generation records
   std::string baseline;              // "provider/model" priced for the savings figure; empty = none
   std::uint64_t max_queue = 100000;  // events buffered before new ones are dropped
+  responses_store_config responses;
 };
 
 // The health book's circuit breaker and averages; see policies/health.hpp.

@@ -11,7 +11,7 @@ namespace meridian::config::detail {
 stats_config parser::stats(const located& at, std::optional<located>& baseline_at) const {
   stats_config out;
   for (const auto& [key, value] :
-       entries(at, {"ledger", "flush_interval", "retention", "baseline", "max_queue"})) {
+       entries(at, {"ledger", "flush_interval", "retention", "baseline", "max_queue", "responses"})) {
     if (key == "ledger") {
       out.ledger = non_empty(value);
       out.ledger_path = ledger_path(value, out.ledger);
@@ -26,9 +26,27 @@ stats_config parser::stats(const located& at, std::optional<located>& baseline_a
       if (slash == std::string::npos || slash == 0 || slash + 1 == out.baseline.size())
         fail(value, "expected provider/model, got '" + out.baseline + "'");
       baseline_at = value;
+    } else if (key == "responses") {
+      out.responses = responses_store(value);
     } else {
       out.max_queue = unsigned_int(value, std::numeric_limits<std::uint32_t>::max());
       if (out.max_queue == 0) fail(value, "must be greater than zero");
+    }
+  }
+  return out;
+}
+
+responses_store_config parser::responses_store(const located& at) const {
+  responses_store_config out;
+  for (const auto& [key, value] : entries(at, {"store", "retention", "max_bytes"})) {
+    if (key == "store") {
+      out.enabled = boolean(value);
+    } else if (key == "retention") {
+      out.retention = convert(value, parse_duration);
+      if (out.retention.count() == 0) fail(value, "must be greater than zero");
+    } else {
+      out.max_bytes = convert(value, parse_size);
+      if (out.max_bytes == 0) fail(value, "must be greater than zero (set store: false to keep none)");
     }
   }
   return out;

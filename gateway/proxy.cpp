@@ -1,7 +1,7 @@
-// The routed endpoints: chat completions, Anthropic messages and OpenAI responses (translated to
-// the canonical call), embeddings and count_tokens, and serve_chat's attempt loop — the router's
-// plan tried candidate by candidate, with backoff, until one answers; once a byte reached the
-// client, no retry.
+// The routed endpoints: chat completions, Anthropic messages and Gemini (translated to the
+// canonical call; OpenAI Responses are in responses.cpp), embeddings and count_tokens, and
+// serve_chat's attempt loop — the router's plan tried candidate by candidate, with backoff,
+// until one answers; once a byte reached the client, no retry.
 #include "gateway/server_impl.hpp"
 
 namespace meridian::gateway::detail {
@@ -113,21 +113,6 @@ awaitable<void> server::gemini_models(exchange& ex) {
   list["models"] = std::move(models);
   std::string body = list.dump();
   co_await send(ex, http::status::ok, std::move(body));
-}
-
-// OpenAI Responses (Codex CLI, the AI SDK's default provider): translated to the canonical call,
-// served by any backend, answered as a Response object or the Responses event stream. Stateless:
-// previous_response_id is refused, nothing is stored (see providers/responses_inbound.hpp).
-awaitable<void> server::responses(exchange& ex) {
-  auto translated = providers::responses_request_to_openai(ex.req.body());
-  if (auto* e = std::get_if<providers::request_error>(&translated)) {
-    const api_error failure = to_api_error(*e);
-    co_await send_error(ex, failure);
-    co_return;
-  }
-  ex.responses = std::get<providers::responses_translation>(std::move(translated));
-  ex.dropped = ex.responses->dropped;
-  co_await serve_canonical(ex, ex.responses->chat_body);
 }
 
 // A canonical chat body — the client's own, or what its API's translation made — validated once,
@@ -595,6 +580,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                   : providers::annotate_chat_body(ok.body, p.name, cost, estimated);
         break;
     }
+    if (ex.shape == core::api_shape::responses) co_await keep_response(ex, out);
     co_await send(ex, http::status::ok, std::move(out));
     co_return;
   }

@@ -128,6 +128,8 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
     const providers::answer_notes notes{ex.provider->name,
                                         providers::cost_usd(ex.tokens, *ex.model), ex.estimated};
     const std::string& wire = pipe.finish(ex.tokens, notes);
+    // Stored before the client sees the end, so the next turn's previous_response_id finds it.
+    if (!pipe.final_response().empty()) co_await keep_response(ex, pipe.final_response());
     if (!wire.empty()) {  // an empty chunk would be the last-chunk marker
       ex.client.expires_after(t.idle_chunk);
       auto [wec, wn] =

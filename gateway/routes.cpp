@@ -16,6 +16,10 @@ const std::vector<server::route>& server::routes() {
       {http::verb::post, "/v1/messages", &server::messages, anthropic, key},
       {http::verb::post, "/v1/messages/count_tokens", &server::count_tokens, anthropic, key},
       {http::verb::post, "/v1/responses", &server::responses, responses, key},
+      // Stored responses: /v1/responses/{id} and /v1/responses/{id}/input_items.
+      {http::verb::get, "/v1/responses/", &server::response_get, responses, key_or_admin, true},
+      {http::verb::delete_, "/v1/responses/", &server::response_delete, responses, key_or_admin,
+       true},
       {http::verb::post, "/v1/embeddings", &server::embeddings, openai, key},
       {http::verb::post, "/v1beta/models/", &server::gemini, gemini, key, true},
       // @google/genai's default API version; GET /v1/models stays OpenAI's list.

@@ -46,6 +46,7 @@
 #include "stats/energy.hpp"
 #include "stats/estimate.hpp"
 #include "stats/ledger.hpp"
+#include "stats/response_store.hpp"
 #include "stats/metrics.hpp"
 
 // GCC 12 reports Asio's awaitable frames, allocated by their own operator new and freed by
@@ -238,6 +239,9 @@ class server {
     const auto& st = snap_.load()->cfg->stats;
     if (!st.ledger_path.empty() || !st.ledger_postgres.empty())
       ledger_ = std::make_unique<stats::ledger>(stats::ledger_options_from(st));
+    if (ledger_)  // on the ledger's database, whose migrations made its table
+      responses_store_ =
+          std::make_unique<stats::response_store>(stats::response_store_options_from(st));
     accounting_ = std::make_unique<stats::accounting>(registry_, ledger_.get());
     // Where limits and budgets count lives as long as the process; `state` needs a restart.
     const auto& state = snap_.load()->cfg->state;
@@ -304,6 +308,12 @@ class server {
   awaitable<void> chat(exchange& ex);
   awaitable<void> messages(exchange& ex);
   awaitable<void> responses(exchange& ex);
+  awaitable<void> response_get(exchange& ex);
+  awaitable<void> response_delete(exchange& ex);
+  awaitable<stats::result<std::optional<stats::stored_response>>> stored_response(
+      exchange& ex, const std::string& id);
+  awaitable<void> keep_response(exchange& ex, const std::string& response);
+  std::optional<std::string> response_owner(const exchange& ex) const;
   awaitable<void> serve_canonical(exchange& ex, const std::string& body);
   awaitable<void> count_tokens(exchange& ex);
   awaitable<void> gemini(exchange& ex);
@@ -372,6 +382,7 @@ class server {
   net::io_context control_{1};    // signals, reloads and the file watcher's wake-ups
   policies::health_book health_;  // outlives reloads
   std::unique_ptr<stats::ledger> ledger_;  // null when stats.ledger is none
+  std::unique_ptr<stats::response_store> responses_store_;  // with the ledger, on its database
   std::unique_ptr<stats::accounting> accounting_;
   std::unique_ptr<limit_state> state_;  // rate-limit windows and budgets: local or Redis
   // Keys created through /admin/keys, read from the ledger's database; swapped whole.

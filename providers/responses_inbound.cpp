@@ -46,6 +46,24 @@ std::string new_id(std::string_view prefix) {
   return std::string(prefix) + random_hex(24);
 }
 
+}  // namespace
+
+std::string new_item_id(std::string_view type) {
+  static constexpr std::pair<std::string_view, std::string_view> k_prefixes[] = {
+      {"response", "resp_"},
+      {"message", "msg_"},
+      {"function_call", "fc_"},
+      {"function_call_output", "fco_"},
+      {"custom_tool_call", "ctc_"},
+      {"custom_tool_call_output", "ctco_"},
+      {"reasoning", "rs_"}};
+  for (const auto& [t, prefix] : k_prefixes)
+    if (t == type) return new_id(prefix);
+  return new_id("item_");
+}
+
+namespace {
+
 std::int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -81,11 +99,20 @@ ojson message_item(const std::string& id, const char* status, ojson content) {
           {"content", std::move(content)}};
 }
 
-ojson function_item(const std::string& id, const ojson& call_id, const ojson& name,
-                    std::string arguments, const char* status) {
-  return {
-      {"type", "function_call"},           {"id", id},        {"call_id", call_id}, {"name", name},
-      {"arguments", std::move(arguments)}, {"status", status}};
+// A function_call item; a flattened namespace function is named as the client declared it,
+// with its `namespace`.
+ojson function_item(const responses_translation& t, const std::string& id, const ojson& call_id,
+                    const std::string& name, std::string arguments, const char* status) {
+  ojson item{{"type", "function_call"}, {"id", id}, {"call_id", call_id}, {"name", name}};
+  for (const auto& f : t.namespaces) {
+    if (f.flat != name) continue;
+    item["name"] = f.name;
+    item["namespace"] = f.ns;
+    break;
+  }
+  item["arguments"] = std::move(arguments);
+  item["status"] = status;
+  return item;
 }
 
 ojson custom_item(const std::string& id, const ojson& call_id, const ojson& name,
@@ -145,9 +172,11 @@ ojson response_object(const responses_translation& t, const std::string& id, std
           {"model", std::string(model)},
           {"output", std::move(output)},
           {"parallel_tool_calls", echo("parallel_tool_calls", true)},
-          {"previous_response_id", nullptr},
+          {"previous_response_id", t.previous_response_id.empty()
+                                       ? ojson(nullptr)
+                                       : ojson(t.previous_response_id)},
           {"reasoning", echo("reasoning", nullptr)},
-          {"store", false},
+          {"store", t.store},
           {"temperature", echo("temperature", nullptr)},
           {"text", echo("text", ojson{{"format", {{"type", "text"}}}})},
           {"tool_choice", echo("tool_choice", "auto")},
@@ -230,14 +259,15 @@ std::string openai_response_to_responses(std::string_view openai_body,
         output.push_back(custom_item(new_id("ctc_"), call_id_of(call), name, custom_input(args)));
       } else {
         output.push_back(
-            function_item(new_id("fc_"), call_id_of(call), name, std::move(args), "completed"));
+            function_item(t, new_id("fc_"), call_id_of(call), name, std::move(args), "completed"));
       }
     }
   }
 
   usage u = tokens ? *tokens : usage_of(in).value_or(usage{});
   auto [status, incomplete] = outcome(finish);
-  return response_object(t, new_id("resp_"), now_seconds(), model, status, std::move(output),
+  return response_object(t, t.id.empty() ? new_id("resp_") : t.id, now_seconds(), model, status,
+                         std::move(output),
                          responses_usage(u, notes), std::move(incomplete), notes)
       .dump();
 }
@@ -246,7 +276,10 @@ std::string openai_response_to_responses(std::string_view openai_body,
 
 responses_stream_encoder::responses_stream_encoder(const responses_translation& t,
                                                    std::string model)
-    : t_(t), model_(std::move(model)), id_(new_id("resp_")), created_(now_seconds()) {}
+    : t_(t),
+      model_(std::move(model)),
+      id_(t.id.empty() ? new_id("resp_") : t.id),
+      created_(now_seconds()) {}
 
 void responses_stream_encoder::emit(std::string type, nlohmann::ordered_json body,
                                     std::vector<sse_event>& out) {
@@ -285,7 +318,8 @@ void responses_stream_encoder::open_item(item_kind kind, std::vector<sse_event>&
       break;
     case item_kind::function:
       item_id_ = new_id("fc_");
-      item_ = function_item(item_id_, call_id_of(call ? *call : ojson()), name, "", "in_progress");
+      item_ =
+          function_item(t_, item_id_, call_id_of(call ? *call : ojson()), name, "", "in_progress");
       break;
     case item_kind::custom:
       item_id_ = new_id("ctc_");
@@ -382,7 +416,9 @@ void responses_stream_encoder::close_item(std::vector<sse_event>& out) {
             {"name", item_["name"]},
             {"arguments", text_}},
            out);
-      done = function_item(item_id_, item_["call_id"], item_["name"], text_, "completed");
+      done = item_;
+      done["arguments"] = text_;
+      done["status"] = "completed";
       break;
     case item_kind::custom: {
       std::string input = custom_input(text_);
@@ -503,6 +539,7 @@ void responses_stream_encoder::finish(const std::optional<usage>& tokens,
   ojson r = response_object(t_, id_, created_, model_, status, output_,
                             responses_usage(tokens_.value_or(usage{}), notes),
                             std::move(incomplete), notes);
+  final_ = r.dump();
   emit(std::string("response.") + status, {{"response", std::move(r)}}, out);
 }
 

@@ -2,11 +2,12 @@
 // provider and `client.responses.create` call any backend, by translating a Responses request to
 // the canonical chat-completions body and the answer (whole or streamed) back. Sans-I/O.
 //
-// The translation lane is stateless: `previous_response_id` and `item_reference` need stored
-// responses and are refused with a clear 400; `store` is answered as false (nothing is kept),
-// which is what Codex sends anyway with the whole history. What a chat backend cannot use
-// (built-in tools such as web_search, `reasoning` input items, `input_file` parts, `include`)
-// is dropped and listed in the response's `metadata.meridian_dropped`, never silently.
+// State is the gateway's (stats/response_store.hpp): the translation reads `store` and
+// `previous_response_id`, and takes the stored conversation a previous response continues as
+// `history` (responses_history). `item_reference` items and `conversation` are refused with a
+// clear 400. What a chat backend cannot use (built-in tools such as web_search, `reasoning`
+// input items, `input_file` parts, `include`) is dropped and listed in the response's
+// `metadata.meridian_dropped`, never silently.
 #pragma once
 
 #include <cstddef>
@@ -38,11 +39,47 @@ struct responses_translation {
   // parallel_tool_calls, max_output_tokens, metadata, reasoning, text, temperature, top_p, user).
   nlohmann::ordered_json echo = nlohmann::ordered_json::object();
   bool stream = false;
+  std::string id;  // the Response's id (resp_…): the answer, its events and the store use it
+  // `store` as the client sent it (OpenAI's default: true); the gateway sets it false when it
+  // keeps nothing. store_asked: the client said `store: true` itself.
+  bool store = true, store_asked = false;
+  std::string previous_response_id;  // empty: none
+  bool history_applied = false;      // the translation was given previous_response_id's history
+  // With store: every input item the response answers (the history it continues, then this
+  // request's input, a string as one user message), each with a type and an id.
+  nlohmann::ordered_json input_items = nlohmann::ordered_json::array();
+  // The functions of `namespace` tools, sent flat: {flat name, namespace, name in it}.
+  struct namespaced_function {
+    std::string flat, ns, name;
+  };
+  std::vector<namespaced_function> namespaces;
 };
 
-// Validates a Responses request; a request_error names the member at fault (`param`).
+// Validates a Responses request; a request_error names the member at fault (`param`). With
+// previous_response_id and no `history`, the result has history_applied false: the caller
+// looks the response up and translates again with its history (items named
+// `previous_response[i]` in errors and drops).
 std::variant<responses_translation, request_error> responses_request_to_openai(
-    std::string_view body);
+    std::string_view body, const nlohmann::ordered_json* history = nullptr);
+
+// The conversation a stored response continues: its input items, then its output items
+// (`input` a JSON array, `response` a Response object); nullopt when either is malformed.
+std::optional<nlohmann::ordered_json> responses_history(std::string_view input,
+                                                        std::string_view response);
+
+// One page of GET /v1/responses/{id}/input_items over the stored items: `limit` (1-100,
+// default 20), `order` (asc or desc, the default), `after` (an item id); the list object
+// {object: list, data, first_id, last_id, has_more}, or the request_error of a bad parameter.
+std::variant<std::string, request_error> responses_input_items_page(
+    std::string_view items, std::optional<std::string_view> limit,
+    std::optional<std::string_view> order, std::optional<std::string_view> after);
+
+// A namespace tool's function as one flat name: `ns` and `name`, with "__" between unless the
+// namespace already ends in "_" (Codex's "mcp__<server>__").
+std::string namespaced(std::string_view ns, std::string_view name);
+
+// A fresh id for an item of `type` (response → resp_, message → msg_, function_call → fc_, …).
+std::string new_item_id(std::string_view type);
 
 // A canonical chat.completion (known valid) as a Response object: reasoning_content as a
 // `reasoning` item, content as a `message` item with `output_text`, tool calls as
@@ -75,6 +112,8 @@ class responses_stream_encoder {
               const answer_notes* notes = nullptr);
   // Ends the stream after an upstream failure: an `error` event, then response.failed.
   void fail(std::string_view message, std::string_view code, std::vector<sse_event>& out);
+  // After finish(): the final Response object (what a stored response keeps).
+  const std::string& final_response() const { return final_; }
 
  private:
   enum class item_kind { none, reasoning, message, function, custom };
@@ -115,6 +154,7 @@ class responses_stream_encoder {
   std::vector<tool_slot> tools_;
   std::string finish_reason_;
   std::optional<usage> tokens_;
+  std::string final_;
 };
 
 // The Response object's `usage`: input_tokens (cached included) with

@@ -30,6 +30,17 @@ std::string indexed(const std::string& base, std::size_t i) {
   return base + "[" + std::to_string(i) + "]";
 }
 
+}  // namespace
+
+// Codex names its MCP namespaces "mcp__<server>__", which already end in a separator.
+std::string namespaced(std::string_view ns, std::string_view name) {
+  std::string out(ns);
+  if (!out.ends_with("_")) out += "__";
+  return out.append(name);
+}
+
+namespace {
+
 // A required non-empty string member, or the failure naming it.
 failure required_string(const ojson& obj, const char* key, const std::string& where,
                         std::string& value) {
@@ -66,8 +77,8 @@ class input_builder {
 
   void user(std::string text) { msgs_.push_back({{"role", "user"}, {"content", std::move(text)}}); }
 
-  failure item(const ojson& it, std::size_t i) {
-    std::string where = indexed("input", i);
+  failure item(const ojson& it, std::size_t i, const char* list = "input") {
+    std::string where = indexed(list, i);
     if (!it.is_object()) return fail_at(where, "must be an object");
     const ojson* type_v = member(it, "type");
     if (given(type_v) && !type_v->is_string()) return fail_at(where + ".type", "must be a string");
@@ -86,6 +97,12 @@ class input_builder {
       if (auto f = required_string(it, "name", where, name)) return f;
       const ojson* args = member(it, "arguments");
       if (!args || !args->is_string()) return fail_at(where + ".arguments", "required string");
+      // A call of a function inside a namespace tool (Codex's MCP servers) names both.
+      if (const ojson* ns = member(it, "namespace"); given(ns)) {
+        if (!ns->is_string() || ns->get_ref<const std::string&>().empty())
+          return fail_at(where + ".namespace", "must be a non-empty string");
+        name = namespaced(ns->get<std::string>(), name);
+      }
       tool_call(std::move(call_id), std::move(name), args->get<std::string>());
       return {};
     }
@@ -115,8 +132,8 @@ class input_builder {
  private:
   static failure stateless(const std::string& where) {
     return fail_at(where,
-                   "item_reference needs stored responses, and this gateway lane is stateless: "
-                   "send the whole conversation with store: false");
+                   "item_reference is not supported: send the items themselves, or "
+                   "previous_response_id to continue a stored response");
   }
 
   // A call joins the assistant message right before it: the text the model wrote with it, or
@@ -293,6 +310,48 @@ ojson custom_tool_function(const ojson& tool, const std::string& name) {
   return fn;
 }
 
+// A function tool as a chat function, its name prefixed when it sits in namespace `ns`.
+failure function_tool(const ojson& tool, const std::string& where, const std::string& ns,
+                      ojson& list) {
+  std::string name;
+  if (auto f = required_string(tool, "name", where, name)) return f;
+  if (auto f = optional_of(tool, "description", where, ojson::value_t::string, "must be a string"))
+    return f;
+  if (auto f = optional_of(tool, "parameters", where, ojson::value_t::object, "must be an object"))
+    return f;
+  if (auto f = optional_of(tool, "strict", where, ojson::value_t::boolean, "must be a boolean"))
+    return f;
+  ojson fn{{"name", ns.empty() ? name : namespaced(ns, name)}};
+  if (const ojson* d = member(tool, "description"); given(d)) fn["description"] = *d;
+  const ojson* params = member(tool, "parameters");
+  fn["parameters"] =
+      given(params) ? *params : ojson{{"type", "object"}, {"properties", ojson::object()}};
+  if (const ojson* s = member(tool, "strict"); given(s)) fn["strict"] = *s;
+  list.push_back({{"type", "function"}, {"function", std::move(fn)}});
+  return {};
+}
+
+// A namespace tool's functions as flat functions named namespaced(namespace, name), answered as
+// function_call items that carry `namespace` again (responses_translation::namespaces).
+// `defer_loading` (OpenAI's tool search) is not sent: a chat backend sees every tool.
+failure namespace_tools(const ojson& tool, const std::string& where, responses_translation& t,
+                        ojson& list) {
+  std::string ns;
+  if (auto f = required_string(tool, "name", where, ns)) return f;
+  const ojson* inner = member(tool, "tools");
+  if (!inner || !inner->is_array()) return fail_at(where + ".tools", "required array of tools");
+  for (std::size_t j = 0; j < inner->size(); ++j) {
+    const ojson& fn = (*inner)[j];
+    std::string at = indexed(where + ".tools", j);
+    if (!fn.is_object() || string_member(fn, "type") != "function")
+      return fail_at(at + ".type", "a namespace holds function tools only");
+    if (auto f = function_tool(fn, at, ns, list)) return f;
+    std::string name = string_member(fn, "name");
+    t.namespaces.push_back({namespaced(ns, name), ns, name});
+  }
+  return {};
+}
+
 failure tools(const ojson& in, responses_translation& t, ojson& list) {
   if (!in.is_array()) return fail_at("tools", "must be an array");
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -303,23 +362,7 @@ failure tools(const ojson& in, responses_translation& t, ojson& list) {
     if (!type_v || !type_v->is_string()) return fail_at(where + ".type", "required string");
     std::string type = type_v->get<std::string>();
     if (type == "function") {
-      std::string name;
-      if (auto f = required_string(tool, "name", where, name)) return f;
-      if (auto f =
-              optional_of(tool, "description", where, ojson::value_t::string, "must be a string"))
-        return f;
-      if (auto f =
-              optional_of(tool, "parameters", where, ojson::value_t::object, "must be an object"))
-        return f;
-      if (auto f = optional_of(tool, "strict", where, ojson::value_t::boolean, "must be a boolean"))
-        return f;
-      ojson fn{{"name", name}};
-      if (const ojson* d = member(tool, "description"); given(d)) fn["description"] = *d;
-      const ojson* params = member(tool, "parameters");
-      fn["parameters"] =
-          given(params) ? *params : ojson{{"type", "object"}, {"properties", ojson::object()}};
-      if (const ojson* s = member(tool, "strict"); given(s)) fn["strict"] = *s;
-      list.push_back({{"type", "function"}, {"function", std::move(fn)}});
+      if (auto f = function_tool(tool, where, "", list)) return f;
     } else if (type == "custom") {
       std::string name;
       if (auto f = required_string(tool, "name", where, name)) return f;
@@ -331,9 +374,11 @@ failure tools(const ojson& in, responses_translation& t, ojson& list) {
       list.push_back({{"type", "function"}, {"function", custom_tool_function(tool, name)}});
       if (std::find(t.custom_tools.begin(), t.custom_tools.end(), name) == t.custom_tools.end())
         t.custom_tools.push_back(name);
+    } else if (type == "namespace") {
+      if (auto f = namespace_tools(tool, where, t, list)) return f;
     } else {
       // Built-in tools (web_search, file_search, code_interpreter, computer use, image
-      // generation, local_shell, mcp) run inside OpenAI's platform; namespace tools too.
+      // generation, local_shell, mcp) run inside OpenAI's platform.
       t.dropped.push_back(where + ": " + type);
     }
   }
@@ -392,18 +437,38 @@ failure text_format(const ojson& text, ojson& out) {
   return {};
 }
 
-failure translate(const ojson& in, responses_translation& t, ojson& out) {
+// A stored copy of the request's input as items: a string as one user message, and every item
+// with a type and an id, as input_items lists them.
+ojson input_as_items(const ojson& input) {
+  ojson items = ojson::array();
+  if (input.is_string()) {
+    items.push_back({{"type", "message"},
+                     {"role", "user"},
+                     {"content", ojson::array({{{"type", "input_text"}, {"text", input}}})}});
+  } else {
+    items = input;
+  }
+  for (auto& it : items) {
+    if (!it.is_object()) continue;
+    if (!it.contains("type")) it["type"] = "message";
+    if (!it.contains("id")) it["id"] = new_item_id(string_member(it, "type"));
+  }
+  return items;
+}
+
+failure translate(const ojson& in, responses_translation& t, ojson& out, const ojson* history) {
   const ojson* model = member(in, "model");
   if (!model || !model->is_string() || model->get_ref<const std::string&>().empty())
     return fail_at("model", "required non-empty string");
-  if (given(member(in, "previous_response_id")))
-    return fail_at("previous_response_id",
-                   "this gateway lane is stateless and keeps no responses: send the whole "
-                   "conversation in `input` with store: false");
+  if (const ojson* prev = member(in, "previous_response_id"); given(prev)) {
+    if (!prev->is_string() || prev->get_ref<const std::string&>().empty())
+      return fail_at("previous_response_id", "must be a non-empty string");
+    t.previous_response_id = prev->get<std::string>();
+  }
   if (given(member(in, "conversation")))
     return fail_at("conversation",
-                   "this gateway lane is stateless and keeps no conversations: send the whole "
-                   "conversation in `input` with store: false");
+                   "the Conversations API is not supported: continue a stored response with "
+                   "previous_response_id, or send the whole conversation in `input`");
 
   // Types first, so that no member is half-translated when another is wrong.
   using vt = ojson::value_t;
@@ -437,8 +502,19 @@ failure translate(const ojson& in, responses_translation& t, ojson& out) {
     if (auto f = optional_of(*r, "effort", "reasoning", vt::string, "must be a string")) return f;
   }
 
+  if (const ojson* st = member(in, "store"); given(st)) {
+    t.store = st->get<bool>();
+    t.store_asked = t.store;
+  }
+
   input_builder b(t);
+  // A previous response's instructions are not carried over (OpenAI's rule): this request's.
   if (const ojson* ins = member(in, "instructions"); given(ins)) b.system(ins->get<std::string>());
+  if (history) {
+    for (std::size_t i = 0; i < history->size(); ++i) {
+      if (auto f = b.item((*history)[i], i, "previous_response")) return f;
+    }
+  }
   const ojson* input = member(in, "input");
   if (input && input->is_string()) {
     b.user(input->get<std::string>());
@@ -450,6 +526,10 @@ failure translate(const ojson& in, responses_translation& t, ojson& out) {
     return fail_at("input", "required string or array of input items");
   }
   if (b.messages().empty()) return fail_at("input", "holds no message a chat backend can read");
+  if (t.store) {
+    t.input_items = history ? *history : ojson::array();
+    for (auto& it : input_as_items(*input)) t.input_items.push_back(std::move(it));
+  }
 
   out["model"] = *model;
   out["messages"] = std::move(b.messages());
@@ -514,13 +594,15 @@ failure translate(const ojson& in, responses_translation& t, ojson& out) {
 }  // namespace
 
 std::variant<responses_translation, request_error> responses_request_to_openai(
-    std::string_view body) {
+    std::string_view body, const nlohmann::ordered_json* history) {
   auto parsed = inbound::parse_request_object(body);
   if (auto* e = std::get_if<request_error>(&parsed)) return *e;
   const ojson& in = std::get<ojson>(parsed);
   responses_translation t;
+  t.id = new_item_id("response");
+  t.history_applied = history != nullptr;
   ojson out = ojson::object();
-  if (auto f = translate(in, t, out)) return request_error{f.message, f.param};
+  if (auto f = translate(in, t, out, history)) return request_error{f.message, f.param};
   t.chat_body = out.dump();
   return t;
 }

@@ -86,6 +86,11 @@ class stream_pipeline {
   // An in-band error event that ends the stream: OpenAI's error object in a data line, or
   // Anthropic's error event.
   const std::string& fail(const std::string& message, std::string_view code);
+  // For a Responses client, after finish(): the final Response object; empty otherwise.
+  const std::string& final_response() const {
+    static const std::string none;
+    return responses_ ? responses_->final_response() : none;
+  }
 
  private:
   const std::string& frame(std::string_view chunk);

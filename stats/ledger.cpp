@@ -289,6 +289,32 @@ ALTER TABLE generations ADD COLUMN session TEXT NOT NULL DEFAULT '';
 )sql",
         nullptr,
     },
+    // 5: stored Responses (stats/response_store.hpp): the Response object and the input items
+    // it answered, owned by the key that made it; `bytes` is what the size cap counts.
+    {
+        R"sql(
+CREATE TABLE responses (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  input TEXT NOT NULL,
+  response TEXT NOT NULL
+);
+CREATE INDEX responses_created ON responses (created_ms);
+)sql",
+        R"sql(
+CREATE TABLE responses (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  bytes BIGINT NOT NULL,
+  input TEXT NOT NULL,
+  response TEXT NOT NULL
+);
+CREATE INDEX responses_created ON responses (created_ms);
+)sql",
+    },
 };
 constexpr int k_schema_version = static_cast<int>(std::size(k_migrations));
 

@@ -214,9 +214,10 @@ TEST_CASE("responses: errors are OpenAI's shape and name the member") {
   json chained = responses_body("fast/m-fast", false);
   chained["previous_response_id"] = "resp_abc";
   auto r = http_call(g.port, "POST", "/v1/responses", chained.dump());
-  CHECK(r.status == 400);
+  CHECK(r.status == 404);
   auto e = json::parse(r.body)["error"];
   CHECK(e["param"] == "previous_response_id");
+  CHECK(e["code"] == "response_not_found");
   CHECK(e["type"] == "invalid_request_error");
   auto missing = http_call(g.port, "POST", "/v1/responses", R"({"input":"hi"})");
   CHECK(missing.status == 400);
@@ -228,4 +229,158 @@ TEST_CASE("responses: errors are OpenAI's shape and name the member") {
   auto bad = http_call(g.port, "POST", "/v1/responses", "{\"model\":");
   CHECK(bad.status == 400);
   CHECK(json::parse(bad.body)["error"]["code"] == "invalid_json");
+}
+
+namespace {
+
+std::map<std::string, std::string> bearer(const std::string& key) {
+  return {{"authorization", "Bearer " + key}};
+}
+
+// The dialect gateway with two keys, so that stored responses have owners.
+std::string keyed_yaml(sim& s, const std::string& extra = "") {
+  return dialect_gateway_yaml(s) + "keys:\n  - { name: ada, key_sha256: \"" +
+         sha256_hex("sk-ada") + "\" }\n  - { name: bob, key_sha256: \"" + sha256_hex("sk-bob") +
+         "\" }\n" + extra;
+}
+
+json last_sent(sim& s, const std::string& provider) {
+  return json::parse(json::parse(s.stats(provider))["last_request"]["body"].get<std::string>());
+}
+
+}  // namespace
+
+TEST_CASE("responses: store keeps a response; previous_response_id continues it on a chat backend") {
+  sim s(k_dialect_sim);
+  gateway g(keyed_yaml(s), k_dialect_env);
+  json first = {{"model", "fast/m-fast"}, {"input", "My name is Ada."}};  // store: the default
+  auto r1 = http_call(g.port, "POST", "/v1/responses", first.dump(), bearer("sk-ada"));
+  REQUIRE(r1.status == 200);
+  const json one = json::parse(r1.body);
+  CHECK(one["store"] == true);
+  CHECK(one["previous_response_id"].is_null());
+  const std::string id = one["id"];
+
+  // Retrieved by the key that made it, exactly as answered; another key finds nothing.
+  auto got = http_call(g.port, "GET", "/v1/responses/" + id, "", bearer("sk-ada"));
+  REQUIRE(got.status == 200);
+  CHECK(json::parse(got.body) == one);
+  auto other = http_call(g.port, "GET", "/v1/responses/" + id, "", bearer("sk-bob"));
+  CHECK(other.status == 404);
+  CHECK(json::parse(other.body)["error"]["code"] == "response_not_found");
+  CHECK(http_call(g.port, "GET", "/v1/responses/" + id).status == 404);  // nor does no key
+  auto items = http_call(g.port, "GET", "/v1/responses/" + id + "/input_items", "",
+                         bearer("sk-ada"));
+  REQUIRE(items.status == 200);
+  const json list = json::parse(items.body);
+  REQUIRE(list["data"].size() == 1);
+  CHECK(list["data"][0]["role"] == "user");
+  CHECK(list["data"][0]["content"][0]["text"] == "My name is Ada.");
+  CHECK(list["first_id"].get<std::string>().rfind("msg_", 0) == 0);
+
+  // The next turn names only the new input: the stateless backend gets the whole conversation.
+  json second = {{"model", "fast/m-fast"},
+                 {"instructions", "Answer in one word."},
+                 {"input", "What is my name?"},
+                 {"previous_response_id", id}};
+  auto r2 = http_call(g.port, "POST", "/v1/responses", second.dump(), bearer("sk-ada"));
+  REQUIRE(r2.status == 200);
+  const json two = json::parse(r2.body);
+  CHECK(two["previous_response_id"] == id);
+  const json sent = last_sent(s, "fast");
+  const json& m = sent["messages"];
+  REQUIRE(m.size() == 4);
+  CHECK(m[0] == json{{"role", "system"}, {"content", "Answer in one word."}});
+  CHECK(m[1] == json{{"role", "user"}, {"content", "My name is Ada."}});
+  CHECK(m[2]["role"] == "assistant");
+  CHECK(m[2]["content"] == output_text(one));
+  CHECK(m[3] == json{{"role", "user"}, {"content", "What is my name?"}});
+  // Another key cannot continue it (nor learn that it exists).
+  auto stolen = http_call(g.port, "POST", "/v1/responses", second.dump(), bearer("sk-bob"));
+  CHECK(stolen.status == 404);
+  CHECK(json::parse(stolen.body)["error"]["param"] == "previous_response_id");
+
+  // A third turn, streamed: stored before response.completed reaches the client.
+  json third = {{"model", "fast/m-fast"},
+                {"input", "Thanks."},
+                {"previous_response_id", two["id"]},
+                {"stream", true}};
+  stream_client c(g.port, third.dump(), bearer("sk-ada"), "/v1/responses");
+  REQUIRE(c.status() == 200);
+  auto streamed = read_responses_stream(c);
+  REQUIRE(streamed.completed.is_object());
+  CHECK(streamed.completed["store"] == true);
+  CHECK(streamed.completed["previous_response_id"] == two["id"]);
+  CHECK(last_sent(s, "fast")["messages"].size() == 5);
+  auto kept = http_call(g.port, "GET", "/v1/responses/" + streamed.completed["id"].get<std::string>(),
+                        "", bearer("sk-ada"));
+  REQUIRE(kept.status == 200);
+  CHECK(json::parse(kept.body)["output"] == streamed.completed["output"]);
+  auto all = http_call(g.port, "GET",
+                       "/v1/responses/" + streamed.completed["id"].get<std::string>() +
+                           "/input_items?order=asc&limit=100",
+                       "", bearer("sk-ada"));
+  REQUIRE(all.status == 200);
+  CHECK(json::parse(all.body)["data"].size() == 5);  // 3 inputs and the 2 answers before
+
+  // Deleted only by its owner; then gone.
+  CHECK(http_call(g.port, "DELETE", "/v1/responses/" + id, "", bearer("sk-bob")).status == 404);
+  auto gone = http_call(g.port, "DELETE", "/v1/responses/" + id, "", bearer("sk-ada"));
+  REQUIRE(gone.status == 200);
+  CHECK(json::parse(gone.body) == json{{"id", id}, {"object", "response"}, {"deleted", true}});
+  CHECK(http_call(g.port, "GET", "/v1/responses/" + id, "", bearer("sk-ada")).status == 404);
+  CHECK(http_call(g.port, "POST", "/v1/responses", second.dump(), bearer("sk-ada")).status == 404);
+
+  // store: false (what Codex sends, with the whole history) keeps nothing.
+  json unstored = {{"model", "fast/m-fast"}, {"input", "Hi"}, {"store", false}};
+  auto r4 = http_call(g.port, "POST", "/v1/responses", unstored.dump(), bearer("sk-ada"));
+  REQUIRE(r4.status == 200);
+  CHECK(json::parse(r4.body)["store"] == false);
+  CHECK(http_call(g.port, "GET", "/v1/responses/" + json::parse(r4.body)["id"].get<std::string>(),
+                  "", bearer("sk-ada"))
+            .status == 404);
+  auto bad_page = http_call(g.port, "GET",
+                            "/v1/responses/" + two["id"].get<std::string>() + "/input_items?limit=0",
+                            "", bearer("sk-ada"));
+  CHECK(bad_page.status == 400);
+  CHECK(json::parse(bad_page.body)["error"]["param"] == "limit");
+  CHECK(http_call(g.port, "GET", "/v1/responses/a/b", "", bearer("sk-ada")).status == 404);
+}
+
+TEST_CASE("responses: previous_response_id through the Anthropic and Gemini translations") {
+  sim s(k_dialect_sim);
+  gateway g(keyed_yaml(s), k_dialect_env);
+  for (auto [model, provider] : {std::pair{"claude/claude-sonnet-4-5", "claude"},
+                                 std::pair{"gem/gemini-2.5-flash", "gem"}}) {
+    INFO(model);
+    json first = {{"model", model}, {"input", "My name is Ada."}};
+    auto r1 = http_call(g.port, "POST", "/v1/responses", first.dump(), bearer("sk-ada"));
+    REQUIRE(r1.status == 200);
+    json second = {{"model", model},
+                   {"input", "What is my name?"},
+                   {"previous_response_id", json::parse(r1.body)["id"]}};
+    auto r2 = http_call(g.port, "POST", "/v1/responses", second.dump(), bearer("sk-ada"));
+    REQUIRE(r2.status == 200);
+    const std::string sent = last_sent(s, provider).dump();
+    CHECK(sent.find("My name is Ada.") != std::string::npos);
+    CHECK(sent.find("What is my name?") != std::string::npos);
+  }
+}
+
+TEST_CASE("responses: with stats.responses.store false nothing is kept, and that is said") {
+  sim s(k_dialect_sim);
+  gateway g(keyed_yaml(s, "stats: { responses: { store: false } }\n"), k_dialect_env);
+  json asked = {{"model", "fast/m-fast"}, {"input", "Hi"}, {"store", true}};
+  auto r = http_call(g.port, "POST", "/v1/responses", asked.dump(), bearer("sk-ada"));
+  REQUIRE(r.status == 200);
+  const json j = json::parse(r.body);
+  CHECK(j["store"] == false);
+  CHECK(j["metadata"]["meridian_dropped"] == json::array({"store"}));
+  CHECK(http_call(g.port, "GET", "/v1/responses/" + j["id"].get<std::string>(), "",
+                  bearer("sk-ada"))
+            .status == 404);
+  json chained = {{"model", "fast/m-fast"}, {"input", "Hi"}, {"previous_response_id", j["id"]}};
+  auto refused = http_call(g.port, "POST", "/v1/responses", chained.dump(), bearer("sk-ada"));
+  CHECK(refused.status == 400);
+  CHECK(json::parse(refused.body)["error"]["code"] == "responses_not_stored");
 }

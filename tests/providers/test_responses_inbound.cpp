@@ -429,7 +429,7 @@ TEST_CASE("responses inbound: function tools map; built-in tools are dropped and
     {"type":"function","name":"shell","description":"Run","parameters":{"type":"object",
       "properties":{"cmd":{"type":"string"}}},"strict":true},
     {"type":"web_search"},
-    {"type":"namespace","name":"crm","description":"CRM","tools":[]},
+    {"type":"namespace","name":"crm","description":"CRM, empty","tools":[]},
     {"type":"function","name":"noargs","parameters":null,"strict":null},
     {"type":"file_search","vector_store_ids":["vs_1"]},
     {"type":"web_search_preview"},{"type":"computer_use_preview"},{"type":"code_interpreter"},
@@ -445,7 +445,7 @@ TEST_CASE("responses inbound: function tools map; built-in tools are dropped and
   CHECK(chat["tool_choice"] == "required");
   CHECK(chat["parallel_tool_calls"] == false);
   CHECK(t.dropped == std::vector<std::string>{
-                         "tools[1]: web_search", "tools[2]: namespace", "tools[4]: file_search",
+                         "tools[1]: web_search", "tools[4]: file_search",
                          "tools[5]: web_search_preview", "tools[6]: computer_use_preview",
                          "tools[7]: code_interpreter", "tools[8]: image_generation",
                          "tools[9]: local_shell", "tools[10]: mcp"});
@@ -566,21 +566,205 @@ TEST_CASE("responses inbound: stream true sets the translation's stream") {
   CHECK_FALSE(json::parse(f.chat_body).contains("stream"));
 }
 
-TEST_CASE("responses inbound: previous_response_id and conversation are refused as stateful") {
-  auto e = translate_err(request(R"("hi")", R"(,"previous_response_id":"resp_123")"));
-  CHECK(e.param == "previous_response_id");
-  CHECK(e.message.find("stateless") != std::string::npos);
-  CHECK(e.message.find("store: false") != std::string::npos);
-  CHECK(translate_err(request(R"("hi")", R"(,"conversation":"conv_1")")).param == "conversation");
+TEST_CASE("responses inbound: previous_response_id asks for history; conversation is refused") {
+  // Without the history the translation says it has none; the gateway looks it up.
+  auto first = translate_ok(request(R"("hi")", R"(,"previous_response_id":"resp_123")"));
+  CHECK(first.previous_response_id == "resp_123");
+  CHECK_FALSE(first.history_applied);
+  CHECK(translate_err(request(R"("hi")", R"(,"previous_response_id":"")")).param ==
+        "previous_response_id");
+  CHECK(translate_err(request(R"("hi")", R"(,"previous_response_id":7)")).param ==
+        "previous_response_id");
+  auto e = translate_err(request(R"("hi")", R"(,"conversation":"conv_1")"));
+  CHECK(e.param == "conversation");
+  CHECK(e.message.find("previous_response_id") != std::string::npos);
   // null is the same as absent.
-  translate_ok(request(R"("hi")", R"(,"previous_response_id":null,"conversation":null)"));
+  auto none = translate_ok(request(R"("hi")", R"(,"previous_response_id":null,"conversation":null)"));
+  CHECK(none.previous_response_id.empty());
+}
+
+TEST_CASE("responses inbound: a previous response's history comes before the new input") {
+  // What the store keeps: the first turn's input items, then its output.
+  const std::string first_input =
+      R"([{"type":"message","id":"msg_u1","role":"user","content":[{"type":"input_text","text":"What is 2+2?"}]}])";
+  const std::string first_response = R"({"id":"resp_1","object":"response","output":[
+      {"type":"reasoning","id":"rs_1","summary":[],"content":[{"type":"reasoning_text","text":"add"}]},
+      {"type":"message","id":"msg_a1","status":"completed","role":"assistant",
+       "content":[{"type":"output_text","text":"4","annotations":[]}]},
+      {"type":"function_call","id":"fc_1","call_id":"call_1","name":"calc","arguments":"{}","status":"completed"}]})";
+  auto history = responses_history(first_input, first_response);
+  REQUIRE(history);
+  REQUIRE(history->size() == 4);
+  CHECK((*history)[0]["id"] == "msg_u1");
+  CHECK((*history)[3]["type"] == "function_call");
+  CHECK_FALSE(responses_history("{}", first_response));
+  CHECK_FALSE(responses_history(first_input, R"({"id":"resp_1"})"));
+  CHECK_FALSE(responses_history("[", first_response));
+
+  auto r = responses_request_to_openai(
+      request(R"([{"type":"function_call_output","call_id":"call_1","output":"4"},
+                  {"role":"user","content":"And times 3?"}])",
+              R"(,"previous_response_id":"resp_1","instructions":"Be brief")"),
+      &*history);
+  REQUIRE(std::holds_alternative<responses_translation>(r));
+  auto& t = std::get<responses_translation>(r);
+  CHECK(t.history_applied);
+  CHECK(t.previous_response_id == "resp_1");
+  json m = json::parse(t.chat_body)["messages"];
+  // This request's instructions only, then the history, then the new input.
+  REQUIRE(m.size() == 5);
+  CHECK(m[0] == json{{"role", "system"}, {"content", "Be brief"}});
+  CHECK(m[1] == json{{"role", "user"}, {"content", "What is 2+2?"}});
+  CHECK(m[2]["role"] == "assistant");
+  CHECK(m[2]["content"] == "4");
+  CHECK(m[2]["tool_calls"][0]["id"] == "call_1");
+  CHECK(m[3] == json{{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "4"}});
+  CHECK(m[4] == json{{"role", "user"}, {"content", "And times 3?"}});
+  // The history's reasoning item is dropped like any other, and named where it came from.
+  REQUIRE(t.dropped.size() == 1);
+  CHECK(t.dropped.at(0) == "previous_response[1]: reasoning");
+  // Stored for the next turn: the history and this input, every item typed and with an id.
+  REQUIRE(t.input_items.size() == 6);
+  CHECK(t.input_items[0]["id"] == "msg_u1");
+  CHECK(t.input_items[4]["type"] == "function_call_output");
+  check_id(json::parse(t.input_items[4]["id"].dump()), "fco_");
+  CHECK(t.input_items[5]["type"] == "message");
+  check_id(json::parse(t.input_items[5]["id"].dump()), "msg_");
+}
+
+TEST_CASE("responses inbound: store is read; a string input is kept as one user message item") {
+  auto t = translate_ok(request(R"("hi")"));
+  CHECK(t.store);  // OpenAI's default
+  CHECK_FALSE(t.store_asked);
+  REQUIRE(t.input_items.size() == 1);
+  CHECK(t.input_items[0]["type"] == "message");
+  CHECK(t.input_items[0]["role"] == "user");
+  CHECK(json::parse(t.input_items[0]["content"].dump()) ==
+        json::parse(R"([{"type":"input_text","text":"hi"}])"));
+  check_id(json::parse(t.input_items[0]["id"].dump()), "msg_");
+  check_id(json(t.id), "resp_");
+  auto asked = translate_ok(request(R"("hi")", R"(,"store":true)"));
+  CHECK(asked.store_asked);
+  // store: false (Codex) keeps nothing, so nothing is copied.
+  auto off = translate_ok(request(R"([{"role":"user","content":"hi"}])", R"(,"store":false)"));
+  CHECK_FALSE(off.store);
+  CHECK(off.input_items.empty());
+  json r = json::parse(openai_response_to_responses(
+      R"({"choices":[{"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]})", off,
+      "gpt-x", std::nullopt));
+  CHECK(r["store"] == false);
+  CHECK(r["id"] == off.id);
+}
+
+TEST_CASE("responses inbound: input_items pages, newest first by default") {
+  const std::string items =
+      R"([{"id":"a","type":"message"},{"id":"b","type":"message"},{"id":"c","type":"message"}])";
+  auto page = [&](std::optional<std::string_view> limit, std::optional<std::string_view> order,
+                  std::optional<std::string_view> after) {
+    auto r = responses_input_items_page(items, limit, order, after);
+    REQUIRE(std::holds_alternative<std::string>(r));
+    return json::parse(std::get<std::string>(r));
+  };
+  json all = page(std::nullopt, std::nullopt, std::nullopt);
+  CHECK(all["object"] == "list");
+  CHECK(all["data"].size() == 3);
+  CHECK(all["first_id"] == "c");
+  CHECK(all["last_id"] == "a");
+  CHECK(all["has_more"] == false);
+  json two = page("2", "asc", std::nullopt);
+  CHECK(two["data"][0]["id"] == "a");
+  CHECK(two["last_id"] == "b");
+  CHECK(two["has_more"] == true);
+  json rest = page("2", "asc", "b");
+  CHECK(rest["data"].size() == 1);
+  CHECK(rest["first_id"] == "c");
+  CHECK(rest["has_more"] == false);
+  json none = page(std::nullopt, "asc", "c");
+  CHECK(none["data"].empty());
+  CHECK(none["first_id"].is_null());
+  for (auto [limit, order, after, param] :
+       {std::tuple{"0", "asc", "", "limit"}, {"101", "asc", "", "limit"}, {"x", "asc", "", "limit"},
+        {"5", "sideways", "", "order"}, {"5", "asc", "zz", "after"}}) {
+    auto r = responses_input_items_page(
+        items, std::string_view(limit), std::string_view(order),
+        *after ? std::optional<std::string_view>(after) : std::nullopt);
+    REQUIRE(std::holds_alternative<request_error>(r));
+    CHECK(std::get<request_error>(r).param == param);
+  }
+}
+
+TEST_CASE("responses inbound: namespace tools are flattened and their calls mapped back") {
+  // Codex's form for an MCP server's tools (codex-rs tools/src/responses_api.rs).
+  auto t = translate_ok(request(
+      R"([{"role":"user","content":"look up order 7"},
+          {"type":"function_call","call_id":"call_0","namespace":"mcp__shop__","name":"lookup",
+           "arguments":"{\"id\":6}"},
+          {"type":"function_call_output","call_id":"call_0","output":"shipped"}])",
+      R"(,"tools":[{"type":"namespace","name":"mcp__shop__","description":"Shop tools","tools":[
+          {"type":"function","name":"lookup","description":"Look up an order","strict":false,
+           "defer_loading":true,"parameters":{"type":"object","properties":{"id":{"type":"integer"}}}}]},
+        {"type":"namespace","name":"crm","tools":[{"type":"function","name":"find"}]}])"));
+  json chat = json::parse(t.chat_body);
+  REQUIRE(chat["tools"].size() == 2);
+  CHECK(chat["tools"][0]["function"]["name"] == "mcp__shop__lookup");
+  CHECK(chat["tools"][0]["function"]["description"] == "Look up an order");
+  CHECK_FALSE(chat["tools"][0]["function"].contains("defer_loading"));
+  CHECK(chat["tools"][1]["function"]["name"] == "crm__find");  // "__" when the name has none
+  CHECK(t.dropped.empty());
+  CHECK(chat["messages"][1]["tool_calls"][0]["function"]["name"] == "mcp__shop__lookup");
+
+  // The model calls the flat name; the client sees its namespace and name again.
+  const std::string answer_body = R"({"choices":[{"message":{"role":"assistant","content":null,
+      "tool_calls":[{"id":"call_1","type":"function","function":{"name":"mcp__shop__lookup",
+      "arguments":"{\"id\":7}"}},{"id":"call_2","type":"function","function":{"name":"plain",
+      "arguments":"{}"}}]},"finish_reason":"tool_calls"}]})";
+  json r = json::parse(openai_response_to_responses(answer_body, t, "gpt-x", std::nullopt));
+  REQUIRE(r["output"].size() == 2);
+  CHECK(r["output"][0]["name"] == "lookup");
+  CHECK(r["output"][0]["namespace"] == "mcp__shop__");
+  CHECK(r["output"][0]["arguments"] == "{\"id\":7}");
+  CHECK(r["output"][1]["name"] == "plain");
+  CHECK_FALSE(r["output"][1].contains("namespace"));
+
+  // Streamed: the item added and done both carry the namespace.
+  responses_stream_encoder enc(t, "gpt-x");
+  std::vector<sse_event> events;
+  enc.on_chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1",
+      "type":"function","function":{"name":"mcp__shop__lookup","arguments":"{\"id\""}}]}}]})",
+               events);
+  enc.on_chunk(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,
+      "function":{"arguments":":7}"}}]},"finish_reason":"tool_calls"}]})",
+               events);
+  enc.finish(std::nullopt, events);
+  int seen = 0;
+  for (const auto& e : events) {
+    json d = json::parse(e.data);
+    if (e.event == "response.output_item.added" || e.event == "response.output_item.done") {
+      CHECK(d["item"]["name"] == "lookup");
+      CHECK(d["item"]["namespace"] == "mcp__shop__");
+      ++seen;
+    }
+  }
+  CHECK(seen == 2);
+  json done = json::parse(enc.final_response());
+  CHECK(done["output"][0]["arguments"] == "{\"id\":7}");
+  CHECK(done["output"][0]["namespace"] == "mcp__shop__");
+
+  // A namespace holds functions only; a bad inner tool names itself.
+  CHECK(translate_err(request(R"("hi")", R"(,"tools":[{"type":"namespace","name":"n",
+      "tools":[{"type":"custom","name":"c"}]}])")).param == "tools[0].tools[0].type");
+  CHECK(translate_err(request(R"("hi")", R"(,"tools":[{"type":"namespace","name":"n",
+      "tools":[{"type":"function","name":"f","parameters":3}]}])")).param ==
+        "tools[0].tools[0].parameters");
+  CHECK(translate_err(request(R"("hi")", R"(,"tools":[{"type":"namespace","name":"n"}])")).param ==
+        "tools[0].tools");
 }
 
 TEST_CASE("responses inbound: item_reference is refused") {
   auto e = translate_err(request(R"([{"role":"user","content":"a"},
                                      {"type":"item_reference","id":"msg_1"}])"));
   CHECK(e.param == "input[1]");
-  CHECK(e.message.find("stateless") != std::string::npos);
+  CHECK(e.message.find("not supported") != std::string::npos);
   // Its type is optional: an item with an id and no role is one too.
   CHECK(translate_err(request(R"([{"id":"msg_1"}])")).param == "input[0]");
 }
@@ -677,7 +861,8 @@ TEST_CASE("responses inbound: a text answer is a completed Response with the ech
   CHECK(r["error"].is_null());
   CHECK(r["incomplete_details"].is_null());
   CHECK(r["previous_response_id"].is_null());
-  CHECK(r["store"] == false);
+  CHECK(r["store"] == true);  // the translation's; the gateway sets false when it keeps nothing
+  CHECK(r["id"] == t.id);
   CHECK(r["instructions"] == "Be brief");
   CHECK(r["temperature"] == 0.2);
   CHECK(r["max_output_tokens"] == 50);

@@ -284,7 +284,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   nlohmann::json before;
   {
     stats::ledger book(manual(db.path));
-    CHECK(book.schema_version() == 4);
+    CHECK(book.schema_version() == 5);
     book.record(event("a", "deepseek", "deepseek-chat", "cn", 610, 0, k_noon));
     book.record(event("b", "openai", "gpt-4o", "us", 310, 0, k_noon));
     book.record(event("c", "local", "llama", "local", 80, 0, k_noon));
@@ -292,7 +292,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   }  // the destructor writes what is queued
   stats::ledger again(manual(db.path));
   CHECK(again.last_error().empty());
-  CHECK(again.schema_version() == 4);
+  CHECK(again.schema_version() == 5);
   auto after = stats::share_json(ok(again.share(window, stats::dimension::region)));
   CHECK(after["rows"][0]["share"].get<double>() == 0.61);
   CHECK(after["total"]["tokens"] == 1000);
@@ -485,7 +485,7 @@ TEST_CASE("ledger: a version-1 file is upgraded and keeps its data") {
   }
   stats::ledger book(manual(db.path));
   CHECK(book.last_error().empty());
-  CHECK(book.schema_version() == 4);
+  CHECK(book.schema_version() == 5);
   auto data = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::key));
   REQUIRE(row(data, "web") != nullptr);
   CHECK(row(data, "web")->current.tokens.total() == 150);

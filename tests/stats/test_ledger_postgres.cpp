@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "stats/ledger.hpp"
+#include "tests/stats/response_store_checks.hpp"
 
 using namespace meridian;
 using namespace std::chrono;
@@ -305,10 +306,10 @@ TEST_CASE("ledger postgres: three ledgers migrating an empty database at once") 
   for (auto& t : threads) t.join();
   for (int i = 0; i < n; ++i) {
     CHECK_MESSAGE(errors[static_cast<std::size_t>(i)].empty(), errors[static_cast<std::size_t>(i)]);
-    CHECK(versions[static_cast<std::size_t>(i)] == 4);
+    CHECK(versions[static_cast<std::size_t>(i)] == 5);
   }
-  CHECK(scalar(db.url, "SELECT COUNT(*) || ':' || MAX(version) FROM schema_version") == "1:4");
-  CHECK(scalar(db.url, "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'") == "4");
+  CHECK(scalar(db.url, "SELECT COUNT(*) || ':' || MAX(version) FROM schema_version") == "1:5");
+  CHECK(scalar(db.url, "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'") == "5");  // hourly, generations, keys, responses, schema_version
 }
 
 TEST_CASE("ledger postgres: an unreachable server is reported, never blocks or throws") {
@@ -349,7 +350,7 @@ TEST_CASE("ledger postgres: events wait for a database that appears later") {
   book.flush(k_noon);
   CHECK(book.last_error().empty());
   CHECK(book.queued() == 0);
-  CHECK(book.schema_version() == 4);
+  CHECK(book.schema_version() == 5);
   CHECK(ok(book.generation("a")).has_value());  // the reader reconnects too
 }
 
@@ -452,4 +453,16 @@ TEST_CASE("ledger postgres: client ids and key visibility read as on SQLite") {
   CHECK(ok(book.generation("shared-id", std::string("team-a")))->request_id == "req_own_a");
   CHECK(ok(book.generation("req_own_a"))->client_request_id == "shared-id");
   CHECK_FALSE(ok(book.generation("req_own_b", std::string("team-a"))).has_value());
+}
+
+TEST_CASE("postgres ledger: stored responses are owned, removed, expired and capped as on SQLite") {
+  pg_db db;
+  stats::ledger book(on_postgres(db.url));  // migrates the fresh database
+  REQUIRE(book.last_error().empty());
+  stats::response_store_options o;
+  o.postgres = db.url;
+  o.retention = hours(1);
+  o.max_bytes = 4096;
+  stats::response_store store(o);
+  stats::testing::check_response_store(store);
 }
