@@ -1,5 +1,6 @@
 // The OpenAI Responses API through Meridian with the clients people use: the official `openai`
-// SDK (responses.create, responses.stream, a function tool, whole and streamed) and the AI SDK's
+// SDK (responses.create, responses.stream, a function tool, whole and streamed, and stored
+// responses: retrieve, previous_response_id, inputItems.list, delete) and the AI SDK's
 // default OpenAI provider (generateText and streamText, which speak Responses). Usage:
 //   node tests/clients/responses.mjs BASE_URL MODEL... (every model makes a function-tool round trip)
 // Prints one line per check; exits non-zero at the first failure.
@@ -62,6 +63,31 @@ for (const model of models) {
   assert.equal(sc.arguments, args);
   assert.deepEqual(JSON.parse(args), { location: "Paris" });
   console.log(`ok openai tools ${model}`);
+}
+
+// Stored responses: retrieve, a second turn by previous_response_id (the backend may be
+// stateless: Meridian sends it the whole conversation), input_items and delete.
+for (const model of models) {
+  const first = await client.responses.create({ model, input: "My name is Ada." });
+  assert.equal(first.store, true);
+  const got = await client.responses.retrieve(first.id);
+  assert.equal(got.id, first.id);
+  assert.deepEqual(got.output, first.output);
+  const next = await client.responses.create({
+    model, input: "What is my name?", previous_response_id: first.id,
+  });
+  assert.equal(next.previous_response_id, first.id);
+  assert.ok(next.output_text.length > 0, "the second turn's text");
+  const items = [];
+  for await (const item of client.responses.inputItems.list(next.id, { order: "asc" }))
+    items.push(item);
+  assert.equal(items.length, 3, "the first input, the first answer, the second input");
+  assert.equal(items[0].content[0].text, "My name is Ada.");
+  assert.equal(items[1].role, "assistant");
+  assert.equal(items[2].content[0].text, "What is my name?");
+  await client.responses.delete(first.id);
+  await assert.rejects(client.responses.retrieve(first.id), (e) => e.status === 404);
+  console.log(`ok openai stored ${model}`);
 }
 
 const provider = createOpenAI({ baseURL: base, apiKey: "none" });  // Responses by default

@@ -171,7 +171,8 @@ TEST_CASE("clients: the openai SDK and the AI SDK speak the Responses API to eve
   for (const auto& b : k_backends) argv.push_back(b.model);
   const std::string out = run_client(argv);
   for (const auto& b : k_backends)
-    for (const char* check : {"ok openai responses ", "ok openai tools ", "ok ai-sdk "}) {
+    for (const char* check :
+         {"ok openai responses ", "ok openai tools ", "ok openai stored ", "ok ai-sdk "}) {
       const std::string line = check + std::string(b.model);
       CHECK_MESSAGE(out.find(line) != std::string::npos, line);
     }
