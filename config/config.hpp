@@ -93,6 +93,9 @@ struct provider_config {
   std::map<std::string, std::string> headers;    // extra headers sent upstream
   std::map<std::string, model_config> models;    // by the provider's own model name
   std::optional<double> kwh_per_million_tokens;  // unset: energy.kwh_per_million_tokens
+  // `api: [chat, responses]`: the OpenAI APIs the provider serves; unset: its preset's (the
+  // `openai` preset speaks both), else chat only. Responses clients pass through to it.
+  std::optional<bool> responses_api;
   int line = 0;
 };
 

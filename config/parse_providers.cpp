@@ -25,8 +25,22 @@ provider_config parser::provider(const std::string& name, const located& at, int
   out.line = line;
   for (const auto& [key, value] :
        entries(at, {"preset", "dialect", "base_url", "region", "api_key_env", "api_key_file", "tls",
-                    "headers", "models", "kwh_per_million_tokens"})) {
-    if (key == "kwh_per_million_tokens") {
+                    "headers", "models", "kwh_per_million_tokens", "api"})) {
+    if (key == "api") {
+      bool chat = false, responses = false;
+      for (const auto& item : items(value)) {
+        std::string text = scalar(item);
+        if (text == "chat")
+          chat = true;
+        else if (text == "responses")
+          responses = true;
+        else
+          fail(item, "unknown API '" + text + "'; expected chat or responses");
+      }
+      if (!chat)
+        fail(value, "every OpenAI-dialect backend serves chat completions: list chat too");
+      out.responses_api = responses;
+    } else if (key == "kwh_per_million_tokens") {
       out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
     } else if (key == "preset") {
       out.preset = non_empty(value);
@@ -64,6 +78,9 @@ provider_config parser::provider(const std::string& name, const located& at, int
     fail_entry(at, "give either api_key_env or api_key_file, not both");
   if (out.preset.empty() && out.base_url.empty())
     fail_entry(at, "base_url is required when no preset is given");
+  if (out.responses_api && *out.responses_api && out.dialect && *out.dialect != dialect_kind::openai)
+    fail_entry(at, "api: responses is OpenAI's API; this provider speaks the " +
+                       std::string(to_string(*out.dialect)) + " dialect");
   return out;
 }
 

@@ -408,7 +408,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     };
     const auto& d = providers::dialect_for(p.dialect);
     const bool pass_through =
-        ex.native && providers::lane_for(ex.shape, p.dialect) == providers::lane::pass_through;
+        ex.native && providers::lane_for(ex.shape, p.dialect, p.responses_api) ==
+                         providers::lane::pass_through;
     ex.translated = !pass_through;
     // No ?: here: GCC 12 frees a conditional's class temporaries twice in a coroutine.
     std::variant<providers::upstream_request, providers::request_error> encoded;
@@ -528,6 +529,10 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
           "Provider '" + p.name + "' answered a stream request without streaming",
           "upstream_malformed"};
       co_await send_error(ex, failure);
+      co_return;
+    }
+    if (pass_through && ex.shape == core::api_shape::responses) {
+      co_await answer_response_natively(ex, p, m, answer, attempt_start, first_byte_ms);
       co_return;
     }
     auto decoded = d.decode_chat(answer, m.id);

@@ -33,6 +33,7 @@ awaitable<void> server::relay_stream(exchange& ex, const providers::dialect& d,
   providers::stream_pipeline pipe(d, *ex.model, ex.shape, ex.log.model, ex.output_ceiling,
                                   ex.responses ? &*ex.responses : nullptr, ex.provider->name);
   pipe.expect_input(ex.est_prompt);
+  if (ex.shape == core::api_shape::responses && !ex.translated) pipe.pass_responses_through();
   if (ex.shape == core::api_shape::openai && !ex.usage_asked &&
       !ex.snap.cfg->server.always_stream_usage)
     pipe.hide_usage_chunk();

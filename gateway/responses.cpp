@@ -66,7 +66,22 @@ awaitable<void> server::responses(exchange& ex) {
       co_await send_error(ex, failure);
       co_return;
     }
+    // A backend that serves Responses itself gets the whole conversation too: it never saw
+    // the id, which is Meridian's.
+    ex.native_body = providers::responses_pass_through_body(ex.req.body(), *history);
   }
+  // The pass-through lane reads the body as the backend will: member names one way.
+  const std::string_view own = ex.native_body.empty() ? std::string_view(ex.req.body())
+                                                      : std::string_view(ex.native_body);
+  auto native = providers::parse_model_request(own);
+  if (auto* e = std::get_if<providers::request_error>(&native)) {
+    const api_error failure = to_api_error(*e);
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  ex.native.emplace();
+  ex.native->body = own;
+  ex.native->parsed = std::move(std::get<providers::chat_request>(native));
   ex.responses = std::get<providers::responses_translation>(std::move(translated));
   if (!keeps) {
     ex.responses->store = false;
@@ -98,6 +113,10 @@ awaitable<void> server::keep_response(exchange& ex, const std::string& response)
   if (!ex.responses || !ex.responses->store || !responses_store_) co_return;
   stats::stored_response r;
   r.id = ex.responses->id;
+  if (!ex.translated) {  // a pass-through: the upstream made the Response, and its id
+    const auto j = nlohmann::json::parse(response, nullptr, false);
+    if (j.is_object() && j.contains("id") && j["id"].is_string()) r.id = j["id"];
+  }
   r.owner = ex.key ? ex.key->name : std::string();
   r.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())
@@ -125,6 +144,39 @@ awaitable<void> server::keep_response(exchange& ex, const std::string& response)
   fields += ",\"error\":";
   core::append_json_string(fields, why);
   log(log_level::error, "a response asked to be stored was not", fields);
+}
+
+// A whole Response from a backend that serves Responses itself (the pass-through lane): relayed
+// as it came, with `provider` and `usage.cost` (or the gateway's estimate, marked), and kept.
+awaitable<void> server::answer_response_natively(exchange& ex, const providers::provider& p,
+                                                 const providers::model_info& m,
+                                                 std::string& answer,
+                                                 steady::time_point attempt_start,
+                                                 std::optional<double> first_byte_ms) {
+  const auto parsed = nlohmann::ordered_json::parse(answer, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("output")) {
+    metrics_.upstream_errors.inc({p.name, "malformed"});
+    emit_attempt(ex, "malformed", 502);
+    const api_error failure{error_kind::upstream,
+                            {},
+                            "Provider '" + p.name + "' returned a malformed Response",
+                            "upstream_malformed"};
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  if (auto tokens = providers::response_usage_buckets(parsed)) {
+    ex.tokens = *tokens;
+  } else {  // no usage: estimated from the request and the answer's own text, and said so
+    providers::for_each_response_text(
+        parsed, [&](std::string_view raw) { stats::tally_json_string(raw, ex.relayed); });
+    estimate_tokens(ex);
+  }
+  const std::optional<double> cost = providers::cost_usd(ex.tokens, m);
+  record_success(ex, p, m, attempt_start, first_byte_ms);
+  std::string out =
+      providers::annotate_response(answer, p.name, cost, ex.estimated ? &ex.tokens : nullptr);
+  co_await keep_response(ex, out);
+  co_await send(ex, http::status::ok, std::move(out));
 }
 
 // GET /v1/responses/{id} and GET /v1/responses/{id}/input_items.

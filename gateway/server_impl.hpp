@@ -313,6 +313,10 @@ class server {
   awaitable<stats::result<std::optional<stats::stored_response>>> stored_response(
       exchange& ex, const std::string& id);
   awaitable<void> keep_response(exchange& ex, const std::string& response);
+  awaitable<void> answer_response_natively(exchange& ex, const providers::provider& p,
+                                           const providers::model_info& m, std::string& answer,
+                                           steady::time_point attempt_start,
+                                           std::optional<double> first_byte_ms);
   std::optional<std::string> response_owner(const exchange& ex) const;
   awaitable<void> serve_canonical(exchange& ex, const std::string& body);
   awaitable<void> count_tokens(exchange& ex);

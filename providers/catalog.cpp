@@ -390,6 +390,8 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
                                  "expected an http:// or https:// URL with a host");
     p.url = *url;
     p.tls = pc.tls;
+    p.responses_api = p.dialect == config::dialect_kind::openai &&
+                      pc.responses_api.value_or(pre && pre->name == std::string_view("openai"));
     p.headers = pc.headers;
     for (const auto& [id, mc] : pc.models) merge_model(p, id, mc);
 

@@ -73,6 +73,8 @@ struct provider {
   config::tls_config tls;
   std::map<std::string, std::string> headers;
   std::vector<model_info> models;
+  // It serves OpenAI's Responses API (/responses) too: Responses clients pass through.
+  bool responses_api = false;
 
   const model_info* find_model(std::string_view id) const;
 };

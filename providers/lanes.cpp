@@ -5,14 +5,15 @@
 
 namespace meridian::providers {
 
-lane lane_for(core::api_shape client, config::dialect_kind backend) {
+lane lane_for(core::api_shape client, config::dialect_kind backend, bool responses_api) {
   switch (client) {
     case core::api_shape::openai:
       return backend == config::dialect_kind::openai ? lane::pass_through : lane::translation;
     case core::api_shape::anthropic:
       return backend == config::dialect_kind::anthropic ? lane::pass_through : lane::translation;
     case core::api_shape::responses:
-      return lane::translation;
+      return backend == config::dialect_kind::openai && responses_api ? lane::pass_through
+                                                                      : lane::translation;
     case core::api_shape::gemini:
       return backend == config::dialect_kind::gemini ? lane::pass_through : lane::translation;
   }
@@ -40,6 +41,7 @@ upstream_request encode_pass_through(const native_call& call, core::api_shape cl
   whole.stream = false;  // an Anthropic stream reports its usage unasked: only `model` changes
   up.body = encode_chat_request(call.body, whole, upstream_model);
   up.headers = call.headers;
+  if (client == core::api_shape::responses) up.path = "/responses";
   if (client == core::api_shape::anthropic) {
     up.path = "/messages";
     bool versioned = false;

@@ -26,8 +26,9 @@ enum class lane { pass_through, translation };
 // The lane from a client API to a backend dialect: the same wire format passes through. OpenAI
 // chat clients on OpenAI-dialect backends pass through by their dialect's own encoder (the
 // canonical form is theirs); Gemini clients on Gemini backends pass through; Responses clients
-// are translated to chat for now.
-lane lane_for(core::api_shape client, config::dialect_kind backend);
+// pass through to OpenAI-dialect backends that serve the Responses API (`responses_api`,
+// provider::responses_api) and are translated to chat for every other.
+lane lane_for(core::api_shape client, config::dialect_kind backend, bool responses_api = false);
 
 // The request headers of a client API that belong to its dialect and reach the backend on a
 // pass-through lane: for Anthropic, `anthropic-version` and `anthropic-beta` (prompt-caching,
@@ -45,7 +46,7 @@ struct native_call {
 };
 
 // The upstream request of a pass-through: the client's body with `model` replaced by
-// `upstream_model`, and the client's dialect headers (Anthropic's version defaults to
+// `upstream_model` (a Responses call goes to /responses), and the client's dialect headers (Anthropic's version defaults to
 // 2023-06-01, which Anthropic requires, when the client sent none).
 upstream_request encode_pass_through(const native_call& call, core::api_shape client,
                                      std::string_view upstream_model);

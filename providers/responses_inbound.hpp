@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "providers/anthropic_inbound.hpp"  // answer_notes
+#include "providers/dialect.hpp"            // stream_decoder
 #include "providers/request.hpp"
 #include "providers/sse.hpp"
 #include "providers/usage.hpp"
@@ -155,6 +157,52 @@ class responses_stream_encoder {
   std::string finish_reason_;
   std::optional<usage> tokens_;
   std::string final_;
+};
+
+// ---- the pass-through lane: a backend that serves /responses itself (responses_native.cpp) --
+
+// The client's body for the backend when the gateway resolved previous_response_id: `input` is
+// the whole conversation (`history`, then the client's input) and previous_response_id is left
+// out, since the backend never saw that id. `model` is replaced later, as on every lane.
+std::string responses_pass_through_body(std::string_view body,
+                                        const nlohmann::ordered_json& history);
+
+// A Response object's usage in the disjoint buckets (input_tokens includes cached_tokens,
+// output_tokens includes reasoning_tokens); nullopt without one.
+std::optional<usage> response_usage_buckets(const nlohmann::ordered_json& response);
+std::optional<usage> responses_usage_of(std::string_view response);
+
+// A whole upstream Response with `provider` and `usage.cost` added; with `estimated` (the
+// upstream reported no usage), the gateway's counts in `usage`, marked `estimated: true`.
+std::string annotate_response(std::string_view response, std::string_view provider,
+                              std::optional<double> cost, const usage* estimated = nullptr);
+
+// Calls f(raw) for each piece of generated text in a Response's output (text, refusals,
+// reasoning, call arguments and custom inputs), JSON-escaped as stats::tally_json_string wants.
+void for_each_response_text(const nlohmann::ordered_json& response,
+                            const std::function<void(std::string_view)>& f);
+
+// Reads an upstream's Responses event stream for the gateway, which relays the events as they
+// are: text, reasoning and argument deltas become canonical chunks (for the output tally and
+// ceiling), response.completed / response.incomplete end it with usage, response.failed and
+// `error` events are errors.
+class responses_event_decoder final : public stream_decoder {
+ public:
+  bool on_event(const sse_event& ev, std::vector<std::string>& out) override;
+  bool complete() const override { return complete_; }
+  std::optional<usage> tokens() const override { return tokens_; }
+  std::string error() const override { return error_; }
+  // The final event's data with `provider` and `usage.cost` in its Response, which is kept
+  // as final_response().
+  std::string annotate_final(const sse_event& ev, std::string_view provider,
+                             std::optional<double> cost);
+  const nlohmann::ordered_json& final_response() const { return final_; }
+
+ private:
+  bool complete_ = false;
+  std::optional<usage> tokens_;
+  std::string error_;
+  nlohmann::ordered_json final_;
 };
 
 // The Response object's `usage`: input_tokens (cached included) with

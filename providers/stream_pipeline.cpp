@@ -38,6 +38,13 @@ stream_pipeline::stream_pipeline(const dialect& d, const model_info& model, core
     responses_.emplace(*responses, std::move(client_model));
 }
 
+void stream_pipeline::pass_responses_through() {
+  auto d = std::make_unique<responses_event_decoder>();
+  native_responses_ = d.get();
+  decoder_ = std::move(d);
+  pass_through_ = true;
+}
+
 bool stream_pipeline::feed(std::string_view bytes) {
   if (bytes.empty() || sse_.feed(bytes)) return true;
   stopped_ = stop::event_too_large;
@@ -86,6 +93,12 @@ std::optional<std::string_view> stream_pipeline::next_native() {
   if (anthropic_ && event_.event == "message_delta") {
     if (auto tokens = decoder_->tokens())
       event_.data = annotate_chat_body(event_.data, provider_, cost_usd(*tokens, model_));
+  }
+  if (native_responses_ && native_responses_->complete() && native_final_.empty()) {
+    std::optional<double> cost;
+    if (auto tokens = decoder_->tokens()) cost = cost_usd(*tokens, model_);
+    event_.data = native_responses_->annotate_final(event_, provider_, cost);
+    native_final_ = native_responses_->final_response().dump();
   }
   return std::string_view(wire_ = to_wire(event_));
 }

@@ -86,11 +86,18 @@ class stream_pipeline {
   // An in-band error event that ends the stream: OpenAI's error object in a data line, or
   // Anthropic's error event.
   const std::string& fail(const std::string& message, std::string_view code);
-  // For a Responses client, after finish(): the final Response object; empty otherwise.
+  // For a Responses client, once complete: the final Response object (the gateway's, or on a
+  // pass-through lane the upstream's with `provider` and `usage.cost`); empty otherwise.
   const std::string& final_response() const {
     static const std::string none;
+    if (native_responses_) return native_final_;
     return responses_ ? responses_->final_response() : none;
   }
+
+  // A Responses client on a backend that serves /responses itself: the upstream's events are
+  // relayed as they are (responses_event_decoder reads them), the final one annotated. Call
+  // before the first feed().
+  void pass_responses_through();
 
  private:
   const std::string& frame(std::string_view chunk);
@@ -115,6 +122,8 @@ class stream_pipeline {
   bool decoder_failed_ = false;  // this event's chunks go out, then the pipeline stops
   bool pass_through_ = false;
   bool hide_usage_ = false;
+  responses_event_decoder* native_responses_ = nullptr;  // owned by decoder_
+  std::string native_final_;
   std::string provider_;
 };
 

@@ -60,6 +60,14 @@ inline std::string dialect_gateway_yaml(sim& s) {
          "1.25, output: 10 } }\n";
 }
 
+// One more provider for the end of dialect_gateway_yaml's providers: "native", the "fast" sim
+// again, declared as serving the Responses API too, so Responses clients pass through to it.
+inline std::string native_responses_provider_yaml(sim& s) {
+  return "  native:\n    base_url: http://127.0.0.1:" + std::to_string(s.ports.at("fast")) +
+         "/v1\n    region: us\n    api: [chat, responses]\n"
+         "    models: { m-fast: { input: 0.5, output: 1 } }\n";
+}
+
 inline const std::map<std::string, std::string> k_dialect_env = {
     {"SIM_ANTHROPIC_KEY", "sk-ant-sim"}, {"SIM_GEMINI_KEY", "gem-sim-key"}};
 

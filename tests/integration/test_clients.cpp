@@ -134,6 +134,20 @@ void check_round_trip(sim& s, const std::string& provider, const std::string& di
     CHECK(nlohmann::json::parse(call["function"]["arguments"].get<std::string>())[argument] ==
           value);
     CHECK(result["content"].dump().find(output) != std::string::npos);
+  } else if (dialect == "responses") {  // the client's own items, passed through
+    const auto& input = sent["input"];
+    REQUIRE(input.is_array());
+    REQUIRE(input.size() >= 3);
+    const auto& result = input.back();
+    nlohmann::json call;
+    for (const auto& item : input)
+      if (item.value("type", "") == "function_call") call = item;
+    REQUIRE(call.is_object());
+    CHECK(result["type"] == "function_call_output");
+    CHECK(call["name"] == name);
+    CHECK(result["call_id"] == call["call_id"]);
+    CHECK(nlohmann::json::parse(call["arguments"].get<std::string>())[argument] == value);
+    CHECK(result["output"].dump().find(output) != std::string::npos);
   } else {
     const auto& contents = sent["contents"];
     REQUIRE(contents.size() >= 3);
@@ -178,9 +192,9 @@ TEST_CASE("clients: the openai SDK and the AI SDK speak the Responses API to eve
     }
 }
 
-TEST_CASE("clients: Codex CLI runs its shell tool through Meridian on every backend dialect") {
+TEST_CASE("clients: Codex CLI runs its shell tool through Meridian on every backend dialect and on a Responses backend") {
   sim s(k_dialect_sim);
-  gateway g(dialect_gateway_yaml(s), k_dialect_env);
+  gateway g(dialect_gateway_yaml(s) + native_responses_provider_yaml(s), k_dialect_env);
   temp_dir home, work;
   // A custom provider, as Codex's docs configure one: the Responses wire API at Meridian.
   home.write("config.toml",
@@ -215,6 +229,13 @@ TEST_CASE("clients: Codex CLI runs its shell tool through Meridian on every back
     check_round_trip(s, b.provider, b.dialect, "exec_command", "cmd", "echo meridian-tool-ok",
                      "exited with code 0");
   }
+  // A backend that serves Responses itself gets Codex's own requests, tool round trip included.
+  const std::string out = exec("native/m-fast", "What is the weather in Paris?");
+  CHECK(out.find("Hello from m-fast via fast (sim)") != std::string::npos);
+  const auto up = nlohmann::json::parse(s.stats("fast"))["last_request"];
+  CHECK(up["target"] == "/v1/responses");
+  check_round_trip(s, "fast", "responses", "exec_command", "cmd", "echo meridian-tool-ok",
+                   "meridian-tool-ok");
 }
 
 TEST_CASE("clients: the Anthropic SDK on every backend dialect") {

@@ -384,3 +384,73 @@ TEST_CASE("responses: with stats.responses.store false nothing is kept, and that
   CHECK(refused.status == 400);
   CHECK(json::parse(refused.body)["error"]["code"] == "responses_not_stored");
 }
+
+TEST_CASE("responses: a backend that serves Responses gets the client's call as it was sent") {
+  sim s(k_dialect_sim);
+  gateway g(dialect_gateway_yaml(s) + native_responses_provider_yaml(s) + "keys:\n  - { name: ada, key_sha256: \"" + sha256_hex("sk-ada") + "\" }\n",
+            k_dialect_env);
+  json first = {{"model", "native/m-fast"},
+                {"instructions", "Be brief."},
+                {"input", "My name is Ada."},
+                {"metadata", {{"app", "t"}}},
+                {"text", {{"verbosity", "low"}}}};
+  auto r1 = http_call(g.port, "POST", "/v1/responses", first.dump(), bearer("sk-ada"));
+  REQUIRE(r1.status == 200);
+  const json one = json::parse(r1.body);
+  // The backend's own Response (its id, its items), with the gateway's provider and cost.
+  CHECK(one["id"].get<std::string>().rfind("resp_sim_", 0) == 0);
+  CHECK(one["provider"] == "native");
+  CHECK(one["usage"]["cost"].get<double>() > 0);
+  const json up = json::parse(s.stats("fast"))["last_request"];
+  CHECK(up["target"] == "/v1/responses");
+  const json sent = json::parse(up["body"].get<std::string>());
+  CHECK(sent["model"] == "m-fast");
+  CHECK(sent["input"] == "My name is Ada.");
+  CHECK(sent["text"] == json{{"verbosity", "low"}});  // what a translation would drop
+  CHECK(sent["metadata"] == json{{"app", "t"}});
+  CHECK(r1.headers.count("x-meridian-dropped") == 0);
+  // Usage exact against the upstream's own numbers.
+  auto chat = http_call(g.port, "POST", "/v1/chat/completions",
+                        openai_body("fast/m-fast", false, "My name is Ada."), bearer("sk-ada"));
+  const json c = json::parse(chat.body);
+  CHECK(one["usage"]["output_tokens"] == c["usage"]["completion_tokens"]);
+
+  // Kept by Meridian under the backend's id, and continued: the backend gets the whole
+  // conversation, never an id it does not know.
+  auto got = http_call(g.port, "GET", "/v1/responses/" + one["id"].get<std::string>(), "",
+                       bearer("sk-ada"));
+  REQUIRE(got.status == 200);
+  CHECK(json::parse(got.body) == one);
+  json second = {{"model", "native/m-fast"},
+                 {"input", "What is my name?"},
+                 {"previous_response_id", one["id"]},
+                 {"stream", true}};
+  stream_client sc(g.port, second.dump(), bearer("sk-ada"), "/v1/responses");
+  REQUIRE(sc.status() == 200);
+  auto streamed = read_responses_stream(sc);
+  REQUIRE(streamed.completed.is_object());
+  CHECK(streamed.completed["provider"] == "native");
+  CHECK(streamed.completed["usage"]["cost"].get<double>() > 0);
+  CHECK(streamed.events.front()["type"] == "response.created");
+  for (std::size_t i = 0; i < streamed.events.size(); ++i)
+    CHECK(streamed.events[i]["sequence_number"] == i);  // the backend's own numbering
+  const json sent2 = json::parse(
+      json::parse(s.stats("fast"))["last_request"]["body"].get<std::string>());
+  CHECK_FALSE(sent2.contains("previous_response_id"));
+  REQUIRE(sent2["input"].size() == 3);
+  CHECK(sent2["input"][0]["content"][0]["text"] == "My name is Ada.");
+  CHECK(sent2["input"][1]["role"] == "assistant");
+  CHECK(sent2["input"][2]["content"][0]["text"] == "What is my name?");
+  auto kept = http_call(g.port, "GET",
+                        "/v1/responses/" + streamed.completed["id"].get<std::string>(), "",
+                        bearer("sk-ada"));
+  REQUIRE(kept.status == 200);
+  CHECK(json::parse(kept.body)["output"] == streamed.completed["output"]);
+
+  // The chat-only provider of the same server still gets the translation.
+  auto translated = http_call(g.port, "POST", "/v1/responses",
+                              json{{"model", "fast/m-fast"}, {"input", "Hi"}}.dump(),
+                              bearer("sk-ada"));
+  REQUIRE(translated.status == 200);
+  CHECK(json::parse(s.stats("fast"))["last_request"]["target"] == "/v1/chat/completions");
+}

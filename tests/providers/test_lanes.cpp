@@ -32,6 +32,11 @@ TEST_CASE("lanes: the same wire format passes through, any other pair is transla
     CHECK(lane_for(api_shape::openai, d) == lane::translation);
   for (auto d : {dialect_kind::openai, dialect_kind::anthropic, dialect_kind::gemini})
     CHECK(lane_for(api_shape::responses, d) == lane::translation);
+  // Responses pass through only to an OpenAI-dialect backend that serves the Responses API.
+  CHECK(lane_for(api_shape::responses, dialect_kind::openai, true) == lane::pass_through);
+  for (auto d : {dialect_kind::anthropic, dialect_kind::gemini})
+    CHECK(lane_for(api_shape::responses, d, true) == lane::translation);
+  CHECK(lane_for(api_shape::openai, dialect_kind::openai, true) == lane::pass_through);
   CHECK(dialect_headers(api_shape::anthropic) ==
         std::vector<std::string_view>{"anthropic-version", "anthropic-beta"});
   CHECK(dialect_headers(api_shape::openai).empty());
@@ -74,4 +79,14 @@ TEST_CASE("lanes: a body the gateway and the backend could read two ways never p
 TEST_CASE("lanes: the dropped list is one comma-separated header value") {
   CHECK(dropped_header({}).empty());
   CHECK(dropped_header({"thinking", "cache_control"}) == "thinking,cache_control");
+}
+
+TEST_CASE("lanes: a Responses pass-through goes to /responses with only model changed") {
+  const std::string body =
+      R"({"model":"gpt-x","input":"hi","text":{"verbosity":"low"},"stream":true,"store":false})";
+  auto up = encode_pass_through(native(body), api_shape::responses, "gpt-5");
+  CHECK(up.path == "/responses");
+  CHECK(up.body ==
+        R"({"model":"gpt-5","input":"hi","text":{"verbosity":"low"},"stream":true,"store":false})");
+  CHECK(up.headers.empty());
 }

@@ -1330,3 +1330,84 @@ TEST_CASE("responses inbound: a fragment for a closed call still lands in the fi
   CHECK(fin["output"][0]["arguments"] == R"({"a":1})");
   CHECK(fin["output"][1]["arguments"] == "{}");
 }
+
+TEST_CASE("responses native: the history goes into input, previous_response_id does not") {
+  const nlohmann::ordered_json history = nlohmann::ordered_json::parse(
+      R"([{"type":"message","id":"msg_1","role":"user","content":[{"type":"input_text","text":"a"}]},
+          {"type":"message","id":"msg_2","role":"assistant","content":[{"type":"output_text","text":"b"}]}])");
+  json body = json::parse(responses_pass_through_body(
+      R"({"model":"m","input":"c","previous_response_id":"resp_1","store":true})", history));
+  CHECK_FALSE(body.contains("previous_response_id"));
+  CHECK(body["store"] == true);
+  REQUIRE(body["input"].size() == 3);
+  CHECK(body["input"][1]["id"] == "msg_2");
+  CHECK(body["input"][2] ==
+        json::parse(R"({"type":"message","role":"user","content":[{"type":"input_text","text":"c"}]})"));
+  json items = json::parse(responses_pass_through_body(
+      R"({"model":"m","input":[{"role":"user","content":"c"}]})", history));
+  CHECK(items["input"].size() == 3);
+  CHECK(items["input"][2]["content"] == "c");
+}
+
+TEST_CASE("responses native: usage, annotation and the event decoder") {
+  const std::string whole = R"({"id":"resp_up","output":[{"type":"message","content":[
+      {"type":"output_text","text":"Hi there"}]}],"usage":{"input_tokens":100,
+      "input_tokens_details":{"cached_tokens":40},"output_tokens":30,
+      "output_tokens_details":{"reasoning_tokens":10},"total_tokens":130}})";
+  auto u = responses_usage_of(whole);
+  REQUIRE(u);
+  CHECK(u->input == 60);
+  CHECK(u->cache_read == 40);
+  CHECK(u->output == 20);
+  CHECK(u->reasoning == 10);
+  CHECK_FALSE(responses_usage_of(R"({"id":"x"})"));
+  json annotated = json::parse(annotate_response(whole, "native", 0.5));
+  CHECK(annotated["provider"] == "native");
+  CHECK(annotated["usage"]["cost"] == 0.5);
+  CHECK(annotated["usage"]["input_tokens"] == 100);
+  // Without usage, the gateway's estimate is told, marked.
+  usage est;
+  est.input = 7;
+  est.output = 3;
+  json marked = json::parse(annotate_response(R"({"id":"x","output":[]})", "p", 0.1, &est));
+  CHECK(marked["usage"]["input_tokens"] == 7);
+  CHECK(marked["usage"]["estimated"] == true);
+  CHECK(marked["usage"]["cost"] == 0.1);
+  std::string texts;
+  for_each_response_text(nlohmann::ordered_json::parse(whole),
+                         [&](std::string_view raw) { texts += raw; });
+  CHECK(texts == "Hi there");
+
+  responses_event_decoder d;
+  std::vector<std::string> chunks;
+  auto feed = [&](const std::string& data) {
+    return d.on_event(sse_event{"", data, {}}, chunks);
+  };
+  CHECK(feed(R"({"type":"response.created","sequence_number":0,"response":{"id":"resp_up"}})"));
+  CHECK(feed(R"({"type":"response.output_text.delta","sequence_number":1,"delta":"Hi"})"));
+  CHECK(feed(R"({"type":"response.function_call_arguments.delta","delta":"{\"a\""})"));
+  CHECK_FALSE(d.complete());
+  REQUIRE(chunks.size() == 2);
+  CHECK(json::parse(chunks[0])["choices"][0]["delta"]["content"] == "Hi");
+  CHECK(json::parse(chunks[1])["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] ==
+        "{\"a\"");
+  const sse_event done{"response.completed",
+                       R"({"type":"response.completed","sequence_number":3,"response":)" + whole +
+                           "}",
+                       {}};
+  CHECK(d.on_event(done, chunks));
+  CHECK(d.complete());
+  REQUIRE(d.tokens());
+  CHECK(d.tokens()->cache_read == 40);
+  json final_event = json::parse(d.annotate_final(done, "native", 0.25));
+  CHECK(final_event["sequence_number"] == 3);
+  CHECK(final_event["response"]["provider"] == "native");
+  CHECK(final_event["response"]["usage"]["cost"] == 0.25);
+  CHECK(d.final_response()["id"] == "resp_up");
+
+  responses_event_decoder failing;
+  CHECK_FALSE(failing.on_event(
+      sse_event{"", R"({"type":"response.failed","response":{"error":{"message":"boom"}}})", {}},
+      chunks));
+  CHECK(failing.error().find("boom") != std::string::npos);
+}

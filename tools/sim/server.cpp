@@ -170,6 +170,7 @@ class handler {
     switch (kind()) {
       case dialect::openai:
         if (post && target == "/v1/chat/completions") co_return co_await chat(req);
+        if (post && target == "/v1/responses") co_return co_await responses(req);
         if (post && target == "/v1/embeddings") co_return co_await embeddings(req);
         if (get && target == "/v1/models") co_return co_await openai_models(req);
         break;
@@ -429,6 +430,35 @@ class handler {
     if (co_await wait_for(socket(), p_.config.ttft)) co_return after::reset;
     json out = openai_completion(r);
     if (f.no_usage) out.erase("usage");
+    co_return co_await send(make(req, http::status::ok, out.dump()));
+  }
+
+  // POST /v1/responses: the same plan as chat completions, in the Responses shape.
+  asio::awaitable<after> responses(request& req) {
+    bool valid = false;
+    const json body = parse_body(req, valid);
+    fault f;
+    if (auto done = co_await admit(req, body, valid, f, R"({"id":"resp_sim_malformed","output":[)"))
+      co_return *done;
+    if (!valid) co_return co_await send(fail(req, 400, "We could not parse the JSON body."));
+    auto model_it = body.find("model");
+    if (model_it == body.end() || !model_it->is_string())
+      co_return co_await send(fail(req, 400, "Missing required parameter: 'model'.", "model"));
+    const std::string model = model_it->template get<std::string>();
+    if (!p_.has_model(model))
+      co_return co_await send(fail(
+          req, 404, "The model `" + model + "` does not exist or you do not have access to it.",
+          "model", "model_not_found"));
+    if (!body.contains("input"))
+      co_return co_await send(fail(req, 400, "Missing required parameter: 'input'.", "input"));
+    const openai_reply r = plan_openai_reply(responses_as_chat(body), p_.config.name,
+                                             p_.config.reply_tokens, ++g_completion_counter);
+    auto stream_it = body.find("stream");
+    if (stream_it != body.end() && stream_it->is_boolean() && stream_it->template get<bool>())
+      co_return co_await stream(req, responses_stream(r, body), f);
+    if (co_await wait_for(socket(), p_.config.ttft)) co_return after::reset;
+    json out = responses_response(r, body);
+    if (f.no_usage) out["usage"] = nullptr;
     co_return co_await send(make(req, http::status::ok, out.dump()));
   }
 

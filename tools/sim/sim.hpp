@@ -157,6 +157,22 @@ stream_script openai_stream(const openai_reply& r, bool include_usage);
 // The non-streamed chat completion, usage included.
 nlohmann::json openai_completion(const openai_reply& r);
 
+// --- OpenAI Responses (POST /v1/responses, on OpenAI-dialect providers) ---
+
+// The chat request a Responses request stands for (instructions, input items, function tools,
+// tool_choice, max_output_tokens), for plan_openai_reply.
+nlohmann::json responses_as_chat(const nlohmann::json& request);
+
+// The Response object of a planned reply: a message item, a function_call item for a tool call,
+// usage; `request` gives what the Response echoes (previous_response_id, store).
+nlohmann::json responses_response(const openai_reply& r, const nlohmann::json& request);
+
+// The Responses event stream of a planned reply (`event:` and `data:` with sequence_number):
+// response.created, .in_progress, the message's item and part events with one output_text
+// delta per token, a function call's item and argument events, then response.completed (or
+// .incomplete) with usage. No [DONE].
+stream_script responses_stream(const openai_reply& r, const nlohmann::json& request);
+
 // --- Anthropic Messages (POST /v1/messages) ---
 
 struct anthropic_reply {
