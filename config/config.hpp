@@ -240,6 +240,10 @@ std::uint64_t parse_size(const std::string& text);
 // "host:port" or ":port" -> endpoint; throws std::invalid_argument.
 endpoint parse_endpoint(const std::string& text);
 
+// The name among `names` closest to a mistyped `word` (edit distance at most a third of its
+// length, and at least 1), or empty: for "did you mean" in messages.
+std::string closest_name(std::string_view word, const std::vector<std::string>& names);
+
 std::string_view to_string(dialect_kind d);
 std::string_view to_string(route_policy p);
 std::optional<route_policy> parse_route_policy(std::string_view text);

@@ -2,12 +2,14 @@
 // ("host:port"), each throwing std::invalid_argument with a message fit for an operator.
 #include "config/config.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace meridian::config {
 
@@ -70,6 +72,35 @@ std::uint64_t parse_size(const std::string& text) {
     if (unit == name) return checked_multiply(value, factor, text);
   throw std::invalid_argument("unknown size unit '" + std::string(unit) + "' in '" + text +
                               "'; expected B, KB, MB, GB, KiB, MiB or GiB");
+}
+
+std::string closest_name(std::string_view word, const std::vector<std::string>& names) {
+  // Levenshtein distance, one row at a time.
+  auto distance = [](std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+      std::size_t diagonal = row[0];
+      row[0] = i;
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        const std::size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diagonal = up;
+      }
+    }
+    return row[b.size()];
+  };
+  const std::size_t limit = std::max<std::size_t>(1, word.size() / 3);
+  std::string best;
+  std::size_t best_distance = limit + 1;
+  for (const auto& n : names) {
+    const std::size_t d = distance(word, n);
+    if (d < best_distance) {
+      best = n;
+      best_distance = d;
+    }
+  }
+  return best;
 }
 
 endpoint parse_endpoint(const std::string& text) {

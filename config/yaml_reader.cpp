@@ -2,6 +2,8 @@
 // scalars and the located config_error messages.
 #include "config/yaml_reader.hpp"
 
+#include "config/config.hpp"  // closest_name
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -84,8 +86,12 @@ std::vector<std::pair<std::string, located>> reader::entries(
     if (key == "key" && at.path.rfind("keys[", 0) == 0)
       fail(path, key_mark,
            "secrets never go in YAML; give key_sha256 (its SHA-256 in hex) or key_env");
-    if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-      fail(path, key_mark, "unknown key; expected one of " + join(allowed));
+    if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      const std::string near = closest_name(key, std::vector<std::string>(allowed.begin(), allowed.end()));
+      fail(path, key_mark,
+           "unknown key" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)") +
+               "; expected one of " + join(allowed));
+    }
     if (!seen.insert(key).second)
       fail(path, key_mark, at.path == "providers" ? "duplicate provider name" : "duplicate key");
     YAML::Mark value_mark = kv.second.Mark().is_null() ? key_mark : kv.second.Mark();

@@ -352,8 +352,11 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
       if (!pre) {
         std::string names;
         for (const auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
-        throw config::config_error(where(cfg, "providers." + pc.name + ".preset", pc.line) +
-                                   "unknown preset '" + pc.preset + "'; known presets: " + names);
+        const std::string near = config::closest_name(pc.preset, preset_names());
+        throw config::config_error(
+            where(cfg, "providers." + pc.name + ".preset", pc.line) + "unknown preset '" +
+            pc.preset + "'" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)") +
+            "; known presets: " + names);
       }
       p.dialect = pre->dialect;
       p.url_text = pre->base_url;

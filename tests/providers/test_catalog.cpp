@@ -62,6 +62,14 @@ TEST_CASE("catalog: an unknown preset is a config error naming the path") {
   CHECK_THROWS_WITH_AS(providers::build_catalog(cfg, env_with({})),
                        doctest::Contains("providers.x.preset (line 2): unknown preset 'nosuch'"),
                        config::config_error);
+  // A typo gets the nearest name.
+  auto typo = config::parse_config("providers:\n  x: { preset: deepsek }\n", "f.yaml");
+  CHECK_THROWS_WITH_AS(providers::build_catalog(typo, env_with({})),
+                       doctest::Contains("unknown preset 'deepsek' (did you mean 'deepseek'?)"),
+                       config::config_error);
+  CHECK(config::closest_name("antropic", {"anthropic", "openai"}) == "anthropic");
+  CHECK(config::closest_name("zzz", {"anthropic", "openai"}).empty());
+  CHECK(config::closest_name("retention", {"retention"}) == "retention");
 }
 
 TEST_CASE("catalog: base URLs") {
