@@ -238,12 +238,19 @@ std::variant<upstream_request, request_error> encode(std::string_view body, bool
   return up;
 }
 
+// The hour-long part of the cache writes (usage.cache_creation.ephemeral_1h_input_tokens).
+std::uint64_t one_hour_writes(const json& u) {
+  auto it = u.find("cache_creation");
+  return it != u.end() && it->is_object() ? token_count(*it, "ephemeral_1h_input_tokens") : 0;
+}
+
 usage usage_of(const json& u) {
   usage out;
   out.present = true;
   out.input = token_count(u, "input_tokens");
   out.cache_read = token_count(u, "cache_read_input_tokens");
   out.cache_write = token_count(u, "cache_creation_input_tokens");
+  out.cache_write_1h = one_hour_writes(u);
   out.output = token_count(u, "output_tokens");
   return out;
 }
@@ -369,6 +376,7 @@ class anthropic_stream final : public translating_stream {
       tokens_.cache_read = token_count(u, "cache_read_input_tokens");
     if (u.contains("cache_creation_input_tokens"))
       tokens_.cache_write = token_count(u, "cache_creation_input_tokens");
+    if (u.contains("cache_creation")) tokens_.cache_write_1h = one_hour_writes(u);
     if (u.contains("output_tokens")) tokens_.output = token_count(u, "output_tokens");
   }
 

@@ -254,9 +254,12 @@ std::optional<base_url> parse_base_url(const std::string& url) {
 }
 
 double cost_usd(const usage& u, const model_info& m) {
+  // Anthropic bills an hour's cache write at 2x input, a 5-minute one at cache_write (1.25x).
+  const std::uint64_t one_hour = std::min(u.cache_write_1h, u.cache_write);
   double micro = static_cast<double>(u.input) * m.input +
                  static_cast<double>(u.cache_read) * m.cache_read +
-                 static_cast<double>(u.cache_write) * m.cache_write +
+                 static_cast<double>(u.cache_write - one_hour) * m.cache_write +
+                 static_cast<double>(one_hour) * m.input * 2 +
                  static_cast<double>(u.output + u.reasoning) * m.output;
   return micro / 1e6;
 }

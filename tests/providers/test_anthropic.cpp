@@ -274,3 +274,42 @@ TEST_CASE("anthropic: 529 overloaded is retryable, client errors are not") {
   CHECK_FALSE(target().d.retryable(400, R"({"type":"error"})"));
   CHECK_FALSE(target().d.retryable(401, ""));
 }
+
+TEST_CASE("anthropic: an hour's cache writes are counted apart and priced at 2x input") {
+  // Claude Code asks for 1h caching; Anthropic bills those writes at 2x input, 5m ones at 1.25x.
+  const std::string body = R"({"id":"msg_1","type":"message","role":"assistant","model":"m",
+      "content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{
+      "input_tokens":10,"cache_read_input_tokens":0,"cache_creation_input_tokens":400,
+      "cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":300},
+      "output_tokens":5}})";
+  std::optional<usage> tokens;
+  decode_ok(body, tokens);
+  REQUIRE(tokens);
+  CHECK(tokens->cache_write == 400);
+  CHECK(tokens->cache_write_1h == 300);
+  CHECK(tokens->prompt_total() == 410);  // the split is inside cache_write, not beside it
+  model_info m;
+  m.input = 3;
+  m.cache_write = 3.75;
+  m.output = 15;
+  // 10 x 3 + 100 x 3.75 + 300 x 6 + 5 x 15 micro-USD.
+  CHECK(cost_usd(*tokens, m) == doctest::Approx((30 + 375 + 1800 + 75) / 1e6));
+  usage five_minutes = *tokens;
+  five_minutes.cache_write_1h = 0;
+  CHECK(cost_usd(five_minutes, m) == doctest::Approx((30 + 1500 + 75) / 1e6));
+
+  // Streamed: message_start carries the split.
+  const std::string wire =
+      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","
+      "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{"
+      "\"input_tokens\":10,\"cache_creation_input_tokens\":400,\"cache_creation\":{"
+      "\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":300},\"output_tokens\":1}}}"
+      "\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+      "\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\nevent: message_stop\ndata: "
+      "{\"type\":\"message_stop\"}\n\n";
+  auto run = run_stream(wire, {wire.size()});
+  REQUIRE(run.tokens);
+  CHECK(run.tokens->cache_write == 400);
+  CHECK(run.tokens->cache_write_1h == 300);
+  CHECK(run.tokens->output == 5);
+}
