@@ -299,14 +299,18 @@ std::chrono::milliseconds parse_retry_after(std::string_view v) {
   return std::chrono::milliseconds(std::min<std::uint64_t>(seconds.value_or(0), 3600) * 1000);
 }
 
-// The canonical call without its reasoning_effort when the gateway put it there (a translation
-// of an Anthropic client's thinking or a Responses client's reasoning.effort) and model `m`
-// takes no reasoning control; nullptr otherwise. An OpenAI chat client's own body is never
-// changed: its reasoning_effort is the client's to send.
+// The canonical call without its reasoning_effort when model `m` takes no reasoning control
+// and the effort would otherwise become something it cannot take: the gateway's own
+// translation of an Anthropic client's thinking or a Responses client's reasoning.effort, or an
+// OpenAI chat client's effort on a backend of another dialect (Gemini would get a thinking
+// budget). nullptr otherwise: on OpenAI-family backends a chat client's reasoning_effort is the
+// client's to send.
 const providers::chat_request* server::unreasoned(exchange& ex, std::string_view body,
                                                   const providers::chat_request& req,
-                                                  const providers::model_info& m) {
-  if (m.reasoning || ex.shape == core::api_shape::openai || !req.scan.find("reasoning_effort"))
+                                                  const providers::model_info& m,
+                                                  config::dialect_kind backend) {
+  if (m.reasoning || !req.scan.find("reasoning_effort")) return nullptr;
+  if (ex.shape == core::api_shape::openai && backend == config::dialect_kind::openai)
     return nullptr;
   if (!ex.unreasoned) {
     ex.unreasoned_body = core::without_member(body, req.scan, "reasoning_effort");
@@ -413,11 +417,13 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     ex.translated = !pass_through;
     // No ?: here: GCC 12 frees a conditional's class temporaries twice in a coroutine.
     std::variant<providers::upstream_request, providers::request_error> encoded;
+    const providers::chat_request* plain =
+        pass_through || ex.untranslatable ? nullptr : unreasoned(ex, body, req, m, p.dialect);
     if (pass_through)
       encoded = providers::encode_pass_through(*ex.native, ex.shape, m.id);
     else if (ex.untranslatable)  // a part only a pass-through carries
       encoded = *ex.untranslatable;
-    else if (const auto* plain = unreasoned(ex, body, req, m))
+    else if (plain)
       encoded = d.encode_chat(ex.unreasoned_body, *plain, m.id);
     else
       encoded = d.encode_chat(body, req, m.id);
@@ -431,7 +437,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     }
     // What this attempt's lane leaves out: the inbound translation's list, then the encoder's.
     ex.lane_dropped = ex.translated ? ex.dropped : ex.pass_through_dropped;
-    if (ex.translated && !ex.untranslatable && unreasoned(ex, body, req, m))
+    if (plain)
       ex.lane_dropped.push_back(ex.shape == core::api_shape::anthropic ? "thinking"
                                                                        : "reasoning_effort");
     for (const auto& d : std::get<providers::upstream_request>(encoded).dropped)

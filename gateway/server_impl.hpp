@@ -355,7 +355,8 @@ class server {
                              const providers::chat_request& req);
   static const providers::chat_request* unreasoned(exchange& ex, std::string_view body,
                                                    const providers::chat_request& req,
-                                                   const providers::model_info& m);
+                                                   const providers::model_info& m,
+                                                   config::dialect_kind backend);
   void record_success(exchange& ex, const providers::provider& p, const providers::model_info& m,
                       steady::time_point attempt_start, std::optional<double> first_byte_ms);
   void update_provider_up(const providers::provider& p);

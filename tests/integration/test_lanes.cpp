@@ -472,3 +472,38 @@ TEST_CASE("lanes: Claude Code's session id is recorded with each generation") {
   CHECK(gen["session"] == "5b1e6c4e-9d1a-4c52-a7f0-2f1b0c9e8d77");
   CHECK(gen["provider"] == "claude");
 }
+
+TEST_CASE("lanes: a chat client's reasoning_effort is kept for OpenAI backends, dropped elsewhere "
+          "for models without a reasoning control") {
+  sim s(k_dialect_sim);
+  // gemini-2.5-pro declared without the reasoning capability: no thinking budget may reach it.
+  std::string yaml = dialect_gateway_yaml(s);
+  const std::string pro = "gemini-2.5-pro: { input: 1.25, output: 10 }";
+  yaml.replace(yaml.find(pro), pro.size(),
+               "gemini-2.5-pro: { input: 1.25, output: 10, capabilities: [tools, json] }");
+  gateway g(yaml, k_dialect_env);
+  auto ask = [&](const std::string& model) {
+    return http_call(g.port, "POST", "/v1/chat/completions",
+                     R"({"model":")" + model +
+                         R"(","reasoning_effort":"high","messages":[{"role":"user","content":"Hi"}]})");
+  };
+  auto gem = ask("gem/gemini-2.5-pro");
+  REQUIRE(gem.status == 200);
+  CHECK(gem.headers["x-meridian-dropped"] == "reasoning_effort");
+  const auto to_gem =
+      json::parse(json::parse(s.stats("gem"))["last_request"]["body"].get<std::string>());
+  CHECK_FALSE(to_gem.dump().find("thinkingConfig") != std::string::npos);
+  // The client's own effort on an OpenAI-family backend is its own to send, as sent.
+  auto fast = ask("fast/m-fast");
+  REQUIRE(fast.status == 200);
+  CHECK(fast.headers.count("x-meridian-dropped") == 0);
+  const auto to_fast =
+      json::parse(json::parse(s.stats("fast"))["last_request"]["body"].get<std::string>());
+  CHECK(to_fast["reasoning_effort"] == "high");
+  // A model that takes one gets the thinking budget.
+  auto flash = ask("gem/gemini-2.5-flash");
+  REQUIRE(flash.status == 200);
+  const auto to_flash =
+      json::parse(json::parse(s.stats("gem"))["last_request"]["body"].get<std::string>());
+  CHECK(to_flash["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 24576);
+}
