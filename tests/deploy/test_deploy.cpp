@@ -531,7 +531,8 @@ TEST_CASE("grafana: the dashboard is well formed and queries only what Meridian 
 }
 
 TEST_CASE("kubernetes: manifests have the structure a cluster needs") {
-  std::map<std::string, json> by_kind;
+  // kind -> name -> document
+  std::map<std::string, std::map<std::string, json>> docs;
   for (const auto& entry : fs::directory_iterator(k_source / "deploy/k8s")) {
     for (const auto& doc : yaml_documents(read_text(entry.path()))) {
       INFO(entry.path());
@@ -543,15 +544,16 @@ TEST_CASE("kubernetes: manifests have the structure a cluster needs") {
           CHECK(fs::exists(k_source / "deploy/k8s" / r.get<std::string>()));
         continue;
       }
-      CHECK(doc["metadata"]["name"].is_string());
-      by_kind[doc["kind"].get<std::string>()] = doc;
+      REQUIRE(doc["metadata"]["name"].is_string());
+      docs[doc["kind"].get<std::string>()][doc["metadata"]["name"].get<std::string>()] = doc;
     }
   }
-  for (const char* kind : {"Deployment", "Service", "ConfigMap", "Secret",
-                           "HorizontalPodAutoscaler", "ServiceMonitor"})
-    REQUIRE_MESSAGE(by_kind.count(kind) == 1, kind);
-
-  const json& dep = by_kind["Deployment"];
+  auto named = [&](const char* kind, const char* name) -> const json& {
+    INFO(kind << " " << name);
+    REQUIRE(docs[kind].count(name) == 1);
+    return docs[kind][name];
+  };
+  const json& dep = named("Deployment", "meridian");
   const json& labels = dep["spec"]["template"]["metadata"]["labels"];
   for (const auto& [k, v] : dep["spec"]["selector"]["matchLabels"].items()) CHECK(labels[k] == v);
   const json& pod = dep["spec"]["template"]["spec"];
@@ -567,39 +569,69 @@ TEST_CASE("kubernetes: manifests have the structure a cluster needs") {
   CHECK(c["securityContext"]["runAsNonRoot"] == true);
   CHECK(c["securityContext"]["readOnlyRootFilesystem"] == true);
   CHECK(c["securityContext"]["allowPrivilegeEscalation"] == false);
-  CHECK(c["envFrom"][0]["secretRef"]["name"] == by_kind["Secret"]["metadata"]["name"]);
+  // Every Secret the pod reads exists; the ledger's password is one of them.
+  std::string secrets;
+  for (const auto& from : c["envFrom"]) {
+    const std::string name = from["secretRef"]["name"];
+    secrets += named("Secret", name.c_str()).dump();
+  }
+  CHECK(secrets.find("DEEPSEEK_API_KEY") != std::string::npos);
+  CHECK(secrets.find("PGPASSWORD") != std::string::npos);
 
-  // Every mount has a volume; the config is the whole ConfigMap (subPath never updates) and the
-  // ledger's folder is writable although the root filesystem is not.
+  // Every mount has a volume; the config is the whole ConfigMap (subPath never updates).
   std::map<std::string, json> volumes;
   for (const auto& v : pod["volumes"]) volumes[v["name"].get<std::string>()] = v;
-  bool ledger_writable = false, config_mounted = false;
+  bool config_mounted = false;
   for (const auto& m : c["volumeMounts"]) {
     REQUIRE(volumes.count(m["name"].get<std::string>()) == 1);
     const json& v = volumes[m["name"].get<std::string>()];
     CHECK_FALSE(m.contains("subPath"));
-    if (m["mountPath"] == "/var/lib/meridian")
-      ledger_writable = v.contains("emptyDir") || v.contains("persistentVolumeClaim");
     if (v.contains("configMap")) {
-      config_mounted = v["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"];
+      config_mounted = v["configMap"]["name"] == "meridian-config";
       CHECK(c["args"].dump().find(m["mountPath"].get<std::string>() + "/meridian.yaml") !=
             std::string::npos);
     }
   }
-  CHECK(ledger_writable);
   CHECK(config_mounted);
-  CHECK(configmap_yaml().find("sqlite:/var/lib/meridian/") != std::string::npos);
+  named("ConfigMap", "meridian-config");
 
-  const json& svc = by_kind["Service"];
-  for (const auto& [k, v] : svc["spec"]["selector"].items()) CHECK(labels[k] == v);
-  CHECK(svc["spec"]["ports"][0]["targetPort"] == c["ports"][0]["name"]);
-
-  const json& hpa = by_kind["HorizontalPodAutoscaler"]["spec"];
+  // More than one replica shares its state: Redis for limits and budgets, PostgreSQL for the
+  // ledger, both served by backing.yaml's Services (or managed ones at the same names).
+  const json& hpa = named("HorizontalPodAutoscaler", "meridian")["spec"];
   CHECK(hpa["scaleTargetRef"]["kind"] == "Deployment");
   CHECK(hpa["scaleTargetRef"]["name"] == dep["metadata"]["name"]);
   CHECK(hpa["minReplicas"].get<int>() <= hpa["maxReplicas"].get<int>());
+  REQUIRE(hpa["minReplicas"].get<int>() > 1);
+  const json cfg = yaml_documents(configmap_yaml()).at(0);
+  const std::string state = cfg["state"].is_object() ? cfg["state"]["url"] : cfg["state"];
+  CHECK(state == "redis://meridian-redis:6379");
+  CHECK(cfg["stats"]["ledger"] == "postgres://meridian@meridian-postgres:5432/meridian");
+  for (const char* service : {"meridian-redis", "meridian-postgres"}) {
+    const json& svc = named("Service", service);
+    const json& selector = svc["spec"]["selector"];
+    bool backed = false;
+    for (const auto& kind : {"Deployment", "StatefulSet"})
+      for (const auto& [name, d] : docs[kind])
+        backed |= d["spec"]["template"]["metadata"]["labels"] == selector;
+    CHECK_MESSAGE(backed, service);
+  }
 
-  const json& sm = by_kind["ServiceMonitor"]["spec"];
+  // Draining: the preStop pause, then the drain, both inside the grace period.
+  const auto& stop = c["lifecycle"]["preStop"]["exec"]["command"];
+  REQUIRE(stop.size() == 2);
+  CHECK(stop[0] == "/bin/sleep");
+  const int pause = std::stoi(stop[1].get<std::string>());
+  const std::string drain = cfg["server"]["timeouts"]["drain"];
+  CHECK(pod["terminationGracePeriodSeconds"].get<int>() > pause + std::stoi(drain));
+  const json& pdb = named("PodDisruptionBudget", "meridian")["spec"];
+  for (const auto& [k, v] : pdb["selector"]["matchLabels"].items()) CHECK(labels[k] == v);
+  CHECK(pdb["minAvailable"].get<int>() < hpa["minReplicas"].get<int>());
+
+  const json& svc = named("Service", "meridian");
+  for (const auto& [k, v] : svc["spec"]["selector"].items()) CHECK(labels[k] == v);
+  CHECK(svc["spec"]["ports"][0]["targetPort"] == c["ports"][0]["name"]);
+
+  const json& sm = named("ServiceMonitor", "meridian")["spec"];
   for (const auto& [k, v] : sm["selector"]["matchLabels"].items())
     CHECK(svc["metadata"]["labels"][k] == v);
   CHECK(sm["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]);
