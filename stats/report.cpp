@@ -2,6 +2,8 @@
 // dashboard shows can be tested without a database.
 #include "stats/report.hpp"
 
+#include "config/config.hpp"  // parse_duration
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -144,8 +146,27 @@ result<share_query> parse_share_query(std::optional<std::string_view> window,
     out.window = {std::string(label), end - length, end};
     return out;
   }
+  // Any duration the config takes (90m, 1d, 48h, 2w is not one), in whole hours: the ledger keeps
+  // hourly buckets.
+  std::optional<config::duration> length;
+  try {
+    length = config::parse_duration(std::string(name));
+  } catch (const std::invalid_argument&) {
+  }
+  if (length && (length->count() == 0 || *length % hours(1) != config::duration::zero()))
+    return query_error{"window", "window '" + std::string(name) +
+                                     "' is not a whole number of hours (the ledger keeps hourly "
+                                     "buckets)"};
+  if (length && *length > hours(24 * 400))
+    return query_error{"window", "window '" + std::string(name) + "' is longer than 400 days"};
+  if (length) {
+    auto end = floor_hour(now) + hours(1);
+    out.window = {std::string(name), end - *length, end};
+    return out;
+  }
   return query_error{"window", "unknown window '" + std::string(name) +
-                                   "'; expected 1h, 24h, 7d or 30d, or from and to"};
+                                   "'; expected a duration in whole hours such as 1h, 24h, 1d, "
+                                   "7d or 30d, or from and to"};
 }
 
 result<daily_query> parse_daily_query(std::optional<std::string_view> days,

@@ -32,6 +32,10 @@ stats::share_query share_ok(const stats::result<stats::share_query>& r) {
   return std::get<stats::share_query>(r);
 }
 
+std::optional<std::string_view> none_of() {
+  return std::nullopt;
+}
+
 std::string error_param(const stats::result<stats::share_query>& r) {
   REQUIRE(std::holds_alternative<stats::query_error>(r));
   return std::get<stats::query_error>(r).param;
@@ -53,11 +57,23 @@ TEST_CASE("report: named windows end with the current hour") {
       stats::parse_share_query(std::nullopt, "key", "2026-11-01", "2026-11-02T10:30:00Z", k_now));
   CHECK(custom.window.name == "custom");
   CHECK(stats::format_iso8601(custom.window.to) == "2026-11-02T11:00:00Z");
+  // Any duration in the config's syntax, in whole hours: meridian stats --window 1d.
+  auto day = share_ok(stats::parse_share_query("1d", none_of(), none_of(), none_of(), k_now));
+  CHECK(day.window.name == "1d");
+  CHECK(day.window.to - day.window.from == hours(24));
+  CHECK(stats::format_iso8601(day.window.to) == "2026-11-10T13:00:00Z");
+  auto two = share_ok(stats::parse_share_query("48h", none_of(), none_of(), none_of(), k_now));
+  CHECK(two.window.to - two.window.from == hours(48));
+  auto minutes = share_ok(stats::parse_share_query("120m", none_of(), none_of(), none_of(), k_now));
+  CHECK(minutes.window.to - minutes.window.from == hours(2));
 }
 
 TEST_CASE("report: invalid parameters name themselves") {
   auto none = std::nullopt;
   CHECK(error_param(stats::parse_share_query("2w", none, none, none, k_now)) == "window");
+  CHECK(error_param(stats::parse_share_query("90m", none, none, none, k_now)) == "window");
+  CHECK(error_param(stats::parse_share_query("0h", none, none, none, k_now)) == "window");
+  CHECK(error_param(stats::parse_share_query("500d", none, none, none, k_now)) == "window");
   CHECK(error_param(stats::parse_share_query(none, "country", none, none, k_now)) == "by");
   CHECK(error_param(stats::parse_share_query(none, none, "yesterday", "2026-11-02", k_now)) ==
         "from");
