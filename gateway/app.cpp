@@ -42,10 +42,11 @@ namespace fs = std::filesystem;
 constexpr const char* k_usage =
     "usage:\n"
     "  meridian serve -c FILE [--log-level debug|info|warn|error]   run the gateway\n"
-    "  meridian check -c FILE                                       validate; print providers and "
-    "models\n"
-    "  meridian route -c FILE REQ.json                              dry-run the router on an "
-    "OpenAI chat body\n"
+    "  meridian check -c FILE [--strict]                            validate; print providers and "
+    "models (--strict: also fail on skipped providers, routes with no usable candidate, "
+    "undeclared regions, providers without models)\n"
+    "  meridian route -c FILE REQ.json [--key NAME]                 dry-run the router on an "
+    "OpenAI chat body (as key NAME: its residency and limits)\n"
     "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key]   token "
     "shares\n"
     "  meridian demo [--log-level L]                                simulated providers + gateway "
@@ -56,6 +57,8 @@ struct cli {
   std::string command;
   std::string config_path;
   std::string request_path;                  // route's REQ.json
+  std::string key;                           // route's --key NAME
+  bool strict = false;                       // check --strict
   std::string window = "7d", by = "region";  // stats
   log_level level = log_level::info;
   std::string error;
@@ -80,6 +83,10 @@ cli parse_args(int argc, char** argv) {
         c.level = *l;
     } else if (c.command == "stats" && (a == "--window" || a == "--by") && i + 1 < argc) {
       (a == "--window" ? c.window : c.by) = argv[++i];
+    } else if (c.command == "check" && a == "--strict") {
+      c.strict = true;
+    } else if (c.command == "route" && a == "--key" && i + 1 < argc) {
+      c.key = argv[++i];
     } else if (c.command == "route" && c.request_path.empty() && !a.empty() && a[0] != '-') {
       c.request_path = a;
     } else {
@@ -119,7 +126,37 @@ std::string auth_text(const providers::provider& p) {
   }
 }
 
-int check(const std::string& path) {
+// What `meridian check --strict` fails on although the file is valid: what would leave a
+// production gateway quietly degraded.
+std::vector<std::string> strict_problems(const snapshot& snap) {
+  std::vector<std::string> out;
+  const auto& cat = snap.catalog;
+  if (cat.providers.empty()) out.push_back("no provider is usable");
+  for (const auto& s : cat.skipped) out.push_back("provider '" + s.name + "' is skipped: " + s.reason);
+  for (const auto& p : cat.providers) {
+    if (p.models.empty()) out.push_back("provider '" + p.name + "' declares no models");
+    if (p.region != "any" && !snap.cfg->regions.count(p.region))
+      out.push_back("provider '" + p.name + "': region '" + p.region +
+                    "' is not declared under regions (no electricity price, and no key's "
+                    "allow.regions can name it)");
+  }
+  for (const auto& r : snap.cfg->routes) {
+    bool usable = false;
+    for (const auto& c : r.candidates) {
+      auto slash = c.pattern.find('/');
+      for (const auto& p : cat.providers) {
+        if (!policies::glob_match(c.pattern.substr(0, slash), p.name)) continue;
+        for (const auto& m : p.models)
+          usable |= policies::glob_match(c.pattern.substr(slash + 1), m.id);
+      }
+    }
+    if (!usable) out.push_back("route '" + r.match + "' has no usable candidate");
+  }
+  for (const auto& problem : snap.key_problems) out.push_back("key skipped: " + problem);
+  return out;
+}
+
+int check(const std::string& path, bool strict) {
   auto snap = load(path);
   if (!snap) return 1;
   const auto& cat = snap->catalog;
@@ -184,12 +221,41 @@ int check(const std::string& path) {
                   r.fallback ? r.retries : 0u, usable.empty() ? "(none)" : usable.c_str());
     }
   }
-  return 0;
+  if (!strict) return 0;
+  const auto problems = strict_problems(*snap);
+  if (problems.empty()) {
+    std::printf("\nstrict: no problems\n");
+    return 0;
+  }
+  std::fflush(stdout);
+  std::fprintf(stderr, "\nstrict: %zu problem%s\n", problems.size(), problems.size() == 1 ? "" : "s");
+  for (const auto& p : problems) std::fprintf(stderr, "  error: %s\n", p.c_str());
+  return 1;
+}
+
+// A key's limits as `meridian route --key` shows them, one line.
+std::string key_summary(const config::key_config& k) {
+  std::string out = "key: " + k.name;
+  out += k.rpm ? ", rpm " + std::to_string(*k.rpm) : ", rpm unlimited";
+  out += k.tpm ? ", tpm " + std::to_string(*k.tpm) : ", tpm unlimited";
+  if (k.budget) {
+    char usd[32];
+    std::snprintf(usd, sizeof usd, "%.2f", k.budget->usd);
+    out += std::string(", budget $") + usd + " per " +
+           (k.budget->period == config::budget_period::day ? "day" : "month");
+  } else {
+    out += ", no budget";
+  }
+  std::string regions;
+  for (const auto& r : k.allow_regions) regions += (regions.empty() ? "" : ", ") + r;
+  out += regions.empty() ? ", any region" : ", regions [" + regions + "] only";
+  return out;
 }
 
 // The dry run of `meridian route`: one request planned exactly as serve would with no traffic
-// seen yet (empty health), no API key constraints and a fixed seed, so the output is repeatable.
-int route(const std::string& config_path, const std::string& request_path) {
+// seen yet (empty health) and a fixed seed, so the output is repeatable; with `key`, under that
+// key's residency (allow.regions), its limits shown.
+int route(const std::string& config_path, const std::string& request_path, const std::string& key) {
   std::ifstream f(request_path, std::ios::binary);
   if (!f) {
     std::fprintf(stderr, "error: %s: cannot read the file\n", request_path.c_str());
@@ -208,9 +274,24 @@ int route(const std::string& config_path, const std::string& request_path) {
   auto snap = load(config_path);
   if (!snap) return 1;
 
+  policies::constraints limits;
+  if (!key.empty()) {
+    const config::key_config* k = nullptr;
+    for (const auto& candidate : snap->cfg->keys)
+      if (candidate.name == key) k = &candidate;
+    if (!k) {
+      std::string names;
+      for (const auto& candidate : snap->cfg->keys) names += (names.empty() ? "" : ", ") + candidate.name;
+      std::fprintf(stderr, "error: %s declares no key '%s' (keys: %s)\n", config_path.c_str(),
+                   key.c_str(), names.empty() ? "none" : names.c_str());
+      return 2;
+    }
+    std::printf("%s\n", key_summary(*k).c_str());
+    limits.regions = k->allow_regions;
+  }
   std::mt19937_64 rng(1);
-  auto r =
-      policies::plan(facts, snap->catalog, policies::health_snapshot{}, snap->cfg->routes, {}, rng);
+  auto r = policies::plan(facts, snap->catalog, policies::health_snapshot{}, snap->cfg->routes,
+                          limits, rng);
   auto name = [](const providers::provider* p, const providers::model_info* m) {
     return p->name + "/" + m->id;
   };
@@ -460,7 +541,7 @@ int run_cli(int argc, char** argv) {
       std::fprintf(stderr, "error: %s needs -c FILE\n%s", c.command.c_str(), k_usage);
       return 2;
     }
-    return c.command == "check" ? check(c.config_path) : serve_file(c.config_path);
+    return c.command == "check" ? check(c.config_path, c.strict) : serve_file(c.config_path);
   }
   if (c.command == "stats") {
     if (c.config_path.empty()) {
@@ -474,7 +555,7 @@ int run_cli(int argc, char** argv) {
       std::fprintf(stderr, "error: route needs -c FILE and REQ.json\n%s", k_usage);
       return 2;
     }
-    return route(c.config_path, c.request_path);
+    return route(c.config_path, c.request_path, c.key);
   }
   std::fprintf(stderr, "error: unknown command '%s'\n%s", c.command.c_str(), k_usage);
   return 2;

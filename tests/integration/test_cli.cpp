@@ -110,3 +110,48 @@ TEST_CASE("cli: usage errors exit 2") {
   CHECK(run({"serve", "-c", "x", "--log-level", "loud"}).code == 2);
   CHECK(run({"--version"}).out.find("meridian ") == 0);
 }
+
+TEST_CASE("cli: check --strict fails on what would leave production quietly degraded") {
+  temp_dir d;
+  auto degraded = d.write("m.yaml", R"(
+providers:
+  deepseek: { preset: deepseek, api_key_env: MERIDIAN_TEST_UNSET_KEY }
+  local:
+    base_url: http://127.0.0.1:11434/v1
+    region: local
+    models: { "qwen2.5:7b": { quality: 55 } }
+  empty: { base_url: "http://127.0.0.1:9/v1", region: local }
+  far: { base_url: "http://127.0.0.1:8/v1", region: mars, models: { m: {} } }
+routes:
+  - { match: cn, candidates: [deepseek/*] }
+  - { match: fine, candidates: [local/*] }
+)");
+  // Valid as it is: plain check passes, as a CI without secrets would see it.
+  CHECK(run({"check", "-c", degraded}).code == 0);
+  auto r = run({"check", "-c", degraded, "--strict"});
+  INFO(r.out);
+  CHECK(r.code == 1);
+  CHECK(r.out.find("strict: 4 problems") != std::string::npos);
+  CHECK(r.out.find("error: provider 'deepseek' is skipped: MERIDIAN_TEST_UNSET_KEY is not set") !=
+        std::string::npos);
+  CHECK(r.out.find("error: provider 'empty' declares no models") != std::string::npos);
+  CHECK(r.out.find("error: provider 'far': region 'mars' is not declared under regions") !=
+        std::string::npos);
+  CHECK(r.out.find("error: route 'cn' has no usable candidate") != std::string::npos);
+  CHECK(r.out.find("route 'fine'") == std::string::npos);
+
+  auto healthy = d.write("ok.yaml", R"(
+providers:
+  local:
+    base_url: http://127.0.0.1:11434/v1
+    region: local
+    models: { "qwen2.5:7b": { quality: 55 } }
+routes:
+  - { match: auto, candidates: [local/*] }
+)");
+  auto ok = run({"check", "-c", healthy, "--strict"});
+  CHECK(ok.code == 0);
+  CHECK(ok.out.find("strict: no problems") != std::string::npos);
+  // --strict belongs to check only.
+  CHECK(run({"serve", "-c", healthy, "--strict"}).code == 2);
+}

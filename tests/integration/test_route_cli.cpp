@@ -190,3 +190,33 @@ TEST_CASE("route cli: a missing or invalid REQ.json is a usage error") {
   // The positional argument belongs to route only.
   CHECK(run({"check", "-c", config, bad}).code == 2);
 }
+
+TEST_CASE("route cli: --key previews a key's limits and plans under its residency") {
+  temp_dir d;
+  auto config = d.write(
+      "m.yaml", std::string(k_config) +
+                    "keys:\n"
+                    "  - { name: eu-team, key_sha256: \"" +
+                    std::string(64, 'a') +
+                    "\", rpm: 60, budget: { usd: 5, period: day }, allow: { regions: [us, local] } }\n"
+                    "  - { name: open, key_sha256: \"" +
+                    std::string(64, 'b') + "\" }\n");
+  auto req = d.write("req.json", body("cheap", 1000));
+  auto r = run({"route", "-c", config, req, "--key", "eu-team"});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(r.out.find("key: eu-team, rpm 60, tpm unlimited, budget $5.00 per day, regions [us, "
+                   "local] only\n") != std::string::npos);
+  // The CN candidate is never tried for this key: excluded by its residency.
+  CHECK(attempt_order(r.out) == std::vector<std::string>{"local/qwen2.5:7b", "openai/gpt-4o-mini",
+                                                         "openai/gpt-4o", "claude/sonnet"});
+  CHECK_FALSE(exclusion_of(r.out, "deepseek/deepseek-chat").empty());
+  auto open = run({"route", "-c", config, req, "--key", "open"});
+  CHECK(open.code == 0);
+  CHECK(open.out.find("key: open, rpm unlimited, tpm unlimited, no budget, any region\n") !=
+        std::string::npos);
+  CHECK(attempt_order(open.out).size() == 5);
+  auto unknown = run({"route", "-c", config, req, "--key", "nobody"});
+  CHECK(unknown.code == 2);
+  CHECK(unknown.out.find("declares no key 'nobody' (keys: eu-team, open)") != std::string::npos);
+}
