@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <charconv>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -49,8 +50,8 @@ constexpr const char* k_usage =
     "OpenAI chat body (as key NAME: its residency and limits)\n"
     "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key]   token "
     "shares\n"
-    "  meridian demo [--log-level L]                                simulated providers + gateway "
-    "on 127.0.0.1:8080\n"
+    "  meridian demo [--host H] [--port P] [--log-level L]          simulated providers + gateway "
+    "on 127.0.0.1:8080 (or H:P; the simulators on the next six ports)\n"
     "  meridian --version\n";
 
 struct cli {
@@ -59,6 +60,8 @@ struct cli {
   std::string request_path;                  // route's REQ.json
   std::string key;                           // route's --key NAME
   bool strict = false;                       // check --strict
+  std::string host = "127.0.0.1";            // demo --host
+  std::optional<unsigned> port;              // demo --port
   std::string window = "7d", by = "region";  // stats
   log_level level = log_level::info;
   std::string error;
@@ -83,6 +86,16 @@ cli parse_args(int argc, char** argv) {
         c.level = *l;
     } else if (c.command == "stats" && (a == "--window" || a == "--by") && i + 1 < argc) {
       (a == "--window" ? c.window : c.by) = argv[++i];
+    } else if (c.command == "demo" && a == "--host" && i + 1 < argc) {
+      c.host = argv[++i];
+    } else if (c.command == "demo" && a == "--port" && i + 1 < argc) {
+      const std::string text = argv[++i];
+      unsigned p = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), p);
+      if (ec != std::errc() || end != text.data() + text.size() || p == 0 || p > 65535 - 6)
+        c.error = "--port must be a port from 1 to 65529 (the simulators take the next six)";
+      else
+        c.port = p;
     } else if (c.command == "check" && a == "--strict") {
       c.strict = true;
     } else if (c.command == "route" && a == "--key" && i + 1 < argc) {
@@ -398,7 +411,27 @@ std::string find_file(const std::string& rel) {
   return {};
 }
 
-int demo(log_level level) {
+// The demo's two files with the ports moved: the gateway on host:port, the six simulators on
+// port+1..port+6 (9101..9106 and 8080 by default).
+void place_demo(std::string& gateway_yaml, std::string& sim_yaml, const std::string& host,
+                std::optional<unsigned> port) {
+  auto replace_all = [](std::string& text, const std::string& from, const std::string& to) {
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+      text.replace(at, from.size(), to);
+  };
+  const unsigned gateway = port.value_or(8080);
+  if (port) {
+    for (unsigned n = 1; n <= 6; ++n) {
+      const std::string old_port = std::to_string(9100 + n), new_port = std::to_string(*port + n);
+      replace_all(gateway_yaml, "127.0.0.1:" + old_port + "/", "127.0.0.1:" + new_port + "/");
+      replace_all(sim_yaml, "port: " + old_port + "\n", "port: " + new_port + "\n");
+    }
+  }
+  const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  replace_all(gateway_yaml, "listen: 127.0.0.1:8080", "listen: " + shown + ":" + std::to_string(gateway));
+}
+
+int demo(log_level level, const std::string& host, std::optional<unsigned> port) {
   forbid_core_dumps();
   std::string sim = find_file("tools/sim/meridian-sim");
   if (sim.empty()) sim = find_file("meridian-sim");
@@ -409,9 +442,31 @@ int demo(log_level level) {
                  "config/examples/demo.yaml (build the project first)\n";
     return 1;
   }
-  std::string text;
-  auto snap = load(gw_cfg, &text);
-  if (!snap) return 1;
+  auto read_all = [](const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  };
+  std::string text = read_all(gw_cfg), sim_text = read_all(sim_cfg);
+  place_demo(text, sim_text, host, port);
+  std::shared_ptr<const snapshot> snap;
+  try {
+    snap = make_snapshot(text, gw_cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  // The simulators' file with its ports moved, for the simulator to read.
+  char sim_path[] = "/tmp/meridian-demo-sim-XXXXXX";
+  const int sim_fd = mkstemp(sim_path);
+  if (sim_fd < 0 || write(sim_fd, sim_text.data(), sim_text.size()) !=
+                        static_cast<ssize_t>(sim_text.size())) {
+    std::cerr << "error: cannot write the simulators' config to /tmp\n";
+    return 1;
+  }
+  close(sim_fd);
+  sim_cfg = sim_path;
   int out[2];
   if (pipe(out) != 0) return 1;
   posix_spawn_file_actions_t fa;
@@ -443,8 +498,12 @@ int demo(log_level level) {
     seen.append(buf, static_cast<std::size_t>(n));
     ready = seen.find("\"ready\"") != std::string::npos;
   }
+  unlink(sim_path);  // read at start-up; nothing is left behind
   if (!ready) {
-    std::cerr << "error: meridian-sim did not start (ports 9101-9106 busy?)\n" << seen;
+    const unsigned first = port ? *port + 1 : 9101;
+    std::cerr << "error: meridian-sim did not start (ports " << first << "-" << first + 5
+              << " busy?)\n"
+              << seen;
     kill(pid, SIGTERM);
     waitpid(pid, nullptr, 0);
     return 1;
@@ -457,27 +516,31 @@ int demo(log_level level) {
   const auto& l = snap->cfg->server.listen;
   std::string base = "http://" + l.host + ":" + std::to_string(l.port);
   std::printf(
-      "Meridian demo: simulated deepseek, qwen, openai and local providers (OpenAI dialect), "
-      "claude\n"
+      "Meridian demo: simulated deepseek and qwen (cn), openai (us), a flaky local server, claude\n"
       "(Anthropic dialect) and gemini (Gemini dialect); no API keys needed\n"
       "Try:\n"
+      "  curl -si %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+      "    -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n"
+      "    # the cheapest adequate model; x-meridian-route says which served and which failed\n"
       "  curl -s %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-      "    -d "
-      "'{\"model\":\"deepseek/"
-      "deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n"
-      "  curl -sN %s/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-      "    -d "
-      "'{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":"
+      "    -d '{\"model\":\"best\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":"
       "\"Stream please\"}]}'\n"
+      "  curl -s %s/v1/chat/completions -H 'Authorization: Bearer sk-demo-us-only' \\\n"
+      "    -H 'Content-Type: application/json' -d "
+      "'{\"model\":\"deepseek/deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":"
+      "\"hi\"}]}'\n"
+      "    # refused: this key may only reach US and local providers\n"
       "  curl -s %s/v1/messages -H 'Content-Type: application/json' \\\n"
       "    -H 'anthropic-version: 2023-06-01' \\\n"
       "    -d "
-      "'{\"model\":\"deepseek/deepseek-chat\",\"max_tokens\":256,\"messages\":[{\"role\":\"user\","
+      "'{\"model\":\"auto\",\"max_tokens\":256,\"messages\":[{\"role\":\"user\","
       "\"content\":\"Hello from the Anthropic format\"}]}'\n"
-      "Models:  %s/v1/models\n"
-      "Metrics: %s/metrics\n"
+      "Dashboard: %s/dashboard (shares, and what the gpt-4o baseline would have cost)\n"
+      "Models:    %s/v1/models\n"
+      "Metrics:   %s/metrics\n"
       "Ctrl-C stops the gateway and the simulator.\n\n",
-      base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str());
+      base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str(),
+      base.c_str());
   std::fflush(stdout);
   set_log_level(level);
   int code = serve(snap, gw_cfg, text);
@@ -535,7 +598,7 @@ int run_cli(int argc, char** argv) {
     return 2;
   }
   set_log_level(c.level);
-  if (c.command == "demo") return demo(c.level);
+  if (c.command == "demo") return demo(c.level, c.host, c.port);
   if (c.command == "serve" || c.command == "check") {
     if (c.config_path.empty()) {
       std::fprintf(stderr, "error: %s needs -c FILE\n%s", c.command.c_str(), k_usage);

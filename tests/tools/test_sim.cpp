@@ -113,6 +113,17 @@ TEST_CASE("sim: parse_fault reads every item") {
   f = sim::parse_fault("");
   CHECK_FALSE(f.status);
   CHECK(f.delay == 0ms);
+  CHECK(f.applies_to(1));
+
+  // A flaky server: the first 3 of every 8 requests fail.
+  f = sim::parse_fault("status=503;fails=3/8");
+  REQUIRE(f.fails);
+  std::string pattern;
+  for (std::uint64_t n = 1; n <= 16; ++n) pattern += f.applies_to(n) ? 'x' : '.';
+  CHECK(pattern == "xxx.....xxx.....");
+  CHECK_THROWS_AS(sim::parse_fault("fails=3"), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("fails=9/8"), std::invalid_argument);
+  CHECK_THROWS_AS(sim::parse_fault("fails=1/0"), std::invalid_argument);
 }
 
 TEST_CASE("sim: parse_fault rejects bad items") {

@@ -82,6 +82,13 @@ fault parse_fault(std::string_view text) {
       f.sse_error = parse_int(key, value);
     } else if (key == "truncate_sse") {
       f.truncate_sse = parse_int(key, value);
+    } else if (key == "fails") {
+      const auto slash = value.find('/');
+      if (slash == std::string_view::npos)
+        throw std::invalid_argument("fault key 'fails' needs K/N, e.g. fails=3/10");
+      const int k = parse_int(key, value.substr(0, slash)), n = parse_int(key, value.substr(slash + 1));
+      if (n < 1 || k > n) throw std::invalid_argument("fault key 'fails' needs 0 <= K <= N and N >= 1");
+      f.fails = std::pair{k, n};
     } else if (key == "content_type") {
       // The value becomes a header: refuse what could split it.
       if (value.empty() || std::any_of(value.begin(), value.end(),

@@ -339,7 +339,7 @@ class handler {
   // the fault for the streaming items.
   asio::awaitable<std::optional<after>> admit(request& req, const json& body, bool valid, fault& f,
                                               std::string_view malformed_body) {
-    ++p_.requests;
+    const std::uint64_t nth = ++p_.requests;
     record(req);
     if (auto r = reject_key(req)) co_return co_await send(std::move(*r));
     if (kind() == dialect::anthropic && req.find("anthropic-version") == req.end()) {
@@ -362,6 +362,7 @@ class handler {
     if (!fault_problem.empty()) {
       co_return co_await send(fail(req, 400, fault_problem, "sim_fault", nullptr));
     }
+    if (!f.applies_to(nth)) f = fault{};
     active_ = f;
 
     if (co_await wait_for(socket(), f.delay)) co_return after::reset;

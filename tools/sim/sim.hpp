@@ -38,6 +38,15 @@ struct fault {
   std::optional<int> truncate_sse;      // streams: content events before a clean mid-event end
   bool no_usage = false;  // OpenAI dialect: no usage in whole answers, no usage chunk in streams
                           // (as some local servers): the gateway must estimate
+  // fails=K/N: the rest of the fault applies to the first K of every N counted requests of the
+  // provider, the others are served normally (a flaky server, in bursts a circuit breaker sees).
+  std::optional<std::pair<int, int>> fails;
+
+  // Whether the fault applies to the provider's `n`th counted request (from 1).
+  bool applies_to(std::uint64_t n) const {
+    return !fails || static_cast<int>((n - 1) % static_cast<std::uint64_t>(fails->second)) <
+                         fails->first;
+  }
 };
 
 struct tls_files {
