@@ -3,20 +3,27 @@
 # client SDKs tests/clients drives (npm ci from its package-lock.json into the git-ignored
 # tests/clients/node_modules, with the machine's Node.js, or Debian's when there is none).
 # Idempotent: packages already present are skipped by apt, an up-to-date node_modules by npm.
-# Run as root (or with sudo). `--build-only` skips what only the tests need (the client SDKs);
-# the container image's builder uses it.
+# Run as root (or with sudo). `--build-only` installs the build set only (the container image's
+# builder uses it): no test services, browsers, fuzzing compilers or client SDKs. The runtime
+# libraries are the deploy/docker/Dockerfile's own list.
 set -euo pipefail
 build_only=0; [ "${1:-}" = "--build-only" ] && build_only=1
-packages=(
+# What compiling the gateway and the simulator needs.
+build_packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev libssl-dev libsqlite3-dev
+  libhiredis-dev libpq-dev   # fleet mode: shared limits in Redis, the ledger in PostgreSQL
+)
+# What only the tests need.
+test_packages=(
   clang libclang-rt-14-dev   # the fuzz preset: libFuzzer with ASan and UBSan
   openssl curl   # test certificates made at run time; the demo's curl examples
   prometheus     # promtool checks /metrics and deploy/prometheus; test_deploy runs the server
   chromium       # the dashboard test loads the page in headless Chromium
-  libhiredis-dev libpq-dev   # fleet mode: shared limits in Redis, the ledger in PostgreSQL
   redis-server postgresql    # started by scripts/services.sh for the fleet tests, on loopback
 )
+packages=("${build_packages[@]}")
+[ "$build_only" -eq 1 ] || packages+=("${test_packages[@]}")
 [ "$build_only" -eq 1 ] || command -v npm >/dev/null || packages+=(nodejs npm)  # tests/clients
 missing=()
 for p in "${packages[@]}"; do

@@ -690,7 +690,20 @@ TEST_CASE("docker: the image builds with the bootstrap and the release preset, a
   CHECK(presets.find("\"name\": \"release\"") != std::string::npos);
   CHECK(std::regex_search(dockerfile, std::regex(R"(\nUSER (10001|meridian))")));
   CHECK(std::regex_search(dockerfile, std::regex(R"(HEALTHCHECK[^\n]*\\\n[^\n]*/healthz)")));
-  CHECK(dockerfile.find("COPY config/examples/demo.yaml /etc/meridian/meridian.yaml") !=
+  // Out of the box the image runs the demo where a published port reaches it; a real config is
+  // mounted over /etc/meridian/meridian.yaml.
+  CHECK(dockerfile.find("CMD [\"demo\", \"--host\", \"0.0.0.0\"]") != std::string::npos);
+  CHECK(dockerfile.find("-v ./meridian.yaml:/etc/meridian/meridian.yaml") != std::string::npos);
+  // The builder's bootstrap set holds nothing only the tests need.
+  const std::string bootstrap = read_text(k_source / "scripts/bootstrap.sh");
+  const auto build_set = bootstrap.substr(bootstrap.find("build_packages=("),
+                                          bootstrap.find("test_packages=(") -
+                                              bootstrap.find("build_packages=("));
+  REQUIRE(build_set.find(")") != std::string::npos);
+  for (const char* test_only : {"chromium", "postgresql ", "redis-server", "clang ", "prometheus",
+                                "nodejs", "npm"})
+    CHECK_MESSAGE(build_set.find(test_only) == std::string::npos, test_only);
+  CHECK(bootstrap.find("[ \"$build_only\" -eq 1 ] || packages+=(\"${test_packages[@]}\")") !=
         std::string::npos);
   CHECK(dockerfile.find("COPY --from=build /opt/meridian/ /usr/local/") != std::string::npos);
   // Every shared library the binaries link (beyond glibc, libstdc++ and libgcc, which the slim
