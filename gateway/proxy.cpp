@@ -406,8 +406,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     }
     auto failed = [&](std::string_view why) {
       note_failure(why);
-      health_.record_failure(p.name, m.id, steady::now());
-      update_provider_up(p);
+      record_failure(ex, p, m, why);
       emit_attempt(ex, why, 502);
     };
     const auto& d = providers::dialect_for(p.dialect);
@@ -597,6 +596,47 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   }
 }
 
+// The circuit's moves are the operator's business: opening (the failure that crossed
+// health.failure_threshold) is a warning, closing again (a probe that answered) is news.
+void log_circuit(const providers::provider& p, const providers::model_info& m,
+                 policies::circuit_state before, policies::circuit_state after,
+                 std::string_view why) {
+  if (before == after) return;
+  const bool opened = after == policies::circuit_state::open;
+  if (!opened && after != policies::circuit_state::closed) return;
+  std::string fields = "\"provider\":";
+  core::append_json_string(fields, p.name);
+  fields += ",\"model\":";
+  core::append_json_string(fields, m.id);
+  if (opened) {
+    fields += ",\"after\":";
+    core::append_json_string(fields, why);
+  }
+  log(opened ? log_level::warn : log_level::info,
+      opened ? "circuit opened: the model is skipped until a probe after health.cooldown"
+             : "circuit closed: the model answers again",
+      fields);
+}
+
+void server::record_failure(exchange& ex, const providers::provider& p,
+                            const providers::model_info& m, std::string_view why) {
+  const auto now = steady::now();
+  const auto before = health_.state(p.name, m.id, now);
+  health_.record_failure(p.name, m.id, now);
+  log_circuit(p, m, before, health_.state(p.name, m.id, now), why);
+  update_provider_up(p);
+  if (why.starts_with("http_5")) {  // the provider's own 5xx, which its status page may not show
+    std::string fields = "\"request_id\":";
+    core::append_json_string(fields, ex.log.request_id);
+    fields += ",\"provider\":";
+    core::append_json_string(fields, p.name);
+    fields += ",\"model\":";
+    core::append_json_string(fields, m.id);
+    fields += ",\"status\":" + std::string(why.substr(5));
+    log(log_level::warn, "upstream answered a server error", fields);
+  }
+}
+
 void server::record_success(exchange& ex, const providers::provider& p,
                             const providers::model_info& m, steady::time_point attempt_start,
                             std::optional<double> first_byte_ms) {
@@ -610,7 +650,9 @@ void server::record_success(exchange& ex, const providers::provider& p,
     seen.ttft_ms = first_byte_ms;
   if (seconds > 0 && ex.tokens.completion_total() > 0)
     seen.tokens_per_s = static_cast<double>(ex.tokens.completion_total()) / seconds;
+  const auto before = health_.state(p.name, m.id, steady::now());
   health_.record_success(p.name, m.id, steady::now(), seen);
+  log_circuit(p, m, before, health_.state(p.name, m.id, steady::now()), {});
   update_provider_up(p);
 }
 

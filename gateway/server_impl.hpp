@@ -357,6 +357,8 @@ class server {
                                                    const providers::chat_request& req,
                                                    const providers::model_info& m,
                                                    config::dialect_kind backend);
+  void record_failure(exchange& ex, const providers::provider& p, const providers::model_info& m,
+                      std::string_view why);
   void record_success(exchange& ex, const providers::provider& p, const providers::model_info& m,
                       steady::time_point attempt_start, std::optional<double> first_byte_ms);
   void update_provider_up(const providers::provider& p);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -397,4 +398,39 @@ TEST_CASE("fault: an unwritable ledger does not stop routing") {
   auto stats = http_call(x.g->port, "GET", "/v1/stats/share?window=1h&by=provider");
   CHECK(stats.status >= 500);
   CHECK(eventually([&] { return x.metric("meridian_inflight_requests") == 1; }));
+}
+
+TEST_CASE("fault: upstream 5xx answers and the circuit's opening and closing are logged") {
+  // 503 for the first 2 of every 4 requests: two failures open the circuit (threshold 2); after
+  // the cooldown a probe is answered and closes it.
+  sim s(std::string("providers:\n") + k_good + bad_sim("status=503;fails=2/4"));
+  gateway g("server: { listen: 127.0.0.1:0, threads: 1 }\n"
+            "providers:\n"
+            "  good: { base_url: \"http://127.0.0.1:" +
+                std::to_string(s.ports.at("good")) +
+                "/v1\", region: cn, models: { m: { input: 1, output: 2 } } }\n"
+                "  bad: { base_url: \"http://127.0.0.1:" +
+                std::to_string(s.ports.at("bad")) +
+                "/v1\", region: cn, models: { m: { input: 1, output: 2 } } }\n"
+                "routes:\n"
+                "  - { match: fallback, policy: ordered, candidates: [bad/m, good/m], retries: 1 }\n"
+                "health: { failure_threshold: 2, cooldown: 300ms }\n",
+            {}, {}, true);
+  for (int i = 0; i < 2; ++i)
+    CHECK(http_call(g.port, "POST", "/v1/chat/completions", rig::body("fallback", false)).status == 200);
+  std::this_thread::sleep_for(400ms);  // past the cooldown: the next request is the probe
+  CHECK(http_call(g.port, "POST", "/v1/chat/completions", rig::body("fallback", false)).status == 200);
+  REQUIRE(eventually([&] { return g.stderr_text().find("circuit closed") != std::string::npos; }));
+  const std::string log = g.stderr_text();
+  INFO(log);
+  std::size_t server_errors = 0;
+  for (auto at = log.find("upstream answered a server error"); at != std::string::npos;
+       at = log.find("upstream answered a server error", at + 1))
+    ++server_errors;
+  CHECK(server_errors == 2);
+  CHECK(log.find("\"provider\":\"bad\",\"model\":\"m\",\"status\":503") != std::string::npos);
+  const auto opened = log.find("circuit opened");
+  REQUIRE(opened != std::string::npos);
+  CHECK(log.find("\"after\":\"http_503\"", opened) != std::string::npos);
+  CHECK(log.find("circuit closed") > opened);
 }
