@@ -53,6 +53,25 @@ provider_config parser::provider(const std::string& name, const located& at, int
       };
       if (!rest("http://") && !rest("https://"))
         fail(value, "expected a URL starting with http:// or https://, got '" + out.base_url + "'");
+      // The authority, checked here so that a mistake is reported on this line.
+      const std::string after = out.base_url.substr(out.base_url.find("//") + 2);
+      std::string authority = after.substr(0, after.find('/'));
+      if (!authority.empty() && authority.front() == '[') {  // [v6]:port
+        const auto close = authority.find(']');
+        if (close == std::string::npos) fail(value, "an IPv6 host needs its closing ']'");
+        authority = close == 1 ? "" : "h" + authority.substr(close + 1);
+      }
+      const auto colon = authority.find(':');
+      if (authority.substr(0, colon).empty()) fail(value, "base_url has no host");
+      if (colon != std::string::npos) {
+        const std::string port = authority.substr(colon + 1);
+        unsigned long n = 0;
+        const bool digits = !port.empty() && port.size() <= 5 &&
+                            port.find_first_not_of("0123456789") == std::string::npos;
+        if (digits) n = std::stoul(port);
+        if (!digits || n == 0 || n > 65535)
+          fail(value, "the port '" + port + "' in base_url is not a port (1 to 65535)");
+      }
     } else if (key == "region") {
       out.region = non_empty(value);
     } else if (key == "api_key_env") {
