@@ -35,8 +35,10 @@ config parser::document(const YAML::Node& root) const {
   std::optional<located> routes_at, baseline_at, keys_at;
   for (const auto& [key, value] :
        entries(at, {"server", "providers", "models", "routes", "regions", "energy", "stats",
-                    "health", "auth", "keys", "state"})) {
-    if (key == "auth") {
+                    "health", "auth", "keys", "state", "tracing"})) {
+    if (key == "tracing") {
+      out.tracing = tracing(value);
+    } else if (key == "auth") {
       out.auth = auth(value);
     } else if (key == "keys") {
       keys_at = value;

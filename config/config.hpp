@@ -210,6 +210,14 @@ struct state_config {
   std::uint64_t reserve_tokens = 4096;
 };
 
+// OpenTelemetry tracing: a span per request and per attempt, exported as OTLP/HTTP JSON.
+struct tracing_config {
+  std::string endpoint;  // the collector's base URL (http://host:4318); empty: tracing is off
+  std::string service_name = "meridian";
+  std::uint64_t max_queue = 4096;  // spans held for export; past it new ones are dropped
+  duration flush_interval{std::chrono::seconds(1)};
+};
+
 struct config {
   server_config server;
   std::vector<provider_config> providers;        // in file order
@@ -222,6 +230,7 @@ struct config {
   auth_config auth;
   std::vector<key_config> keys;  // in file order
   state_config state;
+  tracing_config tracing;
   std::string source;  // the file it came from
 };
 

@@ -50,6 +50,7 @@ class parser : public reader {
   // parse_stats.cpp. The baseline's provider is checked later, once every provider is known.
   stats_config stats(const located& at, std::optional<located>& baseline_at) const;
   responses_store_config responses_store(const located& at) const;
+  tracing_config tracing(const located& at) const;
   health_config health(const located& at) const;
 
   // parse_access.cpp: who may call (auth, keys) and where their counters live (state).

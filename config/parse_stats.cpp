@@ -67,6 +67,29 @@ std::string parser::ledger_path(const located& at, const std::string& text) cons
   fail(at, "expected sqlite:PATH, postgres://… or none, got '" + text + "'");
 }
 
+tracing_config parser::tracing(const located& at) const {
+  tracing_config out;
+  for (const auto& [key, value] :
+       entries(at, {"endpoint", "service_name", "max_queue", "flush_interval"})) {
+    if (key == "endpoint") {
+      out.endpoint = non_empty(value);
+      // OTLP/HTTP to a collector beside the gateway (a sidecar, the node's agent); TLS and
+      // credentials belong to that collector's own export.
+      if (out.endpoint.rfind("http://", 0) != 0 || out.endpoint.size() <= 7)
+        fail(value, "expected the collector's http:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318)");
+    } else if (key == "service_name") {
+      out.service_name = non_empty(value);
+    } else if (key == "max_queue") {
+      out.max_queue = unsigned_int(value, std::numeric_limits<std::uint32_t>::max());
+      if (out.max_queue == 0) fail(value, "must be greater than zero");
+    } else {
+      out.flush_interval = convert(value, parse_duration);
+      if (out.flush_interval.count() == 0) fail(value, "must be greater than zero");
+    }
+  }
+  return out;
+}
+
 health_config parser::health(const located& at) const {
   health_config out;
   for (const auto& [key, value] :

@@ -381,6 +381,10 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     ex.log.provider = p.name;
     ex.log.upstream_model = m.id;
     ex.log.fallback_index = i;
+    if (ex.trace) {
+      ex.attempt_span = stats::new_span_id();
+      ex.attempt_wall_start = std::chrono::system_clock::now();
+    }
     // Each attempt that did not answer, for x-meridian-route: "provider/model=why,...".
     ex.attempt_failed = false;
     auto note_failure = [&](std::string_view why) {

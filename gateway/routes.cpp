@@ -107,6 +107,15 @@ awaitable<void> server::dispatch(exchange& ex, bool admin) {
         co_return;
       }
       ex.on_admin_listener = admin;
+      // Probes and scrapes are not traced; every other request is a span, in the client's trace
+      // when its traceparent is valid.
+      if (tracer_ && r.auth != guard::none && path != "/metrics") {
+        auto parent = ex.req["traceparent"];
+        auto client = stats::parse_traceparent(std::string_view(parent.data(), parent.size()));
+        ex.trace = stats::trace_context{client ? client->trace_id : stats::new_trace_id(),
+                                        stats::new_span_id(), client ? client->sampled : true};
+        if (client) ex.trace_parent = client->span_id;
+      }
       if (r.auth == guard::key_or_admin && admin_token_ && admin_authorized(ex, true)) {
         ex.admin_caller = true;  // the operator looking up any request
       } else if (r.auth == guard::key || r.auth == guard::key_or_admin) {
@@ -282,6 +291,10 @@ awaitable<void> server::metrics(exchange& ex) {
   std::size_t idle = 0;
   for (const auto& w : workers_) idle += w->pool.idle_now();
   metrics_.upstream_idle.set({}, static_cast<double>(idle));
+  if (tracer_) {
+    metrics_.trace_spans.set({"exported"}, static_cast<double>(tracer_->exported()));
+    metrics_.trace_spans.set({"dropped"}, static_cast<double>(tracer_->dropped()));
+  }
   // Per-key series (names and spend of every tenant) stay on the admin listener when there is
   // one; the public listener shows the rest.
   const bool hide_keys = !ex.on_admin_listener && ex.snap.cfg->server.admin_listen.has_value();

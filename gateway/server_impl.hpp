@@ -47,6 +47,7 @@
 #include "stats/estimate.hpp"
 #include "stats/ledger.hpp"
 #include "stats/response_store.hpp"
+#include "stats/trace.hpp"
 #include "stats/metrics.hpp"
 
 // GCC 12 reports Asio's awaitable frames, allocated by their own operator new and freed by
@@ -105,6 +106,10 @@ struct gateway_metrics {
         inflight(r.gauge("meridian_inflight_requests", "Requests being served now.")),
         upstream_idle(r.gauge("meridian_upstream_idle_connections",
                               "Idle keep-alive connections to providers, summed over threads.")),
+        trace_spans(r.gauge("meridian_trace_spans",
+                            "Spans since start, by fate: exported, or dropped (queue full or the "
+                            "collector failed).",
+                            {"result"})),
         provider_up(r.gauge("meridian_provider_up",
                             "1 while at least one of the provider's circuits is closed.",
                             {"provider"})),
@@ -145,6 +150,7 @@ struct gateway_metrics {
   stats::counter_family& config_reloads;
   stats::gauge_family& inflight;
   stats::gauge_family& upstream_idle;  // read from the pools at scrape time, not kept up to date
+  stats::gauge_family& trace_spans;    // read from the exporter at scrape time
   stats::gauge_family& provider_up;
   stats::gauge_family& build_info;
   stats::histogram_family& duration;
@@ -225,6 +231,13 @@ struct exchange {
   std::optional<reservation> held;              // budget reserved until the request ends
   budget_window window;                         // the budget period `held` belongs to
   double cost_usd = 0;                          // summed over attempts; settles `held`
+  // Tracing (tracing.endpoint set): the request's span in the client's trace (or a new one),
+  // the client's parent span, and the current attempt's span and start.
+  std::optional<stats::trace_context> trace;
+  std::string trace_parent;
+  std::chrono::system_clock::time_point wall_start = std::chrono::system_clock::now();
+  std::string attempt_span;
+  std::chrono::system_clock::time_point attempt_wall_start;
 };
 
 class server {
@@ -239,6 +252,14 @@ class server {
     const auto& st = snap_.load()->cfg->stats;
     if (!st.ledger_path.empty() || !st.ledger_postgres.empty())
       ledger_ = std::make_unique<stats::ledger>(stats::ledger_options_from(st));
+    if (const auto& tr = snap_.load()->cfg->tracing; !tr.endpoint.empty()) {
+      stats::exporter_options o;
+      o.endpoint = tr.endpoint;
+      o.service_name = tr.service_name;
+      o.max_queue = static_cast<std::size_t>(tr.max_queue);
+      o.flush_interval = std::chrono::duration_cast<std::chrono::milliseconds>(tr.flush_interval);
+      tracer_ = std::make_unique<stats::span_exporter>(o);
+    }
     if (ledger_)  // on the ledger's database, whose migrations made its table
       responses_store_ =
           std::make_unique<stats::response_store>(stats::response_store_options_from(st));
@@ -359,6 +380,8 @@ class server {
                                                    config::dialect_kind backend);
   void record_failure(exchange& ex, const providers::provider& p, const providers::model_info& m,
                       std::string_view why);
+  void trace_attempt(const exchange& ex, std::string_view outcome, unsigned status);
+  void trace_request(const exchange& ex);
   void record_success(exchange& ex, const providers::provider& p, const providers::model_info& m,
                       steady::time_point attempt_start, std::optional<double> first_byte_ms);
   void update_provider_up(const providers::provider& p);
@@ -390,6 +413,7 @@ class server {
   policies::health_book health_;  // outlives reloads
   std::unique_ptr<stats::ledger> ledger_;  // null when stats.ledger is none
   std::unique_ptr<stats::response_store> responses_store_;  // with the ledger, on its database
+  std::unique_ptr<stats::span_exporter> tracer_;  // null unless tracing.endpoint is set
   std::unique_ptr<stats::accounting> accounting_;
   std::unique_ptr<limit_state> state_;  // rate-limit windows and budgets: local or Redis
   // Keys created through /admin/keys, read from the ledger's database; swapped whole.

@@ -183,6 +183,7 @@ void server::finish(exchange& ex) {
   if (ex.model && (ex.tokens.present || ex.estimated))
     ex.log.cost_usd = providers::cost_usd(ex.tokens, *ex.model);
   settle(ex);
+  if (ex.trace && ex.trace->sampled && tracer_) trace_request(ex);
   // Probes every few seconds would drown the requests: logged only when asked or failing.
   const bool probe = ex.log.path == "/healthz" || ex.log.path == "/readyz";
   if (!probe || ex.log.status != 200 || ex.snap.cfg->server.log_probes) write_access_log(ex.log);

@@ -58,10 +58,98 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
     ev.cost_usd = providers::cost_usd(u, m);
   }
   stats::apply_energy(*ex.snap.cfg, ev);
+  if (ex.trace && ex.trace->sampled && tracer_) trace_attempt(ex, outcome, status);
   ex.cost_usd += ev.cost_usd;
   if (ex.key && ev.cost_usd > 0) metrics_.key_cost.inc({ex.key->name}, ev.cost_usd);
   accounting_->on_event(ev);
   ex.emitted = ex.log.fallback_index + 1;
+}
+
+// ---- tracing: OpenTelemetry spans with the GenAI semantic conventions ----
+
+namespace {
+
+std::string_view gen_ai_system(config::dialect_kind d) {
+  switch (d) {
+    case config::dialect_kind::anthropic:
+      return "anthropic";
+    case config::dialect_kind::gemini:
+      return "gcp.gemini";
+    case config::dialect_kind::openai:
+      break;
+  }
+  return "openai";
+}
+
+}  // namespace
+
+// One attempt as a CLIENT span under the request's: which provider and model, the tokens it
+// reported (or Meridian estimated), the outcome.
+void server::trace_attempt(const exchange& ex, std::string_view outcome, unsigned status) {
+  if (ex.attempt_span.empty() || !ex.provider || !ex.model) return;
+  const auto& p = *ex.provider;
+  const auto& m = *ex.model;
+  stats::span s;
+  s.trace_id = ex.trace->trace_id;
+  s.span_id = ex.attempt_span;
+  s.parent_span_id = ex.trace->span_id;
+  s.name = "chat " + m.id;
+  s.kind = stats::span_kind::client;
+  s.start_unix_ns = stats::unix_ns(ex.attempt_wall_start);
+  s.end_unix_ns = stats::unix_ns(std::chrono::system_clock::now());
+  const bool ok = outcome == "ok";
+  s.attributes = {{"gen_ai.operation.name", std::string("chat")},
+                  {"gen_ai.system", std::string(gen_ai_system(p.dialect))},
+                  {"gen_ai.provider.name", p.name},
+                  {"gen_ai.request.model", ex.log.model},
+                  {"gen_ai.response.model", m.id},
+                  {"server.address", p.url.host},
+                  {"server.port", static_cast<std::int64_t>(p.url.port)},
+                  {"http.response.status_code", static_cast<std::int64_t>(status)},
+                  {"meridian.attempt", static_cast<std::int64_t>(ex.log.fallback_index)},
+                  {"meridian.outcome", std::string(outcome)},
+                  {"meridian.region", p.region}};
+  if (ok || ex.relayed_chunks > 0) {
+    s.attributes.emplace_back("gen_ai.usage.input_tokens",
+                              static_cast<std::int64_t>(ex.tokens.prompt_total()));
+    s.attributes.emplace_back("gen_ai.usage.output_tokens",
+                              static_cast<std::int64_t>(ex.tokens.completion_total()));
+    s.attributes.emplace_back("meridian.cost_usd", providers::cost_usd(ex.tokens, m));
+    s.attributes.emplace_back("meridian.estimated", ex.estimated);
+  }
+  s.error = !ok;
+  if (!ok) s.status_message = std::string(outcome);
+  tracer_->record(std::move(s));
+}
+
+// The request as a SERVER span: in the client's trace, parented to its span.
+void server::trace_request(const exchange& ex) {
+  stats::span s;
+  s.trace_id = ex.trace->trace_id;
+  s.span_id = ex.trace->span_id;
+  s.parent_span_id = ex.trace_parent;
+  s.name = ex.log.method + " " + ex.log.path;
+  s.kind = stats::span_kind::server;
+  s.start_unix_ns = stats::unix_ns(ex.wall_start);
+  s.end_unix_ns = stats::unix_ns(std::chrono::system_clock::now());
+  s.attributes = {{"http.request.method", ex.log.method},
+                  {"url.path", ex.log.path},
+                  {"http.response.status_code", static_cast<std::int64_t>(ex.log.status)},
+                  {"meridian.request_id", ex.log.request_id}};
+  if (!ex.log.model.empty()) s.attributes.emplace_back("gen_ai.request.model", ex.log.model);
+  if (!ex.log.route.empty()) s.attributes.emplace_back("meridian.route", ex.log.route);
+  if (ex.provider) {
+    s.attributes.emplace_back("gen_ai.provider.name", ex.provider->name);
+    s.attributes.emplace_back("gen_ai.response.model", ex.model->id);
+    s.attributes.emplace_back("gen_ai.usage.input_tokens",
+                              static_cast<std::int64_t>(ex.tokens.prompt_total()));
+    s.attributes.emplace_back("gen_ai.usage.output_tokens",
+                              static_cast<std::int64_t>(ex.tokens.completion_total()));
+  }
+  if (ex.key) s.attributes.emplace_back("meridian.key", ex.key->name);
+  s.error = ex.log.status >= 500;
+  if (s.error) s.status_message = ex.log.error;
+  tracer_->record(std::move(s));
 }
 
 // Ledger queries read SQLite: they run on the control thread, never on an event loop.

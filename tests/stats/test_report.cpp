@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "stats/report.hpp"
+#include "stats/trace.hpp"
 
 using namespace meridian;
 using namespace std::chrono;
@@ -211,4 +212,53 @@ TEST_CASE("report: the share table lines up its columns") {
       "total  100.00%   10000      0.00%        20       0  1.750000  0.010000         0.001000\n"
       "savings against openai/gpt-4o: baseline 0.020000 USD, actual 1.750000 USD, saved "
       "-1.730000 USD\n");
+}
+
+TEST_CASE("trace: traceparent parses and formats as W3C says") {
+  auto c = stats::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  REQUIRE(c);
+  CHECK(c->trace_id == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(c->span_id == "00f067aa0ba902b7");
+  CHECK(c->sampled);
+  CHECK(stats::format_traceparent(*c) == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  CHECK_FALSE(stats::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")->sampled);
+  for (const char* bad :
+       {"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"})
+    CHECK_MESSAGE(!stats::parse_traceparent(bad), bad);
+  // A later version may append fields.
+  CHECK(stats::parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"));
+  CHECK(stats::new_trace_id().size() == 32);
+  CHECK(stats::new_span_id().size() == 16);
+  CHECK(stats::new_span_id() != stats::new_span_id());
+}
+
+TEST_CASE("trace: OTLP JSON carries ids, kinds, times as strings and typed attributes") {
+  stats::span s;
+  s.trace_id = std::string(32, 'a');
+  s.span_id = std::string(16, 'b');
+  s.name = "chat m";
+  s.kind = stats::span_kind::client;
+  s.start_unix_ns = 1;
+  s.end_unix_ns = 2;
+  s.attributes = {{"gen_ai.usage.input_tokens", std::int64_t{12}},
+                  {"gen_ai.system", std::string("openai")},
+                  {"meridian.cost_usd", 0.5},
+                  {"meridian.estimated", true}};
+  s.error = true;
+  s.status_message = "http_503";
+  auto j = nlohmann::json::parse(stats::otlp_json({s}, "svc"));
+  const auto& out = j["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+  CHECK(out["kind"] == 3);
+  CHECK(out["startTimeUnixNano"] == "1");
+  CHECK_FALSE(out.contains("parentSpanId"));
+  CHECK(out["attributes"][0]["value"] == nlohmann::json{{"intValue", "12"}});
+  CHECK(out["attributes"][1]["value"] == nlohmann::json{{"stringValue", "openai"}});
+  CHECK(out["attributes"][2]["value"] == nlohmann::json{{"doubleValue", 0.5}});
+  CHECK(out["attributes"][3]["value"] == nlohmann::json{{"boolValue", true}});
+  CHECK(out["status"] == nlohmann::json{{"code", 2}, {"message", "http_503"}});
 }
