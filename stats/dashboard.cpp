@@ -114,25 +114,68 @@ std::string fmt_growth(const json& g) {
   return (p[0] != '-' && p != "0.0" ? "+" : "") + p + " %";
 }
 
-// Regions get fixed colours so that "cn is red" holds across every chart and every reload;
-// any other key gets a palette slot from its FNV-1a hash, equally stable.
-std::string colour(std::string_view key) {
-  static constexpr std::pair<std::string_view, std::string_view> k_regions[] = {
-      {"cn", "#d62728"},    {"us", "#1f77b4"},    {"eu", "#9467bd"},
-      {"local", "#2ca02c"}, {"other", "#8c8c8c"},
-  };
-  static constexpr std::string_view k_palette[] = {
-      "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
-      "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#17becf",
-  };
-  for (const auto& [name, c] : k_regions)
-    if (name == key) return std::string(c);
+constexpr std::pair<std::string_view, std::string_view> k_regions[] = {
+    {"cn", "#d62728"},    {"us", "#1f77b4"},    {"eu", "#9467bd"},
+    {"local", "#2ca02c"}, {"other", "#8c8c8c"},
+};
+// Twenty distinguishable colours (Tableau 20 without the region hues' near twins).
+constexpr std::string_view k_palette[] = {
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
+    "#ff9da7", "#9c755f", "#17becf", "#a0cbe8", "#ffbe7d", "#8cd17d", "#b6992d",
+    "#499894", "#86bcb6", "#f1ce63", "#d37295", "#fabfd2", "#d4a6c8",
+};
+
+std::uint32_t fnv1a(std::string_view key) {
   std::uint32_t h = 2166136261u;
   for (unsigned char c : key) {
     h ^= c;
     h *= 16777619u;
   }
-  return std::string(k_palette[h % std::size(k_palette)]);
+  return h;
+}
+
+// The page's colours: every name shown gets one colour in every table and chart, and distinct
+// names distinct colours (up to the palette's twenty). Names are placed in sorted order, each at
+// its hash's slot or the next free one, so a name keeps its colour from reload to reload while
+// the set of names does not change. Regions keep fixed colours ("cn is red" everywhere).
+thread_local std::vector<std::pair<std::string, std::string>> t_colours;
+
+void assign_colours(std::vector<std::string> keys) {
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  t_colours.clear();
+  bool used[std::size(k_palette)] = {};
+  std::size_t taken = 0;
+  for (const auto& key : keys) {
+    bool region = false;
+    for (const auto& [name, c] : k_regions) region |= name == key;
+    if (region) continue;
+    std::size_t slot = fnv1a(key) % std::size(k_palette);
+    if (taken < std::size(k_palette)) {
+      while (used[slot]) slot = (slot + 1) % std::size(k_palette);
+      used[slot] = true;
+      ++taken;
+    }
+    t_colours.emplace_back(key, std::string(k_palette[slot]));
+  }
+}
+
+std::string colour(std::string_view key) {
+  for (const auto& [name, c] : k_regions)
+    if (name == key) return std::string(c);
+  for (const auto& [name, c] : t_colours)
+    if (name == key) return c;
+  return std::string(k_palette[fnv1a(key) % std::size(k_palette)]);
+}
+
+// Every name the page shows: the share tables' rows and the daily chart's.
+std::vector<std::string> page_keys(const dashboard_data& d) {
+  std::vector<std::string> keys;
+  for (const json* share : {&d.share_by_region, &d.share_by_provider, &d.share_by_model})
+    for (const json& r : list(*share, "rows")) keys.push_back(str(r, "key"));
+  for (const json& day : list(d.daily_by_region, "series"))
+    for (const json& r : list(day, "rows")) keys.push_back(str(r, "key"));
+  return keys;
 }
 
 std::string bar(double fraction, const std::string& fill, int width) {
@@ -369,8 +412,9 @@ constexpr std::string_view k_script = R"js(
 (function () {
   'use strict';
   var REGIONS = {cn: '#d62728', us: '#1f77b4', eu: '#9467bd', local: '#2ca02c', other: '#8c8c8c'};
-  var PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2',
-                 '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#17becf'];
+  var PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1',
+                 '#ff9da7', '#9c755f', '#17becf', '#a0cbe8', '#ffbe7d', '#8cd17d', '#b6992d',
+                 '#499894', '#86bcb6', '#f1ce63', '#d37295', '#fabfd2', '#d4a6c8'];
   var ESC = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
   var EMPTY = [];
 
@@ -414,12 +458,47 @@ constexpr std::string_view k_script = R"js(
     var p = fixed(g * 100, 1);
     return (p[0] !== '-' && p !== '0.0' ? '+' : '') + p + ' %';
   }
-  function colour(key) {
-    if (Object.prototype.hasOwnProperty.call(REGIONS, key)) return REGIONS[key];
+  function fnv1a(key) {
     var h = 0x811c9dc5;
     var bytes = new TextEncoder().encode(key);
     for (var i = 0; i < bytes.length; ++i) { h = (h ^ bytes[i]) >>> 0; h = Math.imul(h, 0x01000193) >>> 0; }
-    return PALETTE[h % PALETTE.length];
+    return h;
+  }
+  var COLOURS = {};
+  function assignColours(keys) {
+    // Sorted by UTF-8 bytes, as the server sorts them.
+    var enc = new TextEncoder();
+    var uniq = keys.filter(function (k, i) { return keys.indexOf(k) === i; });
+    uniq.sort(function (a, b) {
+      var x = enc.encode(a), y = enc.encode(b);
+      for (var i = 0; i < Math.min(x.length, y.length); ++i) if (x[i] !== y[i]) return x[i] - y[i];
+      return x.length - y.length;
+    });
+    COLOURS = {};
+    var used = PALETTE.map(function () { return false; }), taken = 0;
+    uniq.forEach(function (key) {
+      if (Object.prototype.hasOwnProperty.call(REGIONS, key)) return;
+      var slot = fnv1a(key) % PALETTE.length;
+      if (taken < PALETTE.length) {
+        while (used[slot]) slot = (slot + 1) % PALETTE.length;
+        used[slot] = true;
+        ++taken;
+      }
+      COLOURS[key] = PALETTE[slot];
+    });
+  }
+  function colour(key) {
+    if (Object.prototype.hasOwnProperty.call(REGIONS, key)) return REGIONS[key];
+    if (Object.prototype.hasOwnProperty.call(COLOURS, key)) return COLOURS[key];
+    return PALETTE[fnv1a(key) % PALETTE.length];
+  }
+  function pageKeys(shares, daily) {
+    var keys = [];
+    shares.forEach(function (s) { list(s, 'rows').forEach(function (r) { keys.push(str(r, 'key')); }); });
+    list(daily, 'series').forEach(function (day) {
+      list(day, 'rows').forEach(function (r) { keys.push(str(r, 'key')); });
+    });
+    return keys;
   }
   function bar(fraction, fill, width) {
     var f = Math.min(Math.max(fraction, 0), 1);
@@ -603,6 +682,7 @@ constexpr std::string_view k_script = R"js(
     });
   }
   function render(region, provider, model, daily) {
+    assignColours(pageKeys([region, provider, model], daily));
     setHtml('range', renderRange(region));
     setHtml('empty', renderEmpty(region));
     setHtml('tiles', renderTiles(region));
@@ -650,6 +730,7 @@ constexpr std::string_view k_script = R"js(
 }  // namespace
 
 std::string render_dashboard(const dashboard_data& d) {
+  assign_colours(page_keys(d));
   const json& region = d.share_by_region;
   std::string window = str(region, "window");
   if (window.empty()) window = "7d";

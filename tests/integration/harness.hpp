@@ -186,6 +186,9 @@ struct gateway {
 // The SHA-256 of `text` in lowercase hex: what a virtual key's key_sha256 holds.
 std::string sha256_hex(const std::string& text);
 
+// A loopback port nothing listens on: bound by the kernel's choice, then closed.
+std::uint16_t closed_port();
+
 // Polls `cond` every 20 ms until it holds or `timeout` passes.
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5s);
 

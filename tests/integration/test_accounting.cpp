@@ -297,6 +297,15 @@ TEST_CASE("accounting: the dashboard in headless Chromium shows the API's figure
     CHECK(dom.str().find(cell) != std::string::npos);
   }
   CHECK(std::filesystem::file_size(out + "/dashboard.png") > 10000);
+  // The script's refresh colours every name as the server did: one colour per name.
+  const std::string served = http_call(g.port, "GET", "/dashboard").body;
+  for (const char* key : {"fast/m-fast", "claude/claude-sonnet-4-5", "gem/gemini-2.5-pro"}) {
+    const std::string tail = std::string("\"></i>") + key + "</td>";
+    const auto a = served.find(tail), b = dom.str().find(tail);
+    REQUIRE_MESSAGE(a != std::string::npos, key);
+    REQUIRE_MESSAGE(b != std::string::npos, key);
+    CHECK_MESSAGE(served.substr(a - 7, 7) == dom.str().substr(b - 7, 7), key);
+  }
 }
 
 namespace {

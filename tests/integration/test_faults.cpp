@@ -40,19 +40,6 @@ std::string bad_sim(const std::string& fault, const std::string& extra = "") {
          fault + "\"" + extra + " }\n";
 }
 
-// A loopback port nothing listens on: bound by the kernel's choice, then closed.
-std::uint16_t closed_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // A self-signed certificate made at test time; `name` is its only subject name.
 void make_cert(const std::string& dir, const std::string& name) {
   std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir + "/key.pem -out " +

@@ -193,16 +193,8 @@ TEST_CASE("tracing: spans per request and attempt, in the client's trace, export
 
 TEST_CASE("tracing: a collector that is down costs requests nothing") {
   // A port nothing listens on: the exporter fails in the background and drops its batches.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
   sim s(k_sim);
-  gateway g(yaml(s, "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port))));
+  gateway g(yaml(s, "http://127.0.0.1:" + std::to_string(closed_port())));
   for (int i = 0; i < 5; ++i)
     CHECK(http_call(g.port, "POST", "/v1/chat/completions",
                     R"({"model":"p/m","messages":[{"role":"user","content":"hi"}]})")

@@ -2,6 +2,7 @@
 // external resources.
 #include <doctest/doctest.h>
 
+#include <set>
 #include <string>
 
 #include "stats/dashboard.hpp"
@@ -191,4 +192,37 @@ TEST_CASE("dashboard: a day without tokens leaves a gap rather than a broken bar
   CHECK_FALSE(has(page, "2026-11-03: "));
   CHECK_FALSE(has(markup(page), "nan"));
   CHECK(has(page, "<title>cn 2026-11-02: 25.0 % (100 tokens)</title>"));
+}
+
+TEST_CASE("dashboard: every name has one colour on the page, and distinct names distinct ones") {
+  // Hashed into ten slots, these three shared one yellow.
+  dashboard_data d = sample();
+  const std::vector<std::string> names = {"openai/gpt-4o",        "openai/gpt-4o-mini",
+                                          "gem/gemini-2.5-flash", "deepseek/deepseek-chat",
+                                          "qwen/qwen-plus",       "claude/claude-sonnet-4-5",
+                                          "local/qwen2.5:7b",     "moonshot/kimi-k2",
+                                          "zhipu/glm-4.6",        "minimax/abab",
+                                          "qwen/qwen-turbo",      "openai/gpt-4.1"};
+  json rows = json::array();
+  for (const auto& n : names) rows.push_back(row(n, 1000, 1.0 / 12, nullptr));
+  d.share_by_model = share("model", rows);
+  const std::string page = markup(render_dashboard(d));
+  auto colour_of = [&](const std::string& key) {
+    const std::string tail = "\"></i>" + key + "</td>";
+    auto at = page.find(tail);
+    REQUIRE_MESSAGE(at != std::string::npos, key);
+    return page.substr(at - 7, 7);
+  };
+  std::set<std::string> seen;
+  for (const auto& n : names) {
+    const std::string c = colour_of(n);
+    CHECK_MESSAGE(c[0] == '#', n);
+    CHECK_MESSAGE(seen.insert(c).second, n << " shares " << c);
+  }
+  // A name keeps its colour in another table of the same page; regions keep theirs.
+  CHECK(colour_of("deepseek") != colour_of("openai"));
+  CHECK(colour_of("cn") == "#d62728");
+  CHECK_FALSE(seen.count("#d62728"));
+  // The same data renders the same colours again (stable across reloads).
+  CHECK(markup(render_dashboard(d)) == page);
 }
