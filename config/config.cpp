@@ -33,55 +33,76 @@ config parser::document(const YAML::Node& root) const {
 
   std::vector<std::pair<std::string, located>> model_entries;
   std::optional<located> routes_at, baseline_at, keys_at;
+  bool providers_ok = true;
   for (const auto& [key, value] :
        entries(at, {"server", "providers", "models", "routes", "regions", "energy", "stats",
                     "health", "auth", "keys", "state", "tracing"})) {
-    if (key == "tracing") {
-      out.tracing = tracing(value);
-    } else if (key == "auth") {
-      out.auth = auth(value);
-    } else if (key == "keys") {
-      keys_at = value;
-    } else if (key == "state") {
-      out.state = state(value);
-    } else if (key == "health") {
-      out.health = health(value);
-    } else if (key == "stats") {
-      out.stats = stats(value, baseline_at);
-    } else if (key == "routes") {
-      routes_at = value;
-    } else if (key == "regions") {
-      regions(value, out.regions);
-    } else if (key == "energy") {
-      out.energy = energy(value);
-    } else if (key == "server") {
-      out.server = server(value);
-    } else if (key == "providers") {
-      providers(value, out.providers);
-    } else {
-      model_entries = entries(value);
+    const auto& k = key;
+    const auto& v = value;
+    collect([&] {
+      if (k == "tracing") {
+        out.tracing = tracing(v);
+      } else if (k == "auth") {
+        out.auth = auth(v);
+      } else if (k == "keys") {
+        keys_at = v;
+      } else if (k == "state") {
+        out.state = state(v);
+      } else if (k == "health") {
+        out.health = health(v);
+      } else if (k == "stats") {
+        out.stats = stats(v, baseline_at);
+      } else if (k == "routes") {
+        routes_at = v;
+      } else if (k == "regions") {
+        regions(v, out.regions);
+      } else if (k == "energy") {
+        out.energy = energy(v);
+      } else if (k == "server") {
+        out.server = server(v);
+      } else if (k == "providers") {
+        const std::size_t before = errors_.size();
+        providers(v, out.providers);
+        providers_ok = errors_.size() == before;
+      } else {
+        model_entries = entries(v);
+      }
+    });
+  }
+  // What names providers is checked once they are all known (section order does not matter),
+  // and only when every provider parsed: a provider with a mistake would make each of its
+  // references a second, misleading one.
+  if (providers_ok) {
+    for (const auto& [name, value] : model_entries) {
+      const auto& n = name;
+      const auto& v = value;
+      collect([&] {
+        auto slash = n.find('/');
+        if (slash == std::string::npos || slash == 0 || slash + 1 == n.size())
+          fail_entry(v, "expected a key of the form provider/model, got '" + n + "'");
+        std::string provider_name = n.substr(0, slash);
+        bool known = std::any_of(out.providers.begin(), out.providers.end(),
+                                 [&](const provider_config& p) { return p.name == provider_name; });
+        if (!known)
+          fail_entry(v, "unknown provider '" + provider_name + "'; declare it under providers");
+        out.models[n] = model(v, line_of(v));
+      });
     }
+    collect([&] {
+      if (!baseline_at) return;
+      std::string provider_name = out.stats.baseline.substr(0, out.stats.baseline.find('/'));
+      if (std::none_of(out.providers.begin(), out.providers.end(),
+                       [&](const provider_config& p) { return p.name == provider_name; }))
+        fail(*baseline_at, "unknown provider '" + provider_name + "'; declare it under providers");
+    });
+    if (routes_at) parse_routes(*routes_at, out);
   }
-  // Overrides are checked after all providers are known, so section order does not matter.
-  for (const auto& [name, value] : model_entries) {
-    auto slash = name.find('/');
-    if (slash == std::string::npos || slash == 0 || slash + 1 == name.size())
-      fail_entry(value, "expected a key of the form provider/model, got '" + name + "'");
-    std::string provider_name = name.substr(0, slash);
-    bool known = std::any_of(out.providers.begin(), out.providers.end(),
-                             [&](const provider_config& p) { return p.name == provider_name; });
-    if (!known)
-      fail_entry(value, "unknown provider '" + provider_name + "'; declare it under providers");
-    out.models[name] = model(value, line_of(value));
+  if (keys_at) collect([&] { parse_keys(*keys_at, out); });
+  if (!errors_.empty()) {
+    std::string all;
+    for (const auto& e : errors_) all += (all.empty() ? "" : "\n") + e;
+    throw config_error(all);
   }
-  if (baseline_at) {
-    std::string provider_name = out.stats.baseline.substr(0, out.stats.baseline.find('/'));
-    if (std::none_of(out.providers.begin(), out.providers.end(),
-                     [&](const provider_config& p) { return p.name == provider_name; }))
-      fail(*baseline_at, "unknown provider '" + provider_name + "'; declare it under providers");
-  }
-  if (routes_at) parse_routes(*routes_at, out);
-  if (keys_at) parse_keys(*keys_at, out);
   return out;
 }
 

@@ -24,8 +24,22 @@ class parser : public reader {
  public:
   using reader::reader;
 
-  // config.cpp: the sections, then the checks that need the whole document.
+  // config.cpp: the sections, then the checks that need the whole document. Every independent
+  // part's first mistake is reported, all in one config_error, one line each.
   config document(const YAML::Node& root) const;
+
+  // Runs one independent part (a section, a provider, a route, a key, a model override) and
+  // keeps its error, so that one run reports every mistake of a file. True when it succeeded.
+  template <class F>
+  bool collect(F&& part) const {
+    try {
+      part();
+      return true;
+    } catch (const config_error& e) {
+      errors_.push_back(e.what());
+      return false;
+    }
+  }
 
   // parse_server.cpp
   server_config server(const located& at) const;
@@ -59,6 +73,7 @@ class parser : public reader {
   state_config state(const located& at) const;
 
  private:
+  mutable std::vector<std::string> errors_;
   // Names whose checks wait until the whole document is known.
   struct references {
     std::vector<located> regions, providers;

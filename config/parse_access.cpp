@@ -74,14 +74,17 @@ key_config parser::virtual_key(const located& at) const {
 void parser::parse_keys(const located& at, config& out) const {
   std::set<std::string> names_seen;
   for (const auto& item : items(at)) {
-    out.keys.push_back(virtual_key(item));
-    const key_config& k = out.keys.back();
-    if (!names_seen.insert(k.name).second) fail_entry(item, "duplicate key name '" + k.name + "'");
-    for (const auto& region : k.allow_regions)
-      if (!out.regions.count(region))
-        fail_entry(item, "unknown region '" + region +
-                             "' in allow.regions; use cn, us, eu, local or a name declared "
-                             "under regions");
+    collect([&] {
+      out.keys.push_back(virtual_key(item));
+      const key_config& k = out.keys.back();
+      if (!names_seen.insert(k.name).second)
+        fail_entry(item, "duplicate key name '" + k.name + "'");
+      for (const auto& region : k.allow_regions)
+        if (!out.regions.count(region))
+          fail_entry(item, "unknown region '" + region +
+                               "' in allow.regions; use cn, us, eu, local or a name declared "
+                               "under regions");
+    });
   }
 }
 

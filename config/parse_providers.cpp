@@ -10,12 +10,16 @@ namespace meridian::config::detail {
 
 void parser::providers(const located& at, std::vector<provider_config>& out) const {
   for (const auto& [name, value] : entries(at)) {
-    if (name.empty()) fail_entry(value, "a provider name must not be empty");
-    if (name.find('/') != std::string::npos)
-      fail_entry(value,
-                 "a provider name must not contain '/', since it prefixes "
-                 "model names as provider/model");
-    out.push_back(provider(name, value, line_of(value)));
+    const auto& n = name;
+    const auto& v = value;
+    collect([&] {
+      if (n.empty()) fail_entry(v, "a provider name must not be empty");
+      if (n.find('/') != std::string::npos)
+        fail_entry(v,
+                   "a provider name must not contain '/', since it prefixes "
+                   "model names as provider/model");
+      out.push_back(provider(n, v, line_of(v)));
+    });
   }
 }
 

@@ -12,22 +12,30 @@ namespace meridian::config::detail {
 void parser::parse_routes(const located& at, config& out) const {
   references refs;
   std::set<std::string> matches;
-  for (const auto& item : items(at)) {
-    out.routes.push_back(route(item, refs));
-    if (!matches.insert(out.routes.back().match).second)
-      fail_entry(item, "duplicate route for match '" + out.routes.back().match +
-                           "'; the first would hide this one");
-  }
+  collect([&] {
+    for (const auto& item : items(at)) {
+      collect([&] {
+        out.routes.push_back(route(item, refs));
+        if (!matches.insert(out.routes.back().match).second)
+          fail_entry(item, "duplicate route for match '" + out.routes.back().match +
+                               "'; the first would hide this one");
+      });
+    }
+  });
   for (const auto& ref : refs.providers) {
-    const std::string& name = ref.node.Scalar();
-    if (std::none_of(out.providers.begin(), out.providers.end(),
-                     [&](const provider_config& p) { return p.name == name; }))
-      fail(ref, "unknown provider '" + name + "'; declare it under providers");
+    collect([&] {
+      const std::string& name = ref.node.Scalar();
+      if (std::none_of(out.providers.begin(), out.providers.end(),
+                       [&](const provider_config& p) { return p.name == name; }))
+        fail(ref, "unknown provider '" + name + "'; declare it under providers");
+    });
   }
   for (const auto& ref : refs.regions)
-    if (!out.regions.count(ref.node.Scalar()))
-      fail(ref, "unknown region '" + ref.node.Scalar() +
-                    "'; use cn, us, eu, local or a name declared under regions");
+    collect([&] {
+      if (!out.regions.count(ref.node.Scalar()))
+        fail(ref, "unknown region '" + ref.node.Scalar() +
+                      "'; use cn, us, eu, local or a name declared under regions");
+    });
 }
 
 route_config parser::route(const located& at, references& refs) const {

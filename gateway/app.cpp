@@ -120,7 +120,9 @@ std::shared_ptr<const snapshot> load(const std::string& path, std::string* text 
     if (text) *text = content.str();
     return make_snapshot(content.str(), path);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    // Every mistake of the file, one per line.
+    std::istringstream lines(e.what());
+    for (std::string line; std::getline(lines, line);) std::cerr << "error: " << line << "\n";
   }
   return nullptr;
 }

@@ -155,3 +155,27 @@ routes:
   // --strict belongs to check only.
   CHECK(run({"serve", "-c", healthy, "--strict"}).code == 2);
 }
+
+TEST_CASE("cli: check reports every mistake of a file in one run, each on its own line") {
+  temp_dir d;
+  auto file = d.write("m.yaml", R"(server:
+  listen: nope
+providers:
+  a: { base_url: "http://127.0.0.1:99999/v1", region: local, models: { m: {} } }
+  b: { base_url: "http://127.0.0.1:8000/v1", region: local, models: { m: { quality: 900 } } }
+  c: { base_url: "http://127.0.0.1:8001/v1", region: local, models: { m: {} } }
+stats: { retain: 7d }
+keys:
+  - { name: k, key_sha256: "abc" }
+)");
+  auto r = run({"check", "-c", file});
+  INFO(r.out);
+  CHECK(r.code == 1);
+  for (const char* where :
+       {"server.listen (line 2)", "providers.a.base_url (line 4)", "providers.b.models.m.quality",
+        "stats.retain (line 7)", "keys[0]"}) {
+    CHECK_MESSAGE(r.out.find(std::string("error: ") + file + ": " + where) != std::string::npos,
+                  where);
+  }
+  CHECK(r.out.find("providers.c") == std::string::npos);  // the good provider is not blamed
+}
