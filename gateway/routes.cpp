@@ -28,6 +28,7 @@ const std::vector<server::route>& server::routes() {
       {http::verb::get, "/v1/models", &server::list_models, openai, key},
       {http::verb::get, "/v1/stats/share", &server::stats_share, openai, key},
       {http::verb::get, "/v1/stats/daily", &server::stats_daily, openai, key},
+      {http::verb::get, "/v1/stats/series", &server::stats_series, openai, key},
       {http::verb::get, "/v1/generation", &server::generation, openai, key_or_admin},
       // What the share API shows, so guarded like it: public unless auth.required (then a key
       // or the admin token); the admin listener serves both to the operator unguarded.

@@ -389,6 +389,7 @@ class server {
   void estimate_tokens(exchange& ex);
   awaitable<void> stats_share(exchange& ex);
   awaitable<void> stats_daily(exchange& ex);
+  awaitable<void> stats_series(exchange& ex);
   awaitable<void> generation(exchange& ex);
   awaitable<void> dashboard(exchange& ex);
   awaitable<void> send_stats(exchange& ex, stats::result<std::string> answer,

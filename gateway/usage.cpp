@@ -204,6 +204,20 @@ awaitable<void> server::stats_daily(exchange& ex) {
   co_await send_stats(ex, std::move(answer), "application/json");
 }
 
+awaitable<void> server::stats_series(exchange& ex) {
+  auto q = parse_query(ex.req.target());
+  auto [e, answer] = co_await net::co_spawn(
+      control_,
+      [&]() -> awaitable<stats::result<std::string>> {
+        if (ledger_ && ledger_->last_error().empty()) ledger_->flush();
+        co_return as_text([&] {
+          return stats::series_answer(ledger_.get(), q, std::chrono::system_clock::now());
+        });
+      },
+      as_tuple);
+  co_await send_stats(ex, std::move(answer), "application/json");
+}
+
 awaitable<void> server::generation(exchange& ex) {
   auto q = parse_query(ex.req.target());
   // With keys configured, a key finds only its own requests (a caller without one, only those

@@ -56,6 +56,27 @@ result<nlohmann::json> daily_answer(const ledger* book, const query_params& q, t
   return out;
 }
 
+result<nlohmann::json> series_answer(const ledger* book, const query_params& q, time_point now) {
+  if (!book) return no_ledger();
+  auto parsed =
+      parse_share_query(param(q, "window"), param(q, "by"), param(q, "from"), param(q, "to"), now);
+  if (auto* e = std::get_if<query_error>(&parsed)) return *e;
+  const auto& sq = std::get<share_query>(parsed);
+  auto top = parse_daily_query(std::nullopt, param(q, "top"), std::nullopt);
+  if (auto* e = std::get_if<query_error>(&top)) return *e;
+  const bool hourly = sq.window.to - sq.window.from <= std::chrono::hours(48);
+  const dimension by = param(q, "by") ? sq.by : dimension::model;
+  auto data = book->series(sq.window, hourly ? std::chrono::hours(1) : std::chrono::hours(24),
+                           std::get<daily_query>(top).top, by);
+  if (auto* e = std::get_if<query_error>(&data)) return *e;
+  auto out = daily_json(std::get<daily_data>(data));
+  out.erase("days");
+  out["window"] = sq.window.name;
+  out["bucket"] = hourly ? "hour" : "day";
+  mark_completeness(*book, out);
+  return out;
+}
+
 result<nlohmann::json> generation_answer(const ledger* book, const query_params& q,
                                          const std::optional<std::string>& visible_to) {
   if (!book) return no_ledger();
@@ -84,9 +105,16 @@ result<std::string> dashboard_answer(const ledger* book, const query_params& q, 
                                                                  : d.share_by_model;
     slot = std::move(std::get<nlohmann::json>(share));
   }
-  auto daily = daily_answer(book, {{"days", "14"}, {"by", "region"}}, now);
-  if (auto* e = std::get_if<query_error>(&daily)) return *e;
-  d.daily_by_region = std::move(std::get<nlohmann::json>(daily));
+  // The charts follow the page's window: hourly buckets up to two days, daily beyond.
+  for (const char* dim : {"region", "model"}) {
+    query_params sq = {{"by", dim}, {"top", "8"}};
+    for (const char* k : {"window", "from", "to"})
+      if (auto it = q.find(k); it != q.end()) sq[k] = it->second;
+    auto series = series_answer(book, sq, now);
+    if (auto* e = std::get_if<query_error>(&series)) return *e;
+    (std::string_view(dim) == "region" ? d.series_by_region : d.series_by_model) =
+        std::move(std::get<nlohmann::json>(series));
+  }
   return render_dashboard(d);
 }
 

@@ -20,6 +20,9 @@ result<nlohmann::json> share_answer(const ledger* book, const query_params& q, t
                                     const std::optional<baseline>& base);
 // GET /v1/stats/daily?days=30&top=20&by=model.
 result<nlohmann::json> daily_answer(const ledger* book, const query_params& q, time_point now);
+// GET /v1/stats/series?window=24h&by=model&top=8: absolute tokens over the window (as share's
+// window, or from and to), hourly up to two days, daily beyond; `bucket` says which.
+result<nlohmann::json> series_answer(const ledger* book, const query_params& q, time_point now);
 // GET /v1/generation?id=REQUEST_ID; a query_error with param "id" when there is no such record.
 // `visible_to`: the caller's key name ("" for a caller without one), so a tenant finds only its
 // own requests; nullopt finds any (no keys configured, or the admin token).

@@ -173,8 +173,9 @@ std::vector<std::string> page_keys(const dashboard_data& d) {
   std::vector<std::string> keys;
   for (const json* share : {&d.share_by_region, &d.share_by_provider, &d.share_by_model})
     for (const json& r : list(*share, "rows")) keys.push_back(str(r, "key"));
-  for (const json& day : list(d.daily_by_region, "series"))
-    for (const json& r : list(day, "rows")) keys.push_back(str(r, "key"));
+  for (const json* series : {&d.series_by_region, &d.series_by_model})
+    for (const json& day : list(*series, "series"))
+      for (const json& r : list(day, "rows")) keys.push_back(str(r, "key"));
   return keys;
 }
 
@@ -304,11 +305,14 @@ std::string render_savings(const json& s) {
 }
 
 // Stacked 100 % bars, one per day: each day's rows as fractions of that day's tokens.
-std::string render_daily(const json& d) {
+// A stacked bar per bucket of a series answer (daily or hourly): each key's share of the bucket
+// (`absolute` false), or its tokens on one scale for the whole window (`absolute` true).
+std::string render_stack(const json& d, bool absolute, const std::string& testid,
+                         const std::string& label) {
   const json& series = list(d, "series");
   std::vector<double> totals;
   std::vector<std::string> keys;
-  double all = 0;
+  double all = 0, peak = 0;
   for (const json& day : series) {
     double t = 0;
     for (const json& r : list(day, "rows")) {
@@ -318,32 +322,33 @@ std::string render_daily(const json& d) {
     }
     totals.push_back(t);
     all += t;
+    peak = std::max(peak, t);
   }
-  if (all <= 0) return "<p class=\"none\" data-testid=\"daily-empty\">No daily figures yet.</p>";
-  const double w = 640, h = 240, left = 40, right = 8, top = 8, bottom = 24;
+  if (all <= 0)
+    return "<p class=\"none\" data-testid=\"" + testid + "-empty\">No figures in this window yet.</p>";
+  const double w = 640, h = 240, left = 48, right = 8, top = 8, bottom = 24;
   const double pw = w - left - right, ph = h - top - bottom;
   const double n = static_cast<double>(series.size());
   const double slot = pw / n, bw = std::min(slot * 0.8, 48.0);
   const std::size_t step = static_cast<std::size_t>(std::ceil(n / 7));
-  std::string out =
-      "<svg class=\"chart\" viewBox=\"0 0 640 240\" role=\"img\" aria-label=\"token share by "
-      "region per day\" data-testid=\"daily-region\">";
+  std::string out = "<svg class=\"chart\" viewBox=\"0 0 640 240\" role=\"img\" aria-label=\"" +
+                    esc(label) + "\" data-testid=\"" + testid + "\">";
   for (int p = 0; p <= 100; p += 25) {
     std::string y = fixed(top + ph * (1 - p / 100.0), 2);
     out += "<line class=\"gl\" x1=\"" + fixed(left, 2) + "\" x2=\"" + fixed(w - right, 2) +
            "\" y1=\"" + y + "\" y2=\"" + y + "\"/><text class=\"ax\" x=\"" + fixed(left - 4, 2) +
            "\" y=\"" + fixed(top + ph * (1 - p / 100.0) + 3, 2) + "\" text-anchor=\"end\">" +
-           std::to_string(p) + "%</text>";
+           (absolute ? fmt_count(peak * p / 100.0) : std::to_string(p) + "%") + "</text>";
   }
   for (std::size_t i = 0; i < series.size(); ++i) {
     const json& day = series[i];
     std::string name = str(day, "day");
     std::string x = fixed(left + i * slot + (slot - bw) / 2, 2);
-    double acc = 0, total = totals[i];
+    double acc = 0, total = totals[i], scale = absolute ? peak : total;
     for (const json& r : list(day, "rows")) {
       double t = num(r, "tokens");
-      if (t <= 0 || total <= 0) continue;
-      double y0 = top + ph * (1 - acc / total), y1 = top + ph * (1 - (acc + t) / total);
+      if (t <= 0 || scale <= 0) continue;
+      double y0 = top + ph * (1 - acc / scale), y1 = top + ph * (1 - (acc + t) / scale);
       std::string key = str(r, "key");
       out += "<rect x=\"" + x + "\" y=\"" + fixed(y1, 2) + "\" width=\"" + fixed(bw, 2) +
              "\" height=\"" + fixed(y0 - y1, 2) + "\" fill=\"" + colour(key) + "\"><title>" +
@@ -351,10 +356,13 @@ std::string render_daily(const json& d) {
              " tokens)</title></rect>";
       acc += t;
     }
+    // An hour's label is its time of day, a day's its month and day.
+    const std::string tick = name.size() >= 16 ? name.substr(11, 5)
+                             : name.size() >= 10 ? name.substr(5, 5)
+                                                 : name;
     if (i % step == 0)
       out += "<text class=\"ax\" x=\"" + fixed(left + i * slot + slot / 2, 2) + "\" y=\"" +
-             fixed(h - 8, 2) + "\" text-anchor=\"middle\">" +
-             esc(name.size() >= 10 ? name.substr(5, 5) : name) + "</text>";
+             fixed(h - 8, 2) + "\" text-anchor=\"middle\">" + esc(tick) + "</text>";
   }
   out += "</svg><ul class=\"legend\">";
   for (const std::string& key : keys) out += "<li>" + swatch(colour(key)) + esc(key) + "</li>";
@@ -492,11 +500,13 @@ constexpr std::string_view k_script = R"js(
     if (Object.prototype.hasOwnProperty.call(COLOURS, key)) return COLOURS[key];
     return PALETTE[fnv1a(key) % PALETTE.length];
   }
-  function pageKeys(shares, daily) {
+  function pageKeys(shares, series) {
     var keys = [];
     shares.forEach(function (s) { list(s, 'rows').forEach(function (r) { keys.push(str(r, 'key')); }); });
-    list(daily, 'series').forEach(function (day) {
-      list(day, 'rows').forEach(function (r) { keys.push(str(r, 'key')); });
+    series.forEach(function (d) {
+      list(d, 'series').forEach(function (day) {
+        list(day, 'rows').forEach(function (r) { keys.push(str(r, 'key')); });
+      });
     });
     return keys;
   }
@@ -605,9 +615,9 @@ constexpr std::string_view k_script = R"js(
       '</td><td class="n" data-testid="savings-actual">' + fmtUsd(actual) +
       '</td></tr></tbody></table>';
   }
-  function renderDaily(d) {
+  function renderStack(d, absolute, testid, label) {
     var series = list(d, 'series');
-    var totals = [], keys = [], all = 0;
+    var totals = [], keys = [], all = 0, peak = 0;
     series.forEach(function (day) {
       var t = 0;
       list(day, 'rows').forEach(function (r) {
@@ -617,29 +627,31 @@ constexpr std::string_view k_script = R"js(
       });
       totals.push(t);
       all += t;
+      peak = Math.max(peak, t);
     });
-    if (all <= 0) return '<p class="none" data-testid="daily-empty">No daily figures yet.</p>';
-    var w = 640, h = 240, left = 40, right = 8, top = 8, bottom = 24;
+    if (all <= 0) return '<p class="none" data-testid="' + testid + '-empty">No figures in this window yet.</p>';
+    var w = 640, h = 240, left = 48, right = 8, top = 8, bottom = 24;
     var pw = w - left - right, ph = h - top - bottom;
     var n = series.length;
     var slot = pw / n, bw = Math.min(slot * 0.8, 48);
     var step = Math.ceil(n / 7);
-    var out = '<svg class="chart" viewBox="0 0 640 240" role="img" aria-label="token share by ' +
-      'region per day" data-testid="daily-region">';
+    var out = '<svg class="chart" viewBox="0 0 640 240" role="img" aria-label="' + esc(label) +
+      '" data-testid="' + testid + '">';
     for (var p = 0; p <= 100; p += 25) {
       var y = fixed(top + ph * (1 - p / 100), 2);
       out += '<line class="gl" x1="' + fixed(left, 2) + '" x2="' + fixed(w - right, 2) +
         '" y1="' + y + '" y2="' + y + '"/><text class="ax" x="' + fixed(left - 4, 2) +
-        '" y="' + fixed(top + ph * (1 - p / 100) + 3, 2) + '" text-anchor="end">' + p + '%</text>';
+        '" y="' + fixed(top + ph * (1 - p / 100) + 3, 2) + '" text-anchor="end">' +
+        (absolute ? fmtCount(peak * p / 100) : p + '%') + '</text>';
     }
     series.forEach(function (day, i) {
       var name = str(day, 'day');
       var x = fixed(left + i * slot + (slot - bw) / 2, 2);
-      var acc = 0, total = totals[i];
+      var acc = 0, total = totals[i], scale = absolute ? peak : total;
       list(day, 'rows').forEach(function (r) {
         var t = num(r, 'tokens');
-        if (t <= 0 || total <= 0) return;
-        var y0 = top + ph * (1 - acc / total), y1 = top + ph * (1 - (acc + t) / total);
+        if (t <= 0 || scale <= 0) return;
+        var y0 = top + ph * (1 - acc / scale), y1 = top + ph * (1 - (acc + t) / scale);
         var key = str(r, 'key');
         out += '<rect x="' + x + '" y="' + fixed(y1, 2) + '" width="' + fixed(bw, 2) +
           '" height="' + fixed(y0 - y1, 2) + '" fill="' + colour(key) + '"><title>' +
@@ -647,10 +659,10 @@ constexpr std::string_view k_script = R"js(
           ' tokens)</title></rect>';
         acc += t;
       });
+      var tick = name.length >= 16 ? name.substr(11, 5) : name.length >= 10 ? name.substr(5, 5) : name;
       if (i % step === 0)
         out += '<text class="ax" x="' + fixed(left + i * slot + slot / 2, 2) + '" y="' +
-          fixed(h - 8, 2) + '" text-anchor="middle">' +
-          esc(name.length >= 10 ? name.substr(5, 5) : name) + '</text>';
+          fixed(h - 8, 2) + '" text-anchor="middle">' + esc(tick) + '</text>';
     });
     out += '</svg><ul class="legend">';
     keys.forEach(function (key) { out += '<li>' + swatch(colour(key)) + esc(key) + '</li>'; });
@@ -681,12 +693,13 @@ constexpr std::string_view k_script = R"js(
       return r.json();
     });
   }
-  function render(region, provider, model, daily) {
-    assignColours(pageKeys([region, provider, model], daily));
+  function render(region, provider, model, byRegion, byModel) {
+    assignColours(pageKeys([region, provider, model], [byRegion, byModel]));
     setHtml('range', renderRange(region));
     setHtml('empty', renderEmpty(region));
     setHtml('tiles', renderTiles(region));
-    setHtml('daily', renderDaily(daily));
+    setHtml('series-model', renderStack(byModel, true, 'tokens-model', 'tokens by model over the window'));
+    setHtml('daily', renderStack(byRegion, false, 'daily-region', 'token share by region over the window'));
     setHtml('region', renderShare(region, 'region', 50));
     setHtml('provider', renderShare(provider, 'provider', 20));
     setHtml('model', renderShare(model, 'model', 12));
@@ -699,11 +712,12 @@ constexpr std::string_view k_script = R"js(
     var mine = ++seq;
     var w = encodeURIComponent(current);
     var share = '/v1/stats/share?window=' + w + '&by=';
+    var series = '/v1/stats/series?top=8&window=' + w + '&by=';
     Promise.all([getJson(share + 'region'), getJson(share + 'provider'), getJson(share + 'model'),
-                 getJson('/v1/stats/daily?days=14&by=region')]).then(function (res) {
+                 getJson(series + 'region'), getJson(series + 'model')]).then(function (res) {
       if (mine !== seq) return;
       try {
-        render(res[0], res[1], res[2], res[3]);
+        render(res[0], res[1], res[2], res[3], res[4]);
         setStatus('');
       } catch (e) {
         setStatus('could not draw the latest figures: ' + e.message);
@@ -752,9 +766,14 @@ std::string render_dashboard(const dashboard_data& d) {
   out += "</div><section id=\"tiles\" class=\"tiles\">";
   out += render_tiles(region);
   out +=
-      "</section><div class=\"figs\"><figure class=\"wide\"><figcaption>Token share by region "
-      "per day</figcaption><div id=\"daily\">";
-  out += render_daily(d.daily_by_region);
+      "</section><div class=\"figs\"><figure class=\"wide\"><figcaption>Tokens by model over "
+      "the window</figcaption><div id=\"series-model\">";
+  out += render_stack(d.series_by_model, true, "tokens-model", "tokens by model over the window");
+  out +=
+      "</div></figure><figure class=\"wide\"><figcaption>Token share by region over the "
+      "window</figcaption><div id=\"daily\">";
+  out += render_stack(d.series_by_region, false, "daily-region",
+                      "token share by region over the window");
   out += "</div></figure><figure><figcaption>Share by region</figcaption><div id=\"region\">";
   out += render_share(region, "region", 50);
   out += "</div></figure><figure><figcaption>Share by provider</figcaption><div id=\"provider\">";

@@ -14,7 +14,8 @@ struct dashboard_data {
   nlohmann::json share_by_region;    // GET /v1/stats/share?window=…&by=region
   nlohmann::json share_by_provider;  // GET /v1/stats/share?window=…&by=provider
   nlohmann::json share_by_model;     // GET /v1/stats/share?window=…&by=model
-  nlohmann::json daily_by_region;    // GET /v1/stats/daily?days=…&by=region
+  nlohmann::json series_by_region;   // GET /v1/stats/series?window=…&by=region&top=8
+  nlohmann::json series_by_model;    // GET /v1/stats/series?window=…&by=model&top=8
   std::string generated_at;          // ISO 8601, shown in the footer
 };
 

@@ -741,29 +741,47 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
 }
 
 result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time_point now) const {
+  auto first = floor<std::chrono::days>(now) - std::chrono::days(days > 0 ? days - 1 : 0);
+  auto r = series({"days", first, first + std::chrono::days(days)}, hours(24), top, by);
+  if (auto* d = std::get_if<daily_data>(&r)) d->days = days;
+  return r;
+}
+
+result<daily_data> ledger::series(const time_window& window, std::chrono::seconds bucket,
+                                  unsigned top, dimension by) const {
   return impl_->query<daily_data>([&](sql_connection& db) {
     daily_data out;
-    out.days = days;
     out.top = top;
     out.by = by;
-    auto first = floor<std::chrono::days>(now) - std::chrono::days(days > 0 ? days - 1 : 0);
-    std::vector<std::pair<std::string, std::map<std::string, std::uint64_t>>> per_day;
-    for (unsigned i = 0; i < days; ++i)
-      per_day.push_back({format_day(first + std::chrono::days(i)), {}});
-    auto s = db.prepare("SELECT (hour - ?) / 86400, " + std::string(group_expression(by)) +
+    const std::int64_t width = std::max<std::int64_t>(bucket.count(), 3600);
+    std::int64_t start = unix_seconds(window.from), end = unix_seconds(window.to);
+    const auto buckets = static_cast<std::size_t>(std::max<std::int64_t>(0, (end - start + width - 1) / width));
+    // Daily buckets are UTC days, the last one the day the window ends in (a 7d window ending
+    // at 15:00 shows today, not the day that started 24 hours ago).
+    if (width % 86400 == 0 && buckets > 0) {
+      end = (end - 1) / 86400 * 86400 + 86400;
+      start = end - width * static_cast<std::int64_t>(buckets);
+    }
+    out.days = static_cast<unsigned>(buckets);
+    std::vector<std::pair<std::string, std::map<std::string, std::uint64_t>>> per_bucket;
+    for (std::size_t i = 0; i < buckets; ++i) {
+      const time_point at =
+          time_point(std::chrono::seconds(start + width * static_cast<std::int64_t>(i)));
+      per_bucket.push_back({width % 86400 == 0 ? format_day(at) : format_iso8601(at), {}});
+    }
+    auto s = db.prepare("SELECT (hour - ?) / ?, " + std::string(group_expression(by)) +
                         ", SUM(input + cache_read + cache_write + output + reasoning), "
                         "SUM(estimated_tokens) FROM hourly WHERE hour >= ? AND hour < ? "
                         "GROUP BY 1, 2");
-    auto start = unix_seconds(first);
-    s->bind(1, start).bind(2, start).bind(3, start + std::int64_t{86400} * days);
-    std::vector<std::uint64_t> estimated(per_day.size(), 0);
+    s->bind(1, start).bind(2, width).bind(3, start).bind(4, end);
+    std::vector<std::uint64_t> estimated(per_bucket.size(), 0);
     while (s->step()) {
-      auto day = static_cast<std::size_t>(s->int64(0));
-      if (day >= per_day.size()) continue;
-      per_day[day].second[s->text(1)] += s->uint64(2);
-      estimated[day] += s->uint64(3);
+      auto i = static_cast<std::size_t>(s->int64(0));
+      if (i >= per_bucket.size()) continue;
+      per_bucket[i].second[s->text(1)] += s->uint64(2);
+      estimated[i] += s->uint64(3);
     }
-    out.series = top_n_series(per_day, top);
+    out.series = top_n_series(per_bucket, top);
     for (std::size_t i = 0; i < out.series.size() && i < estimated.size(); ++i)
       out.series[i].estimated_tokens = estimated[i];
     return out;

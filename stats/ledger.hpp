@@ -75,6 +75,10 @@ class ledger {
   result<share_data> share(const time_window& window, dimension by) const;
   // `days` UTC days ending with the one containing `now`, top-N keys plus "other".
   result<daily_data> daily(unsigned days, unsigned top, dimension by, time_point now) const;
+  // Tokens per `bucket` (whole hours; a day's buckets are labelled by day, others by their
+  // start in ISO 8601) over the window, top-N keys plus "other", oldest first.
+  result<daily_data> series(const time_window& window, std::chrono::seconds bucket, unsigned top,
+                            dimension by) const;
   // The record of one request (its last attempt) by Meridian's request id or the client's
   // x-request-id (the newest such), or nullopt when unknown or past retention. With `key`, only
   // records made with that key (empty: without one) are found.

@@ -405,3 +405,34 @@ TEST_CASE("accounting: kill -9 under load loses at most one flush interval") {
   CHECK(kept >= old_enough);
   CHECK(kept <= all);
 }
+
+TEST_CASE("accounting: /v1/stats/series gives absolute tokens per hour over the window") {
+  sim s(k_sim);
+  temp_dir d;
+  gateway g(gateway_yaml(s, d.path() + "/ledger.db"));
+  for (const char* model : {"fast/m-fast", "claude/claude-sonnet-4-5"})
+    REQUIRE(http_call(g.port, "POST", "/v1/chat/completions", body(model, false)).status == 200);
+  json share;
+  REQUIRE(eventually([&] {
+    share = json::parse(http_call(g.port, "GET", "/v1/stats/share?window=24h&by=model").body);
+    return share["total"]["requests"] == 2;
+  }));
+  auto r = http_call(g.port, "GET", "/v1/stats/series?window=24h");
+  REQUIRE(r.status == 200);
+  const json j = json::parse(r.body);
+  CHECK(j["bucket"] == "hour");
+  CHECK(j["by"] == "model");  // the default for a series
+  REQUIRE(j["series"].size() == 24);
+  std::uint64_t tokens = 0;
+  for (const auto& b : j["series"])
+    for (const auto& row : b["rows"]) tokens += row["tokens"].get<std::uint64_t>();
+  CHECK(tokens == share["total"]["tokens"].get<std::uint64_t>());
+  CHECK(json::parse(http_call(g.port, "GET", "/v1/stats/series?window=7d&by=region").body)["bucket"] ==
+        "day");
+  auto bad = http_call(g.port, "GET", "/v1/stats/series?window=90m");
+  CHECK(bad.status == 400);
+  CHECK(json::parse(bad.body)["error"]["param"] == "window");
+  // The dashboard's model chart follows its window.
+  const std::string page = http_call(g.port, "GET", "/dashboard?window=24h").body;
+  CHECK(page.find("data-testid=\"tokens-model\"") != std::string::npos);
+}

@@ -67,7 +67,7 @@ dashboard_data sample() {
       share("provider", {row("deepseek", 753086, 0.61, 0.2), row("openai", 481481, 0.39, nullptr)});
   d.share_by_model = share("model", {row("deepseek/deepseek-chat", 753086, 0.61, 0.2),
                                      row("openai/gpt-4o-mini", 481481, 0.39, nullptr)});
-  d.daily_by_region = {
+  d.series_by_region = {
       {"days", 2},
       {"top", 20},
       {"by", "region"},
@@ -123,6 +123,28 @@ TEST_CASE("dashboard: charts are inline SVG with stacked daily shares") {
   CHECK(count(page, "<svg class=\"bar\"") >= 7);
 }
 
+TEST_CASE("dashboard: tokens by model follow the window, absolute, hourly ticks by time") {
+  dashboard_data d = sample();
+  d.series_by_model = {{"window", "24h"},
+                       {"bucket", "hour"},
+                       {"series",
+                        {{{"day", "2026-11-14T10:00:00Z"},
+                          {"rows", {{{"key", "openai/gpt-4o"}, {"tokens", 1000}}}}},
+                         {{"day", "2026-11-14T11:00:00Z"},
+                          {"rows", {{{"key", "openai/gpt-4o"}, {"tokens", 250}},
+                                    {{"key", "deepseek/deepseek-chat"}, {"tokens", 250}}}}}}}};
+  const std::string page = render_dashboard(d);
+  CHECK(has(page, "data-testid=\"tokens-model\""));
+  CHECK(has(page, ">10:00</text>"));
+  // One scale for the window: the 500-token hour is half as tall as the 1,000-token one.
+  CHECK(has(page, "<title>openai/gpt-4o 2026-11-14T10:00:00Z: 100.0 % (1.0 k tokens)</title>"));
+  CHECK(has(page, "y=\"8.00\" width"));  // the peak bucket reaches the top
+  CHECK(has(page, "y=\"112.00\" width"));  // the other reaches halfway (8 + 208 / 2)
+  CHECK(has(page, ">1.0 k</text>"));  // the axis is in tokens
+  dashboard_data none = sample();
+  CHECK(has(render_dashboard(none), "data-testid=\"tokens-model-empty\""));
+}
+
 TEST_CASE("dashboard: the page references nothing outside itself") {
   for (const dashboard_data& d : {sample(), dashboard_data{}}) {
     std::string page = render_dashboard(d);
@@ -145,7 +167,7 @@ TEST_CASE("dashboard: hostile keys from config are escaped everywhere") {
   d.share_by_region["savings"]["baseline"] = evil;
   d.share_by_provider["rows"].push_back(row(evil + "\"'&", 5, 0.01, nullptr));
   d.share_by_model["rows"].push_back(row(evil, 5, 0.01, nullptr));
-  d.daily_by_region["series"][0]["rows"].push_back({{"key", evil}, {"tokens", 5}});
+  d.series_by_region["series"][0]["rows"].push_back({{"key", evil}, {"tokens", 5}});
   d.share_by_region["window"] = "\"><b>";
   d.generated_at = evil;
   std::string page = render_dashboard(d);
@@ -167,11 +189,11 @@ TEST_CASE("dashboard: no traffic renders a friendly empty state") {
       {"tokens", 0}, {"requests", 0}, {"cost_usd", 0}, {"energy_kwh", 0}, {"electricity_usd", 0}};
   zero.share_by_provider = share("provider", json::array());
   zero.share_by_model = share("model", json::array());
-  zero.daily_by_region = {{"days", 14}, {"series", json::array()}};
+  zero.series_by_region = {{"days", 14}, {"series", json::array()}};
   for (const dashboard_data& d : {dashboard_data{}, zero}) {
     std::string page = render_dashboard(d);
     CHECK(has(page, "data-testid=\"empty-state\""));
-    CHECK(has(page, "data-testid=\"daily-empty\""));
+    CHECK(has(page, "data-testid=\"daily-region-empty\""));
     CHECK(has(page, "data-testid=\"share-region-empty\""));
     CHECK(has(page, "data-testid=\"share-provider-empty\""));
     CHECK(has(page, "data-testid=\"share-model-empty\""));
@@ -186,7 +208,7 @@ TEST_CASE("dashboard: no traffic renders a friendly empty state") {
 
 TEST_CASE("dashboard: a day without tokens leaves a gap rather than a broken bar") {
   dashboard_data d = sample();
-  d.daily_by_region["series"].push_back(
+  d.series_by_region["series"].push_back(
       {{"day", "2026-11-03"}, {"rows", {{{"key", "cn"}, {"tokens", 0}}}}});
   std::string page = render_dashboard(d);
   CHECK_FALSE(has(page, "2026-11-03: "));

@@ -172,6 +172,35 @@ TEST_CASE("ledger: daily top-N with other, and days without traffic") {
             R"([{"key":"deepseek/deepseek-chat","tokens":500},{"key":"other","tokens":7}])"));
 }
 
+TEST_CASE("ledger: series buckets any window by the hour, labelled by time") {
+  temp_db db("series");
+  stats::ledger book(manual(db.path));
+  book.record(event("1", "deepseek", "deepseek-chat", "cn", 500, 0, k_noon - hours(2)));
+  book.record(event("2", "openai", "gpt-4o", "us", 300, 0, k_noon - hours(2)));
+  book.record(event("3", "openai", "gpt-4o", "us", 40, 0, k_noon));
+  book.record(event("4", "openai", "gpt-4o", "us", 9, 0, k_noon - hours(30)));  // outside
+  book.flush(k_noon);
+  auto window = window_ending(k_noon, hours(24));
+  auto s = ok(book.series(window, hours(1), 8, stats::dimension::model));
+  REQUIRE(s.series.size() == 24);
+  CHECK(s.series.back().day == stats::format_iso8601(k_noon));
+  CHECK(s.series[21].day == stats::format_iso8601(k_noon - hours(2)));
+  REQUIRE(s.series[21].rows.size() == 2);
+  CHECK(s.series[21].rows[0].key == "deepseek/deepseek-chat");
+  CHECK(s.series[21].rows[0].tokens == 500);
+  CHECK(s.series.back().rows.at(0).tokens == 40);
+  std::uint64_t total = 0;
+  for (const auto& b : s.series)
+    for (const auto& r : b.rows) total += r.tokens;
+  CHECK(total == 840);
+  // Daily buckets carry the day.
+  auto days = ok(book.series(window_ending(k_noon, hours(24 * 7)), hours(24), 8,
+                             stats::dimension::region));
+  CHECK(days.series.size() == 7);
+  CHECK(days.series.back().day == "2026-11-10");  // the day the window ends in
+  CHECK(days.series.back().rows.at(0).tokens + days.series.back().rows.at(1).tokens == 840);
+}
+
 TEST_CASE("ledger: retention deletes old generations and keeps hourly totals") {
   temp_db db("retention");
   auto o = manual(db.path);
