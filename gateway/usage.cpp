@@ -240,10 +240,12 @@ awaitable<void> server::generation(exchange& ex) {
 awaitable<void> server::dashboard(exchange& ex) {
   auto q = parse_query(ex.req.target());
   auto base = baseline_of(ex.snap);
+  const bool operator_view = ex.on_admin_listener || ex.admin_caller;
   auto [e, answer] = co_await net::co_spawn(
       control_,
       [&]() -> awaitable<stats::result<std::string>> {
-        co_return stats::dashboard_answer(ledger_.get(), q, std::chrono::system_clock::now(), base);
+        co_return stats::dashboard_answer(ledger_.get(), q, std::chrono::system_clock::now(), base,
+                                          operator_view);
       },
       as_tuple);
   co_await send_stats(ex, std::move(answer), "text/html; charset=utf-8");

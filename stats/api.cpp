@@ -92,7 +92,8 @@ result<nlohmann::json> generation_answer(const ledger* book, const query_params&
 }
 
 result<std::string> dashboard_answer(const ledger* book, const query_params& q, time_point now,
-                                     const std::optional<baseline>& base) {
+                                     const std::optional<baseline>& base,
+                                     bool show_keys) {
   dashboard_data d;
   d.generated_at = format_iso8601(now);
   query_params by = q;
@@ -114,6 +115,13 @@ result<std::string> dashboard_answer(const ledger* book, const query_params& q, 
     if (auto* e = std::get_if<query_error>(&series)) return *e;
     (std::string_view(dim) == "region" ? d.series_by_region : d.series_by_model) =
         std::move(std::get<nlohmann::json>(series));
+  }
+  // Every tenant's spend is the operator's to see, not one key holder's.
+  if (show_keys) {
+    by["by"] = "key";
+    auto keys = share_answer(book, by, now, base);
+    if (auto* e = std::get_if<query_error>(&keys)) return *e;
+    d.share_by_key = std::move(std::get<nlohmann::json>(keys));
   }
   return render_dashboard(d);
 }

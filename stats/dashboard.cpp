@@ -282,6 +282,54 @@ std::string render_costs(const json& s) {
   return out + "</tbody></table>";
 }
 
+// Attempts, failed attempts and the failure rate per provider: the fallbacks and errors an
+// operator looks for first.
+std::string render_reliability(const json& s) {
+  const json& rows = list(s, "rows");
+  if (rows.empty())
+    return "<p class=\"none\" data-testid=\"errors-empty\">No traffic in this window.</p>";
+  std::string out =
+      "<table data-testid=\"errors-provider\"><thead><tr><th>provider</th><th></th>"
+      "<th class=\"n\">attempts</th><th class=\"n\">failed</th><th class=\"n\">failure rate</th>"
+      "</tr></thead><tbody>";
+  for (const json& r : rows) {
+    std::string key = str(r, "key"), k = esc(key), c = colour(key);
+    double attempts = num(r, "requests"), failed = num(r, "errors");
+    double rate = attempts > 0 ? failed / attempts : 0;
+    out += "<tr><td class=\"k\">" + swatch(c) + k + "</td><td>" + bar(rate, "#d62728", 80) +
+           "</td><td class=\"n\">" + fmt_count(attempts) +
+           "</td><td class=\"n\" data-testid=\"errors-provider-" + k + "\">" + fmt_count(failed) +
+           "</td><td class=\"n\" data-testid=\"error-rate-provider-" + k + "\">" + fmt_pct(rate) +
+           "</td></tr>";
+  }
+  return out + "</tbody></table>";
+}
+
+// Spend per virtual key, for the operator only (dashboard_data::share_by_key is null otherwise).
+std::string render_spend(const json& s) {
+  if (!s.is_object())
+    return "<p class=\"none\" data-testid=\"spend-hidden\">Spend per key is shown to the operator "
+           "(the admin token, or the admin listener).</p>";
+  const json& rows = list(s, "rows");
+  if (rows.empty())
+    return "<p class=\"none\" data-testid=\"spend-empty\">No traffic in this window.</p>";
+  double max_cost = 0;
+  for (const json& r : rows) max_cost = std::max(max_cost, num(r, "cost_usd"));
+  std::string out =
+      "<table data-testid=\"spend-key\"><thead><tr><th>key</th><th colspan=\"2\">spend</th>"
+      "<th class=\"n\">tokens</th><th class=\"n\">requests</th></tr></thead><tbody>";
+  for (const json& r : rows) {
+    std::string key = str(r, "key"), k = esc(key.empty() ? "(no key)" : key);
+    double cost = num(r, "cost_usd");
+    out += "<tr><td class=\"k\">" + k + "</td><td>" +
+           bar(max_cost > 0 ? cost / max_cost : 0, "#4e79a7", 80) +
+           "</td><td class=\"n\" data-testid=\"spend-key-" + k + "\">" + fmt_usd(cost) +
+           "</td><td class=\"n\">" + fmt_count(num(r, "tokens")) + "</td><td class=\"n\">" +
+           fmt_count(num(r, "requests")) + "</td></tr>";
+  }
+  return out + "</tbody></table>";
+}
+
 std::string render_savings(const json& s) {
   const json& sv = member(s, "savings");
   if (!sv.is_object())
@@ -596,6 +644,43 @@ constexpr std::string_view k_script = R"js(
     });
     return out + '</tbody></table>';
   }
+  function renderReliability(s) {
+    var rows = list(s, 'rows');
+    if (rows.length === 0)
+      return '<p class="none" data-testid="errors-empty">No traffic in this window.</p>';
+    var out = '<table data-testid="errors-provider"><thead><tr><th>provider</th><th></th>' +
+      '<th class="n">attempts</th><th class="n">failed</th><th class="n">failure rate</th>' +
+      '</tr></thead><tbody>';
+    rows.forEach(function (r) {
+      var key = str(r, 'key'), k = esc(key), c = colour(key);
+      var attempts = num(r, 'requests'), failed = num(r, 'errors');
+      var rate = attempts > 0 ? failed / attempts : 0;
+      out += '<tr><td class="k">' + swatch(c) + k + '</td><td>' + bar(rate, '#d62728', 80) +
+        '</td><td class="n">' + fmtCount(attempts) +
+        '</td><td class="n" data-testid="errors-provider-' + k + '">' + fmtCount(failed) +
+        '</td><td class="n" data-testid="error-rate-provider-' + k + '">' + fmtPct(rate) +
+        '</td></tr>';
+    });
+    return out + '</tbody></table>';
+  }
+  function renderSpend(s) {
+    var rows = list(s, 'rows');
+    if (rows.length === 0)
+      return '<p class="none" data-testid="spend-empty">No traffic in this window.</p>';
+    var maxCost = 0;
+    rows.forEach(function (r) { maxCost = Math.max(maxCost, num(r, 'cost_usd')); });
+    var out = '<table data-testid="spend-key"><thead><tr><th>key</th><th colspan="2">spend</th>' +
+      '<th class="n">tokens</th><th class="n">requests</th></tr></thead><tbody>';
+    rows.forEach(function (r) {
+      var key = str(r, 'key'), k = esc(key === '' ? '(no key)' : key);
+      var cost = num(r, 'cost_usd');
+      out += '<tr><td class="k">' + k + '</td><td>' + bar(maxCost > 0 ? cost / maxCost : 0, '#4e79a7', 80) +
+        '</td><td class="n" data-testid="spend-key-' + k + '">' + fmtUsd(cost) +
+        '</td><td class="n">' + fmtCount(num(r, 'tokens')) + '</td><td class="n">' +
+        fmtCount(num(r, 'requests')) + '</td></tr>';
+    });
+    return out + '</tbody></table>';
+  }
   function renderSavings(s) {
     var sv = member(s, 'savings');
     if (!isObj(sv))
@@ -704,6 +789,7 @@ constexpr std::string_view k_script = R"js(
     setHtml('provider', renderShare(provider, 'provider', 20));
     setHtml('model', renderShare(model, 'model', 12));
     setHtml('costs', renderCosts(region));
+    setHtml('errors', renderReliability(provider));
     setHtml('savings', renderSavings(region));
     setHtml('generated', esc(new Date().toISOString().slice(0, 19) + 'Z'));
   }
@@ -718,6 +804,10 @@ constexpr std::string_view k_script = R"js(
       if (mine !== seq) return;
       try {
         render(res[0], res[1], res[2], res[3], res[4]);
+        var spend = byId('spend');
+        if (spend && spend.getAttribute('data-keys') === '1')
+          getJson(share + 'key').then(function (k) { if (mine === seq) setHtml('spend', renderSpend(k)); },
+                                      function () {});
         setStatus('');
       } catch (e) {
         setStatus('could not draw the latest figures: ' + e.message);
@@ -784,6 +874,12 @@ std::string render_dashboard(const dashboard_data& d) {
       "</div></figure><figure><figcaption>Cost and energy by region</figcaption><div "
       "id=\"costs\">";
   out += render_costs(region);
+  out += "</div></figure><figure><figcaption>Failures by provider</figcaption><div id=\"errors\">";
+  out += render_reliability(d.share_by_provider);
+  out += std::string("</div></figure><figure><figcaption>Spend by key</figcaption><div id=\"spend\" "
+                     "data-keys=\"") +
+         (d.share_by_key.is_object() ? "1" : "0") + "\">";
+  out += render_spend(d.share_by_key);
   out +=
       "</div></figure><figure><figcaption>Savings against the baseline</figcaption><div "
       "id=\"savings\">";

@@ -248,3 +248,23 @@ TEST_CASE("dashboard: every name has one colour on the page, and distinct names 
   // The same data renders the same colours again (stable across reloads).
   CHECK(markup(render_dashboard(d)) == page);
 }
+
+TEST_CASE("dashboard: failures per provider, and spend per key for the operator only") {
+  dashboard_data d = sample();
+  json flaky = row("flaky", 100, 0.1, nullptr);
+  flaky["requests"] = 8;
+  flaky["errors"] = 3;
+  d.share_by_provider["rows"].push_back(flaky);
+  std::string page = markup(render_dashboard(d));
+  CHECK(has(page, "data-testid=\"errors-provider-flaky\">3<"));
+  CHECK(has(page, "data-testid=\"error-rate-provider-flaky\">37.5 %<"));
+  CHECK(has(page, "data-testid=\"error-rate-provider-deepseek\">0.0 %<"));
+  // Without the operator's view no key's name or spend is on the page.
+  CHECK(has(page, "data-testid=\"spend-hidden\""));
+  CHECK(has(page, "id=\"spend\" data-keys=\"0\""));
+  d.share_by_key = share("key", {row("team-web", 500, 0.5, nullptr), row("", 500, 0.5, nullptr)});
+  page = markup(render_dashboard(d));
+  CHECK(has(page, "id=\"spend\" data-keys=\"1\""));
+  CHECK(has(page, "data-testid=\"spend-key-team-web\">$1.50<"));
+  CHECK(has(page, "data-testid=\"spend-key-(no key)\">$1.50<"));
+}
