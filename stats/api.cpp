@@ -40,6 +40,21 @@ result<nlohmann::json> share_answer(const ledger* book, const query_params& q, t
   auto data = book->share(sq.window, sq.by);
   if (auto* e = std::get_if<query_error>(&data)) return *e;
   auto out = share_json(std::get<share_data>(data), base);
+  if (sq.by == dimension::provider) {  // latency and fallbacks beside each provider's tokens
+    auto latency = book->latency_by_provider(sq.window);
+    if (auto* e = std::get_if<query_error>(&latency)) return *e;
+    for (auto& row : out["rows"]) {
+      row["latency_ms_mean"] = nullptr;
+      row["ttft_ms_mean"] = nullptr;
+      row["answered_after_fallback"] = 0;
+      for (const auto& p : std::get<std::vector<ledger::provider_latency>>(latency)) {
+        if (p.provider != row["key"]) continue;
+        row["latency_ms_mean"] = p.latency_ms;
+        if (p.ttft_ms) row["ttft_ms_mean"] = *p.ttft_ms;
+        row["answered_after_fallback"] = p.after_fallback;
+      }
+    }
+  }
   mark_completeness(*book, out);
   return out;
 }

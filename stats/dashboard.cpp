@@ -291,7 +291,11 @@ std::string render_reliability(const json& s) {
   std::string out =
       "<table data-testid=\"errors-provider\"><thead><tr><th>provider</th><th></th>"
       "<th class=\"n\">attempts</th><th class=\"n\">failed</th><th class=\"n\">failure rate</th>"
-      "</tr></thead><tbody>";
+      "<th class=\"n\">after fallback</th><th class=\"n\">mean latency</th>"
+      "<th class=\"n\">mean TTFT</th></tr></thead><tbody>";
+  auto ms = [](const json& v) {
+    return v.is_number() ? fixed(v.get<double>(), 0) + " ms" : std::string("-");
+  };
   for (const json& r : rows) {
     std::string key = str(r, "key"), k = esc(key), c = colour(key);
     double attempts = num(r, "requests"), failed = num(r, "errors");
@@ -300,7 +304,11 @@ std::string render_reliability(const json& s) {
            "</td><td class=\"n\">" + fmt_count(attempts) +
            "</td><td class=\"n\" data-testid=\"errors-provider-" + k + "\">" + fmt_count(failed) +
            "</td><td class=\"n\" data-testid=\"error-rate-provider-" + k + "\">" + fmt_pct(rate) +
-           "</td></tr>";
+           "</td><td class=\"n\" data-testid=\"fallback-provider-" + k + "\">" +
+           fmt_count(num(r, "answered_after_fallback")) +
+           "</td><td class=\"n\" data-testid=\"latency-provider-" + k + "\">" +
+           ms(member(r, "latency_ms_mean")) + "</td><td class=\"n\">" +
+           ms(member(r, "ttft_ms_mean")) + "</td></tr>";
   }
   return out + "</tbody></table>";
 }
@@ -650,7 +658,9 @@ constexpr std::string_view k_script = R"js(
       return '<p class="none" data-testid="errors-empty">No traffic in this window.</p>';
     var out = '<table data-testid="errors-provider"><thead><tr><th>provider</th><th></th>' +
       '<th class="n">attempts</th><th class="n">failed</th><th class="n">failure rate</th>' +
-      '</tr></thead><tbody>';
+      '<th class="n">after fallback</th><th class="n">mean latency</th>' +
+      '<th class="n">mean TTFT</th></tr></thead><tbody>';
+    function ms(v) { return typeof v === 'number' ? fixed(v, 0) + ' ms' : '-'; }
     rows.forEach(function (r) {
       var key = str(r, 'key'), k = esc(key), c = colour(key);
       var attempts = num(r, 'requests'), failed = num(r, 'errors');
@@ -659,6 +669,10 @@ constexpr std::string_view k_script = R"js(
         '</td><td class="n">' + fmtCount(attempts) +
         '</td><td class="n" data-testid="errors-provider-' + k + '">' + fmtCount(failed) +
         '</td><td class="n" data-testid="error-rate-provider-' + k + '">' + fmtPct(rate) +
+        '</td><td class="n" data-testid="fallback-provider-' + k + '">' +
+        fmtCount(num(r, 'answered_after_fallback')) +
+        '</td><td class="n" data-testid="latency-provider-' + k + '">' +
+        ms(member(r, 'latency_ms_mean')) + '</td><td class="n">' + ms(member(r, 'ttft_ms_mean')) +
         '</td></tr>';
     });
     return out + '</tbody></table>';
@@ -874,7 +888,7 @@ std::string render_dashboard(const dashboard_data& d) {
       "</div></figure><figure><figcaption>Cost and energy by region</figcaption><div "
       "id=\"costs\">";
   out += render_costs(region);
-  out += "</div></figure><figure><figcaption>Failures by provider</figcaption><div id=\"errors\">";
+  out += "</div></figure><figure class=\"wide\"><figcaption>Reliability by provider</figcaption><div id=\"errors\">";
   out += render_reliability(d.share_by_provider);
   out += std::string("</div></figure><figure><figcaption>Spend by key</figcaption><div id=\"spend\" "
                      "data-keys=\"") +

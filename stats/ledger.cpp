@@ -747,6 +747,28 @@ result<daily_data> ledger::daily(unsigned days, unsigned top, dimension by, time
   return r;
 }
 
+result<std::vector<ledger::provider_latency>> ledger::latency_by_provider(
+    const time_window& window) const {
+  return impl_->query<std::vector<provider_latency>>([&](sql_connection& db) {
+    std::vector<provider_latency> out;
+    auto s = db.prepare(
+        "SELECT provider, COUNT(*), SUM(CASE WHEN fallback_index > 0 THEN 1 ELSE 0 END), "
+        "AVG(latency_ms), AVG(ttft_ms) FROM generations WHERE outcome = 'ok' AND created_ms >= ? "
+        "AND created_ms < ? GROUP BY provider ORDER BY provider");
+    s->bind(1, unix_ms(window.from)).bind(2, unix_ms(window.to));
+    while (s->step()) {
+      provider_latency p;
+      p.provider = s->text(0);
+      p.answered = s->uint64(1);
+      p.after_fallback = s->uint64(2);
+      p.latency_ms = s->real(3);
+      if (!s->is_null(4)) p.ttft_ms = s->real(4);
+      out.push_back(std::move(p));
+    }
+    return out;
+  });
+}
+
 result<daily_data> ledger::series(const time_window& window, std::chrono::seconds bucket,
                                   unsigned top, dimension by) const {
   return impl_->query<daily_data>([&](sql_connection& db) {

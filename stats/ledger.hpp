@@ -75,6 +75,16 @@ class ledger {
   result<share_data> share(const time_window& window, dimension by) const;
   // `days` UTC days ending with the one containing `now`, top-N keys plus "other".
   result<daily_data> daily(unsigned days, unsigned top, dimension by, time_point now) const;
+  // Per provider, over the window's generation records (each request's last attempt, kept for
+  // `retention`): requests answered, mean latency and time to first token of those, and how many
+  // of them were answered after an earlier candidate failed.
+  struct provider_latency {
+    std::string provider;
+    std::uint64_t answered = 0, after_fallback = 0;
+    double latency_ms = 0;
+    std::optional<double> ttft_ms;
+  };
+  result<std::vector<provider_latency>> latency_by_provider(const time_window& window) const;
   // Tokens per `bucket` (whole hours; a day's buckets are labelled by day, others by their
   // start in ISO 8601) over the window, top-N keys plus "other", oldest first.
   result<daily_data> series(const time_window& window, std::chrono::seconds bucket, unsigned top,

@@ -87,6 +87,17 @@ TEST_CASE("demo: auto, a quality route, a residency-bound key, fallbacks from a 
   const std::string metrics = http_call(p, "GET", "/metrics").body;
   CHECK(metrics.find("meridian_fallbacks_total{from=\"local/qwen2.5:7b\"") != std::string::npos);
 
+  // Per provider: who answered after the local server failed, and how fast.
+  const json providers = json::parse(
+      http_call(p, "GET", "/v1/stats/share?window=1h&by=provider").body)["rows"];
+  std::uint64_t rescued = 0;
+  for (const auto& r : providers) {
+    rescued += r["answered_after_fallback"].get<std::uint64_t>();
+    if (r["key"] == "local") CHECK(r["errors"].get<int>() == 3);
+    if (r["answered_after_fallback"].get<int>() > 0) CHECK(r["latency_ms_mean"].get<double>() > 0);
+  }
+  CHECK(rescued == 3);
+
   // best: the highest quality among the frontier providers.
   auto best = http_call(p, "POST", "/v1/chat/completions", chat("best"));
   REQUIRE(best.status == 200);

@@ -254,11 +254,17 @@ TEST_CASE("dashboard: failures per provider, and spend per key for the operator 
   json flaky = row("flaky", 100, 0.1, nullptr);
   flaky["requests"] = 8;
   flaky["errors"] = 3;
+  flaky["latency_ms_mean"] = 812.4;
+  flaky["ttft_ms_mean"] = nullptr;
+  flaky["answered_after_fallback"] = 2;
   d.share_by_provider["rows"].push_back(flaky);
   std::string page = markup(render_dashboard(d));
   CHECK(has(page, "data-testid=\"errors-provider-flaky\">3<"));
   CHECK(has(page, "data-testid=\"error-rate-provider-flaky\">37.5 %<"));
   CHECK(has(page, "data-testid=\"error-rate-provider-deepseek\">0.0 %<"));
+  CHECK(has(page, "data-testid=\"latency-provider-flaky\">812 ms<"));
+  CHECK(has(page, "data-testid=\"latency-provider-deepseek\">-<"));  // no generation records
+  CHECK(has(page, "data-testid=\"fallback-provider-flaky\">2<"));
   // Without the operator's view no key's name or spend is on the page.
   CHECK(has(page, "data-testid=\"spend-hidden\""));
   CHECK(has(page, "id=\"spend\" data-keys=\"0\""));
