@@ -390,6 +390,10 @@ class server {
   awaitable<void> stats_share(exchange& ex);
   awaitable<void> stats_daily(exchange& ex);
   awaitable<void> stats_series(exchange& ex);
+  using stats_query_fn = stats::result<nlohmann::json> (*)(const stats::ledger*,
+                                                           const stats::query_params&,
+                                                           stats::time_point);
+  awaitable<void> stats_json(exchange& ex, stats_query_fn query);
   awaitable<void> generation(exchange& ex);
   awaitable<void> dashboard(exchange& ex);
   awaitable<void> send_stats(exchange& ex, stats::result<std::string> answer,

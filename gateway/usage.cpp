@@ -190,32 +190,25 @@ awaitable<void> server::stats_share(exchange& ex) {
   co_await send_stats(ex, std::move(answer), "application/json");
 }
 
-awaitable<void> server::stats_daily(exchange& ex) {
+// A stats query that takes only the request's parameters (daily, series), answered as JSON.
+awaitable<void> server::stats_json(exchange& ex, stats_query_fn query) {
   auto q = parse_query(ex.req.target());
   auto [e, answer] = co_await net::co_spawn(
       control_,
       [&]() -> awaitable<stats::result<std::string>> {
         if (ledger_ && ledger_->last_error().empty()) ledger_->flush();
-        co_return as_text([&] {
-          return stats::daily_answer(ledger_.get(), q, std::chrono::system_clock::now());
-        });
+        co_return as_text([&] { return query(ledger_.get(), q, std::chrono::system_clock::now()); });
       },
       as_tuple);
   co_await send_stats(ex, std::move(answer), "application/json");
 }
 
+awaitable<void> server::stats_daily(exchange& ex) {
+  co_await stats_json(ex, &stats::daily_answer);
+}
+
 awaitable<void> server::stats_series(exchange& ex) {
-  auto q = parse_query(ex.req.target());
-  auto [e, answer] = co_await net::co_spawn(
-      control_,
-      [&]() -> awaitable<stats::result<std::string>> {
-        if (ledger_ && ledger_->last_error().empty()) ledger_->flush();
-        co_return as_text([&] {
-          return stats::series_answer(ledger_.get(), q, std::chrono::system_clock::now());
-        });
-      },
-      as_tuple);
-  co_await send_stats(ex, std::move(answer), "application/json");
+  co_await stats_json(ex, &stats::series_answer);
 }
 
 awaitable<void> server::generation(exchange& ex) {

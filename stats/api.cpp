@@ -122,14 +122,18 @@ result<std::string> dashboard_answer(const ledger* book, const query_params& q, 
     slot = std::move(std::get<nlohmann::json>(share));
   }
   // The charts follow the page's window: hourly buckets up to two days, daily beyond.
-  for (const char* dim : {"region", "model"}) {
-    query_params sq = {{"by", dim}, {"top", "8"}};
+  // The tokens chart stacks what ?chart= asks for (model unless it names another dimension).
+  if (auto c = q.find("chart"); c != q.end())
+    for (const char* dim : {"provider", "author", "region"})
+      if (c->second == dim) d.chart_by = dim;
+  const std::string dims[] = {"region", d.chart_by};
+  for (int i = 0; i < 2; ++i) {
+    query_params sq = {{"by", dims[i]}, {"top", "8"}};
     for (const char* k : {"window", "from", "to"})
       if (auto it = q.find(k); it != q.end()) sq[k] = it->second;
     auto series = series_answer(book, sq, now);
     if (auto* e = std::get_if<query_error>(&series)) return *e;
-    (std::string_view(dim) == "region" ? d.series_by_region : d.series_by_model) =
-        std::move(std::get<nlohmann::json>(series));
+    (i == 0 ? d.series_by_region : d.series_by_model) = std::move(std::get<nlohmann::json>(series));
   }
   // Every tenant's spend is the operator's to see, not one key holder's.
   if (show_keys) {

@@ -425,6 +425,18 @@ std::string render_stack(const json& d, bool absolute, const std::string& testid
   return out + "</ul>";
 }
 
+// The tokens chart's dimension, as links that keep working without the script.
+std::string render_chart_by(const std::string& active, const std::string& window) {
+  std::string out;
+  for (const char* b : {"model", "provider", "author", "region"}) {
+    std::string s = b;
+    out += "<a href=\"?window=" + esc(window) + "&amp;chart=" + s + "\" data-chart=\"" + s +
+           "\" data-testid=\"chart-" + s + "\"" + (s == active ? " class=\"on\"" : "") + ">" + s +
+           "</a>";
+  }
+  return out;
+}
+
 std::string render_windows(const std::string& active) {
   std::string out;
   for (const char* w : {"1h", "24h", "7d", "30d"}) {
@@ -444,6 +456,7 @@ h1{font-size:20px;margin:0}
 .sub{color:var(--mute);margin:0}
 nav a{display:inline-block;padding:2px 10px;margin-right:4px;border:1px solid var(--line);border-radius:12px;color:var(--fg);text-decoration:none;background:#fff}
 nav a.on{background:var(--fg);color:#fff;border-color:var(--fg)}
+nav.inline{display:inline;margin-left:6px}nav.inline a{font-weight:400;font-size:12px;padding:0 8px}
 .status{color:#b54708;font-size:12px}
 .empty{background:#fff;border:1px dashed #98a2b3;padding:16px;border-radius:8px;margin:0 0 16px}
 .tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:12px;margin-bottom:16px}
@@ -780,6 +793,17 @@ constexpr std::string_view k_script = R"js(
   // A page opened from a file has no API behind it; fetching would only log errors.
   var live = location.protocol === 'http:' || location.protocol === 'https:';
   var seq = 0;
+  var CHARTS = ['model', 'provider', 'author', 'region'];
+  var chartNav = byId('chart-by');
+  var chartBy = chartNav ? chartNav.getAttribute('data-active') : 'model';
+  var askedChart = new URLSearchParams(location.search).get('chart');
+  if (CHARTS.indexOf(askedChart) >= 0) chartBy = askedChart;
+  function markChart() {
+    document.querySelectorAll('#chart-by a').forEach(function (a) {
+      a.className = a.getAttribute('data-chart') === chartBy ? 'on' : '';
+      a.setAttribute('href', '?window=' + current + '&chart=' + a.getAttribute('data-chart'));
+    });
+  }
 
   function markWindow() {
     document.querySelectorAll('#windows a').forEach(function (a) {
@@ -797,7 +821,7 @@ constexpr std::string_view k_script = R"js(
     setHtml('range', renderRange(region));
     setHtml('empty', renderEmpty(region));
     setHtml('tiles', renderTiles(region));
-    setHtml('series-model', renderStack(byModel, true, 'tokens-model', 'tokens by model over the window'));
+    setHtml('series-model', renderStack(byModel, true, 'tokens-model', 'tokens by ' + chartBy + ' over the window'));
     setHtml('daily', renderStack(byRegion, false, 'daily-region', 'token share by region over the window'));
     setHtml('region', renderShare(region, 'region', 50));
     setHtml('provider', renderShare(provider, 'provider', 20));
@@ -814,7 +838,7 @@ constexpr std::string_view k_script = R"js(
     var share = '/v1/stats/share?window=' + w + '&by=';
     var series = '/v1/stats/series?top=8&window=' + w + '&by=';
     Promise.all([getJson(share + 'region'), getJson(share + 'provider'), getJson(share + 'model'),
-                 getJson(series + 'region'), getJson(series + 'model')]).then(function (res) {
+                 getJson(series + 'region'), getJson(series + chartBy)]).then(function (res) {
       if (mine !== seq) return;
       try {
         render(res[0], res[1], res[2], res[3], res[4]);
@@ -837,9 +861,19 @@ constexpr std::string_view k_script = R"js(
     ev.preventDefault();
     current = a.getAttribute('data-window');
     markWindow();
+    markChart();
+    refresh();
+  });
+  if (chartNav) chartNav.addEventListener('click', function (ev) {
+    var a = ev.target.closest ? ev.target.closest('a[data-chart]') : null;
+    if (!a) return;
+    ev.preventDefault();
+    chartBy = a.getAttribute('data-chart');
+    markChart();
     refresh();
   });
   markWindow();
+  markChart();
   refresh();
   if (live) setInterval(refresh, 10000);
 })();
@@ -870,9 +904,11 @@ std::string render_dashboard(const dashboard_data& d) {
   out += "</div><section id=\"tiles\" class=\"tiles\">";
   out += render_tiles(region);
   out +=
-      "</section><div class=\"figs\"><figure class=\"wide\"><figcaption>Tokens by model over "
-      "the window</figcaption><div id=\"series-model\">";
-  out += render_stack(d.series_by_model, true, "tokens-model", "tokens by model over the window");
+      "</section><div class=\"figs\"><figure class=\"wide\"><figcaption>Tokens over the window "
+      "by <nav id=\"chart-by\" class=\"inline\" data-active=\"" +
+      esc(d.chart_by) + "\">" + render_chart_by(d.chart_by, window) +
+      "</nav></figcaption><div id=\"series-model\">";
+  out += render_stack(d.series_by_model, true, "tokens-model", "tokens by " + d.chart_by + " over the window");
   out +=
       "</div></figure><figure class=\"wide\"><figcaption>Token share by region over the "
       "window</figcaption><div id=\"daily\">";

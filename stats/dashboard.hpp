@@ -15,7 +15,8 @@ struct dashboard_data {
   nlohmann::json share_by_provider;  // GET /v1/stats/share?window=…&by=provider
   nlohmann::json share_by_model;     // GET /v1/stats/share?window=…&by=model
   nlohmann::json series_by_region;   // GET /v1/stats/series?window=…&by=region&top=8
-  nlohmann::json series_by_model;    // GET /v1/stats/series?window=…&by=model&top=8
+  nlohmann::json series_by_model;    // GET /v1/stats/series?window=…&by=<chart_by>&top=8
+  std::string chart_by = "model";    // what the tokens chart stacks: model, provider, author, region
   nlohmann::json share_by_key;       // by=key, for the operator only; null: not shown
   std::string generated_at;          // ISO 8601, shown in the footer
 };

@@ -450,7 +450,11 @@ TEST_CASE("accounting: /v1/stats/series gives absolute tokens per hour over the 
   auto bad = http_call(g.port, "GET", "/v1/stats/series?window=90m");
   CHECK(bad.status == 400);
   CHECK(json::parse(bad.body)["error"]["param"] == "window");
-  // The dashboard's model chart follows its window.
+  // The dashboard's tokens chart follows its window, by the dimension asked for.
   const std::string page = http_call(g.port, "GET", "/dashboard?window=24h").body;
   CHECK(page.find("data-testid=\"tokens-model\"") != std::string::npos);
+  const std::string by_provider =
+      http_call(g.port, "GET", "/dashboard?window=24h&chart=provider").body;
+  CHECK(by_provider.find("aria-label=\"tokens by provider over the window\"") != std::string::npos);
+  CHECK(by_provider.find("<title>claude 20") != std::string::npos);  // a provider's stack
 }

@@ -274,3 +274,15 @@ TEST_CASE("dashboard: failures per provider, and spend per key for the operator 
   CHECK(has(page, "data-testid=\"spend-key-team-web\">$1.50<"));
   CHECK(has(page, "data-testid=\"spend-key-(no key)\">$1.50<"));
 }
+
+TEST_CASE("dashboard: the tokens chart stacks the dimension the page asks for") {
+  dashboard_data d = sample();
+  d.chart_by = "author";
+  const std::string page = markup(render_dashboard(d));
+  CHECK(has(page, "<nav id=\"chart-by\" class=\"inline\" data-active=\"author\">"));
+  CHECK(has(page, "href=\"?window=7d&amp;chart=provider\" data-chart=\"provider\""));
+  CHECK(has(page, "data-chart=\"author\" data-testid=\"chart-author\" class=\"on\""));
+  const bool drawn = has(page, "aria-label=\"tokens by author over the window\"") ||
+                     has(page, "data-testid=\"tokens-model-empty\"");
+  CHECK(drawn);
+}
