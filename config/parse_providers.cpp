@@ -41,8 +41,7 @@ provider_config parser::provider(const std::string& name, const located& at, int
         else
           fail(item, "unknown API '" + text + "'; expected chat or responses");
       }
-      if (!chat)
-        fail(value, "every OpenAI-dialect backend serves chat completions: list chat too");
+      if (!chat) fail(value, "every OpenAI-dialect backend serves chat completions: list chat too");
       out.responses_api = responses;
     } else if (key == "kwh_per_million_tokens") {
       out.kwh_per_million_tokens = non_negative(value, "kWh per million tokens");
@@ -101,7 +100,8 @@ provider_config parser::provider(const std::string& name, const located& at, int
     fail_entry(at, "give either api_key_env or api_key_file, not both");
   if (out.preset.empty() && out.base_url.empty())
     fail_entry(at, "base_url is required when no preset is given");
-  if (out.responses_api && *out.responses_api && out.dialect && *out.dialect != dialect_kind::openai)
+  if (out.responses_api && *out.responses_api && out.dialect &&
+      *out.dialect != dialect_kind::openai)
     fail_entry(at, "api: responses is OpenAI's API; this provider speaks the " +
                        std::string(to_string(*out.dialect)) + " dialect");
   return out;

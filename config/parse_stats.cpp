@@ -10,8 +10,8 @@ namespace meridian::config::detail {
 
 stats_config parser::stats(const located& at, std::optional<located>& baseline_at) const {
   stats_config out;
-  for (const auto& [key, value] :
-       entries(at, {"ledger", "flush_interval", "retention", "baseline", "max_queue", "responses"})) {
+  for (const auto& [key, value] : entries(
+           at, {"ledger", "flush_interval", "retention", "baseline", "max_queue", "responses"})) {
     if (key == "ledger") {
       out.ledger = non_empty(value);
       out.ledger_path = ledger_path(value, out.ledger);
@@ -46,7 +46,8 @@ responses_store_config parser::responses_store(const located& at) const {
       if (out.retention.count() == 0) fail(value, "must be greater than zero");
     } else {
       out.max_bytes = convert(value, parse_size);
-      if (out.max_bytes == 0) fail(value, "must be greater than zero (set store: false to keep none)");
+      if (out.max_bytes == 0)
+        fail(value, "must be greater than zero (set store: false to keep none)");
     }
   }
   return out;

@@ -87,7 +87,8 @@ std::vector<std::pair<std::string, located>> reader::entries(
       fail(path, key_mark,
            "secrets never go in YAML; give key_sha256 (its SHA-256 in hex) or key_env");
     if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      const std::string near = closest_name(key, std::vector<std::string>(allowed.begin(), allowed.end()));
+      const std::string near =
+          closest_name(key, std::vector<std::string>(allowed.begin(), allowed.end()));
       fail(path, key_mark,
            "unknown key" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)") +
                "; expected one of " + join(allowed));

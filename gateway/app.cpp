@@ -10,11 +10,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <charconv>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -147,7 +147,8 @@ std::vector<std::string> strict_problems(const snapshot& snap) {
   std::vector<std::string> out;
   const auto& cat = snap.catalog;
   if (cat.providers.empty()) out.push_back("no provider is usable");
-  for (const auto& s : cat.skipped) out.push_back("provider '" + s.name + "' is skipped: " + s.reason);
+  for (const auto& s : cat.skipped)
+    out.push_back("provider '" + s.name + "' is skipped: " + s.reason);
   for (const auto& p : cat.providers) {
     if (p.models.empty()) out.push_back("provider '" + p.name + "' declares no models");
     if (p.region != "any" && !snap.cfg->regions.count(p.region))
@@ -243,7 +244,8 @@ int check(const std::string& path, bool strict) {
     return 0;
   }
   std::fflush(stdout);
-  std::fprintf(stderr, "\nstrict: %zu problem%s\n", problems.size(), problems.size() == 1 ? "" : "s");
+  std::fprintf(stderr, "\nstrict: %zu problem%s\n", problems.size(),
+               problems.size() == 1 ? "" : "s");
   for (const auto& p : problems) std::fprintf(stderr, "  error: %s\n", p.c_str());
   return 1;
 }
@@ -296,7 +298,8 @@ int route(const std::string& config_path, const std::string& request_path, const
       if (candidate.name == key) k = &candidate;
     if (!k) {
       std::string names;
-      for (const auto& candidate : snap->cfg->keys) names += (names.empty() ? "" : ", ") + candidate.name;
+      for (const auto& candidate : snap->cfg->keys)
+        names += (names.empty() ? "" : ", ") + candidate.name;
       std::fprintf(stderr, "error: %s declares no key '%s' (keys: %s)\n", config_path.c_str(),
                    key.c_str(), names.empty() ? "none" : names.c_str());
       return 2;
@@ -430,7 +433,8 @@ void place_demo(std::string& gateway_yaml, std::string& sim_yaml, const std::str
     }
   }
   const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  replace_all(gateway_yaml, "listen: 127.0.0.1:8080", "listen: " + shown + ":" + std::to_string(gateway));
+  replace_all(gateway_yaml, "listen: 127.0.0.1:8080",
+              "listen: " + shown + ":" + std::to_string(gateway));
 }
 
 int demo(log_level level, const std::string& host, std::optional<unsigned> port) {
@@ -462,8 +466,8 @@ int demo(log_level level, const std::string& host, std::optional<unsigned> port)
   // The simulators' file with its ports moved, for the simulator to read.
   char sim_path[] = "/tmp/meridian-demo-sim-XXXXXX";
   const int sim_fd = mkstemp(sim_path);
-  if (sim_fd < 0 || write(sim_fd, sim_text.data(), sim_text.size()) !=
-                        static_cast<ssize_t>(sim_text.size())) {
+  if (sim_fd < 0 ||
+      write(sim_fd, sim_text.data(), sim_text.size()) != static_cast<ssize_t>(sim_text.size())) {
     std::cerr << "error: cannot write the simulators' config to /tmp\n";
     return 1;
   }

@@ -19,8 +19,8 @@ http::request<http::string_body> server::make_upstream_request(const exchange& e
   up.set(http::field::user_agent, "meridian/" + std::string(k_version));
   up.set("x-request-id", ex.log.request_id);
   if (ex.trace && !ex.attempt_span.empty())  // W3C trace context: this attempt is the parent
-    up.set("traceparent", stats::format_traceparent({ex.trace->trace_id, ex.attempt_span,
-                                                     ex.trace->sampled}));
+    up.set("traceparent",
+           stats::format_traceparent({ex.trace->trace_id, ex.attempt_span, ex.trace->sampled}));
   switch (p.auth) {
     case providers::auth_style::bearer:
       up.set(http::field::authorization, "Bearer " + p.api_key);
