@@ -75,7 +75,9 @@ key_table key_table::from_config(const config::config& cfg, const providers::env
                   .rpm = k.rpm,
                   .tpm = k.tpm,
                   .budget = k.budget,
-                  .allow_regions = k.allow_regions};
+                  .allow_regions = k.allow_regions,
+                  .allow_models = k.allow_models,
+                  .allow_routes = k.allow_routes};
     if (!k.key_sha256.empty()) {
       v.hash = *digest_from_hex(k.key_sha256);  // the config checked 64 hex digits
     } else {
@@ -129,7 +131,9 @@ std::string spec_json(const virtual_key& key) {
   if (key.tpm) j["tpm"] = *key.tpm;
   if (key.budget)
     j["budget"] = {{"usd", key.budget->usd}, {"period", to_string(key.budget->period)}};
-  if (!key.allow_regions.empty()) j["allow"] = {{"regions", key.allow_regions}};
+  if (!key.allow_regions.empty()) j["allow"]["regions"] = key.allow_regions;
+  if (!key.allow_models.empty()) j["allow"]["models"] = key.allow_models;
+  if (!key.allow_routes.empty()) j["allow"]["routes"] = key.allow_routes;
   return j.dump();
 }
 
@@ -170,17 +174,28 @@ void read_limits(const nlohmann::json& j, virtual_key& key, const config::config
   }
   if (j.contains("allow") && !j["allow"].is_null()) {
     const auto& a = j["allow"];
-    if (!a.is_object() || !a.contains("regions") || !a["regions"].is_array() ||
-        a["regions"].empty())
-      throw spec_error{"allow must be {\"regions\": [at least one region]}", "allow.regions"};
-    for (const auto& r : a["regions"]) {
-      if (!r.is_string() || r.get<std::string>().empty())
-        throw spec_error{"allow.regions must hold region names", "allow.regions"};
-      if (cfg && !cfg->regions.count(r.get<std::string>()))
-        throw spec_error{"unknown region '" + r.get<std::string>() +
-                             "'; use cn, us, eu, local or a region the config declares",
-                         "allow.regions"};
-      key.allow_regions.push_back(r.get<std::string>());
+    const char* shape =
+        "allow must be {\"regions\", \"models\" or \"routes\": [at least one name]}";
+    if (!a.is_object() || a.empty()) throw spec_error{shape, "allow"};
+    for (const auto& [member, list] : a.items()) {
+      const std::string param = "allow." + member;
+      auto* out = member == "regions"  ? &key.allow_regions
+                  : member == "models" ? &key.allow_models
+                  : member == "routes" ? &key.allow_routes
+                                       : nullptr;
+      if (!out || !list.is_array() || list.empty()) throw spec_error{shape, param};
+      for (const auto& r : list) {
+        if (!r.is_string() || r.get<std::string>().empty())
+          throw spec_error{param + " must hold names", param};
+        const std::string name = r.get<std::string>();
+        if (member == "regions" && cfg && !cfg->regions.count(name))
+          throw spec_error{"unknown region '" + name +
+                               "'; use cn, us, eu, local or a region the config declares",
+                           param};
+        if (member == "models" && (name.find('/') == std::string::npos || name.front() == '/'))
+          throw spec_error{"allow.models holds provider/model globs, got '" + name + "'", param};
+        out->push_back(name);
+      }
     }
   }
 }

@@ -32,6 +32,8 @@ struct virtual_key {
   std::optional<std::uint64_t> rpm, tpm;
   std::optional<config::key_budget> budget;
   std::vector<std::string> allow_regions;  // empty = any region
+  std::vector<std::string> allow_models;   // provider/model globs; empty = any model
+  std::vector<std::string> allow_routes;   // route-match globs; empty = any route, or none
   key_source source = key_source::config;
   std::int64_t created_ms = 0;  // admin keys only
 };

@@ -33,7 +33,7 @@ config parser::document(const YAML::Node& root) const {
 
   std::vector<std::pair<std::string, located>> model_entries;
   std::optional<located> routes_at, baseline_at, keys_at;
-  bool providers_ok = true;
+  bool providers_ok = true, routes_ok = true;
   for (const auto& [key, value] :
        entries(at, {"server", "providers", "models", "routes", "regions", "energy", "stats",
                     "health", "auth", "keys", "state", "tracing"})) {
@@ -95,9 +95,14 @@ config parser::document(const YAML::Node& root) const {
                        [&](const provider_config& p) { return p.name == provider_name; }))
         fail(*baseline_at, "unknown provider '" + provider_name + "'; declare it under providers");
     });
-    if (routes_at) parse_routes(*routes_at, out);
+    if (routes_at) {
+      const std::size_t before = errors_.size();
+      parse_routes(*routes_at, out);
+      routes_ok = errors_.size() == before;
+    }
   }
-  if (keys_at) collect([&] { parse_keys(*keys_at, out); });
+  // Keys name routes and providers: those references are checked only when both parsed whole.
+  if (keys_at) collect([&] { parse_keys(*keys_at, out, providers_ok && routes_ok); });
   if (!errors_.empty()) {
     std::string all;
     for (const auto& e : errors_) all += (all.empty() ? "" : "\n") + e;

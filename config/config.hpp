@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace meridian::config {
@@ -110,8 +111,26 @@ struct route_weights {
 // One entry of a route's `candidates`: "provider/model", or globs such as "local/*".
 struct route_candidate {
   std::string pattern;
-  double weight = 1.0;  // the share under policy weighted
+  double weight = 1.0;     // the share under policy weighted
+  std::uint32_t tier = 0;  // the index into route_config::tiers; 0 for a route without tiers
   int line = 0;
+};
+
+// One of a route's `tiers`: its candidates (route_candidate::tier) are ranked by its own policy,
+// and a later tier's candidates come only after every candidate of the earlier ones.
+struct route_tier {
+  std::optional<route_policy> policy;  // unset: the route's
+  std::optional<route_weights> weights;
+  int line = 0;
+};
+
+// A route's `when`: besides the model name, what a request must carry for the route to match.
+// Every condition given must hold; values may use '*' globs.
+struct route_when {
+  std::vector<std::pair<std::string, std::string>> headers;   // lowercase name, value
+  std::vector<std::string> keys;                              // the caller's key name, any of
+  std::vector<std::pair<std::string, std::string>> metadata;  // the request's `metadata` members
+  bool empty() const { return headers.empty() && keys.empty() && metadata.empty(); }
 };
 
 // Hard constraints of a route: a candidate failing any of them is never tried.
@@ -129,10 +148,15 @@ struct route_config {
   std::string match;                   // the model name a client sends; exact or with '*' globs
   std::optional<route_policy> policy;  // unset: OpenRouter's price-weighted default
   route_weights weights;
-  std::vector<route_candidate> candidates;
+  std::vector<route_candidate> candidates;  // every tier's, in file order
+  std::vector<route_tier> tiers;            // empty: one tier, ranked by `policy`
+  route_when when;
   route_require require;
   unsigned retries = 2;  // attempts after the first
   bool fallback = true;  // false: only the first candidate is tried
+  // The model name whose route is planned after this one's candidates, when they are all
+  // excluded, open or failed; empty for none.
+  std::string fallback_route;
   int line = 0;
 };
 
@@ -198,6 +222,8 @@ struct key_config {
   std::optional<std::uint64_t> rpm, tpm;  // unset: no limit
   std::optional<key_budget> budget;
   std::vector<std::string> allow_regions;  // data residency; empty = any region
+  std::vector<std::string> allow_models;   // provider/model globs; empty = any model
+  std::vector<std::string> allow_routes;   // route matches; empty = any route (and no route)
   int line = 0;
 };
 
@@ -246,6 +272,9 @@ config load_config(const std::string& path);
 duration parse_duration(const std::string& text);
 // "8MiB", "512KiB", "1GB", "1000" -> bytes; throws std::invalid_argument.
 std::uint64_t parse_size(const std::string& text);
+// '*' matches any run of characters (including none); everything else matches itself. Route
+// matches, candidates and key allow-lists use it.
+bool glob_match(std::string_view pattern, std::string_view text);
 // "host:port" or ":port" -> endpoint; throws std::invalid_argument.
 endpoint parse_endpoint(const std::string& text);
 

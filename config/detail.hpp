@@ -69,18 +69,23 @@ class parser : public reader {
 
   // parse_access.cpp: who may call (auth, keys) and where their counters live (state).
   auth_config auth(const located& at) const;
-  void parse_keys(const located& at, config& out) const;
+  // `references`: check the keys' allow.routes and allow.models against the routes and providers.
+  void parse_keys(const located& at, config& out, bool references) const;
   state_config state(const located& at) const;
 
  private:
   mutable std::vector<std::string> errors_;
   // Names whose checks wait until the whole document is known.
   struct references {
-    std::vector<located> regions, providers;
+    std::vector<located> regions, providers, routes;
   };
 
   route_config route(const located& at, references& refs) const;
   route_candidate candidate(const located& at) const;
+  std::vector<located> candidate_items(const located& at) const;
+  std::optional<route_policy> policy(const located& at) const;
+  route_weights weights(const located& at) const;
+  route_when when(const located& at) const;
   route_require require(const located& at, references& refs) const;
   std::string ledger_path(const located& at, const std::string& text) const;
   key_config virtual_key(const located& at) const;

@@ -60,9 +60,19 @@ key_config parser::virtual_key(const located& at) const {
       if (!has_usd) fail(value, "a budget needs usd");
       out.budget = b;
     } else if (key == "allow") {
-      for (const auto& [akey, avalue] : entries(value, {"regions"}))
-        if (akey == "regions") out.allow_regions = names(avalue);
-      if (out.allow_regions.empty()) fail(value, "allow.regions must name at least one region");
+      for (const auto& [akey, avalue] : entries(value, {"regions", "models", "routes"})) {
+        auto& list = akey == "regions"  ? out.allow_regions
+                     : akey == "models" ? out.allow_models
+                                        : out.allow_routes;
+        list = names(avalue);
+        if (list.empty()) fail(avalue, "must name at least one; omit it for no limit");
+        if (akey == "models")
+          for (const auto& m : list)
+            if (m.find('/') == std::string::npos || m.front() == '/')
+              fail(avalue, "expected provider/model globs (deepseek/*, */gpt-4o), got '" + m + "'");
+      }
+      if (out.allow_regions.empty() && out.allow_models.empty() && out.allow_routes.empty())
+        fail(value, "allow needs regions, models or routes");
     }
   }
   if (out.name.empty()) fail_entry(at, "a key needs a name");
@@ -71,7 +81,7 @@ key_config parser::virtual_key(const located& at) const {
   return out;
 }
 
-void parser::parse_keys(const located& at, config& out) const {
+void parser::parse_keys(const located& at, config& out, bool references) const {
   std::set<std::string> names_seen;
   for (const auto& item : items(at)) {
     collect([&] {
@@ -84,6 +94,17 @@ void parser::parse_keys(const located& at, config& out) const {
           fail_entry(item, "unknown region '" + region +
                                "' in allow.regions; use cn, us, eu, local or a name declared "
                                "under regions");
+      if (!references) return;
+      for (const auto& route : k.allow_routes)
+        if (std::none_of(out.routes.begin(), out.routes.end(),
+                         [&](const route_config& r) { return glob_match(route, r.match); }))
+          fail_entry(item, "allow.routes: no route matches '" + route + "'");
+      for (const auto& model : k.allow_models) {
+        const std::string provider = model.substr(0, model.find('/'));
+        if (std::none_of(out.providers.begin(), out.providers.end(),
+                         [&](const provider_config& p) { return glob_match(provider, p.name); }))
+          fail_entry(item, "allow.models: no declared provider matches '" + provider + "'");
+      }
     });
   }
 }

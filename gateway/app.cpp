@@ -59,6 +59,7 @@ struct cli {
   std::string config_path;
   std::string request_path;                  // route's REQ.json
   std::string key;                           // route's --key NAME
+  std::vector<std::pair<std::string, std::string>> headers;  // route's --header NAME:VALUE
   bool strict = false;                       // check --strict
   std::string host = "127.0.0.1";            // demo --host
   std::optional<unsigned> port;              // demo --port
@@ -100,6 +101,18 @@ cli parse_args(int argc, char** argv) {
       c.strict = true;
     } else if (c.command == "route" && a == "--key" && i + 1 < argc) {
       c.key = argv[++i];
+    } else if (c.command == "route" && a == "--header" && i + 1 < argc) {
+      std::string h = argv[++i];
+      auto colon = h.find(':');
+      if (colon == std::string::npos || colon == 0) {
+        c.error = "--header takes NAME:VALUE, got '" + h + "'";
+      } else {
+        std::string name = h.substr(0, colon), value = h.substr(colon + 1);
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        value.erase(0, value.find_first_not_of(' '));
+        c.headers.emplace_back(std::move(name), std::move(value));
+      }
     } else if (c.command == "route" && c.request_path.empty() && !a.empty() && a[0] != '-') {
       c.request_path = a;
     } else {
@@ -198,7 +211,7 @@ int check(const std::string& path, bool strict) {
   if (!snap->cfg->keys.empty()) {
     std::printf("\nkeys (auth %s)\n  %-16s %-8s %-10s %-22s %s\n",
                 snap->cfg->auth.required ? "required" : "optional", "NAME", "RPM", "TPM",
-                "BUDGET (USD)", "REGIONS");
+                "BUDGET (USD)", "ALLOW");
     for (const auto& k : snap->keys.all()) {
       auto n = [](const std::optional<std::uint64_t>& v) {
         return v ? std::to_string(*v) : std::string("-");
@@ -208,6 +221,13 @@ int check(const std::string& path, bool strict) {
                                     : "-";
       std::string regions;
       for (const auto& r : k.allow_regions) regions += (regions.empty() ? "" : ",") + r;
+      auto also = [&](const char* what, const std::vector<std::string>& names) {
+        if (names.empty()) return;
+        regions += std::string(regions.empty() ? "" : " ") + what;
+        for (std::size_t i = 0; i < names.size(); ++i) regions += (i ? "," : "") + names[i];
+      };
+      also("models=", k.allow_models);
+      also("routes=", k.allow_routes);
       std::printf("  %-16s %-8s %-10s %-22s %s\n", k.name.c_str(), n(k.rpm).c_str(),
                   n(k.tpm).c_str(), budget.c_str(), regions.empty() ? "any" : regions.c_str());
     }
@@ -232,9 +252,28 @@ int check(const std::string& path, bool strict) {
               usable += (usable.empty() ? "" : ", ") + p.name + "/" + m.id;
         }
       }
-      std::printf("  %-16s %-15s %-8u %s\n", r.match.c_str(),
-                  r.policy ? std::string(config::to_string(*r.policy)).c_str() : "price_weighted",
-                  r.fallback ? r.retries : 0u, usable.empty() ? "(none)" : usable.c_str());
+      auto policy_name = [&](std::optional<config::route_policy> p) {
+        if (!p) p = r.policy;
+        return p ? std::string(config::to_string(*p)) : std::string("price_weighted");
+      };
+      std::string policy = policy_name(std::nullopt);
+      if (!r.tiers.empty()) {  // "cost>quality": each tier's policy, in order
+        policy.clear();
+        for (const auto& t : r.tiers) policy += (policy.empty() ? "" : ">") + policy_name(t.policy);
+      }
+      std::string notes;
+      if (!r.when.empty()) {
+        std::string w;
+        for (const auto& [n, v] : r.when.headers) w += (w.empty() ? "" : ", ") + n + ": " + v;
+        for (const auto& k : r.when.keys) w += (w.empty() ? "key " : ", key ") + k;
+        for (const auto& [n, v] : r.when.metadata)
+          w += (w.empty() ? "metadata." : ", metadata.") + n + ": " + v;
+        notes += "  when " + w;
+      }
+      if (!r.fallback_route.empty()) notes += "  then route " + r.fallback_route;
+      std::printf("  %-16s %-15s %-8u %s%s\n", r.match.c_str(), policy.c_str(),
+                  r.fallback ? r.retries : 0u, usable.empty() ? "(none)" : usable.c_str(),
+                  notes.c_str());
     }
   }
   if (!strict) return 0;
@@ -266,13 +305,22 @@ std::string key_summary(const config::key_config& k) {
   std::string regions;
   for (const auto& r : k.allow_regions) regions += (regions.empty() ? "" : ", ") + r;
   out += regions.empty() ? ", any region" : ", regions [" + regions + "] only";
+  auto list = [&](const char* what, const std::vector<std::string>& names) {
+    if (names.empty()) return;
+    std::string joined;
+    for (const auto& n : names) joined += (joined.empty() ? "" : ", ") + n;
+    out += std::string(", ") + what + " [" + joined + "] only";
+  };
+  list("models", k.allow_models);
+  list("routes", k.allow_routes);
   return out;
 }
 
 // The dry run of `meridian route`: one request planned exactly as serve would with no traffic
 // seen yet (empty health) and a fixed seed, so the output is repeatable; with `key`, under that
 // key's residency (allow.regions), its limits shown.
-int route(const std::string& config_path, const std::string& request_path, const std::string& key) {
+int route(const std::string& config_path, const std::string& request_path, const std::string& key,
+          const std::vector<std::pair<std::string, std::string>>& headers) {
   std::ifstream f(request_path, std::ios::binary);
   if (!f) {
     std::fprintf(stderr, "error: %s: cannot read the file\n", request_path.c_str());
@@ -306,7 +354,16 @@ int route(const std::string& config_path, const std::string& request_path, const
     }
     std::printf("%s\n", key_summary(*k).c_str());
     limits.regions = k->allow_regions;
+    limits.models = k->allow_models;
+    limits.routes = k->allow_routes;
+    limits.key = k->name;
   }
+  limits.header = [&headers](std::string_view name) {
+    std::optional<std::string_view> out;
+    for (const auto& [n, v] : headers)
+      if (n == name) out = v;
+    return out;
+  };
   std::mt19937_64 rng(1);
   auto r = policies::plan(facts, snap->catalog, policies::health_snapshot{}, snap->cfg->routes,
                           limits, rng);
@@ -344,7 +401,12 @@ int route(const std::string& config_path, const std::string& request_path, const
                   name(a.provider, a.model).c_str(), a.provider->region.c_str(), a.model->input,
                   a.model->output, a.model->quality, context.c_str());
       if (cost) std::printf(" %13.8f", policies::expected_cost(facts, *a.model) / 1e6);
-      std::printf("  %s\n", std::string(a.reason).c_str());
+      std::string reason(a.reason);
+      if (a.route && a.route->match != r.route) reason += " (route " + a.route->match + ")";
+      if (a.route && a.route->tiers.size() > 1)
+        reason += ", tier " + std::to_string(a.tier + 1) + " of " +
+                  std::to_string(a.route->tiers.size());
+      std::printf("  %s\n", reason.c_str());
     }
   }
   if (r.excluded.empty()) {
@@ -624,7 +686,7 @@ int run_cli(int argc, char** argv) {
       std::fprintf(stderr, "error: route needs -c FILE and REQ.json\n%s", k_usage);
       return 2;
     }
-    return route(c.config_path, c.request_path, c.key);
+    return route(c.config_path, c.request_path, c.key, c.headers);
   }
   std::fprintf(stderr, "error: unknown command '%s'\n%s", c.command.c_str(), k_usage);
   return 2;

@@ -14,6 +14,8 @@ api_error to_api_error(const policies::facts_error& e) {
 }
 
 api_error to_api_error(const policies::plan_error& e) {
+  if (e.what == policies::plan_error::kind::forbidden)
+    return {error_kind::permission, e.param, e.message, e.code};
   const bool missing = e.what == policies::plan_error::kind::not_found;
   std::string code = !e.code.empty() ? e.code : missing ? "model_not_found" : "no_candidates";
   return {missing ? error_kind::not_found : error_kind::invalid_request, e.param, e.message,

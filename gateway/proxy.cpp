@@ -320,6 +320,42 @@ const providers::chat_request* server::unreasoned(exchange& ex, std::string_view
   return ex.unreasoned ? &*ex.unreasoned : nullptr;
 }
 
+namespace {
+
+policies::failure to_failure(providers::upstream_error kind) {
+  switch (kind) {
+    case providers::upstream_error::quota:
+      return policies::failure::quota;
+    case providers::upstream_error::context_length:
+      return policies::failure::context_length;
+    case providers::upstream_error::content_policy:
+      return policies::failure::content_policy;
+    case providers::upstream_error::retryable:
+      return policies::failure::retryable_status;
+    case providers::upstream_error::final:
+      break;
+  }
+  return policies::failure::final_status;
+}
+
+std::string_view to_string(providers::upstream_error kind) {
+  switch (kind) {
+    case providers::upstream_error::quota:
+      return "quota";
+    case providers::upstream_error::context_length:
+      return "context_length";
+    case providers::upstream_error::content_policy:
+      return "content_policy";
+    case providers::upstream_error::retryable:
+      return "retryable";
+    case providers::upstream_error::final:
+      break;
+  }
+  return "final";
+}
+
+}  // namespace
+
 // Serves a canonical chat call: the router orders the candidates, and each is tried in turn
 // until one answers. Once a byte of the answer has reached the client there is no retry.
 
@@ -338,7 +374,18 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   if (!co_await admit(ex)) co_return;
   thread_local std::mt19937_64 rng{std::random_device{}()};
   policies::constraints key_constraints;
-  if (ex.key) key_constraints.regions = ex.key->allow_regions;  // residency: never widened
+  if (ex.key) {  // residency and allow-lists: never widened
+    key_constraints.regions = ex.key->allow_regions;
+    key_constraints.models = ex.key->allow_models;
+    key_constraints.routes = ex.key->allow_routes;
+    key_constraints.key = ex.key->name;
+  }
+  key_constraints.header = [&req = ex.req](std::string_view name) {
+    std::optional<std::string_view> out;
+    auto it = req.find(beast::string_view(name.data(), name.size()));
+    if (it != req.end()) out.emplace(it->value().data(), it->value().size());
+    return out;
+  };
   const auto& request_facts = std::get<policies::request_facts>(facts);
   const policies::plan_result plan =
       policies::plan(request_facts, ex.snap.catalog, health_.snapshot(steady::now()),
@@ -365,17 +412,29 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   const steady::time_point upstream_start = steady::now();
   std::string last_failure = "circuit_open";
   std::chrono::milliseconds retry_after{0};
+  // Later candidates an earlier failure ruled out: the same provider after a quota error or a
+  // content refusal, a window no larger after a context-length error.
+  std::vector<bool> ruled_out(n, false);
+  auto moves_on = [&](std::size_t i, policies::failure f) {
+    if (!fallback.moves_on(i, f)) return false;
+    for (std::size_t j = i + 1; j < n; ++j)
+      if (!ruled_out[j]) return true;
+    return false;
+  };
+  std::optional<std::size_t> last_tried;
 
   for (std::size_t i = 0; i < n; ++i) {
+    if (ruled_out[i]) continue;
     const auto& p = *attempts[i].provider;
     const auto& m = *attempts[i].model;
-    if (i > 0) {
-      const auto& prev = *attempts[i - 1].provider;
+    if (last_tried) {
+      const auto& prev = *attempts[*last_tried].provider;
       metrics_.fallbacks.inc(
-          {prev.name + "/" + attempts[i - 1].model->id, p.name + "/" + m.id, last_failure});
+          {prev.name + "/" + attempts[*last_tried].model->id, p.name + "/" + m.id, last_failure});
       co_await backoff(ex.w.ioc.get_executor(), i, prev.name == p.name, retry_after);
       retry_after = std::chrono::milliseconds(0);
     }
+    last_tried = i;
     ex.provider = &p;
     ex.model = &m;
     ex.log.provider = p.name;
@@ -400,7 +459,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (!health_.try_acquire(p.name, m.id, steady::now())) {
       note_failure("circuit_open");
       ex.emitted = i + 1;  // nothing was sent: there is no attempt to account for
-      if (fallback.moves_on(i, policies::failure::not_sent)) continue;
+      if (moves_on(i, policies::failure::not_sent)) continue;
       const api_error failure{error_kind::upstream_unavailable,
                               {},
                               "Every candidate for this request is unavailable (circuit open)",
@@ -432,7 +491,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       encoded = d.encode_chat(body, req, m.id);
     if (auto* e = std::get_if<providers::request_error>(&encoded)) {
       note_failure("unsupported");
-      if (fallback.moves_on(i, policies::failure::not_sent)) continue;
+      if (moves_on(i, policies::failure::not_sent)) continue;
       const api_error failure{error_kind::invalid_request, e->param, e->message,
                               "unsupported_by_provider"};
       co_await send_error(ex, failure);
@@ -464,7 +523,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (!x.conn) {
       ex.upstream_seconds = seconds_since(upstream_start);
       failed(to_string(x.fault));
-      if (fallback.moves_on(i, policies::failure::transport)) continue;
+      if (moves_on(i, policies::failure::transport)) continue;
       co_await send_fault(ex, p, x.fault, x.detail);
       co_return;
     }
@@ -504,7 +563,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                                                              : upstream_fault::reset;
       metrics_.upstream_errors.inc({p.name, std::string(to_string(fault))});
       failed(to_string(fault));
-      if (fallback.moves_on(i, policies::failure::transport)) continue;
+      if (moves_on(i, policies::failure::transport)) continue;
       const std::string what = fault == upstream_fault::timeout ? "stalled while sending its answer"
                                : fault == upstream_fault::too_large
                                    ? "answer larger than the gateway accepts"
@@ -514,24 +573,45 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     }
     finish_exchange(ex, x, true);
     if (status != 200) {
-      const bool retryable = d.retryable(status, answer);
+      const providers::upstream_error kind = d.classify(status, answer);
       auto ra = x.parser->get()[http::field::retry_after];
       const std::string_view retry_after_text(ra.data(), ra.size());
-      if (retryable) {
+      if (kind != providers::upstream_error::retryable &&
+          kind != providers::upstream_error::final) {
+        // Fallback by error kind: only candidates that can do better are tried next.
+        const policies::failure f = to_failure(kind);
+        const policies::deployment_ref here{p.name, m.context};
+        for (std::size_t j = i + 1; j < n; ++j)
+          if (!policies::fallback_plan::worth_trying(
+                  f, here, {attempts[j].provider->name, attempts[j].model->context}))
+            ruled_out[j] = true;
+        if (moves_on(i, f)) {
+          const std::string why(to_string(kind));
+          metrics_.upstream_errors.inc({p.name, why});
+          if (kind == providers::upstream_error::quota) {
+            failed(why);  // the account, not this request: the circuit should learn it
+          } else {        // this request's own content or size: the deployment is fine
+            note_failure(why);
+            emit_attempt(ex, why, status);
+          }
+          continue;
+        }
+      }
+      if (kind == providers::upstream_error::retryable) {
         failed("http_" + std::to_string(status));
         retry_after = parse_retry_after(retry_after_text);
-        if (fallback.moves_on(i, policies::failure::retryable_status)) {
+        if (moves_on(i, policies::failure::retryable_status)) {
           metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
           continue;
         }
       }
-      co_await send_upstream_status(ex, status, answer, retry_after_text);
+      co_await send_upstream_status(ex, status, answer, retry_after_text, kind);
       co_return;
     }
     if (req.stream) {  // a 200 that is not an event stream, for a stream request
       metrics_.upstream_errors.inc({p.name, "protocol"});
       failed("protocol");
-      if (fallback.moves_on(i, policies::failure::transport)) continue;
+      if (moves_on(i, policies::failure::transport)) continue;
       const api_error failure{
           error_kind::upstream,
           {},
@@ -548,7 +628,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     if (auto* e = std::get_if<providers::decode_error>(&decoded)) {
       metrics_.upstream_errors.inc({p.name, "malformed"});
       failed("malformed");
-      if (fallback.moves_on(i, policies::failure::transport)) continue;
+      if (moves_on(i, policies::failure::transport)) continue;
       const api_error failure{error_kind::upstream,
                               {},
                               "Provider '" + p.name + "': " + e->message,

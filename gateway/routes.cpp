@@ -215,7 +215,8 @@ void server::set_routed_headers(exchange& ex, http::fields& f) const {
 // An upstream answered with an error status: tell the client what happened in OpenAI's shape,
 // never echoing the provider's key.
 awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std::string_view body,
-                                             std::string_view retry_after) {
+                                             std::string_view retry_after,
+                                             providers::upstream_error kind) {
   const auto& p = *ex.provider;
   std::string upstream_message;
   auto j = nlohmann::json::parse(body, nullptr, false);
@@ -236,6 +237,27 @@ awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std:
   }
   std::string suffix = upstream_message.empty() ? "" : ": " + upstream_message;
   metrics_.upstream_errors.inc({p.name, "http_" + std::to_string(status)});
+  // The kinds the router falls back on keep their meaning when nothing was left to try: a
+  // prompt over the window, a content refusal (both the client's to fix), a spent balance (the
+  // operator's: no client retry helps, so it is not a 429).
+  if (kind == providers::upstream_error::context_length ||
+      kind == providers::upstream_error::content_policy) {
+    const bool context = kind == providers::upstream_error::context_length;
+    const api_error failure{error_kind::invalid_request, context ? "messages" : "",
+                            "Provider '" + p.name + "' rejected the request" + suffix,
+                            context ? "context_length_exceeded" : "content_filter"};
+    co_await send_error(ex, failure);
+    co_return;
+  }
+  if (kind == providers::upstream_error::quota) {
+    const api_error failure{error_kind::upstream,
+                            {},
+                            "Provider '" + p.name + "' refused for its account's balance or quota" +
+                                suffix,
+                            "upstream_quota_exhausted"};
+    co_await send_error(ex, failure);
+    co_return;
+  }
   if (status == 429) {
     if (auto seconds = retry_after_seconds(retry_after, std::chrono::system_clock::now()))
       ex.retry_after = std::to_string(*seconds);

@@ -405,7 +405,8 @@ class server {
   // Pass a named api_error (GCC 12 and class temporaries in a co_await; see routes.cpp).
   awaitable<void> send_error(exchange& ex, const api_error& e);
   awaitable<void> send_upstream_status(exchange& ex, unsigned status, std::string_view body,
-                                       std::string_view retry_after);
+                                       std::string_view retry_after,
+                                       providers::upstream_error kind = providers::upstream_error::final);
   void set_routed_headers(exchange& ex, http::fields& f) const;
   void finish(exchange& ex);
   void begin_drain();

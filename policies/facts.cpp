@@ -185,6 +185,14 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
       return facts_error{key, std::string("'") + key + "' must be a non-negative integer"};
     out.max_tokens = j.get<std::uint64_t>();
   }
+  // `metadata` (OpenAI's string-valued tags), for routes' `when`; other values are skipped.
+  if (const auto* m = last("metadata"); m && body[m->value_begin] == '{')
+    for_each_member(body, m->value_begin, [&](std::string_view key, std::size_t b, std::size_t e) {
+      const std::string_view v = body.substr(b, e - b);
+      if (out.metadata.size() < k_max_metadata && is_string_value(v, 0))
+        out.metadata.emplace_back(decode_string("\"" + std::string(key) + "\""),
+                                  decode_string(v));
+    });
   for (const char* key : {"tools", "functions"})
     if (const auto* m = last(key);
         m && body[m->value_begin] == '[' && body[skip_ws(body, m->value_begin + 1)] != ']')

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -43,7 +44,12 @@ struct request_facts {
   std::uint64_t est_prompt_tokens = 0;
   std::optional<std::uint64_t> max_tokens;
   bool needs_tools = false, needs_images = false, needs_json = false;
+  // The request's `metadata` members with string values, for routes' `when`.
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
+
+// `metadata` members kept (OpenAI allows 16).
+inline constexpr std::size_t k_max_metadata = 16;
 
 // Completion tokens assumed when the request does not cap them.
 inline constexpr std::uint64_t k_default_completion_tokens = 256;

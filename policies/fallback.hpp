@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <string_view>
 
 namespace meridian::policies {
 
@@ -19,6 +21,15 @@ enum class failure {
   retryable_status,    // an HTTP status the dialect calls worth another candidate (429, 5xx, 529)
   final_status,        // an HTTP status that is the client's answer (400, 401, 404, ...)
   gateway_overloaded,  // the gateway's own buffer cap: another candidate would need the same
+  quota,               // the provider's balance or quota is spent: only another provider helps
+  context_length,      // the prompt is over the model's window: only a larger window helps
+  content_policy,      // the provider's content filter refused: only another provider helps
+};
+
+// What the fallback decision knows of a planned deployment.
+struct deployment_ref {
+  std::string_view provider;
+  std::uint32_t context = 0;  // the model's window in tokens; 0 = unknown
 };
 
 class fallback_plan {
@@ -34,6 +45,21 @@ class fallback_plan {
   // there is no retry then.)
   bool moves_on(std::size_t i, failure f) const {
     return !is_last(i) && f != failure::final_status && f != failure::gateway_overloaded;
+  }
+
+  // Whether a later candidate `next` can answer where `failed` failed so. A quota or content
+  // refusal rules out the same provider (for the rest of this request); a context-length error
+  // every window known to be no larger. Other failures rule out nothing.
+  static bool worth_trying(failure f, deployment_ref failed, deployment_ref next) {
+    switch (f) {
+      case failure::quota:
+      case failure::content_policy:
+        return next.provider != failed.provider;
+      case failure::context_length:
+        return failed.context == 0 || next.context == 0 || next.context > failed.context;
+      default:
+        return true;
+    }
   }
 
   // The wait before attempt `i` (from 1): jittered in [base/2, base] with base = 10 ms << i, at

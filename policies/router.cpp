@@ -83,13 +83,13 @@ class planner {
       auto [pp, mp] = split_pattern(rc.pattern);
       if (rc.pattern.find('*') == std::string::npos) {  // the common case: one deployment
         if (const auto* p = cat_.find(pp))
-          if (const auto* m = p->find_model(mp)) add(*p, *m, rc.weight, 0);
+          if (const auto* m = p->find_model(mp)) add(*p, *m, rc.weight, rc.tier);
         continue;
       }
       for (const auto& p : cat_.providers) {
         if (!glob_match(pp, p.name)) continue;
         for (const auto& m : p.models)
-          if (glob_match(mp, m.id)) add(p, m, rc.weight, 0);
+          if (glob_match(mp, m.id)) add(p, m, rc.weight, rc.tier);
       }
     }
   }
@@ -122,6 +122,12 @@ class planner {
     const model_info& m = *c.model;
     const provider_prefs& pref = facts_.provider;
     if (!key_.regions.empty() && !contains(key_.regions, p.region)) return "key.regions";
+    if (!key_.models.empty() &&
+        std::none_of(key_.models.begin(), key_.models.end(), [&](const std::string& g) {
+          const auto [gp, gm] = split_pattern(g);
+          return glob_match(gp, p.name) && glob_match(gm, m.id);
+        }))
+      return "key.models";
     if (route) {
       const auto& req = route->require;
       if (!req.regions.empty() && !contains(req.regions, p.region)) return "route.require.regions";
@@ -163,22 +169,6 @@ class planner {
     cands_.erase(keep, cands_.end());
   }
 
-  // Open circuits step aside unless every survivor is open; then trying beats refusing.
-  bool drop_open_circuits() {
-    auto open = [&](const candidate& c) { return c.health && !health_.admits(*c.health); };
-    if (std::all_of(cands_.begin(), cands_.end(), open)) return !cands_.empty();
-    auto keep = cands_.begin();
-    for (auto& c : cands_) {
-      if (open(c)) {
-        out_.excluded.push_back({c.provider, c.model, "circuit_open"});
-        continue;
-      }
-      *keep++ = c;
-    }
-    cands_.erase(keep, cands_.end());
-    return false;
-  }
-
   // The error when constraints removed everything: the constraint that removed the most names
   // the kind and param; all are listed.
   plan_error emptied(std::string_view asked) const {
@@ -203,6 +193,10 @@ class planner {
                      top.starts_with("route.require.providers") ||
                      top.starts_with("route.require.exclude_providers");
     err.what = selection ? plan_error::kind::not_found : plan_error::kind::unsatisfiable;
+    if (top == "key.models") {
+      err.what = plan_error::kind::forbidden;
+      err.code = "model_not_allowed";
+    }
     err.param = top.starts_with("provider.") ? "provider" : top == "key.regions" ? "" : "model";
     // Blame the request field that asked for the capability, so the client knows what to drop.
     if (top == "capability.tools") err.param = "tools";
@@ -218,6 +212,7 @@ class planner {
   }
 
   std::vector<candidate>& candidates() { return cands_; }
+  void clear() { cands_.clear(); }
 
  private:
   const request_facts& facts_;
@@ -263,7 +258,11 @@ void apply_order(std::span<candidate> c, const provider_prefs& pref) {
     k = stable_front(c, k, [&](const candidate& x) { return x.provider->name == name; });
 }
 
-const strategy& choose(sort_by sort, const config::route_config* route) {
+const config::route_tier* tier_of(const config::route_config* route, std::uint32_t group) {
+  return route && group < route->tiers.size() ? &route->tiers[group] : nullptr;
+}
+
+const strategy& choose(sort_by sort, const config::route_config* route, std::uint32_t group) {
   switch (sort) {
     case sort_by::price:
       return builtin_strategy(config::route_policy::cost);
@@ -274,30 +273,80 @@ const strategy& choose(sort_by sort, const config::route_config* route) {
     case sort_by::none:
       break;
   }
+  if (const auto* tier = tier_of(route, group); tier && tier->policy)
+    return builtin_strategy(*tier->policy);
   if (route && route->policy) return builtin_strategy(*route->policy);
   return price_weighted_strategy();
 }
 
+bool any_glob(const std::vector<std::string>& globs, std::string_view name) {
+  return std::any_of(globs.begin(), globs.end(),
+                     [&](const std::string& g) { return glob_match(g, name); });
+}
+
+bool holds(const config::route_when& w, const request_facts& facts, const constraints& who) {
+  for (const auto& [name, want] : w.headers) {
+    std::optional<std::string_view> v;
+    if (who.header) v = who.header(name);
+    if (!v || !glob_match(want, *v)) return false;
+  }
+  if (!w.keys.empty() && (who.key.empty() || !any_glob(w.keys, who.key))) return false;
+  for (const auto& [name, want] : w.metadata) {
+    auto it = std::find_if(facts.metadata.begin(), facts.metadata.end(),
+                           [&](const auto& kv) { return kv.first == name; });
+    if (it == facts.metadata.end() || !glob_match(want, it->second)) return false;
+  }
+  return true;
+}
+
+std::string joined(const std::vector<std::string>& list) {
+  std::string out;
+  for (const auto& s : list) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// One route's share of a plan: the route that planned it (null for a model addressed
+// directly) and its candidates, filtered, then ranked.
+struct segment {
+  const config::route_config* route = nullptr;
+  std::vector<candidate> cands;
+  std::vector<std::string_view> policies;  // the strategy that ranked each group
+};
+
+// Open circuits step aside unless every survivor of every segment is open; then trying beats
+// refusing, and all stay. True in that case.
+bool drop_open_circuits(std::vector<segment>& segments, const health_snapshot& health,
+                        plan_result& out) {
+  auto open = [&](const candidate& c) { return c.health && !health.admits(*c.health); };
+  bool any = false, all = true;
+  for (const auto& seg : segments)
+    for (const auto& c : seg.cands) {
+      any = true;
+      all &= open(c);
+    }
+  if (any && all) return true;
+  for (auto& seg : segments) {
+    auto keep = seg.cands.begin();
+    for (auto& c : seg.cands) {
+      if (open(c)) {
+        out.excluded.push_back({c.provider, c.model, "circuit_open"});
+        continue;
+      }
+      *keep++ = c;
+    }
+    seg.cands.erase(keep, seg.cands.end());
+  }
+  return false;
+}
+
 }  // namespace
 
-bool glob_match(std::string_view pattern, std::string_view text) {
-  std::size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      resume = t;
-    } else if (p < pattern.size() && pattern[p] == text[t]) {
-      ++p;
-      ++t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
+const config::route_config* find_route(const std::vector<config::route_config>& routes,
+                                       std::string_view name, const request_facts& facts,
+                                       const constraints& who) {
+  for (const auto& r : routes)
+    if (glob_match(r.match, name) && holds(r.when, facts, who)) return &r;
+  return nullptr;
 }
 
 plan_result plan(const request_facts& facts, const providers::catalog& catalog,
@@ -310,13 +359,19 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
     out.error = plan_error{plan_error::kind::unsatisfiable, "model", "The request names no model"};
     return out;
   }
-  const config::route_config* route = nullptr;
-  for (const auto& r : routes)
-    if (glob_match(r.match, asked)) {
-      route = &r;
-      break;
-    }
+  const auto& allowed_routes = key_constraints.routes;
+  const config::route_config* route = find_route(routes, asked, facts, key_constraints);
+  if (!allowed_routes.empty() && !(route ? any_glob(allowed_routes, route->match)
+                                         : !key_constraints.models.empty())) {
+    std::string what = route ? "This key may not use the route '" + route->match + "'"
+                             : "This key may not address models directly";
+    out.error = plan_error{plan_error::kind::forbidden, "model",
+                           what + "; it may use the routes: " + joined(allowed_routes),
+                           route ? "route_not_allowed" : "model_not_allowed"};
+    return out;
+  }
 
+  std::vector<segment> segments;
   planner p(facts, catalog, health, key_constraints, out);
   if (route) {
     out.route = route->match;
@@ -348,53 +403,104 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
       }
     }
   }
-
   p.filter(route);
-  bool all_open = p.drop_open_circuits();
-  auto& cands = p.candidates();
-  if (cands.empty()) {
+  segments.push_back({route, std::move(p.candidates()), {}});
+  // fallback_route: the next route's candidates after these, as if the client had asked for
+  // its model; each route once, and only routes the key may use.
+  for (const auto* r = route; r && !r->fallback_route.empty();) {
+    const auto* next = find_route(routes, r->fallback_route, facts, key_constraints);
+    if (!next || std::any_of(segments.begin(), segments.end(),
+                             [&](const segment& s) { return s.route == next; }))
+      break;
+    if (!allowed_routes.empty() && !any_glob(allowed_routes, next->match)) break;
+    p.clear();
+    p.expand_route(*next);
+    p.filter(next);
+    segments.push_back({next, std::move(p.candidates()), {}});
+    r = next;
+  }
+
+  const bool all_open = drop_open_circuits(segments, health, out);
+  std::size_t total = 0;
+  for (const auto& seg : segments) total += seg.cands.size();
+  if (total == 0) {
     out.error = p.emptied(facts.model);
     return out;
   }
 
-  const strategy& s = choose(hint != sort_by::none ? hint : facts.provider.sort, route);
-  out.policy = s.name();
-  config::route_weights default_weights;
-  rank_context ctx{facts, health, route ? route->weights : default_weights, rng};
-  // Each model group is ranked on its own: `models` fallbacks are tried in the order given.
-  std::span<candidate> all(cands);
-  for (std::size_t begin = 0; begin < all.size();) {
-    std::size_t end = begin;
-    while (end < all.size() && all[end].group == all[begin].group) ++end;
-    auto group = all.subspan(begin, end - begin);
-    s.rank(group, ctx);
-    apply_soft(group, facts.provider);
-    apply_order(group, facts.provider);
-    begin = end;
+  // Each group is ranked on its own: a route's tiers, or the `models` fallbacks, in order.
+  for (auto& seg : segments) {
+    std::span<candidate> all(seg.cands);
+    for (std::size_t begin = 0; begin < all.size();) {
+      std::size_t end = begin;
+      while (end < all.size() && all[end].group == all[begin].group) ++end;
+      const std::uint32_t g = all[begin].group;
+      const strategy& s =
+          choose(hint != sort_by::none ? hint : facts.provider.sort, seg.route, g);
+      const auto* tier = tier_of(seg.route, g);
+      config::route_weights default_weights;
+      const config::route_weights& weights = tier && tier->weights ? *tier->weights
+                                             : seg.route          ? seg.route->weights
+                                                                  : default_weights;
+      rank_context ctx{facts, health, weights, rng};
+      auto group = all.subspan(begin, end - begin);
+      s.rank(group, ctx);
+      apply_soft(group, facts.provider);
+      apply_order(group, facts.provider);
+      seg.policies.resize(std::max<std::size_t>(seg.policies.size(), g + 1));
+      seg.policies[g] = s.name();
+      begin = end;
+    }
   }
 
-  std::size_t cap = std::numeric_limits<std::size_t>::max();
-  if (route) cap = route->fallback ? 1 + std::size_t{route->retries} : 1;
-  out.attempts.reserve(std::min(cap, cands.size()));
-  for (std::size_t i = 0; i < cands.size(); ++i) {
-    const auto& c = cands[i];
-    if (i >= cap) {
-      out.excluded.push_back(
-          {c.provider, c.model, route->fallback ? "route.retries" : "route.fallback"});
-      continue;
+  out.attempts.reserve(total);
+  const segment* first_segment = nullptr;
+  for (std::size_t si = 0; si < segments.size(); ++si) {
+    const auto& seg = segments[si];
+    std::size_t cap = std::numeric_limits<std::size_t>::max();
+    if (seg.route) cap = seg.route->fallback ? 1 + std::size_t{seg.route->retries} : 1;
+    std::size_t taken = 0;
+    for (const auto& c : seg.cands) {
+      // A deployment an earlier route already planned is not tried twice.
+      if (std::any_of(out.attempts.begin(), out.attempts.end(), [&](const attempt& a) {
+            return a.provider == c.provider && a.model == c.model;
+          }))
+        continue;
+      if (taken >= cap) {
+        out.excluded.push_back(
+            {c.provider, c.model, seg.route->fallback ? "route.retries" : "route.fallback"});
+        continue;
+      }
+      ++taken;
+      std::string_view reason = "fallback";
+      if (out.attempts.empty())
+        reason = "primary";
+      else if (si > 0)
+        reason = "route fallback";
+      else if (c.group != seg.cands.front().group)
+        reason = seg.route ? "tier fallback" : "models fallback";
+      if (all_open) reason = "circuit open (all candidates are)";
+      if (out.attempts.empty()) {
+        out.policy = seg.policies[c.group];
+        first_segment = &seg;
+      }
+      out.attempts.push_back({c.provider, c.model, reason, seg.route, c.group});
     }
-    std::string_view reason = i == 0 ? "primary" : c.group == 0 ? "fallback" : "models fallback";
-    if (all_open) reason = "circuit open (all candidates are)";
-    out.attempts.push_back({c.provider, c.model, reason});
   }
 
   const auto& first = out.attempts.front();
   out.explain.reserve(96);
   if (route) out.explain.append("route=").append(route->match).append(" ");
+  if (first.route && first.route != route)
+    out.explain.append("via=").append(first.route->match).append(" ");
   out.explain.append("policy=").append(out.policy).append(" chose=").append(first.provider->name);
   out.explain.append("/").append(first.model->id);
-  out.explain.append(" of=").append(std::to_string(cands.size()));
+  if (first_segment->route && first_segment->route->tiers.size() > 1)
+    out.explain.append(" tier=").append(std::to_string(first.tier + 1));
+  out.explain.append(" of=").append(std::to_string(total));
   out.explain.append(" excluded=").append(std::to_string(out.excluded.size()));
+  if (segments.size() > 1)
+    out.explain.append(" fallback_route=").append(segments.back().route->match);
   if (all_open) out.explain.append(" all_circuits_open");
   return out;
 }

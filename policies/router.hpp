@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -16,15 +17,23 @@
 
 namespace meridian::policies {
 
-// Limits attached to the API key. They only ever narrow the candidate set.
+// Who is asking: the API key's limits, which only ever narrow the candidate set, and what
+// routes' `when` conditions look at besides the request body.
 struct constraints {
   std::vector<std::string> regions;  // allow-list; empty = any region
+  std::vector<std::string> models;   // allow-list of provider/model globs; empty = any
+  std::vector<std::string> routes;   // allow-list of route-match globs; empty = any, or none
+  std::string_view key;              // the key's name; empty without a key
+  // A request header's value by lowercase name; empty function: no header is known.
+  std::function<std::optional<std::string_view>(std::string_view)> header;
 };
 
 struct attempt {
   const providers::provider* provider = nullptr;
   const providers::model_info* model = nullptr;
-  std::string_view reason;  // "primary", "fallback", "models fallback", ...
+  std::string_view reason;  // "primary", "fallback", "tier fallback", "route fallback", ...
+  const config::route_config* route = nullptr;  // what planned it (maybe a fallback_route's)
+  std::uint32_t tier = 0;                       // its tier in that route, from 0
 };
 
 // A deployment that will not be tried and the constraint that removed it, named as the client
@@ -38,8 +47,8 @@ struct exclusion {
 struct plan_error {
   // unsatisfiable: a constraint nothing meets (a price, quality or size limit, a capability, no
   // model named); not_found: no such model, or providers chosen by name or region that nobody
-  // serves, as OpenRouter answers.
-  enum class kind { unsatisfiable, not_found };
+  // serves, as OpenRouter answers; forbidden: the key's allow.models or allow.routes.
+  enum class kind { unsatisfiable, not_found, forbidden };
   kind what = kind::unsatisfiable;
   std::string param;  // the request field to blame, e.g. "provider" or "model"
   std::string message;
@@ -57,8 +66,10 @@ struct plan_result {
   bool ok() const { return !error; }
 };
 
-// Plans one request. `routes` are tried in order, first match wins (after a ":floor" or
-// ":nitro" suffix is removed). Never throws for request-level problems; see plan_result.error.
+// Plans one request. `routes` are tried in order: the first whose match fits the model (after a
+// ":floor" or ":nitro" suffix is removed) and whose `when` holds wins. Its candidates come tier
+// by tier, each tier ranked by its own policy; then those of its fallback_route's route, and so
+// on. Never throws for request-level problems; see plan_result.error.
 plan_result plan(const request_facts& facts, const providers::catalog& catalog,
                  const health_snapshot& health, const std::vector<config::route_config>& routes,
                  const constraints& key_constraints, std::mt19937_64& rng);
@@ -68,7 +79,12 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
 std::vector<std::string> validate_routes(const config::config& cfg,
                                          const providers::catalog& catalog);
 
-// '*' matches any run of characters (including none); everything else matches itself.
-bool glob_match(std::string_view pattern, std::string_view text);
+using config::glob_match;
+
+// The route a request for model `name` takes: the first whose match fits and whose `when`
+// holds; nullptr for none.
+const config::route_config* find_route(const std::vector<config::route_config>& routes,
+                                       std::string_view name, const request_facts& facts,
+                                       const constraints& who);
 
 }  // namespace meridian::policies

@@ -473,8 +473,8 @@ class anthropic_dialect final : public dialect {
   }
 
   // 529 is Anthropic's "overloaded": the request was fine, the capacity was not.
-  bool retryable(unsigned status, std::string_view body) const override {
-    return status == 529 || dialect::retryable(status, body);
+  upstream_error classify(unsigned status, std::string_view body) const override {
+    return status == 529 ? upstream_error::retryable : dialect::classify(status, body);
   }
 };
 

@@ -59,6 +59,15 @@ class stream_decoder {
   virtual std::string error() const { return {}; }
 };
 
+// An upstream's error answer, as far as choosing the next candidate cares.
+enum class upstream_error {
+  retryable,       // try another candidate, or the same one again
+  final,           // the client's answer: another candidate would refuse it too
+  quota,           // the account's balance or quota is spent: never this provider again now
+  context_length,  // the prompt is over the model's window: only a larger window can help
+  content_policy,  // the provider's content filter refused: another provider may not
+};
+
 class dialect {
  public:
   virtual ~dialect() = default;
@@ -76,9 +85,14 @@ class dialect {
   // A fresh decoder for one streamed answer.
   virtual std::unique_ptr<stream_decoder> stream(std::string_view model) const = 0;
 
-  // Whether an upstream error (status and body) is worth trying elsewhere or again:
-  // 429 (except "no balance" style quota errors), 5xx, 408 — yes; other 4xx — no.
-  virtual bool retryable(unsigned status, std::string_view body) const;
+  // What an upstream error (status and body) means for the attempt loop: 429 (except "no
+  // balance" style quota errors), 5xx and 408 are retryable; a context-length error, a content
+  // filter's refusal and an exhausted balance or quota are told apart from other 4xx, which are
+  // final (the client's answer).
+  virtual upstream_error classify(unsigned status, std::string_view body) const;
+  bool retryable(unsigned status, std::string_view body) const {
+    return classify(status, body) == upstream_error::retryable;
+  }
 };
 
 // The registry: the one dialect object for each wire format.

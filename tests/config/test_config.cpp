@@ -215,12 +215,16 @@ TEST_CASE("the demo config describes six simulated providers") {
   // The bare name shared-7b is served twice on purpose, to demonstrate ambiguity.
   CHECK(find_provider(c, "qwen").models.count("shared-7b") == 1);
   CHECK(find_provider(c, "local").models.count("shared-7b") == 1);
-  // The product: an auto route by cost across CN, US and local, a quality route, a key bound to
-  // US and local, and a baseline for the savings figure.
-  REQUIRE(c.routes.size() == 2);
+  // The product: an auto route by cost across CN, US and local, a quality route, a tiered route
+  // (CN by cost, then the US by quality), a key bound to US and local, and a baseline for the
+  // savings figure.
+  REQUIRE(c.routes.size() == 3);
   CHECK(c.routes[0].match == "auto");
   CHECK(c.routes[0].policy == cfg::route_policy::cost);
   CHECK(c.routes[1].policy == cfg::route_policy::quality);
+  REQUIRE(c.routes[2].tiers.size() == 2);
+  CHECK(c.routes[2].tiers[0].policy == cfg::route_policy::cost);
+  CHECK(c.routes[2].tiers[1].policy == cfg::route_policy::quality);
   REQUIRE(c.keys.size() == 1);
   CHECK(c.keys[0].allow_regions == std::vector<std::string>{"us", "local"});
   CHECK(c.stats.baseline == "openai/gpt-4o");

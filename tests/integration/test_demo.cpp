@@ -116,6 +116,16 @@ TEST_CASE("demo: auto, a quality route, a residency-bound key, fallbacks from a 
     CHECK((provider == "local" || provider == "openai"));
   }
 
+  // cn-first: China's cheapest first, by tier; for the us-only key the US tier leads.
+  auto tiered = http_call(p, "POST", "/v1/chat/completions", chat("cn-first"));
+  REQUIRE(tiered.status == 200);
+  CHECK(tiered.headers["x-meridian-route"].find("route=cn-first policy=cost chose=") == 0);
+  CHECK(tiered.headers["x-meridian-route"].find(" tier=1 ") != std::string::npos);
+  auto tiered_us = http_call(p, "POST", "/v1/chat/completions", chat("cn-first"), key);
+  REQUIRE(tiered_us.status == 200);
+  CHECK(tiered_us.headers["x-meridian-route"].find("policy=quality") != std::string::npos);
+  CHECK(tiered_us.headers["x-meridian-route"].find(" tier=2 ") != std::string::npos);
+
   // Savings against the gpt-4o baseline.
   auto share = http_call(p, "GET", "/v1/stats/share?window=1h");
   REQUIRE(share.status == 200);

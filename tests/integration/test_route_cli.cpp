@@ -220,3 +220,53 @@ TEST_CASE("route cli: --key previews a key's limits and plans under its residenc
   CHECK(unknown.code == 2);
   CHECK(unknown.out.find("declares no key 'nobody' (keys: eu-team, open)") != std::string::npos);
 }
+
+TEST_CASE("route cli: tiers, a route chosen by --header, a fallback route and allow-lists") {
+  temp_dir d;
+  auto config = d.write(
+      "m.yaml", std::string(k_config) +
+                    "  - match: tiered\n"
+                    "    tiers:\n"
+                    "      - { policy: cost, candidates: [deepseek/*, local/*] }\n"
+                    "      - { policy: quality, candidates: [openai/*, claude/*] }\n"
+                    "    retries: 4\n"
+                    "  - { match: team, when: { header: { x-team: research } }, candidates: "
+                    "[claude/sonnet] }\n"
+                    "  - { match: team, candidates: [local/*], fallback_route: best, retries: 0 }\n"
+                    "keys:\n"
+                    "  - { name: us, key_sha256: \"" +
+                    std::string(64, 'a') +
+                    "\", allow: { models: [\"openai/*\"], routes: [tiered] } }\n");
+  auto tiered = d.write("tiered.json", body("tiered", 1000));
+  auto r = run({"route", "-c", config, tiered});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(attempt_order(r.out) == std::vector<std::string>{"local/qwen2.5:7b",
+                                                         "deepseek/deepseek-chat", "claude/sonnet",
+                                                         "openai/gpt-4o", "openai/gpt-4o-mini"});
+  CHECK(r.out.find("primary, tier 1 of 2") != std::string::npos);
+  CHECK(r.out.find("tier fallback, tier 2 of 2") != std::string::npos);
+
+  // Under the key: only openai/*, so the second tier leads; other routes are refused (403).
+  auto keyed = run({"route", "-c", config, tiered, "--key", "us"});
+  INFO(keyed.out);
+  CHECK(keyed.out.find("models [openai/*] only, routes [tiered] only") != std::string::npos);
+  CHECK(attempt_order(keyed.out) ==
+        std::vector<std::string>{"openai/gpt-4o", "openai/gpt-4o-mini"});
+  auto team = d.write("team.json", body("team", 1000));
+  auto refused = run({"route", "-c", config, team, "--key", "us"});
+  CHECK(refused.code == 1);
+  CHECK(refused.out.find("error: status 403") != std::string::npos);
+
+  // --header picks the research route; without it the plain one, then best's candidates.
+  auto research = run({"route", "-c", config, team, "--header", "X-Team: research"});
+  CHECK(attempt_order(research.out) == std::vector<std::string>{"claude/sonnet"});
+  auto plain = run({"route", "-c", config, team});
+  INFO(plain.out);
+  const auto order = attempt_order(plain.out);
+  REQUIRE(order.size() >= 2);
+  CHECK(order[0] == "local/qwen2.5:7b");
+  CHECK(order[1] == "claude/sonnet");
+  CHECK(plain.out.find("route fallback (route best)") != std::string::npos);
+  CHECK(run({"route", "-c", config, team, "--header", "nocolon"}).code == 2);
+}

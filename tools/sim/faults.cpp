@@ -89,6 +89,10 @@ fault parse_fault(std::string_view text) {
       const int k = parse_int(key, value.substr(0, slash)), n = parse_int(key, value.substr(slash + 1));
       if (n < 1 || k > n) throw std::invalid_argument("fault key 'fails' needs 0 <= K <= N and N >= 1");
       f.fails = std::pair{k, n};
+    } else if (key == "error") {
+      if (value != "context_length" && value != "content_policy" && value != "quota")
+        throw std::invalid_argument("fault key 'error' needs context_length, content_policy or quota");
+      f.error = std::string(value);
     } else if (key == "content_type") {
       // The value becomes a header: refuse what could split it.
       if (value.empty() || std::any_of(value.begin(), value.end(),

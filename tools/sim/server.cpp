@@ -256,6 +256,33 @@ class handler {
     return res;
   }
 
+  // The error each dialect's documentation shows for a prompt over the window, a content
+  // filter's refusal and a spent balance (tests/fixtures/errors/ keeps the bodies they come from).
+  response documented_error(const request& req, const std::string& what) const {
+    const bool anthropic = kind() == dialect::anthropic, gemini = kind() == dialect::gemini;
+    if (what == "context_length") {
+      if (anthropic) return fail(req, 400, "prompt is too long: 210000 tokens > 200000 maximum");
+      if (gemini)
+        return fail(req, 400,
+                    "The input token count (1200000) exceeds the maximum number of tokens allowed "
+                    "(1048576).");
+      return fail(req, 400,
+                  "This model's maximum context length is 8192 tokens. However, your messages "
+                  "resulted in 9000 tokens. Please reduce the length of the messages.",
+                  "messages", "context_length_exceeded");
+    }
+    if (what == "content_policy")  // Qwen's (DashScope) answer; the others refuse in a 200
+      return fail(req, 400, "Input data may contain inappropriate content.", nullptr,
+                  "data_inspection_failed", "data_inspection_failed");
+    if (anthropic)
+      return fail(req, 400,
+                  "Your credit balance is too low to access the Anthropic API. Please go to Plans "
+                  "& Billing to upgrade or purchase credits.");
+    return fail(req, 429,
+                "You exceeded your current quota, please check your plan and billing details.",
+                nullptr, "insufficient_quota", "insufficient_quota");
+  }
+
   // Checks the dialect's key header; returns the rejection to send, if any.
   std::optional<response> reject_key(const request& req) const {
     const std::string& key = p_.config.api_key;
@@ -373,6 +400,7 @@ class handler {
       if (f.retry_after) res.set(http::field::retry_after, std::to_string(*f.retry_after));
       co_return co_await send(std::move(res));
     }
+    if (!f.error.empty()) co_return co_await send(documented_error(req, f.error));
     if (f.malformed) {
       co_return co_await send(make(req, http::status::ok, std::string(malformed_body)));
     }

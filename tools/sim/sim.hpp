@@ -41,6 +41,9 @@ struct fault {
   // fails=K/N: the rest of the fault applies to the first K of every N counted requests of the
   // provider, the others are served normally (a flaky server, in bursts a circuit breaker sees).
   std::optional<std::pair<int, int>> fails;
+  // error=context_length|content_policy|quota: the dialect's documented error answer of that
+  // kind (OpenAI's context_length_exceeded, Anthropic's "prompt is too long", ...).
+  std::string error;
 
   // Whether the fault applies to the provider's `n`th counted request (from 1).
   bool applies_to(std::uint64_t n) const {

@@ -1,0 +1,166 @@
+// Policy expressiveness through the real binary: fallback by error kind (a context-length error
+// to a larger window, a quota or content refusal to another provider), tiers, routes chosen by
+// header and key, fallback_route, and the key's allow.models / allow.routes.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/harness.hpp"
+
+using namespace meridian::test;
+using nlohmann::json;
+
+namespace {
+
+const char* k_sim = R"(
+providers:
+  small:    { port: 0, models: [m], fault: "error=context_length" }
+  small2:   { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 3 }
+  big:      { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 4 }
+  broke:    { port: 0, models: [m, m2], fault: "error=quota" }
+  filtered: { port: 0, models: [m, m2], fault: "error=content_policy" }
+  good:     { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 5 }
+  us:       { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 6 }
+  claude:   { port: 0, dialect: anthropic, models: [m], fault: "error=context_length" }
+)";
+
+std::string provider(sim& s, const std::string& name, const std::string& region,
+                     const std::string& models, const std::string& extra = "") {
+  return "  " + name + ": { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at(name)) +
+         "/v1\"" + ", region: " + region + extra +
+         ", models: { " + models + " } }\n";
+}
+
+std::string gateway_yaml(sim& s, const std::string& rest) {
+  const std::string m8k = "m: { input: 1, output: 2, context: 8192 }";
+  return "server: { listen: 127.0.0.1:0, threads: 1 }\nproviders:\n" +
+         provider(s, "small", "cn", m8k) + provider(s, "small2", "cn", m8k) +
+         provider(s, "big", "cn", "m: { input: 3, output: 6, context: 131072 }") +
+         provider(s, "broke", "cn", "m: { input: 1, output: 1 }, m2: { input: 1, output: 1 }") +
+         provider(s, "filtered", "cn", "m: { input: 1, output: 1 }, m2: { input: 1, output: 1 }") +
+         provider(s, "good", "cn", "m: { input: 2, output: 2 }") +
+         provider(s, "us", "us", "m: { input: 0.5, output: 0.5 }") +
+         provider(s, "claude", "us", "m: { input: 1, output: 1, context: 200000 }",
+                  ", dialect: anthropic") +
+         rest;
+}
+
+std::string body(const std::string& model) {
+  return R"({"model":")" + model + R"(","messages":[{"role":"user","content":"hi"}]})";
+}
+
+int sim_requests(sim& s, const std::string& provider) {
+  return json::parse(s.stats(provider))["requests"].get<int>();
+}
+
+std::map<std::string, std::string> bearer(const std::string& key) {
+  return {{"authorization", "Bearer " + key}};
+}
+
+}  // namespace
+
+TEST_CASE("policy: fallback by error kind: a larger window, another provider, no retry in vain") {
+  sim s(k_sim);
+  gateway g(gateway_yaml(s, R"(routes:
+  - { match: ctx, policy: ordered, candidates: [small/m, small2/m, big/m], retries: 4 }
+  - { match: ctx-only-small, policy: ordered, candidates: [small/m, small2/m], retries: 4 }
+  - { match: quota, policy: ordered, candidates: [broke/m, broke/m2, good/m], retries: 4 }
+  - { match: content, policy: ordered, candidates: [filtered/m, filtered/m2, good/m], retries: 4 }
+  - { match: claude-ctx, policy: ordered, candidates: [claude/m, small2/m, big/m], retries: 4 }
+)"));
+  // Context length: small2 has the same 8k window as small and is skipped for big's 128k.
+  auto ctx = http_call(g.port, "POST", "/v1/chat/completions", body("ctx"));
+  CHECK(ctx.status == 200);
+  CHECK(ctx.headers["x-meridian-provider"] == "big");
+  CHECK(ctx.headers["x-meridian-route"].find("failed=small/m=context_length") != std::string::npos);
+  CHECK(sim_requests(s, "small2") == 0);
+  // Nothing larger: the provider's own 400 is the client's answer, and no one else is asked.
+  auto none = http_call(g.port, "POST", "/v1/chat/completions", body("ctx-only-small"));
+  CHECK(none.status == 400);
+  CHECK(json::parse(none.body)["error"]["code"] == "context_length_exceeded");
+  CHECK(sim_requests(s, "small2") == 0);
+  // Anthropic's wording ("prompt is too long") in its own dialect: 200k known, so 8k is skipped.
+  auto claude = http_call(g.port, "POST", "/v1/chat/completions", body("claude-ctx"));
+  CHECK(claude.status == 400);  // nothing has a window above Claude's 200k
+  CHECK(json::parse(claude.body)["error"]["code"] == "context_length_exceeded");
+  CHECK(sim_requests(s, "small2") == 0);
+  CHECK(sim_requests(s, "big") == 1);
+
+  // A spent balance: the provider's other model is not tried.
+  auto quota = http_call(g.port, "POST", "/v1/chat/completions", body("quota"));
+  CHECK(quota.status == 200);
+  CHECK(quota.headers["x-meridian-provider"] == "good");
+  CHECK(quota.headers["x-meridian-route"].find("failed=broke/m=quota") != std::string::npos);
+  CHECK(sim_requests(s, "broke") == 1);
+  // A content filter's refusal: another provider is asked, not the same one again.
+  auto content = http_call(g.port, "POST", "/v1/chat/completions", body("content"));
+  CHECK(content.status == 200);
+  CHECK(content.headers["x-meridian-provider"] == "good");
+  CHECK(content.headers["x-meridian-route"].find("failed=filtered/m=content_policy") !=
+        std::string::npos);
+  CHECK(sim_requests(s, "filtered") == 1);
+
+  auto metrics = http_call(g.port, "GET", "/metrics").body;
+  CHECK(metrics.find("meridian_fallbacks_total{from=\"broke/m\",to=\"good/m\",reason=\"quota\"}") !=
+        std::string::npos);
+  CHECK(metrics.find("meridian_fallbacks_total{from=\"small/m\",to=\"big/m\",reason=\"context_"
+                     "length\"}") != std::string::npos);
+}
+
+TEST_CASE("policy: tiers, a route by header or key, fallback_route and the key's allow-lists") {
+  sim s(k_sim);
+  gateway g(gateway_yaml(s, R"(routes:
+  - match: auto
+    tiers:
+      - { policy: cost, candidates: [good/m, big/m] }
+      - { policy: cost, candidates: [us/m] }
+  - match: team
+    when: { header: { x-team: research } }
+    candidates: [big/m]
+  - match: team
+    when: { key: reviewer }
+    candidates: [us/m]
+  - { match: team, candidates: [good/m] }
+  - { match: cn-first, candidates: [broke/m], fallback_route: hard }
+  - { match: hard, policy: ordered, candidates: [us/m, big/m] }
+keys:
+  - { name: reviewer, key_sha256: ")" + sha256_hex("sk-reviewer") + R"(", allow: { routes: [team, "cn-*"] } }
+  - { name: us-models, key_sha256: ")" + sha256_hex("sk-us") + R"(", allow: { models: ["us/*"] } }
+)"));
+  // Tiers: the CN tier's cheapest, although the US is cheaper still.
+  auto tiered = http_call(g.port, "POST", "/v1/chat/completions", body("auto"));
+  CHECK(tiered.headers["x-meridian-provider"] == "good");
+  CHECK(tiered.headers["x-meridian-route"].find("route=auto policy=cost chose=good/m tier=1") == 0);
+  // A key that may only use us/*: the first tier is empty for it, the second serves.
+  auto us_only = http_call(g.port, "POST", "/v1/chat/completions", body("auto"), bearer("sk-us"));
+  CHECK(us_only.headers["x-meridian-provider"] == "us");
+  CHECK(us_only.headers["x-meridian-route"].find("tier=2") != std::string::npos);
+  auto refused = http_call(g.port, "POST", "/v1/chat/completions", body("good/m"), bearer("sk-us"));
+  CHECK(refused.status == 403);
+  CHECK(json::parse(refused.body)["error"]["code"] == "model_not_allowed");
+
+  // A route by header, by key, else the plain one.
+  CHECK(http_call(g.port, "POST", "/v1/chat/completions", body("team"), {{"x-team", "research"}})
+            .headers["x-meridian-provider"] == "big");
+  CHECK(http_call(g.port, "POST", "/v1/chat/completions", body("team"), bearer("sk-reviewer"))
+            .headers["x-meridian-provider"] == "us");
+  CHECK(http_call(g.port, "POST", "/v1/chat/completions", body("team"))
+            .headers["x-meridian-provider"] == "good");
+
+  // allow.routes: another route, or a model by name, is 403 in OpenAI's error shape.
+  auto other = http_call(g.port, "POST", "/v1/chat/completions", body("auto"), bearer("sk-reviewer"));
+  CHECK(other.status == 403);
+  auto err = json::parse(other.body)["error"];
+  CHECK(err["code"] == "route_not_allowed");
+
+  // fallback_route: broke's quota error moves on to hard's candidates.
+  auto fell = http_call(g.port, "POST", "/v1/chat/completions", body("cn-first"));
+  CHECK(fell.status == 200);
+  CHECK(fell.headers["x-meridian-provider"] == "us");
+  CHECK(fell.headers["x-meridian-route"].find("fallback_route=hard") != std::string::npos);
+  // The reviewer may use cn-first but not hard: broke's refusal is its answer.
+  auto bounded = http_call(g.port, "POST", "/v1/chat/completions", body("cn-first"),
+                           bearer("sk-reviewer"));
+  CHECK(bounded.status == 502);  // the operator's account, not the client's request
+  CHECK(json::parse(bounded.body)["error"]["code"] == "upstream_quota_exhausted");
+}
