@@ -68,12 +68,19 @@ enum class capability { tools, images, json, reasoning };
 struct model_config {
   std::optional<double> input, output, cache_read, cache_write;
   std::optional<int> quality;
+  // `quality: {default: 80, code: 88, math: 70}`: the quality for requests of a task (see
+  // k_task_names), used by quality floors and the quality and balanced policies.
+  std::map<std::string, int> task_quality;
   std::optional<std::uint32_t> context;
   std::optional<double> kwh_per_million_tokens;  // unset: the provider's, then energy's
   // The complete set the model supports; unset keeps the catalog's (tools and json by default).
   std::optional<std::vector<capability>> capabilities;
   int line = 0;
 };
+
+// The tasks the request classifier tells apart (policies/task.hpp), as `quality` keys name them.
+inline constexpr std::string_view k_task_names[] = {"code",         "math",     "translation",
+                                                    "long_context", "tool_use", "chat"};
 
 struct tls_config {
   bool verify = true;

@@ -2,6 +2,8 @@
 // headers, and the model facts that the top-level models section overrides.
 #include "config/detail.hpp"
 
+#include <algorithm>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -127,7 +129,17 @@ model_config parser::model(const located& at, int line) const {
     if (key == "cache_read") out.cache_read = price(value);
     if (key == "cache_write") out.cache_write = price(value);
     if (key == "context") out.context = static_cast<std::uint32_t>(positive(value));
-    if (key == "quality") out.quality = quality(value);
+    if (key == "quality" && !value.node.IsMap()) out.quality = quality(value);
+    if (key == "quality" && value.node.IsMap()) {
+      // The keys are k_task_names (policies/task.hpp) and default.
+      for (const auto& [task, q] : entries(value, {"default", "code", "math", "translation",
+                                                   "long_context", "tool_use", "chat"})) {
+        if (task == "default")
+          out.quality = quality(q);
+        else
+          out.task_quality[task] = quality(q);
+      }
+    }
   }
   return out;
 }

@@ -48,7 +48,7 @@ constexpr const char* k_usage =
     "undeclared regions, providers without models)\n"
     "  meridian route -c FILE REQ.json [--key NAME]                 dry-run the router on an "
     "OpenAI chat body (as key NAME: its residency and limits)\n"
-    "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key]   token "
+    "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key|app|task|language]   token "
     "shares\n"
     "  meridian demo [--host H] [--port P] [--log-level L]          simulated providers + gateway "
     "on 127.0.0.1:8080 (or H:P; the simulators on the next six ports)\n"
@@ -381,6 +381,9 @@ int route(const std::string& config_path, const std::string& request_path, const
               static_cast<unsigned long long>(
                   facts.max_tokens.value_or(policies::k_default_completion_tokens)),
               facts.max_tokens ? "" : " (assumed: no max_tokens)");
+  std::printf("task: %s (%s), language %s\n", std::string(policies::to_string(facts.task.what)).c_str(),
+              std::string(facts.task.why).c_str(),
+              facts.task.language.empty() ? "unknown" : std::string(facts.task.language).c_str());
   std::printf("route: %s\n", r.route.empty() ? "none (addressed directly)" : r.route.c_str());
   if (r.ok()) {
     std::printf("policy: %s%s\n", std::string(r.policy).c_str(),
@@ -399,7 +402,7 @@ int route(const std::string& config_path, const std::string& request_path, const
       std::string context = a.model->context ? std::to_string(a.model->context) : "-";
       std::printf("  %2zu  %-*s %-7s %8.3f %8.3f %7d %9s", i + 1, width,
                   name(a.provider, a.model).c_str(), a.provider->region.c_str(), a.model->input,
-                  a.model->output, a.model->quality, context.c_str());
+                  a.model->output, policies::quality_for(*a.model, facts), context.c_str());
       if (cost) std::printf(" %13.8f", policies::expected_cost(facts, *a.model) / 1e6);
       std::string reason(a.reason);
       if (a.route && a.route->match != r.route) reason += " (route " + a.route->match + ")";
@@ -598,6 +601,10 @@ int demo(log_level level, const std::string& host, std::optional<unsigned> port)
       "'{\"model\":\"deepseek/deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":"
       "\"hi\"}]}'\n"
       "    # refused: this key may only reach US and local providers\n"
+      "  curl -s %s/v1/chat/completions -H 'X-Title: My App' -H 'Content-Type: application/json' \\\n"
+      "    -d '{\"model\":\"cn-first\",\"messages\":[{\"role\":\"user\",\"content\":"
+      "\"写一个 Python 函数\"}]}'\n"
+      "    # tiers: China's cheapest first; the dashboard ranks the app, the task and the language\n"
       "  curl -s %s/v1/messages -H 'Content-Type: application/json' \\\n"
       "    -H 'anthropic-version: 2023-06-01' \\\n"
       "    -d "
@@ -608,7 +615,7 @@ int demo(log_level level, const std::string& host, std::optional<unsigned> port)
       "Metrics:   %s/metrics\n"
       "Ctrl-C stops the gateway and the simulator.\n\n",
       base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str(), base.c_str(),
-      base.c_str());
+      base.c_str(), base.c_str());
   std::fflush(stdout);
   set_log_level(level);
   int code = serve(snap, gw_cfg, text);

@@ -98,6 +98,35 @@ std::string sane_request_id(std::string_view inbound) {
   return sane ? std::string(inbound) : std::string();
 }
 
+std::string app_name(std::string_view title, std::string_view referer) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  std::string out(trim(title));
+  if (out.empty()) {
+    std::string_view host = trim(referer);
+    if (auto scheme = host.find("://"); scheme != std::string_view::npos)
+      host.remove_prefix(scheme + 3);
+    host = host.substr(0, host.find_first_of("/?#"));
+    if (auto at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
+    if (!host.empty() && host.front() != '[') host = host.substr(0, host.find(':'));
+    out.assign(host);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (out.rfind("www.", 0) == 0) out.erase(0, 4);
+  }
+  for (unsigned char c : out)
+    if (c < 0x20 || c == 0x7f) return {};
+  if (out.size() > 64) {
+    std::size_t cut = 64;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out.resize(cut);
+  }
+  return out;
+}
+
 std::optional<std::uint64_t> retry_after_seconds(std::string_view v,
                                                  std::chrono::system_clock::time_point now) {
   constexpr std::uint64_t k_day = 86400;
@@ -182,6 +211,15 @@ void write_access_log(const access_record& r) {
   if (!log_enabled(log_level::info)) return;
   std::string line = "{\"ts\":\"" + now_iso() + "\",\"type\":\"access\",\"request_id\":";
   append_json_string(line, r.request_id);
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"app", &r.app}, {"task", &r.task},
+        {"language", &r.language}})
+    if (!value->empty()) {
+      line += ",\"";
+      line += name;
+      line += "\":";
+      append_json_string(line, *value);
+    }
   if (!r.session.empty()) {
     line += ",\"session\":";
     append_json_string(line, r.session);

@@ -67,11 +67,18 @@ bool log_enabled(log_level l);
 // One JSON line on stderr: {"ts":..,"level":..,"msg":..} plus `extra_json` members if given.
 void log(log_level l, std::string_view msg, std::string_view extra_json = {});
 
+// The app a request comes from, as OpenRouter attributes traffic: its X-Title, else the host
+// of its HTTP-Referer (or Referer; lowercase, without "www." and port). Control characters make it
+// unnamed; at most 64 bytes, cut on a character boundary. "" when neither is given.
+std::string app_name(std::string_view title, std::string_view referer);
+
 // What one request did, written as one JSON line on stdout.
 struct access_record {
   std::string request_id;         // Meridian's own, unique per request
   std::string client_request_id;  // the client's x-request-id, if it sent a sane one
   std::string session;            // the client's x-claude-code-session-id, if sane
+  std::string app;                // app_name() of the client's X-Title / HTTP-Referer
+  std::string task, language;     // the classifier's reading of the prompt (policies/task.hpp)
   // What x-request-id answers with: the client's own id when it sent one (tracing), else ours.
   const std::string& echoed_id() const {
     return client_request_id.empty() ? request_id : client_request_id;

@@ -387,6 +387,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     return out;
   };
   const auto& request_facts = std::get<policies::request_facts>(facts);
+  ex.log.task = std::string(policies::to_string(request_facts.task.what));
+  ex.log.language = std::string(request_facts.task.language);
   const policies::plan_result plan =
       policies::plan(request_facts, ex.snap.catalog, health_.snapshot(steady::now()),
                      ex.snap.cfg->routes, key_constraints, rng);

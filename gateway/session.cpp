@@ -94,6 +94,11 @@ awaitable<void> server::session(worker& w, tcp::socket socket, bool admin) {
     record.request_id = request_id_for({});  // always Meridian's own: the ledger's key
     record.client_request_id = sane_request_id(parser.get()["x-request-id"]);
     record.session = sane_request_id(parser.get()["x-claude-code-session-id"]);
+    {  // OpenRouter's attribution: X-Title, else HTTP-Referer (browsers send Referer)
+      auto referer = parser.get()["http-referer"];
+      if (referer.empty()) referer = parser.get()[http::field::referer];
+      record.app = app_name(parser.get()["x-title"], referer);
+    }
     exchange ex{w,
                 stream,
                 parser.get(),

@@ -27,6 +27,9 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
   ev.request_id = ex.log.request_id;
   ev.client_request_id = ex.log.client_request_id;
   ev.session = ex.log.session;
+  ev.app = ex.log.app;
+  ev.task = ex.log.task;
+  ev.language = ex.log.language;
   if (ex.key) ev.key = ex.key->name;
   ev.route = ex.log.route;
   ev.provider = p.name;
@@ -56,6 +59,11 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
     const providers::usage& u = ex.tokens;
     ev.tokens = {u.input, u.cache_read, u.cache_write, u.output, u.reasoning};
     ev.cost_usd = providers::cost_usd(u, m);
+    // The same tokens with no cache: what caching saved is the difference.
+    providers::usage uncached = u;
+    uncached.input = u.prompt_total();
+    uncached.cache_read = uncached.cache_write = uncached.cache_write_1h = 0;
+    ev.uncached_cost_usd = providers::cost_usd(uncached, m);
   }
   stats::apply_energy(*ex.snap.cfg, ev);
   if (ex.trace && ex.trace->sampled && tracer_) trace_attempt(ex, outcome, status);

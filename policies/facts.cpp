@@ -216,15 +216,19 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
   for (const char* key : {"tools", "functions"})
     if (const auto* m = last(key))
       stats::tally_utf8(body.substr(m->value_begin, m->value_end - m->value_begin), prompt);
+  std::optional<std::pair<std::size_t, std::size_t>> last_user;  // its content's value
   if (const auto* m = last("messages"); m && body[m->value_begin] == '[') {
     for_each_element(body, m->value_begin, [&](std::size_t mb) {
       std::optional<std::pair<std::size_t, std::size_t>> content;
+      bool user = false;
       const std::size_t end =
           members_or_skip(body, mb, [&](std::string_view key, std::size_t b, std::size_t e) {
             if (key_is(key, "content")) content.emplace(b, e);
+            if (key_is(key, "role")) user = body.substr(b, e - b) == "\"user\"";
           });
       if (!content) return end;
       const auto [cb, ce] = *content;
+      if (user) last_user = {cb, ce};
       if (body[cb] == '"') {
         tally_string(body.substr(cb, ce - cb));
         return end;
@@ -250,6 +254,24 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     });
   }
   out.est_prompt_tokens = stats::estimate_tokens(prompt);
+  // The task and language, from the last user message's text (its first 8 KiB).
+  std::string sample;
+  if (last_user) {
+    const auto [cb, ce] = *last_user;
+    auto add = [&](std::string_view lit) {
+      if (sample.size() < 8192 && is_string_value(lit, 0)) sample += decode_string(lit) + "\n";
+    };
+    if (body[cb] == '"') {
+      add(body.substr(cb, ce - cb));
+    } else if (body[cb] == '[') {
+      for_each_element(body, cb, [&](std::size_t pb) {
+        return members_or_skip(body, pb, [&](std::string_view key, std::size_t b, std::size_t e) {
+          if (key_is(key, "text")) add(body.substr(b, e - b));
+        });
+      });
+    }
+  }
+  out.task = classify_task(sample, out.needs_tools, out.est_prompt_tokens);
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/json_scan.hpp"
+#include "policies/task.hpp"
 
 namespace meridian::policies {
 
@@ -46,6 +47,7 @@ struct request_facts {
   bool needs_tools = false, needs_images = false, needs_json = false;
   // The request's `metadata` members with string values, for routes' `when`.
   std::vector<std::pair<std::string, std::string>> metadata;
+  task_guess task;  // what the prompt is for, and its language (policies/task.hpp)
 };
 
 // `metadata` members kept (OpenAI allows 16).

@@ -134,7 +134,8 @@ class planner {
       if (!req.providers.empty() && !contains(req.providers, p.name))
         return "route.require.providers";
       if (contains(req.exclude_providers, p.name)) return "route.require.exclude_providers";
-      if (req.min_quality && m.quality < *req.min_quality) return "route.require.min_quality";
+      if (req.min_quality && quality_for(m, facts_) < *req.min_quality)
+        return "route.require.min_quality";
       if (req.max_prompt_price && m.input > *req.max_prompt_price)
         return "route.require.max_price.prompt";
       if (req.max_completion_price && m.output > *req.max_completion_price)

@@ -83,11 +83,21 @@ class throughput_strategy final : public strategy {
   }
 };
 
+}  // namespace
+
+int quality_for(const providers::model_info& m, const request_facts& f) {
+  if (m.task_quality.empty()) return m.quality;
+  auto it = m.task_quality.find(to_string(f.task.what));
+  return it == m.task_quality.end() ? m.quality : it->second;
+}
+
+namespace {
+
 class quality_strategy final : public strategy {
  public:
   std::string_view name() const override { return "quality"; }
-  void rank(std::span<candidate> c, const rank_context&) const override {
-    for (auto& x : c) x.score = x.model->quality;
+  void rank(std::span<candidate> c, const rank_context& ctx) const override {
+    for (auto& x : c) x.score = quality_for(*x.model, ctx.facts);
     sort_scored(c, direction::descending);
   }
 };
@@ -104,7 +114,7 @@ class balanced_strategy final : public strategy {
     score_observed(c, ttft, true);
     for (auto& x : c) {
       latency.add(x.score);
-      quality.add(x.model->quality);
+      quality.add(quality_for(*x.model, ctx.facts));
     }
     const auto& w = ctx.weights;
     double total = w.cost + w.latency + w.quality;
@@ -112,7 +122,7 @@ class balanced_strategy final : public strategy {
     for (auto& x : c) {
       double s = w.cost * (1 - cost.norm(expected_cost(x, ctx.facts))) +
                  w.latency * (1 - latency.norm(x.score)) +
-                 w.quality * quality.norm(x.model->quality);
+                 w.quality * quality.norm(quality_for(*x.model, ctx.facts));
       x.score = s / total;
     }
     sort_scored(c, direction::descending);

@@ -42,6 +42,9 @@ double expected_cost(const request_facts& f, const providers::model_info& m);
 // The same for a candidate's model; what the cost-aware strategies rank by.
 double expected_cost(const candidate& c, const request_facts& f);
 
+// The model's quality for this request's task (`quality: {code: 88}`), else its quality.
+int quality_for(const providers::model_info& m, const request_facts& f);
+
 class strategy {
  public:
   virtual ~strategy() = default;

@@ -171,6 +171,7 @@ void apply(model_info& m, const config::model_config& c) {
   if (c.cache_read) m.cache_read = *c.cache_read;
   if (c.cache_write) m.cache_write = *c.cache_write;
   if (c.quality) m.quality = *c.quality;
+  for (const auto& [task, q] : c.task_quality) m.task_quality[task] = q;
   if (c.context) m.context = *c.context;
   if (c.capabilities) {
     auto has = [&](config::capability k) {

@@ -29,6 +29,7 @@ struct model_info {
   // Whether it takes a reasoning control (`reasoning_effort`, Gemini's thinkingConfig): a
   // translated request's (an Anthropic client's `thinking`) is dropped and listed without it.
   bool reasoning = false;
+  std::map<std::string, int, std::less<>> task_quality;  // by task name; else `quality`
 };
 
 // Whether a built-in preset's model takes image input, judged by its id.

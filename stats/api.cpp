@@ -112,14 +112,15 @@ result<std::string> dashboard_answer(const ledger* book, const query_params& q, 
   dashboard_data d;
   d.generated_at = format_iso8601(now);
   query_params by = q;
-  for (const char* dim : {"region", "provider", "model"}) {
+  const std::pair<const char*, nlohmann::json*> shares[] = {
+      {"region", &d.share_by_region}, {"provider", &d.share_by_provider},
+      {"model", &d.share_by_model},   {"app", &d.share_by_app},
+      {"task", &d.share_by_task},     {"language", &d.share_by_language}};
+  for (const auto& [dim, slot] : shares) {
     by["by"] = dim;
     auto share = share_answer(book, by, now, base);
     if (auto* e = std::get_if<query_error>(&share)) return *e;
-    nlohmann::json& slot = std::string_view(dim) == "region"     ? d.share_by_region
-                           : std::string_view(dim) == "provider" ? d.share_by_provider
-                                                                 : d.share_by_model;
-    slot = std::move(std::get<nlohmann::json>(share));
+    *slot = std::move(std::get<nlohmann::json>(share));
   }
   // The charts follow the page's window: hourly buckets up to two days, daily beyond.
   // The tokens chart stacks what ?chart= asks for (model unless it names another dimension).

@@ -171,7 +171,8 @@ std::string colour(std::string_view key) {
 // Every name the page shows: the share tables' rows and the daily chart's.
 std::vector<std::string> page_keys(const dashboard_data& d) {
   std::vector<std::string> keys;
-  for (const json* share : {&d.share_by_region, &d.share_by_provider, &d.share_by_model})
+  for (const json* share : {&d.share_by_region, &d.share_by_provider, &d.share_by_model,
+                            &d.share_by_app, &d.share_by_task, &d.share_by_language})
     for (const json& r : list(*share, "rows")) keys.push_back(str(r, "key"));
   for (const json* series : {&d.series_by_region, &d.series_by_model})
     for (const json& day : list(*series, "series"))
@@ -816,8 +817,8 @@ constexpr std::string_view k_script = R"js(
       return r.json();
     });
   }
-  function render(region, provider, model, byRegion, byModel) {
-    assignColours(pageKeys([region, provider, model], [byRegion, byModel]));
+  function render(region, provider, model, byRegion, byModel, app, task, language) {
+    assignColours(pageKeys([region, provider, model, app, task, language], [byRegion, byModel]));
     setHtml('range', renderRange(region));
     setHtml('empty', renderEmpty(region));
     setHtml('tiles', renderTiles(region));
@@ -826,6 +827,9 @@ constexpr std::string_view k_script = R"js(
     setHtml('region', renderShare(region, 'region', 50));
     setHtml('provider', renderShare(provider, 'provider', 20));
     setHtml('model', renderShare(model, 'model', 12));
+    setHtml('app', renderShare(app, 'app', 12));
+    setHtml('task', renderShare(task, 'task', 12));
+    setHtml('language', renderShare(language, 'language', 12));
     setHtml('costs', renderCosts(region));
     setHtml('errors', renderReliability(provider));
     setHtml('savings', renderSavings(region));
@@ -838,10 +842,11 @@ constexpr std::string_view k_script = R"js(
     var share = '/v1/stats/share?window=' + w + '&by=';
     var series = '/v1/stats/series?top=8&window=' + w + '&by=';
     Promise.all([getJson(share + 'region'), getJson(share + 'provider'), getJson(share + 'model'),
-                 getJson(series + 'region'), getJson(series + chartBy)]).then(function (res) {
+                 getJson(series + 'region'), getJson(series + chartBy), getJson(share + 'app'),
+                 getJson(share + 'task'), getJson(share + 'language')]).then(function (res) {
       if (mine !== seq) return;
       try {
-        render(res[0], res[1], res[2], res[3], res[4]);
+        render(res[0], res[1], res[2], res[3], res[4], res[5], res[6], res[7]);
         var spend = byId('spend');
         if (spend && spend.getAttribute('data-keys') === '1')
           getJson(share + 'key').then(function (k) { if (mine === seq) setHtml('spend', renderSpend(k)); },
@@ -920,6 +925,12 @@ std::string render_dashboard(const dashboard_data& d) {
   out += render_share(d.share_by_provider, "provider", 20);
   out += "</div></figure><figure><figcaption>Share by model</figcaption><div id=\"model\">";
   out += render_share(d.share_by_model, "model", 12);
+  out += "</div></figure><figure><figcaption>Apps (X-Title or HTTP-Referer)</figcaption><div id=\"app\">";
+  out += render_share(d.share_by_app, "app", 12);
+  out += "</div></figure><figure><figcaption>Tasks (a rule-based guess, docs/routing.md)</figcaption><div id=\"task\">";
+  out += render_share(d.share_by_task, "task", 12);
+  out += "</div></figure><figure><figcaption>Prompt language</figcaption><div id=\"language\">";
+  out += render_share(d.share_by_language, "language", 12);
   out +=
       "</div></figure><figure><figcaption>Cost and energy by region</figcaption><div "
       "id=\"costs\">";

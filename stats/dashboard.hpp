@@ -14,6 +14,9 @@ struct dashboard_data {
   nlohmann::json share_by_region;    // GET /v1/stats/share?window=…&by=region
   nlohmann::json share_by_provider;  // GET /v1/stats/share?window=…&by=provider
   nlohmann::json share_by_model;     // GET /v1/stats/share?window=…&by=model
+  nlohmann::json share_by_app;       // by=app, OpenRouter's app ranking (X-Title / HTTP-Referer)
+  nlohmann::json share_by_task;      // by=task, what the classifier saw the prompts ask for
+  nlohmann::json share_by_language;  // by=language
   nlohmann::json series_by_region;   // GET /v1/stats/series?window=…&by=region&top=8
   nlohmann::json series_by_model;    // GET /v1/stats/series?window=…&by=<chart_by>&top=8
   std::string chart_by = "model";    // what the tokens chart stacks: model, provider, author, region

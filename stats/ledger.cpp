@@ -315,6 +315,26 @@ CREATE TABLE responses (
 CREATE INDEX responses_created ON responses (created_ms);
 )sql",
     },
+    // 6: who sent it and what it was for: the app (OpenRouter's HTTP-Referer / X-Title), the
+    // task the classifier saw and the prompt's language, for share by app, task and language;
+    // and the cost had no cache served, to split savings into routing's and caching's. Rows
+    // from before it have NULL there, read as their actual cost (nothing known saved by caching).
+    {
+        R"sql(
+ALTER TABLE generations ADD COLUMN app TEXT NOT NULL DEFAULT '';
+ALTER TABLE generations ADD COLUMN task TEXT NOT NULL DEFAULT '';
+ALTER TABLE generations ADD COLUMN language TEXT NOT NULL DEFAULT '';
+ALTER TABLE generations ADD COLUMN uncached_cost_usd REAL;
+ALTER TABLE hourly ADD COLUMN uncached_cost_usd REAL;
+)sql",
+        R"sql(
+ALTER TABLE generations ADD COLUMN app TEXT NOT NULL DEFAULT '';
+ALTER TABLE generations ADD COLUMN task TEXT NOT NULL DEFAULT '';
+ALTER TABLE generations ADD COLUMN language TEXT NOT NULL DEFAULT '';
+ALTER TABLE generations ADD COLUMN uncached_cost_usd DOUBLE PRECISION;
+ALTER TABLE hourly ADD COLUMN uncached_cost_usd DOUBLE PRECISION;
+)sql",
+    },
 };
 constexpr int k_schema_version = static_cast<int>(std::size(k_migrations));
 
@@ -374,8 +394,34 @@ const char* group_expression(dimension by) {
       return "author";
     case dimension::key:
       return "key";
+    case dimension::app:  // requests naming no app are shown as one row, not a blank
+      return "CASE WHEN app = '' THEN '(unnamed)' ELSE app END";
+    case dimension::task:
+      return "CASE WHEN task = '' THEN '(none)' ELSE task END";
+    case dimension::language:
+      return "CASE WHEN language = '' THEN '(none)' ELSE language END";
   }
   return "region";
+}
+
+// Where a dimension's figures come from. The hourly buckets keep every attempt forever; the
+// app, task and language are only on the generation records (one per request, its last
+// attempt, kept for stats.retention), so those dimensions read them instead.
+struct figures_source {
+  const char* table;
+  const char* hour;  // the expression for the hour, in Unix seconds
+  const char* requests;
+  const char* errors;
+  const char* estimated;
+};
+
+figures_source source_of(dimension by) {
+  if (by == dimension::app || by == dimension::task || by == dimension::language)
+    return {"generations", "(created_ms / 1000)", "COUNT(*)",
+            "SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)",
+            "SUM(CASE WHEN estimated <> 0 THEN input + cache_read + cache_write + output + "
+            "reasoning ELSE 0 END)"};
+  return {"hourly", "hour", "SUM(requests)", "SUM(errors)", "SUM(estimated_tokens)"};
 }
 
 using bucket_key =
@@ -392,6 +438,7 @@ void write_batch(sql_connection& db, const std::vector<usage_event>& events, tim
     a.errors += e.outcome == "ok" ? 0 : 1;
     if (e.estimated) a.estimated_tokens += e.tokens.total();
     a.cost_usd += e.cost_usd;
+    a.uncached_cost_usd += e.uncached_cost_usd;
     a.energy_kwh += e.energy_kwh;
     a.electricity_usd += e.electricity_usd;
   }
@@ -400,8 +447,8 @@ void write_batch(sql_connection& db, const std::vector<usage_event>& events, tim
     auto upsert = db.prepare(R"sql(
 INSERT INTO hourly (hour, key, provider, model, author, region, requests, errors, input,
                     cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
-                    electricity_usd, estimated_tokens)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    electricity_usd, estimated_tokens, uncached_cost_usd)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
   requests = hourly.requests + excluded.requests, errors = hourly.errors + excluded.errors,
   input = hourly.input + excluded.input,
@@ -412,7 +459,9 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
   cost_usd = hourly.cost_usd + excluded.cost_usd,
   energy_kwh = hourly.energy_kwh + excluded.energy_kwh,
   electricity_usd = hourly.electricity_usd + excluded.electricity_usd,
-  estimated_tokens = hourly.estimated_tokens + excluded.estimated_tokens)sql");
+  estimated_tokens = hourly.estimated_tokens + excluded.estimated_tokens,
+  uncached_cost_usd = COALESCE(hourly.uncached_cost_usd, hourly.cost_usd) +
+                      excluded.uncached_cost_usd)sql");
     for (const auto& [k, a] : buckets) {
       const auto& [hour, key, provider, model, author, region] = k;
       upsert->bind(1, hour).bind(2, key).bind(3, provider).bind(4, model).bind(5, author);
@@ -420,6 +469,7 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
       upsert->bind(10, a.tokens.cache_read).bind(11, a.tokens.cache_write);
       upsert->bind(12, a.tokens.output).bind(13, a.tokens.reasoning).bind(14, a.cost_usd);
       upsert->bind(15, a.energy_kwh).bind(16, a.electricity_usd).bind(17, a.estimated_tokens);
+      upsert->bind(18, a.uncached_cost_usd);
       upsert->run();
     }
     // A request id names the request, so with fallbacks its last attempt is the record kept.
@@ -427,8 +477,9 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
 INSERT INTO generations (request_id, key, route, provider, model, author, region, input,
                          cache_read, cache_write, output, reasoning, cost_usd, energy_kwh,
                          electricity_usd, latency_ms, ttft_ms, outcome, status, fallback_index,
-                         estimated, created_ms, client_request_id, session)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         estimated, created_ms, client_request_id, session, app, task,
+                         language, uncached_cost_usd)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (request_id) DO UPDATE SET
   key = excluded.key, route = excluded.route, provider = excluded.provider,
   model = excluded.model, author = excluded.author, region = excluded.region,
@@ -439,7 +490,9 @@ ON CONFLICT (request_id) DO UPDATE SET
   latency_ms = excluded.latency_ms, ttft_ms = excluded.ttft_ms, outcome = excluded.outcome,
   status = excluded.status, fallback_index = excluded.fallback_index,
   estimated = excluded.estimated, created_ms = excluded.created_ms,
-  client_request_id = excluded.client_request_id, session = excluded.session
+  client_request_id = excluded.client_request_id, session = excluded.session,
+  app = excluded.app, task = excluded.task, language = excluded.language,
+  uncached_cost_usd = excluded.uncached_cost_usd
 WHERE excluded.fallback_index >= generations.fallback_index)sql");
     for (const auto& e : events) {
       if (e.request_id.empty() || e.time < cutoff) continue;
@@ -451,7 +504,8 @@ WHERE excluded.fallback_index >= generations.fallback_index)sql");
       insert->bind(17, e.ttft_ms).bind(18, e.outcome).bind(19, e.status);
       insert->bind(20, static_cast<std::int64_t>(e.fallback_index));
       insert->bind(21, e.estimated ? 1 : 0).bind(22, unix_ms(e.time));
-      insert->bind(23, e.client_request_id).bind(24, e.session);
+      insert->bind(23, e.client_request_id).bind(24, e.session).bind(25, e.app);
+      insert->bind(26, e.task).bind(27, e.language).bind(28, e.uncached_cost_usd);
       insert->run();
     }
     db.prepare("DELETE FROM generations WHERE created_ms < ?")->bind(1, unix_ms(cutoff)).run();
@@ -705,12 +759,15 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
     out.window = window;
     out.by = by;
     std::string expr = group_expression(by);
-    auto current = db.prepare("SELECT " + expr +
-                              ", SUM(requests), SUM(errors), SUM(input), SUM(cache_read), "
-                              "SUM(cache_write), SUM(output), SUM(reasoning), SUM(cost_usd), "
-                              "SUM(energy_kwh), SUM(electricity_usd), SUM(estimated_tokens) "
-                              "FROM hourly "
-                              "WHERE hour >= ? AND hour < ? GROUP BY 1");
+    const figures_source src = source_of(by);
+    const std::string from = std::string(" FROM ") + src.table + " WHERE " + src.hour +
+                             " >= ? AND " + src.hour + " < ? GROUP BY 1";
+    auto current = db.prepare("SELECT " + expr + ", " + src.requests + ", " + src.errors +
+                              ", SUM(input), SUM(cache_read), SUM(cache_write), SUM(output), "
+                              "SUM(reasoning), SUM(cost_usd), SUM(energy_kwh), "
+                              "SUM(electricity_usd), " +
+                              src.estimated + ", SUM(COALESCE(uncached_cost_usd, cost_usd))" +
+                              from);
     current->bind(1, unix_seconds(window.from)).bind(2, unix_seconds(window.to));
     std::map<std::string, std::size_t> index;
     while (current->step()) {
@@ -725,13 +782,14 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
       a.energy_kwh = current->real(9);
       a.electricity_usd = current->real(10);
       a.estimated_tokens = current->uint64(11);
+      a.uncached_cost_usd = current->real(12);
       index[row.key] = out.rows.size();
       out.rows.push_back(std::move(row));
     }
     auto length = window.to - window.from;
     auto previous = db.prepare("SELECT " + expr +
-                               ", SUM(input + cache_read + cache_write + output + reasoning) "
-                               "FROM hourly WHERE hour >= ? AND hour < ? GROUP BY 1");
+                               ", SUM(input + cache_read + cache_write + output + reasoning)" +
+                               from);
     previous->bind(1, unix_seconds(window.from - length)).bind(2, unix_seconds(window.from));
     while (previous->step())
       if (auto it = index.find(previous->text(0)); it != index.end())
@@ -791,10 +849,12 @@ result<daily_data> ledger::series(const time_window& window, std::chrono::second
           time_point(std::chrono::seconds(start + width * static_cast<std::int64_t>(i)));
       per_bucket.push_back({width % 86400 == 0 ? format_day(at) : format_iso8601(at), {}});
     }
-    auto s = db.prepare("SELECT (hour - ?) / ?, " + std::string(group_expression(by)) +
-                        ", SUM(input + cache_read + cache_write + output + reasoning), "
-                        "SUM(estimated_tokens) FROM hourly WHERE hour >= ? AND hour < ? "
-                        "GROUP BY 1, 2");
+    const figures_source src = source_of(by);
+    auto s = db.prepare(std::string("SELECT (") + src.hour + " - ?) / ?, " +
+                        group_expression(by) +
+                        ", SUM(input + cache_read + cache_write + output + reasoning), " +
+                        src.estimated + " FROM " + src.table + " WHERE " + src.hour +
+                        " >= ? AND " + src.hour + " < ? GROUP BY 1, 2");
     s->bind(1, start).bind(2, width).bind(3, start).bind(4, end);
     std::vector<std::uint64_t> estimated(per_bucket.size(), 0);
     while (s->step()) {
@@ -819,7 +879,8 @@ result<std::optional<usage_event>> ledger::generation(const std::string& id,
         auto s = db.prepare(std::string(R"sql(
 SELECT request_id, key, route, provider, model, author, region, input, cache_read, cache_write,
        output, reasoning, cost_usd, energy_kwh, electricity_usd, latency_ms, ttft_ms, outcome,
-       status, fallback_index, estimated, created_ms, client_request_id, session
+       status, fallback_index, estimated, created_ms, client_request_id, session, app, task,
+       language
 FROM generations WHERE (request_id = ? OR client_request_id = ?))sql") +
                             (key ? " AND key = ?" : "") +
                             " ORDER BY (request_id = ?) DESC, created_ms DESC LIMIT 1");
@@ -849,6 +910,9 @@ FROM generations WHERE (request_id = ? OR client_request_id = ?))sql") +
         e.time = time_point(milliseconds(s->int64(21)));
         e.client_request_id = s->text(22);
         e.session = s->text(23);
+        e.app = s->text(24);
+        e.task = s->text(25);
+        e.language = s->text(26);
         s->reset();
         return e;
       });

@@ -24,7 +24,10 @@ constexpr std::pair<std::string_view, dimension> k_dimensions[] = {
     {"provider", dimension::provider},
     {"model", dimension::model},
     {"author", dimension::author},
-    {"key", dimension::key}};
+    {"key", dimension::key},
+    {"app", dimension::app},
+    {"task", dimension::task},
+    {"language", dimension::language}};
 
 constexpr std::pair<std::string_view, hours> k_windows[] = {
     {"1h", hours(1)}, {"24h", hours(24)}, {"7d", hours(24 * 7)}, {"30d", hours(24 * 30)}};
@@ -98,6 +101,7 @@ aggregate& aggregate::operator+=(const aggregate& o) {
   errors += o.errors;
   estimated_tokens += o.estimated_tokens;
   cost_usd += o.cost_usd;
+  uncached_cost_usd += o.uncached_cost_usd;
   energy_kwh += o.energy_kwh;
   electricity_usd += o.electricity_usd;
   return *this;
@@ -120,7 +124,7 @@ result<share_query> parse_share_query(std::optional<std::string_view> window,
     auto d = parse_dimension(*by);
     if (!d)
       return query_error{"by", "unknown by '" + std::string(*by) +
-                                   "'; expected region, provider, model, author or key"};
+                                   "'; expected region, provider, model, author, key, app, task or language"};
     out.by = *d;
   }
   if (from || to) {
@@ -187,7 +191,7 @@ result<daily_query> parse_daily_query(std::optional<std::string_view> days,
     auto d = parse_dimension(*by);
     if (!d)
       return query_error{"by", "unknown by '" + std::string(*by) +
-                                   "'; expected region, provider, model, author or key"};
+                                   "'; expected region, provider, model, author, key, app, task or language"};
     out.by = *d;
   }
   return out;
@@ -281,10 +285,20 @@ nlohmann::json share_json(const share_data& data, const std::optional<baseline>&
   }
   if (base) {
     double baseline_cost = cost_at(total.tokens, base->prices);
+    // The split: routing saved the baseline's price of the tokens with no cache against the
+    // served models' price with no cache; caching saved what the served providers' caches
+    // took off that. The two add up to the uncached baseline minus what was paid.
+    token_buckets uncached = total.tokens;
+    uncached.input += uncached.cache_read + uncached.cache_write;
+    uncached.cache_read = uncached.cache_write = 0;
+    const double baseline_uncached = cost_at(uncached, base->prices);
     out["savings"] = {{"baseline", base->name},
                       {"baseline_cost_usd", baseline_cost},
                       {"actual_cost_usd", total.cost_usd},
-                      {"saved_usd", baseline_cost - total.cost_usd}};
+                      {"saved_usd", baseline_cost - total.cost_usd},
+                      {"baseline_uncached_cost_usd", baseline_uncached},
+                      {"by_routing_usd", baseline_uncached - total.uncached_cost_usd},
+                      {"by_caching_usd", total.uncached_cost_usd - total.cost_usd}};
   } else {
     out["savings"] = nullptr;
   }
@@ -310,6 +324,9 @@ nlohmann::json generation_json(const usage_event& e) {
           {"client_request_id", e.client_request_id.empty() ? nlohmann::json(nullptr)
                                                             : nlohmann::json(e.client_request_id)},
           {"session", e.session.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.session)},
+          {"app", e.app.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.app)},
+          {"task", e.task.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.task)},
+          {"language", e.language.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.language)},
           {"provider", e.provider},
           {"model", e.model},
           {"region", e.region},
@@ -387,7 +404,9 @@ std::string share_table(const nlohmann::json& share) {
     out += "savings against " + json_text(savings.value("baseline", nlohmann::json(""))) +
            ": baseline " + fixed(savings.value("baseline_cost_usd", 0.0), 6) + " USD, actual " +
            fixed(savings.value("actual_cost_usd", 0.0), 6) + " USD, saved " +
-           fixed(savings.value("saved_usd", 0.0), 6) + " USD\n";
+           fixed(savings.value("saved_usd", 0.0), 6) + " USD (without caches: " +
+           fixed(savings.value("by_routing_usd", 0.0), 6) + " by routing, " +
+           fixed(savings.value("by_caching_usd", 0.0), 6) + " by caching)\n";
   return out;
 }
 

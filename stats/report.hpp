@@ -20,7 +20,8 @@ namespace meridian::stats {
 using time_point = std::chrono::system_clock::time_point;
 
 // What rows are grouped by. Model rows are keyed "provider/model".
-enum class dimension { region, provider, model, author, key };
+// app, task and language come from the generation records (kept for stats.retention).
+enum class dimension { region, provider, model, author, key, app, task, language };
 std::string_view to_string(dimension d);
 std::optional<dimension> parse_dimension(std::string_view text);
 
@@ -49,6 +50,7 @@ struct aggregate {
   std::uint64_t estimated_tokens = 0;  // of tokens, those counted by Meridian's estimate (the
                                        // upstream reported no usage, or not all of it)
   double cost_usd = 0;
+  double uncached_cost_usd = 0;  // cost_usd had nothing been served from or written to a cache
   double energy_kwh = 0;
   double electricity_usd = 0;
   aggregate& operator+=(const aggregate& o);

@@ -34,6 +34,9 @@ struct usage_event {
   std::string client_request_id;  // the client's x-request-id, "" when it sent none
   std::string session;  // the client's session (x-claude-code-session-id), "" when none
   std::string key;  // the client key's name; "" until keys exist
+  std::string app;  // the client app (X-Title, else HTTP-Referer's host), "" when unnamed
+  std::string task;      // the classifier's task of the prompt (policies/task.hpp), "" for none
+  std::string language;  // the prompt's language, "zh", "en", ..., "" for none
   std::string route;
   std::string provider;
   std::string model;   // the provider's own model name
@@ -41,6 +44,7 @@ struct usage_event {
   std::string region;
   token_buckets tokens;
   double cost_usd = 0;
+  double uncached_cost_usd = 0;  // the same tokens with every cached one billed as input
   double energy_kwh = 0;
   double electricity_usd = 0;
   double latency_ms = 0;

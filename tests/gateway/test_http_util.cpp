@@ -67,3 +67,15 @@ TEST_CASE("http_util: framing that two parsers could read two ways is ambiguous"
   CHECK(ambiguous({{"Transfer-Encoding", "chunked, identity"}}));
   CHECK(ambiguous({{"Content-Length", "5"}, {"Transfer-Encoding", "chunked"}}));
 }
+
+TEST_CASE("app_name: X-Title first, else the Referer's host, bounded and clean") {
+  using meridian::gateway::app_name;
+  CHECK(app_name("  Cline ", "https://cline.bot") == "Cline");
+  CHECK(app_name("", "https://user@WWW.Example.com:8443/path?q#f") == "example.com");
+  CHECK(app_name("", "example.org/x") == "example.org");
+  CHECK(app_name("", "") == "");
+  CHECK(app_name(std::string("a\x01") + "b", "") == "");
+  const std::string long_title = std::string(63, 'x') + "é";  // the é straddles byte 64
+  CHECK(app_name(long_title, "") == std::string(63, 'x'));
+  CHECK(app_name(std::string(100, 'y'), "").size() == 64);
+}

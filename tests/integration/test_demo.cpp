@@ -117,7 +117,8 @@ TEST_CASE("demo: auto, a quality route, a residency-bound key, fallbacks from a 
   }
 
   // cn-first: China's cheapest first, by tier; for the us-only key the US tier leads.
-  auto tiered = http_call(p, "POST", "/v1/chat/completions", chat("cn-first"));
+  auto tiered = http_call(p, "POST", "/v1/chat/completions", chat("cn-first"),
+                          {{"x-title", "My App"}});
   REQUIRE(tiered.status == 200);
   CHECK(tiered.headers["x-meridian-route"].find("route=cn-first policy=cost chose=") == 0);
   CHECK(tiered.headers["x-meridian-route"].find(" tier=1 ") != std::string::npos);
@@ -133,6 +134,14 @@ TEST_CASE("demo: auto, a quality route, a residency-bound key, fallbacks from a 
   REQUIRE(s["savings"].is_object());
   CHECK(s["savings"]["baseline"] == "openai/gpt-4o");
   CHECK(s["savings"]["saved_usd"].get<double>() > 0);
+
+  // The app ranking: the request that named itself with X-Title.
+  CHECK(eventually([&] {
+    return http_call(p, "GET", "/v1/stats/share?window=1h&by=app").body.find("\"My App\"") !=
+           std::string::npos;
+  }));
+  CHECK(http_call(p, "GET", "/dashboard").body.find("data-testid=\"share-app-My App\"") !=
+        std::string::npos);
 
   demo.signal(SIGTERM);
   CHECK(demo.wait_exit(15s).has_value());

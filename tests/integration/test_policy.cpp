@@ -164,3 +164,50 @@ keys:
   CHECK(bounded.status == 502);  // the operator's account, not the client's request
   CHECK(json::parse(bounded.body)["error"]["code"] == "upstream_quota_exhausted");
 }
+
+TEST_CASE("policy: apps, tasks and languages are recorded and ranked like OpenRouter's") {
+  sim s(k_sim);
+  temp_dir d;
+  gateway g("stats: { ledger: \"sqlite:" + d.path() + "/ledger.db\", flush_interval: 100ms }\n" +
+            gateway_yaml(s, "routes:\n  - { match: auto, candidates: [good/m] }\n"));
+  auto chat = [&](const std::string& text, const std::map<std::string, std::string>& headers) {
+    const json b = {{"model", "auto"}, {"messages", {{{"role", "user"}, {"content", text}}}}};
+    return http_call(g.port, "POST", "/v1/chat/completions", b.dump(), headers);
+  };
+  // OpenRouter's attribution headers: X-Title wins; else the Referer's host.
+  CHECK(chat("帮我写一个 Python 函数，判断字符串是不是回文", {{"x-title", "Cline"}}).status == 200);
+  CHECK(chat("solve 3x + 5 = 20 for x", {{"http-referer", "https://www.Example.com:8443/app?x=1"}})
+            .status == 200);
+  CHECK(chat("Write a short poem about autumn", {{"x-title", "Cline"}}).status == 200);
+  CHECK(chat("hello", {}).status == 200);
+
+  json apps;
+  REQUIRE(eventually([&] {
+    apps = json::parse(http_call(g.port, "GET", "/v1/stats/share?window=1h&by=app").body);
+    return apps["total"]["requests"] == 4;
+  }));
+  std::map<std::string, int> requests;
+  for (const auto& r : apps["rows"]) requests[r["key"]] = r["requests"];
+  CHECK(requests["Cline"] == 2);
+  CHECK(requests["example.com"] == 1);
+  CHECK(requests["(unnamed)"] == 1);
+  auto tasks = json::parse(http_call(g.port, "GET", "/v1/stats/share?window=1h&by=task").body);
+  std::map<std::string, int> by_task;
+  for (const auto& r : tasks["rows"]) by_task[r["key"]] = r["requests"];
+  CHECK(by_task["code"] == 1);
+  CHECK(by_task["math"] == 1);
+  CHECK(by_task["chat"] == 2);
+  auto languages =
+      json::parse(http_call(g.port, "GET", "/v1/stats/share?window=1h&by=language").body);
+  std::map<std::string, int> by_language;
+  for (const auto& r : languages["rows"]) by_language[r["key"]] = r["requests"];
+  CHECK(by_language["zh"] == 1);
+  CHECK(by_language["en"] == 3);
+  // The access log says it too, and the dashboard ranks apps.
+  REQUIRE(g.proc->wait_line("\"app\":\"Cline\",\"task\":\"code\",\"language\":\"zh\"", 2s));
+  auto page = http_call(g.port, "GET", "/dashboard?window=1h");
+  CHECK(page.body.find("data-testid=\"share-app-Cline\"") != std::string::npos);
+  CHECK(page.body.find("data-testid=\"share-task-code\"") != std::string::npos);
+  CHECK(http_call(g.port, "GET", "/v1/stats/daily?days=1&by=app").body.find("Cline") !=
+        std::string::npos);
+}

@@ -2,6 +2,7 @@
 // chosen by header, key or metadata, and the key's allow.models / allow.routes.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <string>
@@ -244,4 +245,67 @@ routes:
   REQUIRE(cfg.routes.size() == 1);
   CHECK(cfg.routes[0].when.headers.at(0).first == "x-team");
   CHECK(cfg.routes[0].tiers.size() == 1);
+}
+
+TEST_CASE("quality per task: a floor and the quality policy read the request's task") {
+  auto cfg = config::parse_config(R"(
+providers:
+  cheap:
+    base_url: http://127.0.0.1:1/v1
+    region: cn
+    models:
+      chat-model: { input: 0.1, output: 0.2, quality: { default: 80, code: 60, math: 70 } }
+  frontier:
+    base_url: http://127.0.0.1:2/v1
+    region: us
+    models:
+      big: { input: 3, output: 15, quality: { default: 85, code: 92 } }
+routes:
+  - match: auto
+    policy: cost
+    candidates: [cheap/chat-model, frontier/big]
+    require: { min_quality: 75 }
+  - match: best
+    policy: quality
+    candidates: [cheap/chat-model, frontier/big]
+)",
+                                  "t.yaml");
+  auto cat = providers::build_catalog(cfg, [](const std::string&) { return std::nullopt; });
+  std::mt19937_64 rng(1);
+  auto route = [&](const char* model, task t) {
+    request_facts f;
+    f.model = model;
+    f.task.what = t;
+    return attempts(plan(f, cat, {}, cfg.routes, {}, rng));
+  };
+  // Easy chat goes to the cheap model; code is below its floor there, so to the frontier one.
+  CHECK(route("auto", task::chat) == "cheap/chat-model,frontier/big");
+  CHECK(route("auto", task::code) == "frontier/big");
+  CHECK(route("best", task::chat) == "frontier/big,cheap/chat-model");
+  CHECK(route("best", task::translation) == "frontier/big,cheap/chat-model");
+
+  auto bad = [](const std::string& quality) {
+    try {
+      config::parse_config("providers:\n  a: { base_url: \"http://127.0.0.1:1/v1\", region: us, "
+                           "models: { m: { quality: " +
+                               quality + " } } }\n",
+                           "q.yaml");
+    } catch (const config::config_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(bad("{ poetry: 90 }").find("unknown key; expected one of default, code, math") !=
+        std::string::npos);
+  CHECK(bad("{ code: 101 }").find("0") != std::string::npos);
+  CHECK(bad("{ default: 70, math: 95 }").empty());
+  // Every task the config accepts is one the classifier can answer, and the reverse.
+  for (auto name : config::k_task_names) {
+    CHECK(parse_task(name).has_value());
+    CHECK(bad("{ " + std::string(name) + ": 90 }").empty());
+  }
+  for (auto t : {task::code, task::math, task::translation, task::long_context, task::tool_use,
+                 task::chat})
+    CHECK(std::find(std::begin(config::k_task_names), std::end(config::k_task_names),
+                    to_string(t)) != std::end(config::k_task_names));
 }

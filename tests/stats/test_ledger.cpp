@@ -313,7 +313,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   nlohmann::json before;
   {
     stats::ledger book(manual(db.path));
-    CHECK(book.schema_version() == 5);
+    CHECK(book.schema_version() == 6);
     book.record(event("a", "deepseek", "deepseek-chat", "cn", 610, 0, k_noon));
     book.record(event("b", "openai", "gpt-4o", "us", 310, 0, k_noon));
     book.record(event("c", "local", "llama", "local", 80, 0, k_noon));
@@ -321,7 +321,7 @@ TEST_CASE("ledger: restart keeps the shares and runs migrations once") {
   }  // the destructor writes what is queued
   stats::ledger again(manual(db.path));
   CHECK(again.last_error().empty());
-  CHECK(again.schema_version() == 5);
+  CHECK(again.schema_version() == 6);
   auto after = stats::share_json(ok(again.share(window, stats::dimension::region)));
   CHECK(after["rows"][0]["share"].get<double>() == 0.61);
   CHECK(after["total"]["tokens"] == 1000);
@@ -514,7 +514,7 @@ TEST_CASE("ledger: a version-1 file is upgraded and keeps its data") {
   }
   stats::ledger book(manual(db.path));
   CHECK(book.last_error().empty());
-  CHECK(book.schema_version() == 5);
+  CHECK(book.schema_version() == 6);
   auto data = ok(book.share(window_ending(k_noon, hours(1)), stats::dimension::key));
   REQUIRE(row(data, "web") != nullptr);
   CHECK(row(data, "web")->current.tokens.total() == 150);
@@ -542,4 +542,52 @@ TEST_CASE("ledger: a file from a newer build is refused, not changed") {
   stats::ledger book(manual(db.path));
   CHECK(book.last_error().find("newer than this build") != std::string::npos);
   CHECK(book.schema_version() == 0);
+}
+
+TEST_CASE("ledger: shares by app, task and language come from the generation records") {
+  temp_db db("apps");
+  stats::ledger book(manual(db.path));
+  auto a = event("req_a1", "deepseek", "deepseek-chat", "cn", 100, 10, k_noon);
+  a.app = "Cline";
+  a.task = "code";
+  a.language = "zh";
+  a.uncached_cost_usd = 0.5;  // its cache took 0.5 - 0.00011 off
+  auto b = event("req_a2", "openai", "gpt-4o", "us", 300, 30, k_noon);
+  b.app = "Cline";
+  b.task = "chat";
+  b.language = "en";
+  b.estimated = true;
+  auto c = event("req_a3", "openai", "gpt-4o", "us", 50, 5, k_noon - hours(1));
+  c.task = "code";
+  c.language = "en";
+  c.outcome = "timeout";
+  for (const auto& e : {a, b, c}) book.record(e);
+  book.flush(k_noon);
+  const auto window = window_ending(k_noon, hours(2));
+  auto apps = ok(book.share(window, stats::dimension::app));
+  REQUIRE(row(apps, "Cline"));
+  CHECK(row(apps, "Cline")->current.requests == 2);
+  CHECK(row(apps, "Cline")->current.tokens.total() == 440);
+  CHECK(row(apps, "Cline")->current.estimated_tokens == 330);
+  CHECK(row(apps, "Cline")->current.uncached_cost_usd == doctest::Approx(0.5 + 0.0));
+  auto regions = ok(book.share(window, stats::dimension::region));
+  REQUIRE(row(regions, "cn"));
+  CHECK(row(regions, "cn")->current.uncached_cost_usd == doctest::Approx(0.5));
+  REQUIRE(row(apps, "(unnamed)"));
+  CHECK(row(apps, "(unnamed)")->current.errors == 1);
+  auto tasks = ok(book.share(window, stats::dimension::task));
+  REQUIRE(row(tasks, "code"));
+  CHECK(row(tasks, "code")->current.tokens.total() == 165);
+  auto languages = ok(book.share(window, stats::dimension::language));
+  REQUIRE(row(languages, "en"));
+  CHECK(row(languages, "en")->current.requests == 2);
+  CHECK(row(languages, "zh")->current.requests == 1);
+  auto g = ok(book.generation("req_a1"));
+  REQUIRE(g);
+  CHECK(g->app == "Cline");
+  CHECK(g->task == "code");
+  CHECK(g->language == "zh");
+  // The hourly series by app reads the same records.
+  auto series = stats::daily_json(ok(book.daily(1, 5, stats::dimension::app, k_noon)));
+  CHECK(series.dump().find("Cline") != std::string::npos);
 }

@@ -306,9 +306,9 @@ TEST_CASE("ledger postgres: three ledgers migrating an empty database at once") 
   for (auto& t : threads) t.join();
   for (int i = 0; i < n; ++i) {
     CHECK_MESSAGE(errors[static_cast<std::size_t>(i)].empty(), errors[static_cast<std::size_t>(i)]);
-    CHECK(versions[static_cast<std::size_t>(i)] == 5);
+    CHECK(versions[static_cast<std::size_t>(i)] == 6);
   }
-  CHECK(scalar(db.url, "SELECT COUNT(*) || ':' || MAX(version) FROM schema_version") == "1:5");
+  CHECK(scalar(db.url, "SELECT COUNT(*) || ':' || MAX(version) FROM schema_version") == "1:6");
   CHECK(scalar(db.url, "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'") == "5");  // hourly, generations, keys, responses, schema_version
 }
 
@@ -350,7 +350,7 @@ TEST_CASE("ledger postgres: events wait for a database that appears later") {
   book.flush(k_noon);
   CHECK(book.last_error().empty());
   CHECK(book.queued() == 0);
-  CHECK(book.schema_version() == 5);
+  CHECK(book.schema_version() == 6);
   CHECK(ok(book.generation("a")).has_value());  // the reader reconnects too
 }
 

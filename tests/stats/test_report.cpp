@@ -22,6 +22,7 @@ stats::share_row make_row(std::string key, std::uint64_t input, std::uint64_t ou
   r.current.tokens.output = output;
   r.current.requests = 10;
   r.current.cost_usd = cost;
+  r.current.uncached_cost_usd = cost;  // no cache: caching saved nothing
   r.current.energy_kwh = static_cast<double>(input + output) / 1e6;
   r.current.electricity_usd = r.current.energy_kwh * 0.1;
   r.previous_tokens = previous;
@@ -211,7 +212,27 @@ TEST_CASE("report: the share table lines up its columns") {
       "   new\n"
       "total  100.00%   10000      0.00%        20       0  1.750000  0.010000         0.001000\n"
       "savings against openai/gpt-4o: baseline 0.020000 USD, actual 1.750000 USD, saved "
-      "-1.730000 USD\n");
+      "-1.730000 USD (without caches: -1.730000 by routing, 0.000000 by caching)\n");
+}
+
+TEST_CASE("report: savings split what routing saved from what caching saved") {
+  stats::share_data d;
+  d.window = {"24h", sys_days(year(2026) / 11 / 9), sys_days(year(2026) / 11 / 10)};
+  // 1M input tokens, 800k of them read from the serving provider's cache at a tenth of its
+  // $1 input price: paid 0.2 + 0.08 = 0.28, would have paid 1.0 without the cache.
+  auto row = make_row("cn", 200'000, 0, 0, 0.28);
+  row.current.tokens.cache_read = 800'000;
+  row.current.uncached_cost_usd = 1.0;
+  d.rows = {row};
+  // The baseline at $2.5 input, $1.25 cache read.
+  auto j = stats::share_json(d, stats::baseline{"openai/gpt-4o", {2.5, 10, 1.25, 0}});
+  const auto& s = j["savings"];
+  CHECK(s["baseline_cost_usd"].get<double>() == doctest::Approx(0.5 + 1.0));
+  CHECK(s["baseline_uncached_cost_usd"].get<double>() == doctest::Approx(2.5));
+  CHECK(s["by_routing_usd"].get<double>() == doctest::Approx(1.5));
+  CHECK(s["by_caching_usd"].get<double>() == doctest::Approx(0.72));
+  CHECK(s["by_routing_usd"].get<double>() + s["by_caching_usd"].get<double>() ==
+        doctest::Approx(s["baseline_uncached_cost_usd"].get<double>() - 0.28));
 }
 
 TEST_CASE("trace: traceparent parses and formats as W3C says") {

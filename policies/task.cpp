@@ -1,0 +1,283 @@
+// The task classifier: counts features of the prompt and picks the task with the most evidence;
+// see task.hpp. Every rule is a list below, so `why` can name the one that decided.
+#include "policies/task.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <span>
+
+namespace meridian::policies {
+
+namespace {
+
+constexpr std::array<std::pair<std::string_view, task>, 6> k_tasks{{{"code", task::code},
+                                                                    {"math", task::math},
+                                                                    {"translation", task::translation},
+                                                                    {"long_context", task::long_context},
+                                                                    {"tool_use", task::tool_use},
+                                                                    {"chat", task::chat}}};
+
+// Evidence, as whole lowercase ASCII words and as substrings (Chinese, symbols), in two
+// weights: a strong mark (a language, a tool, a formula) counts 2, a weak one 1.
+constexpr std::string_view k_code_strong_words[] = {
+    "python", "javascript", "typescript", "java", "rust", "golang", "kotlin", "swift", "php",
+    "ruby", "c++", "c#", "sql", "html", "css", "react", "vue", "vue3", "node", "nodejs", "django",
+    "flask", "bash", "shell", "powershell", "git", "github", "npm", "pip", "docker", "kubectl",
+    "kubernetes", "k8s", "nginx", "regex", "regexp", "json", "yaml", "compile", "compiler",
+    "debug", "refactor", "segfault", "traceback", "stacktrace", "typeerror", "valueerror",
+    "nullpointerexception", "pytest", "jest", "webpack", "cmake", "makefile", "grep", "awk", "sed",
+    "curl", "pandas", "numpy", "dataframe", "postgres", "postgresql", "mysql", "sqlite", "redis",
+    "mongodb", "stdout", "stderr", "printf", "println", "dockerfile", "vim", "div", "uint64",
+    "int64", "int32", "nullptr", "async", "await", "lambda", "struct", "enum", "boolean",
+    "deployment", "statefulset", "api", "endpoint", "lru", "cli", "linux", "unittest", "repo",
+    "webhook", "ci", "workflow", "pipefail", "sudo", "chmod", "localhost", "http", "https"};
+constexpr std::string_view k_code_weak_words[] = {
+    "def", "class", "function", "func", "return", "import", "include", "const", "let", "var",
+    "void", "int", "null", "bool", "bug", "bugs", "exception", "runtime", "syntax", "variable",
+    "array", "method", "methods", "library", "framework", "frontend", "backend", "query",
+    "select", "script", "code", "coding", "program", "programming", "commit", "merge", "console",
+    "iterator", "recursion", "recursive", "deploy", "undefined", "bytes", "implement", "cache",
+    "server", "database", "thread", "string", "parse", "compose", "container", "index", "error"};
+constexpr std::string_view k_code_marks[] = {  // substrings, ASCII lowercase or Chinese
+    "```", "#include", "=>", "();", "){", ") {", "::", "->", "!=", "==", "/usr/", "</",
+    "console.log", "print(", "self.", "this.", "std::", "select * ", "代码", "函数", "报错",
+    "编译", "脚本", "程序", "接口", "正则", "调试", "重构", "单元测试", "数据库", "变量", "数组",
+    "部署", "命令行", "终端", "异常", "语法", "前端", "后端", "字段", "查询", "类名", "循环",
+    "递归", "内存泄漏", "线程", "并发", "排序", "索引", "容器", "字节", "服务器", "编程", "泛型",
+    "批量替换", "算法", "链表", "二叉树", "哈希", "爬虫", "框架"};
+constexpr std::string_view k_programming_languages[] = {
+    "python", "javascript", "typescript", "java", "rust", "golang", "kotlin", "swift", "php",
+    "ruby", "c++", "c#", "sql", "bash", "shell", "html", "css", "scala", "haskell", "lua", "perl"};
+
+constexpr std::string_view k_math_strong_words[] = {
+    "solve", "integral", "integrate", "derivative", "differentiate", "equation", "equations",
+    "prove", "proof", "probability", "theorem", "matrix", "eigenvalue", "eigenvalues",
+    "factorize", "simplify", "variance", "deviation", "polynomial", "quadratic", "logarithm",
+    "sqrt", "divisible", "remainder", "modulo", "irrational", "odds", "geometry", "algebra",
+    "calculus", "arithmetic", "convergence", "converge", "inequality", "calculate", "compute",
+    "percent", "percentage"};
+constexpr std::string_view k_math_weak_words[] = {
+    "limit", "factor", "median", "sum", "product", "interest", "triangle", "circle", "radius",
+    "area", "volume", "angle", "log", "sin", "cos", "tan", "prime", "primes", "fraction",
+    "average", "expected", "dice", "vector", "vectors", "series", "integer", "integers", "mod",
+    "chance", "heads", "tails", "coin", "mean", "formula", "ratio", "root"};
+constexpr std::string_view k_math_marks[] = {
+    "\\frac", "\\int", "\\sum", "\\sqrt", "\\lim", "\\cdot", "\\pi", "^2", "^3", "x^", "∫", "√",
+    "∑", "π", "≤", "≥", "≠", "×", "÷", "²", "³", "dx", "f(x)", "how many", "how much", "计算", "求解", "方程", "积分", "导数", "微分", "证明", "概率", "等于", "多少",
+    "矩阵", "极限", "几何", "三角形", "面积", "体积", "平方", "立方", "利息", "利率", "百分之",
+    "平均", "方差", "质数", "素数", "余数", "分数", "数列", "不等式", "求导", "求和", "解方程",
+    "几个", "几种", "房贷", "月供", "周长", "半径", "斜率", "期望", "无理数", "通项", "根号",
+    "等差", "等比", "公式", "公差", "首项", "函数f", "log"};
+
+// Languages a text may be translated into or from, and the cues that ask for it.
+constexpr std::string_view k_language_names[] = {
+    "english", "chinese", "french", "german", "spanish", "japanese", "korean", "arabic",
+    "dutch", "polish", "indonesian", "italian", "russian", "portuguese", "vietnamese", "thai",
+    "turkish", "hindi", "swedish", "greek", "hebrew", "mandarin", "cantonese", "英语", "英文",
+    "中文", "汉语", "日语", "日文", "韩语", "韩文", "法语", "法文", "德语", "西班牙语", "俄语",
+    "意大利语", "葡萄牙语", "阿拉伯语", "粤语", "文言文"};
+constexpr std::string_view k_translation_cues[] = {
+    "translate", "translation", "translating", " into ", " in ", "word for", " say ",
+    "render this", "怎么说", "翻译", "译成", "译为", "翻成", "意思", "用"};
+constexpr std::string_view k_translation_marks[] = {"translate", "translation", "翻译", "译成",
+                                                    "译为", "翻成", "英译中", "中译英"};
+
+bool word_char(unsigned char c) { return std::isalnum(c) || c == '_' || c == '+' || c == '#'; }
+
+int count_marks(std::string_view text, std::span<const std::string_view> marks) {
+  int n = 0;
+  for (auto m : marks)
+    if (text.find(m) != std::string_view::npos) ++n;
+  return n;
+}
+
+template <std::size_t N>
+int count_marks(std::string_view text, const std::string_view (&marks)[N]) {
+  return count_marks(text, std::span<const std::string_view>(marks, N));
+}
+
+template <std::size_t N>
+bool in(std::string_view word, const std::string_view (&list)[N]) {
+  return std::find(std::begin(list), std::end(list), word) != std::end(list);
+}
+
+// Digit, operator, digit (or a variable): "3x+5=20", "12*7", "2^10".
+int arithmetic(std::string_view t) {
+  int n = 0;
+  for (std::size_t i = 1; i + 1 < t.size(); ++i) {
+    const char c = t[i];
+    if (c != '+' && c != '-' && c != '*' && c != '/' && c != '=' && c != '^') continue;
+    std::size_t l = i, r = i + 1;
+    while (l > 0 && t[l - 1] == ' ') --l;
+    while (r < t.size() && t[r] == ' ') ++r;
+    if (l == 0 || r >= t.size()) continue;
+    const bool left = std::isdigit(static_cast<unsigned char>(t[l - 1])) || t[l - 1] == ')' ||
+                      (t[l - 1] >= 'a' && t[l - 1] <= 'z' && (l < 2 || !std::isalpha(static_cast<unsigned char>(t[l - 2]))));
+    const bool right = std::isdigit(static_cast<unsigned char>(t[r])) || t[r] == '(';
+    if (left && right) ++n;
+  }
+  return n;
+}
+
+struct script_counts {
+  std::size_t han = 0, kana = 0, hangul = 0, words = 0;  // words: Latin, of two letters or more
+  std::size_t units() const { return han + kana + hangul + words; }
+};
+
+// Letters by script, outside code fences and `inline code` (identifiers are not the language).
+script_counts scripts(std::string_view s) {
+  script_counts out;
+  bool fence = false, inline_code = false;
+  std::size_t letters = 0;  // of the Latin word being read
+  for (std::size_t i = 0; i < s.size();) {
+    if (s.compare(i, 3, "```") == 0) {
+      fence = !fence;
+      i += 3;
+      continue;
+    }
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == '`') inline_code = !inline_code;
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    if (i + len > s.size()) break;
+    std::uint32_t cp = c;
+    if (len == 2) cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3Fu);
+    if (len == 3)
+      cp = ((c & 0x0Fu) << 12) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 6) |
+           (static_cast<unsigned char>(s[i + 2]) & 0x3Fu);
+    if (len == 4)
+      cp = ((c & 0x07u) << 18) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 12) |
+           ((static_cast<unsigned char>(s[i + 2]) & 0x3Fu) << 6) |
+           (static_cast<unsigned char>(s[i + 3]) & 0x3Fu);
+    const bool latin = len == 1 && std::isalpha(c);
+    if (!latin) {
+      if (letters >= 2) ++out.words;
+      letters = 0;
+    }
+    if (!fence && !inline_code) {
+      if ((cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF)) ++out.han;
+      if (cp >= 0x3040 && cp <= 0x30FF) ++out.kana;
+      if (cp >= 0xAC00 && cp <= 0xD7AF) ++out.hangul;
+      if (latin) ++letters;
+    }
+    i += len;
+  }
+  if (letters >= 2) ++out.words;
+  return out;
+}
+
+// The language the user writes in: that of the instruction, which is what comes before the
+// first colon when there is one ("翻译：I'm late" is Chinese, "Translate: 你好" English). A Han
+// character weighs about half a Latin word, so English names and errors in a Chinese sentence
+// keep it Chinese.
+std::string_view language_of(std::string_view text) {
+  std::size_t colon = std::min(text.find(':'), text.find("："));
+  script_counts sc;
+  if (colon != std::string_view::npos) sc = scripts(text.substr(0, colon));
+  if (sc.units() < 2) sc = scripts(text);
+  if (sc.kana > 0) return "ja";
+  if (sc.hangul > 0 && sc.hangul * 2 >= sc.words) return "ko";
+  if (sc.han > 0 && sc.han * 2 >= sc.words) return "zh";
+  if (sc.words > 0) return "en";
+  return {};
+}
+
+}  // namespace
+
+std::string_view to_string(task t) {
+  for (const auto& [name, value] : k_tasks)
+    if (value == t) return name;
+  return "chat";
+}
+
+std::optional<task> parse_task(std::string_view text) {
+  for (const auto& [name, value] : k_tasks)
+    if (name == text) return value;
+  return std::nullopt;
+}
+
+task_guess classify_task(std::string_view text, bool has_tools, std::uint64_t prompt_tokens) {
+  text = text.substr(0, 8192);
+  task_guess out;
+  std::string t(text);
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) {
+    return c < 0x80 ? static_cast<char>(std::tolower(c)) : static_cast<char>(c);
+  });
+
+  out.language = language_of(text);
+
+  int code = 0, math = 0, languages_named = 0;
+  for (std::size_t i = 0; i < t.size();) {
+    if (!word_char(static_cast<unsigned char>(t[i]))) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < t.size() && word_char(static_cast<unsigned char>(t[j]))) ++j;
+    const std::string_view w(t.data() + i, j - i);
+    code += in(w, k_code_strong_words) ? 2 : in(w, k_code_weak_words) ? 1 : 0;
+    math += in(w, k_math_strong_words) ? 2 : in(w, k_math_weak_words) ? 1 : 0;
+    if (in(w, k_programming_languages)) ++languages_named;
+    // snake_case, camelCase and call syntax are identifiers: code.
+    if (w.find('_') != std::string_view::npos && w.size() > 2 && w.front() != '_' &&
+        std::isalpha(static_cast<unsigned char>(w.front())))
+      code += 2;
+    if (j < t.size() && t[j] == '(' && w.size() > 1 &&
+        std::isalpha(static_cast<unsigned char>(w[0])) && j + 1 < t.size() && t[j + 1] != ' ' &&
+        !in(w, k_math_weak_words) && !in(w, k_math_strong_words))
+      code += 2;
+    i = j;
+  }
+  for (std::size_t i = 1; i < text.size(); ++i)  // camelCase in the original case
+    if (std::islower(static_cast<unsigned char>(text[i - 1])) &&
+        std::isupper(static_cast<unsigned char>(text[i])) && i + 1 < text.size() &&
+        std::islower(static_cast<unsigned char>(text[i + 1]))) {
+      code += 1;
+      break;
+    }
+  code += 2 * count_marks(t, k_code_marks);
+  const bool fenced = t.find("```") != std::string::npos;
+  if (fenced) code += 3;
+  if (!fenced && std::count(t.begin(), t.end(), '`') >= 2) code += 2;  // `inline code`
+  math += 2 * count_marks(t, k_math_marks) + 2 * arithmetic(t);
+  // "17%" or "3/8": numbers with a percent or a fraction
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (t[i] == '%' && std::isdigit(static_cast<unsigned char>(t[i - 1]))) {
+      math += 2;
+      break;
+    }
+  int translation = 3 * count_marks(t, k_translation_marks);
+  if (translation == 0 && count_marks(t, k_language_names) > 0 &&
+      count_marks(t, k_translation_cues) > 0)
+    translation = 3;
+  // Translating code between languages is code; translating text is translation.
+  if (translation >= 2 && languages_named == 0 && !fenced && translation >= code) {
+    out.what = task::translation;
+    out.why = "a translation request";
+    return out;
+  }
+  if (code >= 2 && code >= math) {
+    out.what = task::code;
+    out.why = fenced ? "a code block" : "code keywords";
+    return out;
+  }
+  if (math >= 2) {
+    out.what = task::math;
+    out.why = "math keywords or formulas";
+    return out;
+  }
+  if (prompt_tokens >= k_long_context_tokens) {
+    out.what = task::long_context;
+    out.why = "a long prompt";
+    return out;
+  }
+  if (has_tools) {
+    out.what = task::tool_use;
+    out.why = "the request defines tools";
+    return out;
+  }
+  out.why = "no other rule held";
+  return out;
+}
+
+}  // namespace meridian::policies
