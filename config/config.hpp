@@ -72,6 +72,9 @@ struct model_config {
   // k_task_names), used by quality floors and the quality and balanced policies.
   std::map<std::string, int> task_quality;
   std::optional<std::uint32_t> context;
+  // The deployment's own rate limit (requests and tokens per sliding minute): past it the
+  // candidate is skipped before the provider would answer 429. Unset: none.
+  std::optional<std::uint64_t> rpm, tpm;
   std::optional<double> kwh_per_million_tokens;  // unset: the provider's, then energy's
   // The complete set the model supports; unset keeps the catalog's (tools and json by default).
   std::optional<std::vector<capability>> capabilities;
@@ -104,6 +107,8 @@ struct provider_config {
   // `api: [chat, responses]`: the OpenAI APIs the provider serves; unset: its preset's (the
   // `openai` preset speaks both), else chat only. Responses clients pass through to it.
   std::optional<bool> responses_api;
+  // The account's rate limit over all its models, as for a model's rpm/tpm. Unset: none.
+  std::optional<std::uint64_t> rpm, tpm;
   int line = 0;
 };
 

@@ -10,6 +10,10 @@
 
 namespace meridian::config::detail {
 
+namespace {
+constexpr std::uint64_t k_max_quota = 4'294'967'295;  // as keys' rpm and tpm
+}  // namespace
+
 void parser::providers(const located& at, std::vector<provider_config>& out) const {
   for (const auto& [name, value] : entries(at)) {
     const auto& n = name;
@@ -31,8 +35,12 @@ provider_config parser::provider(const std::string& name, const located& at, int
   out.line = line;
   for (const auto& [key, value] :
        entries(at, {"preset", "dialect", "base_url", "region", "api_key_env", "api_key_file", "tls",
-                    "headers", "models", "kwh_per_million_tokens", "api"})) {
-    if (key == "api") {
+                    "headers", "models", "kwh_per_million_tokens", "api", "rpm", "tpm"})) {
+    if (key == "rpm" || key == "tpm") {
+      const std::uint64_t n = unsigned_int(value, k_max_quota);
+      if (n == 0) fail(value, "must be greater than zero; omit it for no limit");
+      (key == "rpm" ? out.rpm : out.tpm) = n;
+    } else if (key == "api") {
       bool chat = false, responses = false;
       for (const auto& item : items(value)) {
         std::string text = scalar(item);
@@ -120,7 +128,12 @@ model_config parser::model(const located& at, int line) const {
   out.line = line;
   for (const auto& [key, value] :
        entries(at, {"input", "output", "cache_read", "cache_write", "quality", "context",
-                    "kwh_per_million_tokens", "capabilities"})) {
+                    "kwh_per_million_tokens", "capabilities", "rpm", "tpm"})) {
+    if (key == "rpm" || key == "tpm") {
+      const std::uint64_t n = unsigned_int(value, k_max_quota);
+      if (n == 0) fail(value, "must be greater than zero; omit it for no limit");
+      (key == "rpm" ? out.rpm : out.tpm) = n;
+    }
     if (key == "input") out.input = price(value);
     if (key == "capabilities") out.capabilities = capabilities(value);
     if (key == "kwh_per_million_tokens")

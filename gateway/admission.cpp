@@ -160,6 +160,39 @@ void server::settle(exchange& ex) {
   }
 }
 
+namespace {
+// Quota counters share the keys' store under names no key can take ('@' starts none in practice
+// and these name deployments).
+std::string quota_name(const providers::provider& p, const providers::model_info* m) {
+  return m ? "@deployment:" + p.name + "/" + m->id : "@provider:" + p.name;
+}
+}  // namespace
+
+std::string_view server::quota_refusal(const providers::provider& p,
+                                       const providers::model_info& m) {
+  const auto now = wall_clock::now();
+  // The model's first: a refusal there must not spend a unit of the provider's.
+  if (m.rpm || m.tpm) {
+    auto r = state_->admit(quota_name(p, &m), {m.rpm, m.tpm}, now);
+    if (auto* a = std::get_if<admission>(&r); a && !a->allowed)
+      return a->refused_by == "requests" ? "model.rpm" : "model.tpm";
+  }
+  if (p.rpm || p.tpm) {
+    auto r = state_->admit(quota_name(p, nullptr), {p.rpm, p.tpm}, now);
+    if (auto* a = std::get_if<admission>(&r); a && !a->allowed)
+      return a->refused_by == "requests" ? "provider.rpm" : "provider.tpm";
+  }
+  return {};
+}
+
+void server::count_quota_tokens(const providers::provider& p, const providers::model_info& m,
+                                std::uint64_t tokens) {
+  if (tokens == 0) return;
+  const auto now = wall_clock::now();
+  if (m.tpm) state_->add_tokens(quota_name(p, &m), tokens, now);
+  if (p.tpm) state_->add_tokens(quota_name(p, nullptr), tokens, now);
+}
+
 bool server::region_allowed(const exchange& ex, const providers::provider& p) const {
   if (!ex.key || ex.key->allow_regions.empty()) return true;
   const auto& allowed = ex.key->allow_regions;

@@ -458,6 +458,18 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
           .append("=")
           .append(why);
     };
+    // Before the circuit: a refusal here must not hold a half-open probe.
+    if (const auto quota = quota_refusal(p, m); !quota.empty()) {
+      note_failure(quota);  // routed around before the provider would have answered 429
+      ex.emitted = i + 1;   // nothing was sent
+      if (moves_on(i, policies::failure::not_sent)) continue;
+      const api_error failure{error_kind::rate_limited, {},
+                              "Every candidate for this request is at its configured rate limit (" +
+                                  std::string(quota) + " of " + p.name + "/" + m.id + ")",
+                              "rate_limit_exceeded"};
+      co_await send_error(ex, failure);
+      co_return;
+    }
     if (!health_.try_acquire(p.name, m.id, steady::now())) {
       note_failure("circuit_open");
       ex.emitted = i + 1;  // nothing was sent: there is no attempt to account for

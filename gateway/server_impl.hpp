@@ -315,6 +315,12 @@ class server {
   // Virtual keys: each returns false after answering the client itself.
   awaitable<bool> authenticate(exchange& ex);
   awaitable<bool> admit(exchange& ex);
+  // The provider's and the deployment's own rpm/tpm (providers.X.rpm, models.m.rpm): the
+  // limit that refuses ("provider.rpm", "model.tpm", ...), or empty when the attempt may go.
+  // Counted in the same store as keys' limits; an unreachable store admits.
+  std::string_view quota_refusal(const providers::provider& p, const providers::model_info& m);
+  void count_quota_tokens(const providers::provider& p, const providers::model_info& m,
+                          std::uint64_t tokens);
   // `choices`: the request's `n`, each choice up to max_output tokens.
   awaitable<bool> reserve_budget(exchange& ex, std::size_t prompt_bytes,
                                  std::optional<std::uint64_t> max_output,

@@ -66,6 +66,7 @@ void server::emit_attempt(exchange& ex, std::string_view outcome, unsigned statu
     ev.uncached_cost_usd = providers::cost_usd(uncached, m);
   }
   stats::apply_energy(*ex.snap.cfg, ev);
+  count_quota_tokens(p, m, ev.tokens.total());
   if (ex.trace && ex.trace->sampled && tracer_) trace_attempt(ex, outcome, status);
   ex.cost_usd += ev.cost_usd;
   if (ex.key && ev.cost_usd > 0) metrics_.key_cost.inc({ex.key->name}, ev.cost_usd);

@@ -172,6 +172,8 @@ void apply(model_info& m, const config::model_config& c) {
   if (c.cache_write) m.cache_write = *c.cache_write;
   if (c.quality) m.quality = *c.quality;
   for (const auto& [task, q] : c.task_quality) m.task_quality[task] = q;
+  if (c.rpm) m.rpm = *c.rpm;
+  if (c.tpm) m.tpm = *c.tpm;
   if (c.context) m.context = *c.context;
   if (c.capabilities) {
     auto has = [&](config::capability k) {
@@ -400,6 +402,8 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
     p.responses_api = p.dialect == config::dialect_kind::openai &&
                       pc.responses_api.value_or(pre && pre->name == std::string_view("openai"));
     p.headers = pc.headers;
+    p.rpm = pc.rpm.value_or(0);
+    p.tpm = pc.tpm.value_or(0);
     for (const auto& [id, mc] : pc.models) merge_model(p, id, mc);
 
     std::string key_env =

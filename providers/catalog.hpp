@@ -30,6 +30,7 @@ struct model_info {
   // translated request's (an Anthropic client's `thinking`) is dropped and listed without it.
   bool reasoning = false;
   std::map<std::string, int, std::less<>> task_quality;  // by task name; else `quality`
+  std::uint64_t rpm = 0, tpm = 0;  // the deployment's own rate limit; 0 = none
 };
 
 // Whether a built-in preset's model takes image input, judged by its id.
@@ -76,6 +77,7 @@ struct provider {
   std::vector<model_info> models;
   // It serves OpenAI's Responses API (/responses) too: Responses clients pass through.
   bool responses_api = false;
+  std::uint64_t rpm = 0, tpm = 0;  // the account's rate limit over all its models; 0 = none
 
   const model_info* find_model(std::string_view id) const;
 };

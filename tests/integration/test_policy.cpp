@@ -211,3 +211,44 @@ TEST_CASE("policy: apps, tasks and languages are recorded and ranked like OpenRo
   CHECK(http_call(g.port, "GET", "/v1/stats/daily?days=1&by=app").body.find("Cline") !=
         std::string::npos);
 }
+
+TEST_CASE("policy: a deployment's and a provider's rpm route around them before they answer 429") {
+  sim s(k_sim);
+  gateway g(gateway_yaml(s, R"(routes:
+  - { match: capped, policy: ordered, candidates: [small2/m, big/m, good/m], retries: 4 }
+  - { match: alone, candidates: [small2/m] }
+)") + R"(models:
+  small2/m: { rpm: 2 }
+)");
+  for (int i = 0; i < 2; ++i)
+    CHECK(http_call(g.port, "POST", "/v1/chat/completions", body("capped"))
+              .headers["x-meridian-provider"] == "small2");
+  auto third = http_call(g.port, "POST", "/v1/chat/completions", body("capped"));
+  CHECK(third.status == 200);
+  CHECK(third.headers["x-meridian-provider"] == "big");
+  CHECK(third.headers["x-meridian-route"].find("failed=small2/m=model.rpm") != std::string::npos);
+  CHECK(sim_requests(s, "small2") == 2);  // never asked past its limit
+  // With nowhere else to go, Meridian's own 429 says which limit.
+  auto alone = http_call(g.port, "POST", "/v1/chat/completions", body("alone"));
+  CHECK(alone.status == 429);
+  CHECK(json::parse(alone.body)["error"]["message"].get<std::string>().find("model.rpm of "
+                                                                             "small2/m") !=
+        std::string::npos);
+  CHECK(sim_requests(s, "small2") == 2);
+
+  // A provider-wide limit counts all its models together.
+  sim t(k_sim);
+  std::string yaml = gateway_yaml(t, R"(routes:
+  - { match: both, policy: ordered, candidates: [broke/m2, good/m], retries: 2 }
+)");
+  const std::string broke = "region: cn, models: { m: { input: 1, output: 1 }, m2";
+  const auto at = yaml.find(broke);  // broke's entry comes before filtered's
+  REQUIRE(at != std::string::npos);
+  yaml.replace(at, broke.size(), "region: cn, rpm: 1, models: { m: { input: 1, output: 1 }, m2");
+  gateway h(yaml);
+  auto first = http_call(h.port, "POST", "/v1/chat/completions", body("broke/m"));
+  CHECK(first.status == 502);  // broke's spent balance, its one request of the minute
+  auto next = http_call(h.port, "POST", "/v1/chat/completions", body("both"));
+  CHECK(next.headers["x-meridian-route"].find("failed=broke/m2=provider.rpm") != std::string::npos);
+  CHECK(sim_requests(t, "broke") == 1);
+}
