@@ -36,11 +36,13 @@ config parser::document(const YAML::Node& root) const {
   bool providers_ok = true, routes_ok = true;
   for (const auto& [key, value] :
        entries(at, {"server", "providers", "models", "routes", "regions", "energy", "stats",
-                    "health", "auth", "keys", "state", "tracing"})) {
+                    "health", "auth", "keys", "state", "tracing", "affinity"})) {
     const auto& k = key;
     const auto& v = value;
     collect([&] {
-      if (k == "tracing") {
+      if (k == "affinity") {
+        out.affinity = affinity(v);
+      } else if (k == "tracing") {
         out.tracing = tracing(v);
       } else if (k == "auth") {
         out.auth = auth(v);

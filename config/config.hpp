@@ -256,8 +256,18 @@ struct tracing_config {
   duration flush_interval{std::chrono::seconds(1)};
 };
 
+// Session affinity (policies/affinity.hpp): a conversation sticks to the deployment that holds
+// its prompt cache while it stays planned in the same route and tier.
+struct affinity_config {
+  bool enabled = true;
+  duration ttl{std::chrono::minutes(5)};  // providers keep a prompt cache about five minutes
+  std::uint64_t max_sessions = 100000;
+  std::string header;  // a request header naming the session, tried first; lowercase
+};
+
 struct config {
   server_config server;
+  affinity_config affinity;
   std::vector<provider_config> providers;        // in file order
   std::map<std::string, model_config> models;    // "provider/model" overrides
   std::vector<route_config> routes;              // in file order; the first match wins

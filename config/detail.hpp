@@ -56,6 +56,7 @@ class parser : public reader {
 
   // parse_routes.cpp. Routes come last: their checks need the declared providers and regions.
   void parse_routes(const located& at, config& out) const;
+  affinity_config affinity(const located& at) const;
 
   // parse_energy.cpp
   void regions(const located& at, std::map<std::string, region_config>& out) const;

@@ -3,6 +3,7 @@
 #include "config/detail.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 #include <vector>
@@ -45,6 +46,31 @@ void parser::parse_routes(const located& at, config& out) const {
         fail(ref, "unknown region '" + ref.node.Scalar() +
                       "'; use cn, us, eu, local or a name declared under regions");
     });
+}
+
+// `affinity: false`, or a map with enabled, ttl, max_sessions and header.
+affinity_config parser::affinity(const located& at) const {
+  affinity_config out;
+  if (at.node.IsScalar()) {
+    out.enabled = boolean(at);
+    return out;
+  }
+  for (const auto& [key, value] : entries(at, {"enabled", "ttl", "max_sessions", "header"})) {
+    if (key == "enabled") {
+      out.enabled = boolean(value);
+    } else if (key == "ttl") {
+      out.ttl = convert(value, parse_duration);
+      if (out.ttl.count() == 0) fail(value, "must be greater than zero");
+    } else if (key == "max_sessions") {
+      out.max_sessions = unsigned_int(value, 100'000'000);
+      if (out.max_sessions == 0) fail(value, "must be greater than zero; use enabled: false");
+    } else {
+      out.header = non_empty(value);
+      std::transform(out.header.begin(), out.header.end(), out.header.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    }
+  }
+  return out;
 }
 
 route_config parser::route(const located& at, references& refs) const {

@@ -79,6 +79,7 @@ std::string server::reload(std::string_view trigger, bool& applied) {
   }
   if (review.health_changed) {
     health_.set_options(policies::health_options_from(next->cfg->health));
+    affinity_.set_options(next->cfg->affinity.max_sessions, next->cfg->affinity.ttl);
     log(log_level::info, "health options applied (the observations so far are kept)");
   }
   for (const auto& problem : next->key_problems) log(log_level::warn, problem);

@@ -389,9 +389,21 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
   const auto& request_facts = std::get<policies::request_facts>(facts);
   ex.log.task = std::string(policies::to_string(request_facts.task.what));
   ex.log.language = std::string(request_facts.task.language);
-  const policies::plan_result plan =
+  policies::plan_result plan =
       policies::plan(request_facts, ex.snap.catalog, health_.snapshot(steady::now()),
                      ex.snap.cfg->routes, key_constraints, rng);
+  // Not under `ordered`: that order is the operator's, kept even against a cache.
+  if (const auto& aff = ex.snap.cfg->affinity; aff.enabled && plan.ok() && plan.policy != "ordered") {
+    // The session: the configured header, Claude Code's session id, then the body's own name
+    // for it (prompt_cache_key, user) or its prefix hash; one key's sessions are its own.
+    std::string named;
+    if (!aff.header.empty()) named = sane_request_id(ex.req[aff.header]);
+    if (named.empty()) named = ex.log.session;
+    ex.affinity_session = (ex.key ? ex.key->name : std::string()) + "|" +
+                          (named.empty() ? request_facts.session : "session:" + named);
+    if (auto sticky = affinity_.find(ex.affinity_session, steady::now()))
+      policies::prefer_sticky(plan, *sticky);
+  }
   ex.log.route = plan.route;
   ex.est_prompt = std::get<policies::request_facts>(facts).est_prompt_tokens;
   ex.route_explain = header_safe(plan.explain);
@@ -738,6 +750,8 @@ void server::record_failure(exchange& ex, const providers::provider& p,
 void server::record_success(exchange& ex, const providers::provider& p,
                             const providers::model_info& m, steady::time_point attempt_start,
                             std::optional<double> first_byte_ms) {
+  if (!ex.affinity_session.empty())
+    affinity_.remember(ex.affinity_session, p.name + "/" + m.id, steady::now());
   policies::observation seen;
   double seconds = seconds_since(attempt_start);
   seen.latency_ms = seconds * 1000;

@@ -31,6 +31,7 @@
 #include "gateway/errors.hpp"
 #include "gateway/http_util.hpp"
 #include "gateway/upstream.hpp"
+#include "policies/affinity.hpp"
 #include "policies/fallback.hpp"
 #include "policies/resolve.hpp"
 #include "policies/router.hpp"
@@ -225,6 +226,7 @@ struct exchange {
   bool stream_complete = false;      // ... and its final event arrived (its usage is final)
   bool estimated = false;            // `tokens` is Meridian's estimate, told to the client too
   std::string route_explain;         // x-meridian-route: policy and why
+  std::string affinity_session;      // the conversation's name for session affinity, or empty
   const virtual_key* key = nullptr;  // the authenticated virtual key, if any
   std::shared_ptr<const key_table> admin_keys;  // keeps an admin-created key alive meanwhile
   std::optional<admission> limits;              // for the x-ratelimit-* headers
@@ -247,6 +249,7 @@ class server {
         config_path_(std::move(config_path)),
         loaded_text_(std::move(config_text)),
         health_(policies::health_options_from(snap_.load()->cfg->health)),
+        affinity_(snap_.load()->cfg->affinity.max_sessions, snap_.load()->cfg->affinity.ttl),
         metrics_(registry_) {
     // The ledger and its counters live as long as the process, not one config snapshot.
     const auto& st = snap_.load()->cfg->stats;
@@ -423,6 +426,7 @@ class server {
   std::string loaded_text_;       // the config text behind snap_; only the control thread uses it
   net::io_context control_{1};    // signals, reloads and the file watcher's wake-ups
   policies::health_book health_;  // outlives reloads
+  policies::affinity_table affinity_;  // sessions to deployments; outlives reloads
   std::unique_ptr<stats::ledger> ledger_;  // null when stats.ledger is none
   std::unique_ptr<stats::response_store> responses_store_;  // with the ledger, on its database
   std::unique_ptr<stats::span_exporter> tracer_;  // null unless tracing.endpoint is set

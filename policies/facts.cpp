@@ -2,6 +2,8 @@
 // and `provider` extensions; unknown provider keys are ignored as OpenRouter adds them often.
 #include "policies/facts.hpp"
 
+#include "policies/affinity.hpp"
+
 #include "stats/estimate.hpp"
 
 #include <nlohmann/json.hpp>
@@ -217,6 +219,7 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     if (const auto* m = last(key))
       stats::tally_utf8(body.substr(m->value_begin, m->value_end - m->value_begin), prompt);
   std::optional<std::pair<std::size_t, std::size_t>> last_user;  // its content's value
+  std::optional<std::size_t> first_user_end;  // one past the first user message
   if (const auto* m = last("messages"); m && body[m->value_begin] == '[') {
     for_each_element(body, m->value_begin, [&](std::size_t mb) {
       std::optional<std::pair<std::size_t, std::size_t>> content;
@@ -226,6 +229,7 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
             if (key_is(key, "content")) content.emplace(b, e);
             if (key_is(key, "role")) user = body.substr(b, e - b) == "\"user\"";
           });
+      if (user && !first_user_end) first_user_end = end;
       if (!content) return end;
       const auto [cb, ce] = *content;
       if (user) last_user = {cb, ce};
@@ -272,6 +276,18 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     }
   }
   out.task = classify_task(sample, out.needs_tools, out.est_prompt_tokens);
+  // The conversation's name for affinity: the client's prompt_cache_key or user, else what a
+  // provider's prompt cache keys on (tools, system messages, the first user message).
+  for (const char* key : {"prompt_cache_key", "user"})
+    if (const auto* m = last(key); m && out.session.empty() && is_string_value(body, m->value_begin))
+      out.session = std::string(key) + ":" + decode_string(value(*m));
+  if (out.session.empty() && first_user_end) {
+    const auto* messages = last("messages");
+    const auto* tools = last("tools");
+    out.session = prefix_session(tools ? value(*tools) : std::string_view(),
+                                 body.substr(messages->value_begin,
+                                             *first_user_end - messages->value_begin));
+  }
   return out;
 }
 

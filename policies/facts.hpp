@@ -48,6 +48,8 @@ struct request_facts {
   // The request's `metadata` members with string values, for routes' `when`.
   std::vector<std::pair<std::string, std::string>> metadata;
   task_guess task;  // what the prompt is for, and its language (policies/task.hpp)
+  // The conversation, for session affinity: "prompt_cache_key:…", "user:…" or a prefix hash.
+  std::string session;
 };
 
 // `metadata` members kept (OpenAI allows 16).

@@ -46,8 +46,13 @@ unsigned free_run() {
   return 0;
 }
 
+// Each call is its own conversation (a new prompt), so session affinity does not keep one on
+// the deployment that answered the last.
 std::string chat(const std::string& model) {
-  return json{{"model", model}, {"messages", {{{"role", "user"}, {"content", "Hello"}}}}}.dump();
+  static int n = 0;
+  return json{{"model", model},
+              {"messages", {{{"role", "user"}, {"content", "Hello " + std::to_string(++n)}}}}}
+      .dump();
 }
 
 }  // namespace

@@ -3,6 +3,10 @@
 // header and key, fallback_route, and the key's allow.models / allow.routes.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.hpp"
@@ -251,4 +255,71 @@ TEST_CASE("policy: a deployment's and a provider's rpm route around them before 
   auto next = http_call(h.port, "POST", "/v1/chat/completions", body("both"));
   CHECK(next.headers["x-meridian-route"].find("failed=broke/m2=provider.rpm") != std::string::npos);
   CHECK(sim_requests(t, "broke") == 1);
+}
+
+namespace {
+
+struct workload_result {
+  double cost = 0;
+  std::uint64_t cached = 0;
+  int kept = 0;  // answers whose route header says affinity=kept
+};
+
+// Twelve conversations of five turns each, with a long shared-per-conversation system prompt,
+// against two providers that each keep a prompt cache and charge a tenth for cached input.
+workload_result run_workload(bool affinity) {
+  sim s(R"(
+providers:
+  a: { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 8, prompt_cache: true }
+  b: { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 8, prompt_cache: true }
+)");
+  std::string yaml = "server: { listen: 127.0.0.1:0, threads: 1 }\n";
+  yaml += affinity ? "affinity: { ttl: 5m }\n" : "affinity: false\n";
+  yaml += "providers:\n";
+  for (const char* p : {"a", "b"})
+    yaml += std::string("  ") + p + ": { base_url: \"http://127.0.0.1:" +
+            std::to_string(s.ports.at(p)) +
+            "/v1\", region: cn, models: { m: { input: 1, output: 1, cache_read: 0.1 } } }\n";
+  yaml += "routes:\n  - { match: chat, policy: weighted, candidates: [a/m, b/m] }\n";
+  gateway g(yaml);
+  workload_result out;
+  for (int c = 0; c < 12; ++c) {
+    json messages = json::array();
+    messages.push_back({{"role", "system"},
+                        {"content", "Conversation " + std::to_string(c) + ". " +
+                                        std::string(4000, 'x') + " You are a helpful assistant."}});
+    for (int turn = 0; turn < 5; ++turn) {
+      messages.push_back({{"role", "user"}, {"content", "Question " + std::to_string(turn)}});
+      const json req = {{"model", "chat"}, {"messages", messages}};
+      auto r = http_call(g.port, "POST", "/v1/chat/completions", req.dump());
+      REQUIRE(r.status == 200);
+      const auto j = json::parse(r.body);
+      out.cost += j["usage"]["cost"].get<double>();
+      out.cached += j["usage"]["prompt_tokens_details"]["cached_tokens"].get<std::uint64_t>();
+      out.kept += r.headers["x-meridian-route"].find("affinity=kept") != std::string::npos;
+      messages.push_back(j["choices"][0]["message"]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("policy: session affinity keeps a conversation where its prompt cache is") {
+  const auto with = run_workload(true), without = run_workload(false);
+  const double ratio = with.cost / without.cost;
+  std::ostringstream report;
+  report << "12 conversations x 5 turns, 2 providers with prompt caches (cache read 0.1x input), "
+            "policy weighted 50/50\n"
+         << "with affinity:    cost " << with.cost << " USD, cached tokens " << with.cached
+         << ", answers kept on the session's deployment " << with.kept << "\n"
+         << "without affinity: cost " << without.cost << " USD, cached tokens " << without.cached
+         << "\ncost ratio with/without: " << ratio << "\n";
+  MESSAGE(report.str());
+  std::filesystem::create_directories(MERIDIAN_ARTIFACT_DIR);
+  std::ofstream(std::string(MERIDIAN_ARTIFACT_DIR) + "/affinity_cost.txt") << report.str();
+  // Every turn after the first finds its prefix where it went before.
+  CHECK(with.kept >= 12 * 4);
+  CHECK(with.cached > without.cached);
+  CHECK(with.cost < without.cost);
 }

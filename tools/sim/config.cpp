@@ -69,6 +69,8 @@ provider_config parse_provider(const std::string& name, const YAML::Node& node) 
       } catch (const std::invalid_argument& e) {
         config_fail(path, e.what());
       }
+    } else if (key == "prompt_cache") {
+      p.prompt_cache = v.as<bool>();
     } else if (key == "api_key") {
       p.api_key = scalar(v, path);
     } else if (key == "tls") {

@@ -17,11 +17,11 @@ using json = nlohmann::json;
 
 namespace {
 
-json usage_json(int prompt, int completion) {
+json usage_json(int prompt, int completion, int cached) {
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
           {"total_tokens", prompt + completion},
-          {"prompt_tokens_details", {{"cached_tokens", 0}}}};
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 std::uint64_t fnv1a(std::string_view text) {
@@ -159,7 +159,7 @@ stream_script openai_stream(const openai_reply& r, bool include_usage) {
                        r.finish_reason + R"("}]})" + "\n\n");
   if (include_usage) {
     s.epilogue.push_back(head + "]," + R"("usage":)" +
-                         usage_json(r.prompt_tokens, r.completion_tokens()).dump() +
+                         usage_json(r.prompt_tokens, r.completion_tokens(), r.cached_tokens).dump() +
                          "}\n\n");
   }
   s.epilogue.push_back("data: [DONE]\n\n");
@@ -187,7 +187,7 @@ json openai_completion(const openai_reply& r) {
                                     {"message", std::move(message)},
                                     {"logprobs", nullptr},
                                     {"finish_reason", r.finish_reason}}})},
-          {"usage", usage_json(r.prompt_tokens, r.completion_tokens())}};
+          {"usage", usage_json(r.prompt_tokens, r.completion_tokens(), r.cached_tokens)}};
 }
 
 namespace detail {

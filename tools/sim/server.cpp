@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 #include <thread>
 #include <variant>
 
@@ -57,6 +58,9 @@ struct provider_state {
   std::atomic<std::int64_t> active_streams{0};
 
   std::mutex last_mutex;  // guards last_request; never held across co_await
+  std::mutex cache_mutex;  // guards prefixes
+  std::unordered_set<std::uint64_t> prefixes;  // the prompt cache: hashes of leading messages
+  std::atomic<std::uint64_t> cached_tokens{0};
   json last_request = nullptr;
 
   bool has_model(std::string_view m) const {
@@ -202,6 +206,7 @@ class handler {
 
   std::string stats_body() {
     json j = {{"requests", p_.requests.load()},
+              {"cached_tokens", p_.cached_tokens.load()},
               {"streams_completed", p_.streams_completed.load()},
               {"streams_cancelled", p_.streams_cancelled.load()},
               {"streams_cut", p_.streams_cut.load()},
@@ -281,6 +286,39 @@ class handler {
     return fail(req, 429,
                 "You exceeded your current quota, please check your plan and billing details.",
                 nullptr, "insufficient_quota", "insufficient_quota");
+  }
+
+  // The simulated prompt cache: the tokens of the longest run of leading messages (with the
+  // tools) this provider has seen, then every leading run of this request is remembered.
+  int cached_prefix_tokens(const json& body) {
+    const json& messages = body["messages"];
+    if (!messages.is_array() || messages.size() < 2) return 0;
+    const std::string tools = body.contains("tools") ? body["tools"].dump() : "";
+    std::vector<std::uint64_t> hashes;
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&](std::string_view s) {
+      for (unsigned char c : s) {
+        h ^= c;
+        h *= 1099511628211ull;
+      }
+    };
+    mix(tools);
+    for (const auto& m : messages) {
+      mix(m.dump());
+      hashes.push_back(h);
+    }
+    int cached = 0;
+    std::lock_guard lock(p_.cache_mutex);
+    for (std::size_t k = hashes.size() - 1; k > 0; --k)
+      if (p_.prefixes.count(hashes[k - 1])) {
+        cached = count_prompt_tokens(json(std::vector<json>(messages.begin(), messages.begin() +
+                                                             static_cast<std::ptrdiff_t>(k))));
+        break;
+      }
+    if (p_.prefixes.size() > 100000) p_.prefixes.clear();
+    for (auto x : hashes) p_.prefixes.insert(x);
+    p_.cached_tokens += static_cast<std::uint64_t>(cached);
+    return cached;
   }
 
   // Checks the dialect's key header; returns the rejection to send, if any.
@@ -443,8 +481,9 @@ class handler {
           "model", "model_not_found"));
     }
 
-    const openai_reply r =
+    openai_reply r =
         plan_openai_reply(body, p_.config.name, p_.config.reply_tokens, ++g_completion_counter);
+    if (p_.config.prompt_cache) r.cached_tokens = cached_prefix_tokens(body);
 
     auto stream_it = body.find("stream");
     if (stream_it != body.end() && stream_it->is_boolean() && stream_it->template get<bool>()) {

@@ -71,6 +71,9 @@ struct provider_config {
   std::string api_key;  // empty = no authentication
   std::optional<tls_files> tls;
   std::string fault;  // default fault string, validated at load
+  // OpenAI dialect: a prompt cache as providers keep one. A request whose leading messages
+  // (with its tools) this provider has seen before reports them as cached_tokens.
+  bool prompt_cache = false;
 };
 
 struct sim_config {
@@ -147,6 +150,7 @@ struct openai_reply {
   std::vector<std::string> tokens;
   std::string finish_reason;  // stop, length or tool_calls
   int prompt_tokens = 0;
+  int cached_tokens = 0;  // of prompt_tokens, served from the simulated prompt cache
   std::string id;  // chatcmpl-sim-N
   std::int64_t created = 0;
   std::optional<tool_call> tool;  // call_sim_N
