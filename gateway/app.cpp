@@ -364,9 +364,30 @@ int route(const std::string& config_path, const std::string& request_path, const
       if (n == name) out = v;
     return out;
   };
+  // Effective prices: each deployment's share of prompt tokens read from its cache on each
+  // route over the last day, from the ledger when there is one.
+  policies::health_book observed;
+  bool have_cache_use = false;
+  const auto& st = snap->cfg->stats;
+  if (!st.ledger_postgres.empty() || (!st.ledger_path.empty() && fs::exists(st.ledger_path))) {
+    stats::ledger_options o = stats::ledger_options_from(st);
+    o.background = false;
+    stats::ledger book(o);
+    const auto now = std::chrono::system_clock::now();
+    auto use = book.cache_use_by_route({"24h", now - std::chrono::hours(24), now});
+    if (auto* rows = std::get_if<std::vector<stats::ledger::cache_use>>(&use))
+      for (const auto& u : *rows) {
+        if (u.prompt == 0) continue;
+        policies::observation seen;
+        seen.cache_share = static_cast<double>(u.cache_read) / static_cast<double>(u.prompt);
+        seen.route = u.route;
+        observed.record_success(u.provider, u.model, policies::health_clock::now(), seen);
+        have_cache_use = true;
+      }
+  }
   std::mt19937_64 rng(1);
-  auto r = policies::plan(facts, snap->catalog, policies::health_snapshot{}, snap->cfg->routes,
-                          limits, rng);
+  const auto seen = observed.snapshot(policies::health_clock::now());
+  auto r = policies::plan(facts, snap->catalog, seen, snap->cfg->routes, limits, rng);
   auto name = [](const providers::provider* p, const providers::model_info* m) {
     return p->name + "/" + m->id;
   };
@@ -391,11 +412,14 @@ int route(const std::string& config_path, const std::string& request_path, const
                     ? " (one random draw, fixed seed)"
                     : "");
     std::printf("explain: %s\n", r.explain.c_str());
+    std::printf("cache shares: %s\n", have_cache_use
+                                           ? "observed per route over the ledger's last 24 h"
+                                           : "none observed (no ledger records): effective = list");
     bool cost = r.policy == "cost";
     std::printf("\nattempts (best first; prices USD per million tokens)\n");
     std::printf("  %2s  %-*s %-7s %8s %8s %7s %9s", "#", width, "PROVIDER/MODEL", "REGION", "INPUT",
                 "OUTPUT", "QUALITY", "CONTEXT");
-    if (cost) std::printf(" %13s", "EXPECTED_USD");
+    if (cost) std::printf(" %13s %6s %13s", "LIST_USD", "CACHE", "EFFECTIVE_USD");
     std::printf("  %s\n", "REASON");
     for (std::size_t i = 0; i < r.attempts.size(); ++i) {
       const auto& a = r.attempts[i];
@@ -403,7 +427,14 @@ int route(const std::string& config_path, const std::string& request_path, const
       std::printf("  %2zu  %-*s %-7s %8.3f %8.3f %7d %9s", i + 1, width,
                   name(a.provider, a.model).c_str(), a.provider->region.c_str(), a.model->input,
                   a.model->output, policies::quality_for(*a.model, facts), context.c_str());
-      if (cost) std::printf(" %13.8f", policies::expected_cost(facts, *a.model) / 1e6);
+      if (cost) {  // list price, and at the cache share observed on this route
+        policies::candidate c;
+        c.model = a.model;
+        if (const auto* h = seen.find(a.provider->name, a.model->id))
+          c.cache_share = h->cache_share_for(a.route ? a.route->match : "").value_or(0);
+        std::printf(" %13.8f %5.0f%% %13.8f", policies::expected_cost(facts, *a.model) / 1e6,
+                    c.cache_share * 100, policies::expected_cost(c, facts) / 1e6);
+      }
       std::string reason(a.reason);
       if (a.route && a.route->match != r.route) reason += " (route " + a.route->match + ")";
       if (a.route && a.route->tiers.size() > 1)

@@ -762,6 +762,10 @@ void server::record_success(exchange& ex, const providers::provider& p,
     seen.ttft_ms = first_byte_ms;
   if (seconds > 0 && ex.tokens.completion_total() > 0)
     seen.tokens_per_s = static_cast<double>(ex.tokens.completion_total()) / seconds;
+  if (ex.tokens.present && !ex.estimated && ex.tokens.prompt_total() > 0)
+    seen.cache_share = static_cast<double>(ex.tokens.cache_read) /
+                       static_cast<double>(ex.tokens.prompt_total());
+  seen.route = ex.log.route;
   const auto before = health_.state(p.name, m.id, steady::now());
   health_.record_success(p.name, m.id, steady::now(), seen);
   log_circuit(p, m, before, health_.state(p.name, m.id, steady::now()), {});

@@ -140,6 +140,13 @@ void health_book::record_success(std::string_view provider, std::string_view mod
   blend(h.latency_ms, seen.latency_ms, options_.alpha);
   blend(h.ttft_ms, seen.ttft_ms, options_.alpha);
   blend(h.tokens_per_s, seen.tokens_per_s, options_.alpha);
+  if (seen.cache_share) {
+    auto it = h.cache_share.find(seen.route);
+    if (it == h.cache_share.end())
+      h.cache_share.emplace(std::string(seen.route), *seen.cache_share);
+    else
+      it->second += options_.alpha * (*seen.cache_share - it->second);
+  }
   h.error_streak = 0;
   // Any success, even a late one from before the circuit opened, shows the deployment answers.
   h.circuit = circuit_state::closed;

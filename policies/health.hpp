@@ -39,11 +39,20 @@ struct deployment_health {
   circuit_state circuit = circuit_state::closed;
   health_clock::time_point opened_at{};      // when the circuit last opened
   health_clock::time_point probe_started{};  // when the half-open probe was let through
+  // The share of prompt tokens served from the provider's cache, an EWMA per route (the route's
+  // match; "" for a model addressed directly): what its effective price is computed from.
+  std::map<std::string, double, std::less<>> cache_share;
+  std::optional<double> cache_share_for(std::string_view route) const {
+    auto it = cache_share.find(route);
+    return it == cache_share.end() ? std::nullopt : std::optional<double>(it->second);
+  }
 };
 
 // One finished request, as the gateway measured it.
 struct observation {
   std::optional<double> latency_ms, ttft_ms, tokens_per_s;
+  std::optional<double> cache_share;  // cache_read / prompt tokens, when the prompt had tokens
+  std::string_view route;             // the route it was served under ("" for none)
 };
 
 // An immutable view of the book at `now`. Cheap to copy (one shared pointer).

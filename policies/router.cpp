@@ -62,6 +62,9 @@ class planner {
           const constraints& key, plan_result& out)
       : facts_(f), cat_(cat), health_(h), key_(key), out_(out) {}
 
+  // The route the candidates being added belong to, for their observed cache share.
+  void set_route(std::string_view route) { route_ = route; }
+
   void add(const provider& p, const model_info& m, double weight, std::uint32_t group) {
     for (const auto& c : cands_)
       if (c.provider == &p && c.model == &m) return;  // overlapping globs or repeated models
@@ -69,6 +72,8 @@ class planner {
     c.provider = &p;
     c.model = &m;
     c.health = health_.find(p.name, m.id);
+    if (c.health)
+      if (auto share = c.health->cache_share_for(route_)) c.cache_share = *share;
     c.weight = weight;
     c.order = static_cast<std::uint32_t>(cands_.size());
     c.group = group;
@@ -222,6 +227,7 @@ class planner {
   const constraints& key_;
   plan_result& out_;
   std::vector<candidate> cands_;
+  std::string_view route_;
 };
 
 // Moves the elements satisfying `pred` to the front, keeping both parts' order, in place:
@@ -376,6 +382,7 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
   planner p(facts, catalog, health, key_constraints, out);
   if (route) {
     out.route = route->match;
+    p.set_route(route->match);
     p.expand_route(*route);
   } else {
     p.candidates().reserve(4 + facts.models.size());
@@ -415,6 +422,7 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
       break;
     if (!allowed_routes.empty() && !any_glob(allowed_routes, next->match)) break;
     p.clear();
+    p.set_route(next->match);
     p.expand_route(*next);
     p.filter(next);
     segments.push_back({next, std::move(p.candidates()), {}});

@@ -200,7 +200,13 @@ double expected_cost(const request_facts& f, const providers::model_info& m) {
 }
 
 double expected_cost(const candidate& c, const request_facts& f) {
-  return expected_cost(f, *c.model);
+  const auto& m = *c.model;
+  if (c.cache_share <= 0) return expected_cost(f, m);
+  const double h = std::min(c.cache_share, 1.0);
+  const double completion =
+      static_cast<double>(f.max_tokens ? *f.max_tokens : k_default_completion_tokens);
+  return static_cast<double>(f.est_prompt_tokens) * ((1 - h) * m.input + h * m.cache_read) +
+         completion * m.output;
 }
 
 std::unique_ptr<strategy> make_cost_strategy() {

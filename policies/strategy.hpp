@@ -22,6 +22,7 @@ struct candidate {
   const providers::model_info* model = nullptr;
   const deployment_health* health = nullptr;  // null: never observed
   double weight = 1.0;                        // the route's share for policy weighted
+  double cache_share = 0;  // observed share of prompt tokens read from its cache on this route
   std::uint32_t order = 0;                    // position in the candidate list; breaks every tie
   std::uint32_t group = 0;  // 0: the requested model or route; n: the n-th `models` fallback
   double score = 0;         // the strategy's sort key, shown by the dry run
@@ -39,7 +40,9 @@ struct rank_context {
 // estimated prompt tokens times the input price plus max_tokens (or k_default_completion_tokens)
 // times the output price. Divide by 1e6 for USD.
 double expected_cost(const request_facts& f, const providers::model_info& m);
-// The same for a candidate's model; what the cost-aware strategies rank by.
+// The same for a candidate at its effective price: the share of the prompt its cache has been
+// serving on this route (cache_share) at the cache-read price, the rest at the input price.
+// What the cost-aware strategies rank by.
 double expected_cost(const candidate& c, const request_facts& f);
 
 // The model's quality for this request's task (`quality: {code: 88}`), else its quality.

@@ -827,6 +827,21 @@ result<std::vector<ledger::provider_latency>> ledger::latency_by_provider(
   });
 }
 
+result<std::vector<ledger::cache_use>> ledger::cache_use_by_route(
+    const time_window& window) const {
+  return impl_->query<std::vector<cache_use>>([&](sql_connection& db) {
+    std::vector<cache_use> out;
+    auto s = db.prepare(
+        "SELECT route, provider, model, SUM(input + cache_read + cache_write), SUM(cache_read) "
+        "FROM generations WHERE outcome = 'ok' AND estimated = 0 AND created_ms >= ? AND "
+        "created_ms < ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3");
+    s->bind(1, unix_ms(window.from)).bind(2, unix_ms(window.to));
+    while (s->step())
+      out.push_back({s->text(0), s->text(1), s->text(2), s->uint64(3), s->uint64(4)});
+    return out;
+  });
+}
+
 result<daily_data> ledger::series(const time_window& window, std::chrono::seconds bucket,
                                   unsigned top, dimension by) const {
   return impl_->query<daily_data>([&](sql_connection& db) {

@@ -85,6 +85,13 @@ class ledger {
     std::optional<double> ttft_ms;
   };
   result<std::vector<provider_latency>> latency_by_provider(const time_window& window) const;
+  // Per route and deployment, over the window's answered generation records whose usage the
+  // upstream reported: prompt tokens and those read from the provider's cache.
+  struct cache_use {
+    std::string route, provider, model;
+    std::uint64_t prompt = 0, cache_read = 0;
+  };
+  result<std::vector<cache_use>> cache_use_by_route(const time_window& window) const;
   // Tokens per `bucket` (whole hours; a day's buckets are labelled by day, others by their
   // start in ISO 8601) over the window, top-N keys plus "other", oldest first.
   result<daily_data> series(const time_window& window, std::chrono::seconds bucket, unsigned top,

@@ -323,3 +323,72 @@ TEST_CASE("policy: session affinity keeps a conversation where its prompt cache 
   CHECK(with.cached > without.cached);
   CHECK(with.cost < without.cost);
 }
+
+TEST_CASE("policy: meridian route shows list and effective prices from the ledger's cache shares") {
+  sim s(R"(
+providers:
+  cached: { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 4, prompt_cache: true }
+  plain:  { port: 0, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 4 }
+)");
+  temp_dir d;
+  const std::string yaml =
+      "server: { listen: 127.0.0.1:0, threads: 1 }\n"
+      "stats: { ledger: \"sqlite:" + d.path() + "/ledger.db\", flush_interval: 50ms }\n"
+      "providers:\n"
+      "  cached: { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at("cached")) +
+      "/v1\", region: cn, models: { m: { input: 1.5, output: 1, cache_read: 0.15 } } }\n"
+      "  plain: { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at("plain")) +
+      "/v1\", region: cn, models: { m: { input: 1.0, output: 1, cache_read: 1.0 } } }\n"
+      "routes:\n"
+      "  - { match: agent, policy: cost, candidates: [plain/m, cached/m] }\n"
+      "  - { match: warm, policy: ordered, candidates: [cached/m] }\n";
+  {
+    gateway g(yaml);
+    // An agent's conversation through `agent`, pinned to the caching provider with OpenRouter's
+    // provider.order: every turn resends the long prefix, which its cache serves.
+    json messages = json::array({{{"role", "system"}, {"content", std::string(8000, 's')}}});
+    for (int turn = 0; turn < 4; ++turn) {
+      messages.push_back({{"role", "user"}, {"content", "step " + std::to_string(turn)}});
+      auto r = http_call(g.port, "POST", "/v1/chat/completions",
+                         json{{"model", "agent"},
+                              {"provider", {{"order", {"cached"}}}},
+                              {"messages", messages}}
+                             .dump());
+      REQUIRE(r.status == 200);
+      REQUIRE(r.headers["x-meridian-provider"] == "cached");
+      messages.push_back(json::parse(r.body)["choices"][0]["message"]);
+    }
+    REQUIRE(eventually([&] {
+      return json::parse(http_call(g.port, "GET", "/v1/stats/share?window=1h&by=provider").body)
+                 ["total"]["requests"] == 4;
+    }));
+  }
+  temp_dir w;
+  const auto config = w.write("m.yaml", yaml);
+  const auto req = w.write(
+      "req.json",
+      json{{"model", "agent"},
+           {"max_tokens", 100},
+           {"messages", {{{"role", "system"}, {"content", std::string(200000, 's')}},
+                         {{"role", "user"}, {"content", "next"}}}}}
+          .dump());
+  process run({MERIDIAN_BIN, "route", "-c", config, req});
+  REQUIRE(run.wait_exit(10s) == 0);
+  const std::string out = run.output();
+  INFO(out);
+  CHECK(out.find("LIST_USD  CACHE EFFECTIVE_USD") != std::string::npos);
+  CHECK(out.find("cache shares: observed per route over the ledger's last 24 h") !=
+        std::string::npos);
+  // Its cache served most of the agent's prompts (3 of 4 turns, the long prefix): at 1.5 list
+  // but 0.15 cached, it is cheaper in effect than plain's 1.0, and comes first.
+  const auto first = out.find("\n   1  ");
+  REQUIRE(first != std::string::npos);
+  CHECK(out.substr(first, 20).find("cached/m") != std::string::npos);
+  // Without the ledger's records the list order is back.
+  std::filesystem::remove(d.path() + "/ledger.db");
+  process fresh({MERIDIAN_BIN, "route", "-c", config, req});
+  REQUIRE(fresh.wait_exit(10s) == 0);
+  const std::string plain = fresh.output();
+  CHECK(plain.substr(plain.find("\n   1  "), 20).find("plain/m") != std::string::npos);
+  CHECK(plain.find("none observed") != std::string::npos);
+}

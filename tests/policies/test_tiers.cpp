@@ -354,3 +354,34 @@ TEST_CASE("affinity: a bounded, expiring table; stickiness only within the first
   CHECK(turn1.session == turn2.session);
   CHECK(turn1.session != other.session);
 }
+
+TEST_CASE("effective price: a cost route ranks by the cache share each deployment has shown") {
+  auto cfg = config::parse_config(R"(
+providers:
+  nocache: { base_url: "http://127.0.0.1:1/v1", region: cn, models: { m: { input: 1.0, output: 1, cache_read: 1.0 } } }
+  cached: { base_url: "http://127.0.0.1:2/v1", region: cn, models: { m: { input: 1.5, output: 1, cache_read: 0.15 } } }
+routes:
+  - { match: agent, policy: cost, candidates: [nocache/m, cached/m] }
+  - { match: other, policy: cost, candidates: [nocache/m, cached/m] }
+)",
+                                  "t.yaml");
+  auto cat = providers::build_catalog(cfg, [](const std::string&) { return std::nullopt; });
+  request_facts f;
+  f.est_prompt_tokens = 50'000;
+  f.max_tokens = 100;
+  std::mt19937_64 rng(1);
+  health_book book;
+  const auto now = health_clock::time_point{} + std::chrono::hours(1);
+  auto order = [&](const char* route) {
+    f.model = route;
+    return attempts(plan(f, cat, book.snapshot(now), cfg.routes, {}, rng));
+  };
+  CHECK(order("agent") == "nocache/m,cached/m");  // list prices: 1.0 < 1.5
+  observation seen;
+  seen.route = "agent";
+  seen.cache_share = 0.8;  // 80 % of its prompts read from its cache on this route
+  book.record_success("cached", "m", now, seen);
+  // 0.2 x 1.5 + 0.8 x 0.15 = 0.42 per million effective, against 1.0
+  CHECK(order("agent") == "cached/m,nocache/m");
+  CHECK(order("other") == "nocache/m,cached/m");  // another route's workload is its own
+}
