@@ -109,6 +109,9 @@ struct provider_config {
   std::optional<bool> responses_api;
   // The account's rate limit over all its models, as for a model's rpm/tpm. Unset: none.
   std::optional<std::uint64_t> rpm, tpm;
+  // Anthropic dialect: mark the stable prefix of translated requests with cache_control, so
+  // OpenAI-shaped clients get Anthropic's prompt cache (providers::add_cache_breakpoints).
+  bool cache_prompts = false;
   int line = 0;
 };
 

@@ -35,8 +35,11 @@ provider_config parser::provider(const std::string& name, const located& at, int
   out.line = line;
   for (const auto& [key, value] :
        entries(at, {"preset", "dialect", "base_url", "region", "api_key_env", "api_key_file", "tls",
-                    "headers", "models", "kwh_per_million_tokens", "api", "rpm", "tpm"})) {
-    if (key == "rpm" || key == "tpm") {
+                    "headers", "models", "kwh_per_million_tokens", "api", "rpm", "tpm",
+                    "cache_prompts"})) {
+    if (key == "cache_prompts") {
+      out.cache_prompts = boolean(value);
+    } else if (key == "rpm" || key == "tpm") {
       const std::uint64_t n = unsigned_int(value, k_max_quota);
       if (n == 0) fail(value, "must be greater than zero; omit it for no limit");
       (key == "rpm" ? out.rpm : out.tpm) = n;

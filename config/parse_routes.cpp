@@ -114,8 +114,7 @@ route_config parser::route(const located& at, references& refs) const {
   // Settings another policy would ignore are almost always a mistake in the policy line.
   auto check_policy = [&](std::optional<route_policy> policy, const std::optional<located>& w,
                           const std::vector<located>& items) {
-    if (w && policy != route_policy::balanced)
-      fail(*w, "weights apply only to policy balanced");
+    if (w && policy != route_policy::balanced) fail(*w, "weights apply only to policy balanced");
     for (const auto& item : items)
       if (item.node.IsMap() && item.node["weight"] && policy != route_policy::weighted)
         fail(item, "a candidate weight applies only to policy weighted");
@@ -158,7 +157,8 @@ route_config parser::route(const located& at, references& refs) const {
 std::optional<route_policy> parser::policy(const located& at) const {
   std::string text = scalar(at);
   auto out = parse_route_policy(text);
-  if (!out) fail(at, "unknown policy '" + text + "'; expected one of " + enum_names<route_policy>());
+  if (!out)
+    fail(at, "unknown policy '" + text + "'; expected one of " + enum_names<route_policy>());
   return out;
 }
 

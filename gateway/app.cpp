@@ -48,7 +48,8 @@ constexpr const char* k_usage =
     "undeclared regions, providers without models)\n"
     "  meridian route -c FILE REQ.json [--key NAME]                 dry-run the router on an "
     "OpenAI chat body (as key NAME: its residency and limits)\n"
-    "  meridian stats -c FILE [--window 7d] [--by region|provider|model|author|key|app|task|language]   token "
+    "  meridian stats -c FILE [--window 7d] [--by "
+    "region|provider|model|author|key|app|task|language]   token "
     "shares\n"
     "  meridian demo [--host H] [--port P] [--log-level L]          simulated providers + gateway "
     "on 127.0.0.1:8080 (or H:P; the simulators on the next six ports)\n"
@@ -402,9 +403,15 @@ int route(const std::string& config_path, const std::string& request_path, const
               static_cast<unsigned long long>(
                   facts.max_tokens.value_or(policies::k_default_completion_tokens)),
               facts.max_tokens ? "" : " (assumed: no max_tokens)");
-  std::printf("task: %s (%s), language %s\n", std::string(policies::to_string(facts.task.what)).c_str(),
+  std::printf("task: %s (%s), language %s\n",
+              std::string(policies::to_string(facts.task.what)).c_str(),
               std::string(facts.task.why).c_str(),
               facts.task.language.empty() ? "unknown" : std::string(facts.task.language).c_str());
+  std::printf("session: %s (affinity %s)\n", facts.session.empty() ? "none" : facts.session.c_str(),
+              !snap->cfg->affinity.enabled ? "off"
+              : r.policy == "ordered"      ? "does not reorder an ordered route"
+                                           : "keeps it on the deployment that answered it last, "
+                                             "within the first attempt's route and tier");
   std::printf("route: %s\n", r.route.empty() ? "none (addressed directly)" : r.route.c_str());
   if (r.ok()) {
     std::printf("policy: %s%s\n", std::string(r.policy).c_str(),
@@ -413,8 +420,8 @@ int route(const std::string& config_path, const std::string& request_path, const
                     : "");
     std::printf("explain: %s\n", r.explain.c_str());
     std::printf("cache shares: %s\n", have_cache_use
-                                           ? "observed per route over the ledger's last 24 h"
-                                           : "none observed (no ledger records): effective = list");
+                                          ? "observed per route over the ledger's last 24 h"
+                                          : "none observed (no ledger records): effective = list");
     bool cost = r.policy == "cost";
     std::printf("\nattempts (best first; prices USD per million tokens)\n");
     std::printf("  %2s  %-*s %-7s %8s %8s %7s %9s", "#", width, "PROVIDER/MODEL", "REGION", "INPUT",
@@ -438,8 +445,8 @@ int route(const std::string& config_path, const std::string& request_path, const
       std::string reason(a.reason);
       if (a.route && a.route->match != r.route) reason += " (route " + a.route->match + ")";
       if (a.route && a.route->tiers.size() > 1)
-        reason += ", tier " + std::to_string(a.tier + 1) + " of " +
-                  std::to_string(a.route->tiers.size());
+        reason +=
+            ", tier " + std::to_string(a.tier + 1) + " of " + std::to_string(a.route->tiers.size());
       std::printf("  %s\n", reason.c_str());
     }
   }
@@ -632,10 +639,12 @@ int demo(log_level level, const std::string& host, std::optional<unsigned> port)
       "'{\"model\":\"deepseek/deepseek-chat\",\"messages\":[{\"role\":\"user\",\"content\":"
       "\"hi\"}]}'\n"
       "    # refused: this key may only reach US and local providers\n"
-      "  curl -s %s/v1/chat/completions -H 'X-Title: My App' -H 'Content-Type: application/json' \\\n"
+      "  curl -s %s/v1/chat/completions -H 'X-Title: My App' -H 'Content-Type: application/json' "
+      "\\\n"
       "    -d '{\"model\":\"cn-first\",\"messages\":[{\"role\":\"user\",\"content\":"
       "\"写一个 Python 函数\"}]}'\n"
-      "    # tiers: China's cheapest first; the dashboard ranks the app, the task and the language\n"
+      "    # tiers: China's cheapest first; the dashboard ranks the app, the task and the "
+      "language\n"
       "  curl -s %s/v1/messages -H 'Content-Type: application/json' \\\n"
       "    -H 'anthropic-version: 2023-06-01' \\\n"
       "    -d "

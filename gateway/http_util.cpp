@@ -211,9 +211,9 @@ void write_access_log(const access_record& r) {
   if (!log_enabled(log_level::info)) return;
   std::string line = "{\"ts\":\"" + now_iso() + "\",\"type\":\"access\",\"request_id\":";
   append_json_string(line, r.request_id);
-  for (const auto& [name, value] :
-       {std::pair<const char*, const std::string*>{"app", &r.app}, {"task", &r.task},
-        {"language", &r.language}})
+  for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"app", &r.app},
+                                    {"task", &r.task},
+                                    {"language", &r.language}})
     if (!value->empty()) {
       line += ",\"";
       line += name;

@@ -393,7 +393,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       policies::plan(request_facts, ex.snap.catalog, health_.snapshot(steady::now()),
                      ex.snap.cfg->routes, key_constraints, rng);
   // Not under `ordered`: that order is the operator's, kept even against a cache.
-  if (const auto& aff = ex.snap.cfg->affinity; aff.enabled && plan.ok() && plan.policy != "ordered") {
+  if (const auto& aff = ex.snap.cfg->affinity;
+      aff.enabled && plan.ok() && plan.policy != "ordered") {
     // The session: the configured header, Claude Code's session id, then the body's own name
     // for it (prompt_cache_key, user) or its prefix hash; one key's sessions are its own.
     std::string named;
@@ -475,7 +476,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       note_failure(quota);  // routed around before the provider would have answered 429
       ex.emitted = i + 1;   // nothing was sent
       if (moves_on(i, policies::failure::not_sent)) continue;
-      const api_error failure{error_kind::rate_limited, {},
+      const api_error failure{error_kind::rate_limited,
+                              {},
                               "Every candidate for this request is at its configured rate limit (" +
                                   std::string(quota) + " of " + p.name + "/" + m.id + ")",
                               "rate_limit_exceeded"};
@@ -523,6 +525,10 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
       co_await send_error(ex, failure);
       co_return;
     }
+    // Automatic prompt caching: only on the translation lane (a pass-through body is the
+    // client's own, cache_control and all).
+    if (p.cache_prompts && p.dialect == config::dialect_kind::anthropic && ex.translated)
+      providers::add_cache_breakpoints(std::get<providers::upstream_request>(encoded).body);
     // What this attempt's lane leaves out: the inbound translation's list, then the encoder's.
     ex.lane_dropped = ex.translated ? ex.dropped : ex.pass_through_dropped;
     if (plain)
@@ -763,8 +769,8 @@ void server::record_success(exchange& ex, const providers::provider& p,
   if (seconds > 0 && ex.tokens.completion_total() > 0)
     seen.tokens_per_s = static_cast<double>(ex.tokens.completion_total()) / seconds;
   if (ex.tokens.present && !ex.estimated && ex.tokens.prompt_total() > 0)
-    seen.cache_share = static_cast<double>(ex.tokens.cache_read) /
-                       static_cast<double>(ex.tokens.prompt_total());
+    seen.cache_share =
+        static_cast<double>(ex.tokens.cache_read) / static_cast<double>(ex.tokens.prompt_total());
   seen.route = ex.log.route;
   const auto before = health_.state(p.name, m.id, steady::now());
   health_.record_success(p.name, m.id, steady::now(), seen);

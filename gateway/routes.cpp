@@ -250,11 +250,11 @@ awaitable<void> server::send_upstream_status(exchange& ex, unsigned status, std:
     co_return;
   }
   if (kind == providers::upstream_error::quota) {
-    const api_error failure{error_kind::upstream,
-                            {},
-                            "Provider '" + p.name + "' refused for its account's balance or quota" +
-                                suffix,
-                            "upstream_quota_exhausted"};
+    const api_error failure{
+        error_kind::upstream,
+        {},
+        "Provider '" + p.name + "' refused for its account's balance or quota" + suffix,
+        "upstream_quota_exhausted"};
     co_await send_error(ex, failure);
     co_return;
   }

@@ -35,10 +35,11 @@
 #include "policies/fallback.hpp"
 #include "policies/resolve.hpp"
 #include "policies/router.hpp"
+#include "providers/anthropic.hpp"
 #include "providers/anthropic_inbound.hpp"
 #include "providers/dialect.hpp"
-#include "providers/openai.hpp"
 #include "providers/lanes.hpp"
+#include "providers/openai.hpp"
 #include "providers/responses_inbound.hpp"
 #include "providers/sse.hpp"
 #include "providers/stream_pipeline.hpp"
@@ -47,9 +48,9 @@
 #include "stats/energy.hpp"
 #include "stats/estimate.hpp"
 #include "stats/ledger.hpp"
+#include "stats/metrics.hpp"
 #include "stats/response_store.hpp"
 #include "stats/trace.hpp"
-#include "stats/metrics.hpp"
 
 // GCC 12 reports Asio's awaitable frames, allocated by their own operator new and freed by
 // the matching operator delete, as "mismatched-new-delete" once coroutines with external
@@ -413,9 +414,9 @@ class server {
                        std::string_view content_type = "application/json");
   // Pass a named api_error (GCC 12 and class temporaries in a co_await; see routes.cpp).
   awaitable<void> send_error(exchange& ex, const api_error& e);
-  awaitable<void> send_upstream_status(exchange& ex, unsigned status, std::string_view body,
-                                       std::string_view retry_after,
-                                       providers::upstream_error kind = providers::upstream_error::final);
+  awaitable<void> send_upstream_status(
+      exchange& ex, unsigned status, std::string_view body, std::string_view retry_after,
+      providers::upstream_error kind = providers::upstream_error::final);
   void set_routed_headers(exchange& ex, http::fields& f) const;
   void finish(exchange& ex);
   void begin_drain();
@@ -426,7 +427,7 @@ class server {
   std::string loaded_text_;       // the config text behind snap_; only the control thread uses it
   net::io_context control_{1};    // signals, reloads and the file watcher's wake-ups
   policies::health_book health_;  // outlives reloads
-  policies::affinity_table affinity_;  // sessions to deployments; outlives reloads
+  policies::affinity_table affinity_;      // sessions to deployments; outlives reloads
   std::unique_ptr<stats::ledger> ledger_;  // null when stats.ledger is none
   std::unique_ptr<stats::response_store> responses_store_;  // with the ledger, on its database
   std::unique_ptr<stats::span_exporter> tracer_;  // null unless tracing.endpoint is set

@@ -32,8 +32,8 @@ void affinity_table::remember(std::string_view session, std::string_view deploym
   order_.emplace_back(std::string(session), expires);
   // Drop what expired or fell out of the bound, oldest first. An order_ entry whose session was
   // renewed since is stale: it no longer matches the map's expiry and removes nothing.
-  while (!order_.empty() && (order_.front().second <= now || map_.size() > max_ ||
-                             order_.size() > 2 * max_ + 16)) {
+  while (!order_.empty() &&
+         (order_.front().second <= now || map_.size() > max_ || order_.size() > 2 * max_ + 16)) {
     auto it = map_.find(order_.front().first);
     if (it != map_.end() && it->second.expires == order_.front().second) map_.erase(it);
     order_.pop_front();

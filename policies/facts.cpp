@@ -192,8 +192,7 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     for_each_member(body, m->value_begin, [&](std::string_view key, std::size_t b, std::size_t e) {
       const std::string_view v = body.substr(b, e - b);
       if (out.metadata.size() < k_max_metadata && is_string_value(v, 0))
-        out.metadata.emplace_back(decode_string("\"" + std::string(key) + "\""),
-                                  decode_string(v));
+        out.metadata.emplace_back(decode_string("\"" + std::string(key) + "\""), decode_string(v));
     });
   for (const char* key : {"tools", "functions"})
     if (const auto* m = last(key);
@@ -219,7 +218,7 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     if (const auto* m = last(key))
       stats::tally_utf8(body.substr(m->value_begin, m->value_end - m->value_begin), prompt);
   std::optional<std::pair<std::size_t, std::size_t>> last_user;  // its content's value
-  std::optional<std::size_t> first_user_end;  // one past the first user message
+  std::optional<std::size_t> first_user_end;                     // one past the first user message
   if (const auto* m = last("messages"); m && body[m->value_begin] == '[') {
     for_each_element(body, m->value_begin, [&](std::size_t mb) {
       std::optional<std::pair<std::size_t, std::size_t>> content;
@@ -279,14 +278,15 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
   // The conversation's name for affinity: the client's prompt_cache_key or user, else what a
   // provider's prompt cache keys on (tools, system messages, the first user message).
   for (const char* key : {"prompt_cache_key", "user"})
-    if (const auto* m = last(key); m && out.session.empty() && is_string_value(body, m->value_begin))
+    if (const auto* m = last(key);
+        m && out.session.empty() && is_string_value(body, m->value_begin))
       out.session = std::string(key) + ":" + decode_string(value(*m));
   if (out.session.empty() && first_user_end) {
     const auto* messages = last("messages");
     const auto* tools = last("tools");
-    out.session = prefix_session(tools ? value(*tools) : std::string_view(),
-                                 body.substr(messages->value_begin,
-                                             *first_user_end - messages->value_begin));
+    out.session =
+        prefix_session(tools ? value(*tools) : std::string_view(),
+                       body.substr(messages->value_begin, *first_user_end - messages->value_begin));
   }
   return out;
 }

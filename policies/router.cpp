@@ -368,8 +368,8 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
   }
   const auto& allowed_routes = key_constraints.routes;
   const config::route_config* route = find_route(routes, asked, facts, key_constraints);
-  if (!allowed_routes.empty() && !(route ? any_glob(allowed_routes, route->match)
-                                         : !key_constraints.models.empty())) {
+  if (!allowed_routes.empty() &&
+      !(route ? any_glob(allowed_routes, route->match) : !key_constraints.models.empty())) {
     std::string what = route ? "This key may not use the route '" + route->match + "'"
                              : "This key may not address models directly";
     out.error = plan_error{plan_error::kind::forbidden, "model",
@@ -444,13 +444,12 @@ plan_result plan(const request_facts& facts, const providers::catalog& catalog,
       std::size_t end = begin;
       while (end < all.size() && all[end].group == all[begin].group) ++end;
       const std::uint32_t g = all[begin].group;
-      const strategy& s =
-          choose(hint != sort_by::none ? hint : facts.provider.sort, seg.route, g);
+      const strategy& s = choose(hint != sort_by::none ? hint : facts.provider.sort, seg.route, g);
       const auto* tier = tier_of(seg.route, g);
       config::route_weights default_weights;
       const config::route_weights& weights = tier && tier->weights ? *tier->weights
-                                             : seg.route          ? seg.route->weights
-                                                                  : default_weights;
+                                             : seg.route           ? seg.route->weights
+                                                                   : default_weights;
       rank_context ctx{facts, health, weights, rng};
       auto group = all.subspan(begin, end - begin);
       s.rank(group, ctx);

@@ -11,79 +11,99 @@ namespace meridian::policies {
 
 namespace {
 
-constexpr std::array<std::pair<std::string_view, task>, 6> k_tasks{{{"code", task::code},
-                                                                    {"math", task::math},
-                                                                    {"translation", task::translation},
-                                                                    {"long_context", task::long_context},
-                                                                    {"tool_use", task::tool_use},
-                                                                    {"chat", task::chat}}};
+constexpr std::array<std::pair<std::string_view, task>, 6> k_tasks{
+    {{"code", task::code},
+     {"math", task::math},
+     {"translation", task::translation},
+     {"long_context", task::long_context},
+     {"tool_use", task::tool_use},
+     {"chat", task::chat}}};
 
 // Evidence, as whole lowercase ASCII words and as substrings (Chinese, symbols), in two
 // weights: a strong mark (a language, a tool, a formula) counts 2, a weak one 1.
 constexpr std::string_view k_code_strong_words[] = {
-    "python", "javascript", "typescript", "java", "rust", "golang", "kotlin", "swift", "php",
-    "ruby", "c++", "c#", "sql", "html", "css", "react", "vue", "vue3", "node", "nodejs", "django",
-    "flask", "bash", "shell", "powershell", "git", "github", "npm", "pip", "docker", "kubectl",
-    "kubernetes", "k8s", "nginx", "regex", "regexp", "json", "yaml", "compile", "compiler",
-    "debug", "refactor", "segfault", "traceback", "stacktrace", "typeerror", "valueerror",
-    "nullpointerexception", "pytest", "jest", "webpack", "cmake", "makefile", "grep", "awk", "sed",
-    "curl", "pandas", "numpy", "dataframe", "postgres", "postgresql", "mysql", "sqlite", "redis",
-    "mongodb", "stdout", "stderr", "printf", "println", "dockerfile", "vim", "div", "uint64",
-    "int64", "int32", "nullptr", "async", "await", "lambda", "struct", "enum", "boolean",
-    "deployment", "statefulset", "api", "endpoint", "lru", "cli", "linux", "unittest", "repo",
-    "webhook", "ci", "workflow", "pipefail", "sudo", "chmod", "localhost", "http", "https"};
+    "python",      "javascript", "typescript", "java",      "rust",       "golang",
+    "kotlin",      "swift",      "php",        "ruby",      "c++",        "c#",
+    "sql",         "html",       "css",        "react",     "vue",        "vue3",
+    "node",        "nodejs",     "django",     "flask",     "bash",       "shell",
+    "powershell",  "git",        "github",     "npm",       "pip",        "docker",
+    "kubectl",     "kubernetes", "k8s",        "nginx",     "regex",      "regexp",
+    "json",        "yaml",       "compile",    "compiler",  "debug",      "refactor",
+    "segfault",    "traceback",  "stacktrace", "typeerror", "valueerror", "nullpointerexception",
+    "pytest",      "jest",       "webpack",    "cmake",     "makefile",   "grep",
+    "awk",         "sed",        "curl",       "pandas",    "numpy",      "dataframe",
+    "postgres",    "postgresql", "mysql",      "sqlite",    "redis",      "mongodb",
+    "stdout",      "stderr",     "printf",     "println",   "dockerfile", "vim",
+    "div",         "uint64",     "int64",      "int32",     "nullptr",    "async",
+    "await",       "lambda",     "struct",     "enum",      "boolean",    "deployment",
+    "statefulset", "api",        "endpoint",   "lru",       "cli",        "linux",
+    "unittest",    "repo",       "webhook",    "ci",        "workflow",   "pipefail",
+    "sudo",        "chmod",      "localhost",  "http",      "https"};
 constexpr std::string_view k_code_weak_words[] = {
-    "def", "class", "function", "func", "return", "import", "include", "const", "let", "var",
-    "void", "int", "null", "bool", "bug", "bugs", "exception", "runtime", "syntax", "variable",
-    "array", "method", "methods", "library", "framework", "frontend", "backend", "query",
-    "select", "script", "code", "coding", "program", "programming", "commit", "merge", "console",
-    "iterator", "recursion", "recursive", "deploy", "undefined", "bytes", "implement", "cache",
-    "server", "database", "thread", "string", "parse", "compose", "container", "index", "error"};
+    "def",    "class",     "function",  "func",      "return",    "import",      "include",
+    "const",  "let",       "var",       "void",      "int",       "null",        "bool",
+    "bug",    "bugs",      "exception", "runtime",   "syntax",    "variable",    "array",
+    "method", "methods",   "library",   "framework", "frontend",  "backend",     "query",
+    "select", "script",    "code",      "coding",    "program",   "programming", "commit",
+    "merge",  "console",   "iterator",  "recursion", "recursive", "deploy",      "undefined",
+    "bytes",  "implement", "cache",     "server",    "database",  "thread",      "string",
+    "parse",  "compose",   "container", "index",     "error"};
 constexpr std::string_view k_code_marks[] = {  // substrings, ASCII lowercase or Chinese
-    "```", "#include", "=>", "();", "){", ") {", "::", "->", "!=", "==", "/usr/", "</",
-    "console.log", "print(", "self.", "this.", "std::", "select * ", "代码", "函数", "报错",
-    "编译", "脚本", "程序", "接口", "正则", "调试", "重构", "单元测试", "数据库", "变量", "数组",
-    "部署", "命令行", "终端", "异常", "语法", "前端", "后端", "字段", "查询", "类名", "循环",
-    "递归", "内存泄漏", "线程", "并发", "排序", "索引", "容器", "字节", "服务器", "编程", "泛型",
-    "批量替换", "算法", "链表", "二叉树", "哈希", "爬虫", "框架"};
+    "```",   "#include",  "=>",    "();",    "){",          ") {",    "::",       "->",
+    "!=",    "==",        "/usr/", "</",     "console.log", "print(", "self.",    "this.",
+    "std::", "select * ", "代码",  "函数",   "报错",        "编译",   "脚本",     "程序",
+    "接口",  "正则",      "调试",  "重构",   "单元测试",    "数据库", "变量",     "数组",
+    "部署",  "命令行",    "终端",  "异常",   "语法",        "前端",   "后端",     "字段",
+    "查询",  "类名",      "循环",  "递归",   "内存泄漏",    "线程",   "并发",     "排序",
+    "索引",  "容器",      "字节",  "服务器", "编程",        "泛型",   "批量替换", "算法",
+    "链表",  "二叉树",    "哈希",  "爬虫",   "框架"};
 constexpr std::string_view k_programming_languages[] = {
-    "python", "javascript", "typescript", "java", "rust", "golang", "kotlin", "swift", "php",
-    "ruby", "c++", "c#", "sql", "bash", "shell", "html", "css", "scala", "haskell", "lua", "perl"};
+    "python", "javascript", "typescript", "java",  "rust",    "golang", "kotlin",
+    "swift",  "php",        "ruby",       "c++",   "c#",      "sql",    "bash",
+    "shell",  "html",       "css",        "scala", "haskell", "lua",    "perl"};
 
 constexpr std::string_view k_math_strong_words[] = {
-    "solve", "integral", "integrate", "derivative", "differentiate", "equation", "equations",
-    "prove", "proof", "probability", "theorem", "matrix", "eigenvalue", "eigenvalues",
-    "factorize", "simplify", "variance", "deviation", "polynomial", "quadratic", "logarithm",
-    "sqrt", "divisible", "remainder", "modulo", "irrational", "odds", "geometry", "algebra",
-    "calculus", "arithmetic", "convergence", "converge", "inequality", "calculate", "compute",
-    "percent", "percentage"};
+    "solve",      "integral",    "integrate", "derivative",  "differentiate", "equation",
+    "equations",  "prove",       "proof",     "probability", "theorem",       "matrix",
+    "eigenvalue", "eigenvalues", "factorize", "simplify",    "variance",      "deviation",
+    "polynomial", "quadratic",   "logarithm", "sqrt",        "divisible",     "remainder",
+    "modulo",     "irrational",  "odds",      "geometry",    "algebra",       "calculus",
+    "arithmetic", "convergence", "converge",  "inequality",  "calculate",     "compute",
+    "percent",    "percentage"};
 constexpr std::string_view k_math_weak_words[] = {
-    "limit", "factor", "median", "sum", "product", "interest", "triangle", "circle", "radius",
-    "area", "volume", "angle", "log", "sin", "cos", "tan", "prime", "primes", "fraction",
-    "average", "expected", "dice", "vector", "vectors", "series", "integer", "integers", "mod",
-    "chance", "heads", "tails", "coin", "mean", "formula", "ratio", "root"};
+    "limit",  "factor",  "median",   "sum",     "product",  "interest", "triangle", "circle",
+    "radius", "area",    "volume",   "angle",   "log",      "sin",      "cos",      "tan",
+    "prime",  "primes",  "fraction", "average", "expected", "dice",     "vector",   "vectors",
+    "series", "integer", "integers", "mod",     "chance",   "heads",    "tails",    "coin",
+    "mean",   "formula", "ratio",    "root"};
 constexpr std::string_view k_math_marks[] = {
-    "\\frac", "\\int", "\\sum", "\\sqrt", "\\lim", "\\cdot", "\\pi", "^2", "^3", "x^", "∫", "√",
-    "∑", "π", "≤", "≥", "≠", "×", "÷", "²", "³", "dx", "f(x)", "how many", "how much", "计算", "求解", "方程", "积分", "导数", "微分", "证明", "概率", "等于", "多少",
-    "矩阵", "极限", "几何", "三角形", "面积", "体积", "平方", "立方", "利息", "利率", "百分之",
-    "平均", "方差", "质数", "素数", "余数", "分数", "数列", "不等式", "求导", "求和", "解方程",
-    "几个", "几种", "房贷", "月供", "周长", "半径", "斜率", "期望", "无理数", "通项", "根号",
-    "等差", "等比", "公式", "公差", "首项", "函数f", "log"};
+    "\\frac", "\\int", "\\sum",  "\\sqrt", "\\lim", "\\cdot",   "\\pi",     "^2",   "^3",
+    "x^",     "∫",     "√",      "∑",      "π",     "≤",        "≥",        "≠",    "×",
+    "÷",      "²",     "³",      "dx",     "f(x)",  "how many", "how much", "计算", "求解",
+    "方程",   "积分",  "导数",   "微分",   "证明",  "概率",     "等于",     "多少", "矩阵",
+    "极限",   "几何",  "三角形", "面积",   "体积",  "平方",     "立方",     "利息", "利率",
+    "百分之", "平均",  "方差",   "质数",   "素数",  "余数",     "分数",     "数列", "不等式",
+    "求导",   "求和",  "解方程", "几个",   "几种",  "房贷",     "月供",     "周长", "半径",
+    "斜率",   "期望",  "无理数", "通项",   "根号",  "等差",     "等比",     "公式", "公差",
+    "首项",   "函数f", "log"};
 
 // Languages a text may be translated into or from, and the cues that ask for it.
 constexpr std::string_view k_language_names[] = {
-    "english", "chinese", "french", "german", "spanish", "japanese", "korean", "arabic",
-    "dutch", "polish", "indonesian", "italian", "russian", "portuguese", "vietnamese", "thai",
-    "turkish", "hindi", "swedish", "greek", "hebrew", "mandarin", "cantonese", "英语", "英文",
-    "中文", "汉语", "日语", "日文", "韩语", "韩文", "法语", "法文", "德语", "西班牙语", "俄语",
-    "意大利语", "葡萄牙语", "阿拉伯语", "粤语", "文言文"};
+    "english",    "chinese",   "french",   "german",     "spanish", "japanese", "korean",
+    "arabic",     "dutch",     "polish",   "indonesian", "italian", "russian",  "portuguese",
+    "vietnamese", "thai",      "turkish",  "hindi",      "swedish", "greek",    "hebrew",
+    "mandarin",   "cantonese", "英语",     "英文",       "中文",    "汉语",     "日语",
+    "日文",       "韩语",      "韩文",     "法语",       "法文",    "德语",     "西班牙语",
+    "俄语",       "意大利语",  "葡萄牙语", "阿拉伯语",   "粤语",    "文言文"};
 constexpr std::string_view k_translation_cues[] = {
-    "translate", "translation", "translating", " into ", " in ", "word for", " say ",
-    "render this", "怎么说", "翻译", "译成", "译为", "翻成", "意思", "用"};
-constexpr std::string_view k_translation_marks[] = {"translate", "translation", "翻译", "译成",
-                                                    "译为", "翻成", "英译中", "中译英"};
+    "translate", "translation", "translating", " into ", " in ", "word for", " say ", "render this",
+    "怎么说",    "翻译",        "译成",        "译为",   "翻成", "意思",     "用"};
+constexpr std::string_view k_translation_marks[] = {"translate", "translation", "翻译",   "译成",
+                                                    "译为",      "翻成",        "英译中", "中译英"};
 
-bool word_char(unsigned char c) { return std::isalnum(c) || c == '_' || c == '+' || c == '#'; }
+bool word_char(unsigned char c) {
+  return std::isalnum(c) || c == '_' || c == '+' || c == '#';
+}
 
 int count_marks(std::string_view text, std::span<const std::string_view> marks) {
   int n = 0;
@@ -113,7 +133,8 @@ int arithmetic(std::string_view t) {
     while (r < t.size() && t[r] == ' ') ++r;
     if (l == 0 || r >= t.size()) continue;
     const bool left = std::isdigit(static_cast<unsigned char>(t[l - 1])) || t[l - 1] == ')' ||
-                      (t[l - 1] >= 'a' && t[l - 1] <= 'z' && (l < 2 || !std::isalpha(static_cast<unsigned char>(t[l - 2]))));
+                      (t[l - 1] >= 'a' && t[l - 1] <= 'z' &&
+                       (l < 2 || !std::isalpha(static_cast<unsigned char>(t[l - 2]))));
     const bool right = std::isdigit(static_cast<unsigned char>(t[r])) || t[r] == '(';
     if (left && right) ++n;
   }
@@ -138,7 +159,11 @@ script_counts scripts(std::string_view s) {
     }
     const auto c = static_cast<unsigned char>(s[i]);
     if (c == '`') inline_code = !inline_code;
-    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    std::size_t len = c < 0x80         ? 1
+                      : (c >> 5) == 6  ? 2
+                      : (c >> 4) == 14 ? 3
+                      : (c >> 3) == 30 ? 4
+                                       : 1;
     if (i + len > s.size()) break;
     std::uint32_t cp = c;
     if (len == 2) cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3Fu);

@@ -484,4 +484,37 @@ std::unique_ptr<dialect> make_anthropic_dialect() {
   return std::make_unique<anthropic_dialect>();
 }
 
+bool add_cache_breakpoints(std::string& messages_body) {
+  if (messages_body.find("cache_control") != std::string::npos) return false;
+  auto j = json::parse(messages_body, nullptr, false);
+  if (!j.is_object()) return false;
+  const json mark = {{"type", "ephemeral"}};
+  bool changed = false;
+  // A string content becomes one text block, which can carry the mark.
+  auto mark_last_block = [&](json& content) {
+    if (content.is_string()) content = json::array({{{"type", "text"}, {"text", content}}});
+    if (!content.is_array() || content.empty() || !content.back().is_object()) return;
+    content.back()["cache_control"] = mark;
+    changed = true;
+  };
+  if (auto t = j.find("tools"); t != j.end() && t->is_array() && !t->empty() &&
+                                t->back().is_object()) {
+    t->back()["cache_control"] = mark;
+    changed = true;
+  }
+  if (auto s = j.find("system"); s != j.end()) mark_last_block(*s);
+  if (auto m = j.find("messages"); m != j.end() && m->is_array() && m->size() >= 2) {
+    // The turn before the last user message: everything up to it is what the next request
+    // resends unchanged.
+    for (std::size_t i = m->size() - 1; i-- > 0;) {
+      if ((*m)[i].is_object() && (*m)[i].contains("content")) {
+        mark_last_block((*m)[i]["content"]);
+        break;
+      }
+    }
+  }
+  if (changed) messages_body = j.dump();
+  return changed;
+}
+
 }  // namespace meridian::providers

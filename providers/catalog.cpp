@@ -403,6 +403,7 @@ catalog build_catalog(const config::config& cfg, const env_lookup& env) {
                       pc.responses_api.value_or(pre && pre->name == std::string_view("openai"));
     p.headers = pc.headers;
     p.rpm = pc.rpm.value_or(0);
+    p.cache_prompts = pc.cache_prompts;
     p.tpm = pc.tpm.value_or(0);
     for (const auto& [id, mc] : pc.models) merge_model(p, id, mc);
 

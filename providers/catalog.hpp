@@ -78,6 +78,7 @@ struct provider {
   // It serves OpenAI's Responses API (/responses) too: Responses clients pass through.
   bool responses_api = false;
   std::uint64_t rpm = 0, tpm = 0;  // the account's rate limit over all its models; 0 = none
+  bool cache_prompts = false;      // mark translated Anthropic requests for the prompt cache
 
   const model_info* find_model(std::string_view id) const;
 };

@@ -38,9 +38,8 @@ upstream_error dialect::classify(unsigned status, std::string_view body) const {
   if (status == 402 ||
       (quota_status &&
        has_any(text, {"insufficient_quota", "\"1113\"", "\"code\":1113", "insufficient balance",
-                         "insufficient_balance", "exceeded_current_quota",
-                         "credit balance is too low", "arrearage", "billing_hard_limit",
-                         "prepayment credits are depleted"})))
+                      "insufficient_balance", "exceeded_current_quota", "credit balance is too low",
+                      "arrearage", "billing_hard_limit", "prepayment credits are depleted"})))
     return upstream_error::quota;
   if ((status == 400 || status == 413 || status == 422) &&
       has_any(text, {"context_length_exceeded", "maximum context length", "prompt is too long",

@@ -925,9 +925,13 @@ std::string render_dashboard(const dashboard_data& d) {
   out += render_share(d.share_by_provider, "provider", 20);
   out += "</div></figure><figure><figcaption>Share by model</figcaption><div id=\"model\">";
   out += render_share(d.share_by_model, "model", 12);
-  out += "</div></figure><figure><figcaption>Apps (X-Title or HTTP-Referer)</figcaption><div id=\"app\">";
+  out +=
+      "</div></figure><figure><figcaption>Apps (X-Title or HTTP-Referer)</figcaption><div "
+      "id=\"app\">";
   out += render_share(d.share_by_app, "app", 12);
-  out += "</div></figure><figure><figcaption>Tasks (a rule-based guess, docs/routing.md)</figcaption><div id=\"task\">";
+  out +=
+      "</div></figure><figure><figcaption>Tasks (a rule-based guess, "
+      "docs/routing.md)</figcaption><div id=\"task\">";
   out += render_share(d.share_by_task, "task", 12);
   out += "</div></figure><figure><figcaption>Prompt language</figcaption><div id=\"language\">";
   out += render_share(d.share_by_language, "language", 12);

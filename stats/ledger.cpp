@@ -762,12 +762,12 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
     const figures_source src = source_of(by);
     const std::string from = std::string(" FROM ") + src.table + " WHERE " + src.hour +
                              " >= ? AND " + src.hour + " < ? GROUP BY 1";
-    auto current = db.prepare("SELECT " + expr + ", " + src.requests + ", " + src.errors +
-                              ", SUM(input), SUM(cache_read), SUM(cache_write), SUM(output), "
-                              "SUM(reasoning), SUM(cost_usd), SUM(energy_kwh), "
-                              "SUM(electricity_usd), " +
-                              src.estimated + ", SUM(COALESCE(uncached_cost_usd, cost_usd))" +
-                              from);
+    auto current =
+        db.prepare("SELECT " + expr + ", " + src.requests + ", " + src.errors +
+                   ", SUM(input), SUM(cache_read), SUM(cache_write), SUM(output), "
+                   "SUM(reasoning), SUM(cost_usd), SUM(energy_kwh), "
+                   "SUM(electricity_usd), " +
+                   src.estimated + ", SUM(COALESCE(uncached_cost_usd, cost_usd))" + from);
     current->bind(1, unix_seconds(window.from)).bind(2, unix_seconds(window.to));
     std::map<std::string, std::size_t> index;
     while (current->step()) {
@@ -787,9 +787,8 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
       out.rows.push_back(std::move(row));
     }
     auto length = window.to - window.from;
-    auto previous = db.prepare("SELECT " + expr +
-                               ", SUM(input + cache_read + cache_write + output + reasoning)" +
-                               from);
+    auto previous = db.prepare(
+        "SELECT " + expr + ", SUM(input + cache_read + cache_write + output + reasoning)" + from);
     previous->bind(1, unix_seconds(window.from - length)).bind(2, unix_seconds(window.from));
     while (previous->step())
       if (auto it = index.find(previous->text(0)); it != index.end())
@@ -827,8 +826,7 @@ result<std::vector<ledger::provider_latency>> ledger::latency_by_provider(
   });
 }
 
-result<std::vector<ledger::cache_use>> ledger::cache_use_by_route(
-    const time_window& window) const {
+result<std::vector<ledger::cache_use>> ledger::cache_use_by_route(const time_window& window) const {
   return impl_->query<std::vector<cache_use>>([&](sql_connection& db) {
     std::vector<cache_use> out;
     auto s = db.prepare(
@@ -865,11 +863,10 @@ result<daily_data> ledger::series(const time_window& window, std::chrono::second
       per_bucket.push_back({width % 86400 == 0 ? format_day(at) : format_iso8601(at), {}});
     }
     const figures_source src = source_of(by);
-    auto s = db.prepare(std::string("SELECT (") + src.hour + " - ?) / ?, " +
-                        group_expression(by) +
+    auto s = db.prepare(std::string("SELECT (") + src.hour + " - ?) / ?, " + group_expression(by) +
                         ", SUM(input + cache_read + cache_write + output + reasoning), " +
-                        src.estimated + " FROM " + src.table + " WHERE " + src.hour +
-                        " >= ? AND " + src.hour + " < ? GROUP BY 1, 2");
+                        src.estimated + " FROM " + src.table + " WHERE " + src.hour + " >= ? AND " +
+                        src.hour + " < ? GROUP BY 1, 2");
     s->bind(1, start).bind(2, width).bind(3, start).bind(4, end);
     std::vector<std::uint64_t> estimated(per_bucket.size(), 0);
     while (s->step()) {

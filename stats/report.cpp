@@ -20,14 +20,9 @@ using namespace std::chrono;
 __extension__ typedef unsigned __int128 u128;
 
 constexpr std::pair<std::string_view, dimension> k_dimensions[] = {
-    {"region", dimension::region},
-    {"provider", dimension::provider},
-    {"model", dimension::model},
-    {"author", dimension::author},
-    {"key", dimension::key},
-    {"app", dimension::app},
-    {"task", dimension::task},
-    {"language", dimension::language}};
+    {"region", dimension::region}, {"provider", dimension::provider}, {"model", dimension::model},
+    {"author", dimension::author}, {"key", dimension::key},           {"app", dimension::app},
+    {"task", dimension::task},     {"language", dimension::language}};
 
 constexpr std::pair<std::string_view, hours> k_windows[] = {
     {"1h", hours(1)}, {"24h", hours(24)}, {"7d", hours(24 * 7)}, {"30d", hours(24 * 30)}};
@@ -123,8 +118,9 @@ result<share_query> parse_share_query(std::optional<std::string_view> window,
   if (by) {
     auto d = parse_dimension(*by);
     if (!d)
-      return query_error{"by", "unknown by '" + std::string(*by) +
-                                   "'; expected region, provider, model, author, key, app, task or language"};
+      return query_error{
+          "by", "unknown by '" + std::string(*by) +
+                    "'; expected region, provider, model, author, key, app, task or language"};
     out.by = *d;
   }
   if (from || to) {
@@ -190,8 +186,9 @@ result<daily_query> parse_daily_query(std::optional<std::string_view> days,
   if (by) {
     auto d = parse_dimension(*by);
     if (!d)
-      return query_error{"by", "unknown by '" + std::string(*by) +
-                                   "'; expected region, provider, model, author, key, app, task or language"};
+      return query_error{
+          "by", "unknown by '" + std::string(*by) +
+                    "'; expected region, provider, model, author, key, app, task or language"};
     out.by = *d;
   }
   return out;
@@ -404,9 +401,9 @@ std::string share_table(const nlohmann::json& share) {
     out += "savings against " + json_text(savings.value("baseline", nlohmann::json(""))) +
            ": baseline " + fixed(savings.value("baseline_cost_usd", 0.0), 6) + " USD, actual " +
            fixed(savings.value("actual_cost_usd", 0.0), 6) + " USD, saved " +
-           fixed(savings.value("saved_usd", 0.0), 6) + " USD (without caches: " +
-           fixed(savings.value("by_routing_usd", 0.0), 6) + " by routing, " +
-           fixed(savings.value("by_caching_usd", 0.0), 6) + " by caching)\n";
+           fixed(savings.value("saved_usd", 0.0), 6) +
+           " USD (without caches: " + fixed(savings.value("by_routing_usd", 0.0), 6) +
+           " by routing, " + fixed(savings.value("by_caching_usd", 0.0), 6) + " by caching)\n";
   return out;
 }
 

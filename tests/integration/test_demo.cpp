@@ -122,8 +122,8 @@ TEST_CASE("demo: auto, a quality route, a residency-bound key, fallbacks from a 
   }
 
   // cn-first: China's cheapest first, by tier; for the us-only key the US tier leads.
-  auto tiered = http_call(p, "POST", "/v1/chat/completions", chat("cn-first"),
-                          {{"x-title", "My App"}});
+  auto tiered =
+      http_call(p, "POST", "/v1/chat/completions", chat("cn-first"), {{"x-title", "My App"}});
   REQUIRE(tiered.status == 200);
   CHECK(tiered.headers["x-meridian-route"].find("route=cn-first policy=cost chose=") == 0);
   CHECK(tiered.headers["x-meridian-route"].find(" tier=1 ") != std::string::npos);

@@ -31,8 +31,7 @@ providers:
 std::string provider(sim& s, const std::string& name, const std::string& region,
                      const std::string& models, const std::string& extra = "") {
   return "  " + name + ": { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at(name)) +
-         "/v1\"" + ", region: " + region + extra +
-         ", models: { " + models + " } }\n";
+         "/v1\"" + ", region: " + region + extra + ", models: { " + models + " } }\n";
 }
 
 std::string gateway_yaml(sim& s, const std::string& rest) {
@@ -128,8 +127,11 @@ TEST_CASE("policy: tiers, a route by header or key, fallback_route and the key's
   - { match: cn-first, candidates: [broke/m], fallback_route: hard }
   - { match: hard, policy: ordered, candidates: [us/m, big/m] }
 keys:
-  - { name: reviewer, key_sha256: ")" + sha256_hex("sk-reviewer") + R"(", allow: { routes: [team, "cn-*"] } }
-  - { name: us-models, key_sha256: ")" + sha256_hex("sk-us") + R"(", allow: { models: ["us/*"] } }
+  - { name: reviewer, key_sha256: ")" +
+                                sha256_hex("sk-reviewer") +
+                                R"(", allow: { routes: [team, "cn-*"] } }
+  - { name: us-models, key_sha256: ")" +
+                                sha256_hex("sk-us") + R"(", allow: { models: ["us/*"] } }
 )"));
   // Tiers: the CN tier's cheapest, although the US is cheaper still.
   auto tiered = http_call(g.port, "POST", "/v1/chat/completions", body("auto"));
@@ -152,7 +154,8 @@ keys:
             .headers["x-meridian-provider"] == "good");
 
   // allow.routes: another route, or a model by name, is 403 in OpenAI's error shape.
-  auto other = http_call(g.port, "POST", "/v1/chat/completions", body("auto"), bearer("sk-reviewer"));
+  auto other =
+      http_call(g.port, "POST", "/v1/chat/completions", body("auto"), bearer("sk-reviewer"));
   CHECK(other.status == 403);
   auto err = json::parse(other.body)["error"];
   CHECK(err["code"] == "route_not_allowed");
@@ -163,8 +166,8 @@ keys:
   CHECK(fell.headers["x-meridian-provider"] == "us");
   CHECK(fell.headers["x-meridian-route"].find("fallback_route=hard") != std::string::npos);
   // The reviewer may use cn-first but not hard: broke's refusal is its answer.
-  auto bounded = http_call(g.port, "POST", "/v1/chat/completions", body("cn-first"),
-                           bearer("sk-reviewer"));
+  auto bounded =
+      http_call(g.port, "POST", "/v1/chat/completions", body("cn-first"), bearer("sk-reviewer"));
   CHECK(bounded.status == 502);  // the operator's account, not the client's request
   CHECK(json::parse(bounded.body)["error"]["code"] == "upstream_quota_exhausted");
 }
@@ -236,7 +239,7 @@ TEST_CASE("policy: a deployment's and a provider's rpm route around them before 
   auto alone = http_call(g.port, "POST", "/v1/chat/completions", body("alone"));
   CHECK(alone.status == 429);
   CHECK(json::parse(alone.body)["error"]["message"].get<std::string>().find("model.rpm of "
-                                                                             "small2/m") !=
+                                                                            "small2/m") !=
         std::string::npos);
   CHECK(sim_requests(s, "small2") == 2);
 
@@ -277,8 +280,8 @@ providers:
   yaml += affinity ? "affinity: { ttl: 5m }\n" : "affinity: false\n";
   yaml += "providers:\n";
   for (const char* p : {"a", "b"})
-    yaml += std::string("  ") + p + ": { base_url: \"http://127.0.0.1:" +
-            std::to_string(s.ports.at(p)) +
+    yaml += std::string("  ") + p +
+            ": { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at(p)) +
             "/v1\", region: cn, models: { m: { input: 1, output: 1, cache_read: 0.1 } } }\n";
   yaml += "routes:\n  - { match: chat, policy: weighted, candidates: [a/m, b/m] }\n";
   gateway g(yaml);
@@ -333,11 +336,15 @@ providers:
   temp_dir d;
   const std::string yaml =
       "server: { listen: 127.0.0.1:0, threads: 1 }\n"
-      "stats: { ledger: \"sqlite:" + d.path() + "/ledger.db\", flush_interval: 50ms }\n"
+      "stats: { ledger: \"sqlite:" +
+      d.path() +
+      "/ledger.db\", flush_interval: 50ms }\n"
       "providers:\n"
-      "  cached: { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at("cached")) +
+      "  cached: { base_url: \"http://127.0.0.1:" +
+      std::to_string(s.ports.at("cached")) +
       "/v1\", region: cn, models: { m: { input: 1.5, output: 1, cache_read: 0.15 } } }\n"
-      "  plain: { base_url: \"http://127.0.0.1:" + std::to_string(s.ports.at("plain")) +
+      "  plain: { base_url: \"http://127.0.0.1:" +
+      std::to_string(s.ports.at("plain")) +
       "/v1\", region: cn, models: { m: { input: 1.0, output: 1, cache_read: 1.0 } } }\n"
       "routes:\n"
       "  - { match: agent, policy: cost, candidates: [plain/m, cached/m] }\n"
@@ -349,29 +356,28 @@ providers:
     json messages = json::array({{{"role", "system"}, {"content", std::string(8000, 's')}}});
     for (int turn = 0; turn < 4; ++turn) {
       messages.push_back({{"role", "user"}, {"content", "step " + std::to_string(turn)}});
-      auto r = http_call(g.port, "POST", "/v1/chat/completions",
-                         json{{"model", "agent"},
-                              {"provider", {{"order", {"cached"}}}},
-                              {"messages", messages}}
-                             .dump());
+      auto r = http_call(
+          g.port, "POST", "/v1/chat/completions",
+          json{{"model", "agent"}, {"provider", {{"order", {"cached"}}}}, {"messages", messages}}
+              .dump());
       REQUIRE(r.status == 200);
       REQUIRE(r.headers["x-meridian-provider"] == "cached");
       messages.push_back(json::parse(r.body)["choices"][0]["message"]);
     }
     REQUIRE(eventually([&] {
-      return json::parse(http_call(g.port, "GET", "/v1/stats/share?window=1h&by=provider").body)
-                 ["total"]["requests"] == 4;
+      return json::parse(http_call(g.port, "GET", "/v1/stats/share?window=1h&by=provider")
+                             .body)["total"]["requests"] == 4;
     }));
   }
   temp_dir w;
   const auto config = w.write("m.yaml", yaml);
-  const auto req = w.write(
-      "req.json",
-      json{{"model", "agent"},
-           {"max_tokens", 100},
-           {"messages", {{{"role", "system"}, {"content", std::string(200000, 's')}},
-                         {{"role", "user"}, {"content", "next"}}}}}
-          .dump());
+  const auto req =
+      w.write("req.json", json{{"model", "agent"},
+                               {"max_tokens", 100},
+                               {"messages",
+                                {{{"role", "system"}, {"content", std::string(200000, 's')}},
+                                 {{"role", "user"}, {"content", "next"}}}}}
+                              .dump());
   process run({MERIDIAN_BIN, "route", "-c", config, req});
   REQUIRE(run.wait_exit(10s) == 0);
   const std::string out = run.output();
@@ -391,4 +397,36 @@ providers:
   const std::string plain = fresh.output();
   CHECK(plain.substr(plain.find("\n   1  "), 20).find("plain/m") != std::string::npos);
   CHECK(plain.find("none observed") != std::string::npos);
+}
+
+TEST_CASE("policy: cache_prompts marks an OpenAI client's stable prefix for Anthropic's cache") {
+  sim s(R"(
+providers:
+  claude: { port: 0, dialect: anthropic, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 4 }
+)");
+  const std::string base = "server: { listen: 127.0.0.1:0, threads: 1 }\nproviders:\n"
+                           "  claude: { base_url: \"http://127.0.0.1:" +
+                           std::to_string(s.ports.at("claude")) +
+                           "/v1\", region: us, dialect: anthropic";
+  const std::string models = ", models: { m: { input: 3, output: 15, cache_read: 0.3 } } }\n";
+  const json req = {{"model", "claude/m"},
+                    {"max_tokens", 50},
+                    {"messages",
+                     {{{"role", "system"}, {"content", std::string(3000, 's')}},
+                      {{"role", "user"}, {"content", "first"}},
+                      {{"role", "assistant"}, {"content", "ok"}},
+                      {{"role", "user"}, {"content", "second"}}}}};
+  auto cached_tokens = [&](const std::string& config) {
+    gateway g(config);
+    auto r = http_call(g.port, "POST", "/v1/chat/completions", req.dump());
+    REQUIRE(r.status == 200);
+    return json::parse(r.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
+  };
+  CHECK(cached_tokens(base + models) == 0);  // unmarked: Anthropic caches nothing
+  CHECK(cached_tokens(base + ", cache_prompts: true" + models) > 0);
+  const auto sent =
+      json::parse(json::parse(s.stats("claude"))["last_request"]["body"].get<std::string>());
+  CHECK(sent["system"].back()["cache_control"]["type"] == "ephemeral");
+  CHECK(sent["messages"][1]["content"].back()["cache_control"]["type"] == "ephemeral");
+  CHECK(sent["messages"][2].dump().find("cache_control") == std::string::npos);  // the new turn
 }

@@ -245,6 +245,8 @@ TEST_CASE("route cli: tiers, a route chosen by --header, a fallback route and al
                                                          "deepseek/deepseek-chat", "claude/sonnet",
                                                          "openai/gpt-4o", "openai/gpt-4o-mini"});
   CHECK(r.out.find("primary, tier 1 of 2") != std::string::npos);
+  CHECK(r.out.find("session: prefix:") != std::string::npos);  // affinity's name for it
+  CHECK(r.out.find("task: ") != std::string::npos);
   CHECK(r.out.find("tier fallback, tier 2 of 2") != std::string::npos);
 
   // Under the key: only openai/*, so the second tier leads; other routes are refused (403).

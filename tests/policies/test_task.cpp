@@ -21,14 +21,12 @@ TEST_CASE("task: each rule on its own") {
   CHECK(classify_task("```python\nprint(1)\n```\nwhy does this fail", false, 10).what ==
         task::code);
   CHECK(classify_task("solve 3x + 5 = 20", false, 10).what == task::math);
-  CHECK(classify_task("Translate 'good morning' into French", false, 10).what ==
-        task::translation);
+  CHECK(classify_task("Translate 'good morning' into French", false, 10).what == task::translation);
   CHECK(classify_task("translate this Python function to Rust", false, 10).what == task::code);
   CHECK(classify_task("把这句话翻译成英文：今天天气很好", false, 10).what == task::translation);
   CHECK(classify_task("帮我写一个 Python 函数，判断回文", false, 10).what == task::code);
   CHECK(classify_task("求 x^2 的积分", false, 10).what == task::math);
-  CHECK(classify_task("summarise this", false, k_long_context_tokens).what ==
-        task::long_context);
+  CHECK(classify_task("summarise this", false, k_long_context_tokens).what == task::long_context);
   CHECK(classify_task("what's the weather like", true, 10).what == task::tool_use);
   const auto chat = classify_task("Write a short poem about autumn", false, 10);
   CHECK(chat.what == task::chat);

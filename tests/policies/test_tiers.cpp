@@ -287,10 +287,11 @@ routes:
 
   auto bad = [](const std::string& quality) {
     try {
-      config::parse_config("providers:\n  a: { base_url: \"http://127.0.0.1:1/v1\", region: us, "
-                           "models: { m: { quality: " +
-                               quality + " } } }\n",
-                           "q.yaml");
+      config::parse_config(
+          "providers:\n  a: { base_url: \"http://127.0.0.1:1/v1\", region: us, "
+          "models: { m: { quality: " +
+              quality + " } } }\n",
+          "q.yaml");
     } catch (const config::config_error& e) {
       return std::string(e.what());
     }
@@ -305,8 +306,8 @@ routes:
     CHECK(parse_task(name).has_value());
     CHECK(bad("{ " + std::string(name) + ": 90 }").empty());
   }
-  for (auto t : {task::code, task::math, task::translation, task::long_context, task::tool_use,
-                 task::chat})
+  for (auto t :
+       {task::code, task::math, task::translation, task::long_context, task::tool_use, task::chat})
     CHECK(std::find(std::begin(config::k_task_names), std::end(config::k_task_names),
                     to_string(t)) != std::end(config::k_task_names));
 }

@@ -313,3 +313,24 @@ TEST_CASE("anthropic: an hour's cache writes are counted apart and priced at 2x 
   CHECK(run.tokens->cache_write_1h == 300);
   CHECK(run.tokens->output == 5);
 }
+
+TEST_CASE("anthropic: cache breakpoints on the stable prefix, never over the client's own") {
+  std::string body =
+      R"({"model":"m","tools":[{"name":"a"},{"name":"b"}],"system":"S","messages":[)"
+      R"({"role":"user","content":"q1"},{"role":"assistant","content":[{"type":"text","text":"a1"}]},)"
+      R"({"role":"user","content":"q2"}]})";
+  REQUIRE(meridian::providers::add_cache_breakpoints(body));
+  const auto j = nlohmann::json::parse(body);
+  CHECK(j["tools"][1]["cache_control"]["type"] == "ephemeral");
+  CHECK_FALSE(j["tools"][0].contains("cache_control"));
+  CHECK(j["system"][0]["text"] == "S");
+  CHECK(j["system"][0]["cache_control"]["type"] == "ephemeral");
+  CHECK(j["messages"][1]["content"][0]["cache_control"]["type"] == "ephemeral");
+  CHECK(j["messages"][2]["content"] == "q2");
+  std::string own = R"({"system":[{"type":"text","text":"S","cache_control":{"type":"ephemeral"}}]})";
+  const std::string before = own;
+  CHECK_FALSE(meridian::providers::add_cache_breakpoints(own));
+  CHECK(own == before);
+  std::string single = R"({"messages":[{"role":"user","content":"only"}]})";
+  CHECK_FALSE(meridian::providers::add_cache_breakpoints(single));  // nothing stable to mark yet
+}

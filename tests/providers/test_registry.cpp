@@ -49,13 +49,12 @@ TEST_CASE("registry: each provider's documented error bodies are classified by k
                          : provider == "gemini"  ? config::dialect_kind::gemini
                                                  : config::dialect_kind::openai;
     const auto got = providers::dialect_for(dialect).classify(status, body.str());
-    const std::string got_name = got == providers::upstream_error::quota ? "quota"
-                                 : got == providers::upstream_error::context_length
-                                     ? "context_length"
-                                 : got == providers::upstream_error::content_policy
-                                     ? "content_policy"
-                                 : got == providers::upstream_error::retryable ? "retryable"
-                                                                               : "final";
+    const std::string got_name =
+        got == providers::upstream_error::quota            ? "quota"
+        : got == providers::upstream_error::context_length ? "context_length"
+        : got == providers::upstream_error::content_policy ? "content_policy"
+        : got == providers::upstream_error::retryable      ? "retryable"
+                                                           : "final";
     INFO(name);
     CHECK(got_name == kind);
     ++seen;
@@ -63,5 +62,6 @@ TEST_CASE("registry: each provider's documented error bodies are classified by k
   CHECK(seen >= 30);
   // The markers count only on error statuses: a 200 mentioning content_filter is an answer.
   const auto& d = providers::dialect_for(config::dialect_kind::openai);
-  CHECK(d.classify(401, R"({"error":{"code":"content_filter"}})") == providers::upstream_error::final);
+  CHECK(d.classify(401, R"({"error":{"code":"content_filter"}})") ==
+        providers::upstream_error::final);
 }

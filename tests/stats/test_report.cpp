@@ -201,18 +201,17 @@ TEST_CASE("report: the share table lines up its columns") {
   d.window = {"24h", sys_days(year(2026) / 11 / 9), sys_days(year(2026) / 11 / 10)};
   d.rows = {make_row("cn", 6'100, 0, 5'000, 0.5), make_row("us", 3'900, 0, 0, 1.25)};
   auto text = stats::share_table(stats::share_json(d, stats::baseline{"openai/gpt-4o", {2, 8}}));
-  CHECK(
-      text ==
-      "tokens by region, window 24h (2026-11-09T00:00:00Z .. 2026-11-10T00:00:00Z)\n"
-      "key      share  tokens  estimated  requests  errors  cost_usd       kwh  electricity_usd  "
-      "growth\n"
-      "cn      61.00%    6100      0.00%        10       0  0.500000  0.006100         0.000610  "
-      "+22.0%\n"
-      "us      39.00%    3900      0.00%        10       0  1.250000  0.003900         0.000390  "
-      "   new\n"
-      "total  100.00%   10000      0.00%        20       0  1.750000  0.010000         0.001000\n"
-      "savings against openai/gpt-4o: baseline 0.020000 USD, actual 1.750000 USD, saved "
-      "-1.730000 USD (without caches: -1.730000 by routing, 0.000000 by caching)\n");
+  CHECK(text ==
+        "tokens by region, window 24h (2026-11-09T00:00:00Z .. 2026-11-10T00:00:00Z)\n"
+        "key      share  tokens  estimated  requests  errors  cost_usd       kwh  electricity_usd  "
+        "growth\n"
+        "cn      61.00%    6100      0.00%        10       0  0.500000  0.006100         0.000610  "
+        "+22.0%\n"
+        "us      39.00%    3900      0.00%        10       0  1.250000  0.003900         0.000390  "
+        "   new\n"
+        "total  100.00%   10000      0.00%        20       0  1.750000  0.010000         0.001000\n"
+        "savings against openai/gpt-4o: baseline 0.020000 USD, actual 1.750000 USD, saved "
+        "-1.730000 USD (without caches: -1.730000 by routing, 0.000000 by caching)\n");
 }
 
 TEST_CASE("report: savings split what routing saved from what caching saved") {

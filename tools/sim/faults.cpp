@@ -91,7 +91,8 @@ fault parse_fault(std::string_view text) {
       f.fails = std::pair{k, n};
     } else if (key == "error") {
       if (value != "context_length" && value != "content_policy" && value != "quota")
-        throw std::invalid_argument("fault key 'error' needs context_length, content_policy or quota");
+        throw std::invalid_argument(
+            "fault key 'error' needs context_length, content_policy or quota");
       f.error = std::string(value);
     } else if (key == "content_type") {
       // The value becomes a header: refuse what could split it.

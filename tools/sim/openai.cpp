@@ -158,9 +158,9 @@ stream_script openai_stream(const openai_reply& r, bool include_usage) {
   s.epilogue.push_back(head + R"({"index":0,"delta":{},"logprobs":null,"finish_reason":")" +
                        r.finish_reason + R"("}]})" + "\n\n");
   if (include_usage) {
-    s.epilogue.push_back(head + "]," + R"("usage":)" +
-                         usage_json(r.prompt_tokens, r.completion_tokens(), r.cached_tokens).dump() +
-                         "}\n\n");
+    s.epilogue.push_back(
+        head + "]," + R"("usage":)" +
+        usage_json(r.prompt_tokens, r.completion_tokens(), r.cached_tokens).dump() + "}\n\n");
   }
   s.epilogue.push_back("data: [DONE]\n\n");
   return s;

@@ -12,8 +12,8 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
-#include <unordered_set>
 #include <thread>
+#include <unordered_set>
 #include <variant>
 
 #include <boost/asio.hpp>
@@ -58,7 +58,7 @@ struct provider_state {
   std::atomic<std::int64_t> active_streams{0};
 
   std::mutex last_mutex;  // guards last_request; never held across co_await
-  std::mutex cache_mutex;  // guards prefixes
+  std::mutex cache_mutex;                      // guards prefixes
   std::unordered_set<std::uint64_t> prefixes;  // the prompt cache: hashes of leading messages
   std::atomic<std::uint64_t> cached_tokens{0};
   json last_request = nullptr;
@@ -311,8 +311,8 @@ class handler {
     std::lock_guard lock(p_.cache_mutex);
     for (std::size_t k = hashes.size() - 1; k > 0; --k)
       if (p_.prefixes.count(hashes[k - 1])) {
-        cached = count_prompt_tokens(json(std::vector<json>(messages.begin(), messages.begin() +
-                                                             static_cast<std::ptrdiff_t>(k))));
+        cached = count_prompt_tokens(json(std::vector<json>(
+            messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(k))));
         break;
       }
     if (p_.prefixes.size() > 100000) p_.prefixes.clear();
