@@ -257,12 +257,19 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     });
   }
   out.est_prompt_tokens = stats::estimate_tokens(prompt);
-  // The task and language, from the last user message's text (its first 8 KiB).
+  // The task and language, from the last user message's text: its first k_task_sample bytes,
+  // decoded from no more of the literal than that (a long message is not copied whole).
   std::string sample;
   if (last_user) {
     const auto [cb, ce] = *last_user;
     auto add = [&](std::string_view lit) {
-      if (sample.size() < 8192 && is_string_value(lit, 0)) sample += decode_string(lit) + "\n";
+      if (sample.size() >= k_task_sample || !is_string_value(lit, 0)) return;
+      std::string_view inner = lit.substr(1, lit.size() - 2);
+      std::size_t i = 0;  // a cut between escapes, never inside one
+      while (i < inner.size() && i < k_task_sample)
+        i += inner[i] != '\\' ? 1 : i + 1 < inner.size() && inner[i + 1] == 'u' ? 6 : 2;
+      inner = inner.substr(0, std::min(i, inner.size()));
+      sample += decode_string("\"" + std::string(inner) + "\"") + "\n";
     };
     if (body[cb] == '"') {
       add(body.substr(cb, ce - cb));

@@ -298,10 +298,10 @@ bool holds(const config::route_when& w, const request_facts& facts, const constr
     if (!v || !glob_match(want, *v)) return false;
   }
   if (!w.keys.empty() && (who.key.empty() || !any_glob(w.keys, who.key))) return false;
-  for (const auto& [name, want] : w.metadata) {
+  for (const auto& condition : w.metadata) {  // named, not bound: clang 14 cannot capture it
     auto it = std::find_if(facts.metadata.begin(), facts.metadata.end(),
-                           [&](const auto& kv) { return kv.first == name; });
-    if (it == facts.metadata.end() || !glob_match(want, it->second)) return false;
+                           [&](const auto& kv) { return kv.first == condition.first; });
+    if (it == facts.metadata.end() || !glob_match(condition.second, it->second)) return false;
   }
   return true;
 }

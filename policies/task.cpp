@@ -6,6 +6,8 @@
 #include <array>
 #include <cctype>
 #include <span>
+#include <unordered_map>
+#include <vector>
 
 namespace meridian::policies {
 
@@ -105,21 +107,71 @@ bool word_char(unsigned char c) {
   return std::isalnum(c) || c == '_' || c == '+' || c == '#';
 }
 
-int count_marks(std::string_view text, std::span<const std::string_view> marks) {
-  int n = 0;
-  for (auto m : marks)
-    if (text.find(m) != std::string_view::npos) ++n;
-  return n;
-}
+// How many of a list's marks occur in a text, in one pass: the marks are indexed by their
+// first two bytes, with a 64 Ki-bit filter so that most positions cost one bit test.
+class mark_set {
+ public:
+  explicit mark_set(std::span<const std::string_view> marks) : marks_(marks.begin(), marks.end()) {
+    for (std::size_t i = 0; i < marks_.size(); ++i) {
+      const auto key = key_of(marks_[i]);
+      filter_[key / 64] |= std::uint64_t{1} << (key % 64);
+      index_[key].push_back(i);
+    }
+  }
+  int count(std::string_view text) const {
+    std::vector<bool> seen(marks_.size(), false);
+    int n = 0;
+    for (std::size_t i = 0; i + 1 < text.size(); ++i) {
+      const auto key = key_of(text.substr(i, 2));
+      if (!(filter_[key / 64] >> (key % 64) & 1)) continue;
+      for (auto m : index_.at(key))
+        if (!seen[m] && text.compare(i, marks_[m].size(), marks_[m]) == 0) {
+          seen[m] = true;
+          ++n;
+        }
+    }
+    return n;
+  }
+
+ private:
+  static std::uint16_t key_of(std::string_view s) {  // every mark has at least two bytes
+    return static_cast<std::uint16_t>(static_cast<unsigned char>(s[0]) << 8 |
+                                      static_cast<unsigned char>(s.size() > 1 ? s[1] : 0));
+  }
+  std::vector<std::string_view> marks_;
+  std::array<std::uint64_t, 1024> filter_{};
+  std::unordered_map<std::uint16_t, std::vector<std::size_t>> index_;
+};
 
 template <std::size_t N>
 int count_marks(std::string_view text, const std::string_view (&marks)[N]) {
-  return count_marks(text, std::span<const std::string_view>(marks, N));
+  static const mark_set set(std::span<const std::string_view>(marks, N));
+  return set.count(text);
 }
 
-template <std::size_t N>
-bool in(std::string_view word, const std::string_view (&list)[N]) {
-  return std::find(std::begin(list), std::end(list), word) != std::end(list);
+// Each word's evidence in one hash lookup, built once from the lists above.
+enum word_class : unsigned {
+  code_strong = 1,
+  code_weak = 2,
+  math_strong = 4,
+  math_weak = 8,
+  programming_language = 16
+};
+
+const std::unordered_map<std::string_view, unsigned>& word_classes() {
+  static const auto table = [] {
+    std::unordered_map<std::string_view, unsigned> t;
+    auto put = [&](std::span<const std::string_view> words, unsigned c) {
+      for (auto w : words) t[w] |= c;
+    };
+    put(k_code_strong_words, code_strong);
+    put(k_code_weak_words, code_weak);
+    put(k_math_strong_words, math_strong);
+    put(k_math_weak_words, math_weak);
+    put(k_programming_languages, programming_language);
+    return t;
+  }();
+  return table;
 }
 
 // Digit, operator, digit (or a variable): "3x+5=20", "12*7", "2^10".
@@ -222,7 +274,7 @@ std::optional<task> parse_task(std::string_view text) {
 }
 
 task_guess classify_task(std::string_view text, bool has_tools, std::uint64_t prompt_tokens) {
-  text = text.substr(0, 8192);
+  text = text.substr(0, k_task_sample);
   task_guess out;
   std::string t(text);
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) {
@@ -232,6 +284,7 @@ task_guess classify_task(std::string_view text, bool has_tools, std::uint64_t pr
   out.language = language_of(text);
 
   int code = 0, math = 0, languages_named = 0;
+  const auto& classes = word_classes();
   for (std::size_t i = 0; i < t.size();) {
     if (!word_char(static_cast<unsigned char>(t[i]))) {
       ++i;
@@ -240,16 +293,18 @@ task_guess classify_task(std::string_view text, bool has_tools, std::uint64_t pr
     std::size_t j = i;
     while (j < t.size() && word_char(static_cast<unsigned char>(t[j]))) ++j;
     const std::string_view w(t.data() + i, j - i);
-    code += in(w, k_code_strong_words) ? 2 : in(w, k_code_weak_words) ? 1 : 0;
-    math += in(w, k_math_strong_words) ? 2 : in(w, k_math_weak_words) ? 1 : 0;
-    if (in(w, k_programming_languages)) ++languages_named;
+    const auto found = classes.find(w);
+    const unsigned c = found == classes.end() ? 0 : found->second;
+    code += (c & code_strong) ? 2 : (c & code_weak) ? 1 : 0;
+    math += (c & math_strong) ? 2 : (c & math_weak) ? 1 : 0;
+    if (c & programming_language) ++languages_named;
     // snake_case, camelCase and call syntax are identifiers: code.
     if (w.find('_') != std::string_view::npos && w.size() > 2 && w.front() != '_' &&
         std::isalpha(static_cast<unsigned char>(w.front())))
       code += 2;
     if (j < t.size() && t[j] == '(' && w.size() > 1 &&
         std::isalpha(static_cast<unsigned char>(w[0])) && j + 1 < t.size() && t[j + 1] != ' ' &&
-        !in(w, k_math_weak_words) && !in(w, k_math_strong_words))
+        !(c & (math_weak | math_strong)))
       code += 2;
     i = j;
   }

@@ -3,9 +3,10 @@
 // symbols, formulas, translation verbs) and over the request (tools, size): microseconds, no
 // network, no model weights. It is a heuristic and is published with its measured precision and
 // recall on tests/fixtures/tasks/prompts.jsonl (docs/routing.md); it never sees more than the
-// last user message's first 8 KiB.
+// last user message's first k_task_sample bytes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +24,10 @@ struct task_guess {
   std::string_view language;  // "zh", "ja", "ko", "en" (any Latin script), "" when no letters
   std::string_view why;       // the rule that decided, for `meridian route`
 };
+
+// How much of the last user message the classifier reads: enough to say what is asked, and a
+// bound on its cost per request.
+inline constexpr std::size_t k_task_sample = 1024;
 
 // Prompts of at least this many estimated tokens are long_context unless the text says code,
 // math or translation.

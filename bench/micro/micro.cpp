@@ -15,6 +15,7 @@
 
 #include "config/config.hpp"
 #include "policies/facts.hpp"
+#include "policies/task.hpp"
 #include "policies/health.hpp"
 #include "policies/router.hpp"
 #include "providers/anthropic_inbound.hpp"
@@ -147,6 +148,19 @@ void facts_from_scanned_body(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(body.size()));
 }
 BENCHMARK(facts_from_scanned_body);
+
+// The task classifier on a prompt of `range(0)` bytes of code-flavoured English.
+void classify_task(benchmark::State& state) {
+  std::string text;
+  while (text.size() < static_cast<std::size_t>(state.range(0)))
+    text += "Why does this Python function return None when the list is empty? def f(xs): ";
+  text.resize(static_cast<std::size_t>(state.range(0)));
+  for (auto _ : state) {
+    auto g = policies::classify_task(text, false, text.size() / 4);
+    benchmark::DoNotOptimize(g);
+  }
+}
+BENCHMARK(classify_task)->Arg(100)->Arg(1024);
 
 void facts_with_provider_prefs(benchmark::State& state) {
   std::string body = chat_body();

@@ -146,6 +146,22 @@ TEST_CASE("keys: POST /admin/keys bodies are validated before anything is stored
   CHECK(error_param(R"({"name":"x","allow":{"regions":[]}})") == "allow.regions");
   CHECK(error_param(R"({"name":"x","key_sha256":"zz"})") == "key_sha256");
   CHECK(error_param(R"({"name":"x","key":"sk-plain"})") == "key");
+  // allow.models and allow.routes, as in the config's keys.
+  CHECK(error_param(R"({"name":"x","allow":{"models":["gpt-4o"]}})") == "allow.models");
+  CHECK(error_param(R"({"name":"x","allow":{"routes":[]}})") == "allow.routes");
+  CHECK(error_param(R"({"name":"x","allow":{"planets":["mars"]}})") == "allow.planets");
+  CHECK(error_param(R"({"name":"x","allow":{}})") == "allow");
+  auto scoped = access::parse_new_key(
+      R"({"name":"scoped","allow":{"models":["openai/*"],"routes":["auto"]}})", cfg);
+  REQUIRE(std::holds_alternative<access::new_key>(scoped));
+  const auto& key = std::get<access::new_key>(scoped).key;
+  CHECK(key.allow_models == std::vector<std::string>{"openai/*"});
+  CHECK(key.allow_routes == std::vector<std::string>{"auto"});
+  // They survive the ledger's stored spec.
+  auto again = access::key_from_spec("scoped", key.hash, access::spec_json(key));
+  REQUIRE(again);
+  CHECK(again->allow_models == key.allow_models);
+  CHECK(again->allow_routes == key.allow_routes);
 }
 
 TEST_CASE("keys: generated secrets differ") {
