@@ -400,10 +400,12 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     std::string named;
     if (!aff.header.empty()) named = sane_request_id(ex.req[aff.header]);
     if (named.empty()) named = ex.log.session;
-    ex.affinity_session = (ex.key ? ex.key->name : std::string()) + "|" +
-                          (named.empty() ? request_facts.session : "session:" + named);
-    if (auto sticky = affinity_.find(ex.affinity_session, steady::now()))
-      policies::prefer_sticky(plan, *sticky);
+    const std::string session = named.empty() ? request_facts.session : "session:" + named;
+    if (!session.empty()) {  // a request with nothing to name it by is no conversation
+      ex.affinity_session = (ex.key ? ex.key->name : std::string()) + "|" + session;
+      if (auto sticky = affinity_.find(ex.affinity_session, steady::now()))
+        policies::prefer_sticky(plan, *sticky);
+    }
   }
   ex.log.route = plan.route;
   ex.est_prompt = std::get<policies::request_facts>(facts).est_prompt_tokens;

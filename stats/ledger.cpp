@@ -409,7 +409,8 @@ const char* group_expression(dimension by) {
 // attempt, kept for stats.retention), so those dimensions read them instead.
 struct figures_source {
   const char* table;
-  const char* hour;  // the expression for the hour, in Unix seconds
+  const char* hour;    // the expression for the hour, in Unix seconds
+  const char* window;  // "from <= time < to" for two bound Unix seconds, as an index can serve
   const char* requests;
   const char* errors;
   const char* estimated;
@@ -417,11 +418,13 @@ struct figures_source {
 
 figures_source source_of(dimension by) {
   if (by == dimension::app || by == dimension::task || by == dimension::language)
-    return {"generations", "(created_ms / 1000)", "COUNT(*)",
+    return {"generations", "(created_ms / 1000)", "created_ms >= ? * 1000 AND created_ms < ? * 1000",
+            "COUNT(*)",
             "SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)",
             "SUM(CASE WHEN estimated <> 0 THEN input + cache_read + cache_write + output + "
             "reasoning ELSE 0 END)"};
-  return {"hourly", "hour", "SUM(requests)", "SUM(errors)", "SUM(estimated_tokens)"};
+  return {"hourly", "hour", "hour >= ? AND hour < ?", "SUM(requests)", "SUM(errors)",
+          "SUM(estimated_tokens)"};
 }
 
 using bucket_key =
@@ -760,8 +763,8 @@ result<share_data> ledger::share(const time_window& window, dimension by) const 
     out.by = by;
     std::string expr = group_expression(by);
     const figures_source src = source_of(by);
-    const std::string from = std::string(" FROM ") + src.table + " WHERE " + src.hour +
-                             " >= ? AND " + src.hour + " < ? GROUP BY 1";
+    const std::string from =
+        std::string(" FROM ") + src.table + " WHERE " + src.window + " GROUP BY 1";
     auto current =
         db.prepare("SELECT " + expr + ", " + src.requests + ", " + src.errors +
                    ", SUM(input), SUM(cache_read), SUM(cache_write), SUM(output), "
@@ -865,8 +868,8 @@ result<daily_data> ledger::series(const time_window& window, std::chrono::second
     const figures_source src = source_of(by);
     auto s = db.prepare(std::string("SELECT (") + src.hour + " - ?) / ?, " + group_expression(by) +
                         ", SUM(input + cache_read + cache_write + output + reasoning), " +
-                        src.estimated + " FROM " + src.table + " WHERE " + src.hour + " >= ? AND " +
-                        src.hour + " < ? GROUP BY 1, 2");
+                        src.estimated + " FROM " + src.table + " WHERE " + src.window +
+                        " GROUP BY 1, 2");
     s->bind(1, start).bind(2, width).bind(3, start).bind(4, end);
     std::vector<std::uint64_t> estimated(per_bucket.size(), 0);
     while (s->step()) {

@@ -167,6 +167,10 @@ nlohmann::json scenario(stats::ledger& book) {
     }
     if (i % 9 == 0) e.ttft_ms = 10.5 + i;
     e.estimated = i % 11 == 0;
+    e.app = i % 3 == 0 ? "Cline" : "";
+    e.task = i % 2 == 0 ? "code" : "chat";
+    e.language = i % 4 == 0 ? "zh" : "en";
+    e.uncached_cost_usd = e.cost_usd * 2;
     book.record(e);
     if (i % 7 == 0) {  // a fallback attempt of the same request, arriving first
       auto retry = e;
@@ -182,10 +186,12 @@ nlohmann::json scenario(stats::ledger& book) {
 
   nlohmann::json out;
   for (auto by : {stats::dimension::region, stats::dimension::provider, stats::dimension::model,
-                  stats::dimension::author, stats::dimension::key})
+                  stats::dimension::author, stats::dimension::key, stats::dimension::app,
+                  stats::dimension::task, stats::dimension::language})
     for (auto length : {hours(1), hours(24), hours(24 * 7)})
       out["share"].push_back(stats::share_json(ok(book.share(window_ending(k_noon, length), by))));
   out["daily"] = stats::daily_json(ok(book.daily(7, 2, stats::dimension::model, k_noon)));
+  out["daily_app"] = stats::daily_json(ok(book.daily(7, 2, stats::dimension::app, k_noon)));
   for (const char* id : {"r0", "r7", "r9", "r100", "late", "missing"}) {
     auto g = ok(book.generation(id));
     out["generation"][id] = g ? stats::generation_json(*g) : nlohmann::json(nullptr);
