@@ -29,6 +29,7 @@
 #include "gateway/server.hpp"
 #include "policies/facts.hpp"
 #include "policies/router.hpp"
+#include "policies/affinity.hpp"
 #include "policies/strategy.hpp"
 #include "stats/api.hpp"
 #include "stats/ledger.hpp"
@@ -329,7 +330,8 @@ int route(const std::string& config_path, const std::string& request_path, const
   }
   std::stringstream body;
   body << f.rdbuf();
-  auto parsed = policies::facts_from_openai_body(body.str());
+  const std::string text = body.str();  // facts keep views into it
+  auto parsed = policies::facts_from_openai_body(text);
   if (const auto* e = std::get_if<policies::facts_error>(&parsed)) {
     // A body that is not a JSON object is a usage mistake; a badly shaped field is what the
     // gateway would answer 400 for, so it reads like a plan error.
@@ -407,7 +409,8 @@ int route(const std::string& config_path, const std::string& request_path, const
               std::string(policies::to_string(facts.task.what)).c_str(),
               std::string(facts.task.why).c_str(),
               facts.task.language.empty() ? "unknown" : std::string(facts.task.language).c_str());
-  std::printf("session: %s (affinity %s)\n", facts.session.empty() ? "none" : facts.session.c_str(),
+  const std::string session = policies::conversation_name(facts);
+  std::printf("session: %s (affinity %s)\n", session.empty() ? "none" : session.c_str(),
               !snap->cfg->affinity.enabled ? "off"
               : r.policy == "ordered"      ? "does not reorder an ordered route"
                                            : "keeps it on the deployment that answered it last, "

@@ -338,22 +338,6 @@ policies::failure to_failure(providers::upstream_error kind) {
   return policies::failure::final_status;
 }
 
-std::string_view to_string(providers::upstream_error kind) {
-  switch (kind) {
-    case providers::upstream_error::quota:
-      return "quota";
-    case providers::upstream_error::context_length:
-      return "context_length";
-    case providers::upstream_error::content_policy:
-      return "content_policy";
-    case providers::upstream_error::retryable:
-      return "retryable";
-    case providers::upstream_error::final:
-      break;
-  }
-  return "final";
-}
-
 }  // namespace
 
 // Serves a canonical chat call: the router orders the candidates, and each is tried in turn
@@ -400,7 +384,8 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
     std::string named;
     if (!aff.header.empty()) named = sane_request_id(ex.req[aff.header]);
     if (named.empty()) named = ex.log.session;
-    const std::string session = named.empty() ? request_facts.session : "session:" + named;
+    const std::string session =
+        named.empty() ? policies::conversation_name(request_facts) : "session:" + named;
     if (!session.empty()) {  // a request with nothing to name it by is no conversation
       ex.affinity_session = (ex.key ? ex.key->name : std::string()) + "|" + session;
       if (auto sticky = affinity_.find(ex.affinity_session, steady::now()))
@@ -620,7 +605,7 @@ awaitable<void> server::serve_chat(exchange& ex, std::string_view body,
                   f, here, {attempts[j].provider->name, attempts[j].model->context}))
             ruled_out[j] = true;
         if (moves_on(i, f)) {
-          const std::string why(to_string(kind));
+          const std::string why(providers::to_string(kind));
           metrics_.upstream_errors.inc({p.name, why});
           if (kind == providers::upstream_error::quota) {
             failed(why);  // the account, not this request: the circuit should learn it

@@ -206,7 +206,8 @@ awaitable<void> server::stats_json(exchange& ex, stats_query_fn query) {
       control_,
       [&]() -> awaitable<stats::result<std::string>> {
         if (ledger_ && ledger_->last_error().empty()) ledger_->flush();
-        co_return as_text([&] { return query(ledger_.get(), q, std::chrono::system_clock::now()); });
+        co_return as_text(
+            [&] { return query(ledger_.get(), q, std::chrono::system_clock::now()); });
       },
       as_tuple);
   co_await send_stats(ex, std::move(answer), "application/json");

@@ -65,6 +65,12 @@ bool prefer_sticky(plan_result& plan, std::string_view deployment) {
   return true;
 }
 
+std::string conversation_name(const request_facts& facts) {
+  if (!facts.session.empty()) return facts.session;
+  if (facts.prefix_messages.empty()) return {};
+  return prefix_session(facts.prefix_tools, facts.prefix_messages);
+}
+
 std::string prefix_session(std::string_view tools_json, std::string_view prefix_json) {
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a, 64 bits
   auto mix = [&](std::string_view s) {

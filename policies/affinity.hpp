@@ -53,5 +53,8 @@ bool prefer_sticky(plan_result& plan, std::string_view deployment);
 // A stable name for a conversation when the client gives none: a hash of what a provider's
 // prompt cache keys on (the tools, the system messages and the first user message).
 std::string prefix_session(std::string_view tools_json, std::string_view prefix_json);
+// The body's own name for the conversation (facts.session), else prefix_session of its stable
+// prefix; empty when it has neither.
+std::string conversation_name(const request_facts& facts);
 
 }  // namespace meridian::policies

@@ -2,8 +2,6 @@
 // and `provider` extensions; unknown provider keys are ignored as OpenRouter adds them often.
 #include "policies/facts.hpp"
 
-#include "policies/affinity.hpp"
-
 #include "stats/estimate.hpp"
 
 #include <nlohmann/json.hpp>
@@ -288,12 +286,13 @@ std::variant<request_facts, facts_error> facts_from_openai_body(
     if (const auto* m = last(key);
         m && out.session.empty() && is_string_value(body, m->value_begin))
       out.session = std::string(key) + ":" + decode_string(value(*m));
+  // The prefix is only located here; conversation_name hashes it when nothing names the session
+  // (a header does for Claude Code, whose tools alone can be tens of kilobytes).
   if (out.session.empty() && first_user_end) {
     const auto* messages = last("messages");
-    const auto* tools = last("tools");
-    out.session =
-        prefix_session(tools ? value(*tools) : std::string_view(),
-                       body.substr(messages->value_begin, *first_user_end - messages->value_begin));
+    if (const auto* tools = last("tools")) out.prefix_tools = value(*tools);
+    out.prefix_messages =
+        body.substr(messages->value_begin, *first_user_end - messages->value_begin);
   }
   return out;
 }

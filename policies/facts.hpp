@@ -48,8 +48,11 @@ struct request_facts {
   // The request's `metadata` members with string values, for routes' `when`.
   std::vector<std::pair<std::string, std::string>> metadata;
   task_guess task;  // what the prompt is for, and its language (policies/task.hpp)
-  // The conversation, for session affinity: "prompt_cache_key:…", "user:…" or a prefix hash.
+  // The conversation as the body names it, for session affinity: "prompt_cache_key:…" or
+  // "user:…"; empty when it does not. Else its stable prefix, located in the body (views valid
+  // while the body is): the tools and the messages up to the first user one.
   std::string session;
+  std::string_view prefix_tools, prefix_messages;
 };
 
 // `metadata` members kept (OpenAI allows 16).

@@ -497,8 +497,8 @@ bool add_cache_breakpoints(std::string& messages_body) {
     content.back()["cache_control"] = mark;
     changed = true;
   };
-  if (auto t = j.find("tools"); t != j.end() && t->is_array() && !t->empty() &&
-                                t->back().is_object()) {
+  if (auto t = j.find("tools");
+      t != j.end() && t->is_array() && !t->empty() && t->back().is_object()) {
     t->back()["cache_control"] = mark;
     changed = true;
   }

@@ -68,6 +68,10 @@ enum class upstream_error {
   content_policy,  // the provider's content filter refused: another provider may not
 };
 
+// "quota", "context_length", "content_policy", "retryable" or "final": how x-meridian-route's
+// failed= and meridian_fallbacks_total{reason} name it.
+std::string_view to_string(upstream_error kind);
+
 class dialect {
  public:
   virtual ~dialect() = default;

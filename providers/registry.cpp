@@ -59,6 +59,22 @@ upstream_error dialect::classify(unsigned status, std::string_view body) const {
   return upstream_error::final;
 }
 
+std::string_view to_string(upstream_error kind) {
+  switch (kind) {
+    case upstream_error::quota:
+      return "quota";
+    case upstream_error::context_length:
+      return "context_length";
+    case upstream_error::content_policy:
+      return "content_policy";
+    case upstream_error::retryable:
+      return "retryable";
+    case upstream_error::final:
+      break;
+  }
+  return "final";
+}
+
 // A switch the compiler checks (-Wswitch): a new dialect_kind without its implementation here
 // is a warning, an error under the ci preset, rather than a null slot found at run time.
 const dialect& dialect_for(config::dialect_kind kind) {

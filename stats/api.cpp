@@ -107,8 +107,7 @@ result<nlohmann::json> generation_answer(const ledger* book, const query_params&
 }
 
 result<std::string> dashboard_answer(const ledger* book, const query_params& q, time_point now,
-                                     const std::optional<baseline>& base,
-                                     bool show_keys) {
+                                     const std::optional<baseline>& base, bool show_keys) {
   dashboard_data d;
   d.generated_at = format_iso8601(now);
   query_params by = q;

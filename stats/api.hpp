@@ -30,7 +30,6 @@ result<nlohmann::json> generation_answer(const ledger* book, const query_params&
                                          const std::optional<std::string>& visible_to = std::nullopt);
 // GET /dashboard?window=7d: the whole page, first view rendered here.
 result<std::string> dashboard_answer(const ledger* book, const query_params& q, time_point now,
-                                     const std::optional<baseline>& base,
-                                     bool show_keys = false);
+                                     const std::optional<baseline>& base, bool show_keys = false);
 
 }  // namespace meridian::stats

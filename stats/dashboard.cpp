@@ -913,7 +913,8 @@ std::string render_dashboard(const dashboard_data& d) {
       "by <nav id=\"chart-by\" class=\"inline\" data-active=\"" +
       esc(d.chart_by) + "\">" + render_chart_by(d.chart_by, window) +
       "</nav></figcaption><div id=\"series-model\">";
-  out += render_stack(d.series_by_model, true, "tokens-model", "tokens by " + d.chart_by + " over the window");
+  out += render_stack(d.series_by_model, true, "tokens-model",
+                      "tokens by " + d.chart_by + " over the window");
   out +=
       "</div></figure><figure class=\"wide\"><figcaption>Token share by region over the "
       "window</figcaption><div id=\"daily\">";
@@ -939,10 +940,13 @@ std::string render_dashboard(const dashboard_data& d) {
       "</div></figure><figure><figcaption>Cost and energy by region</figcaption><div "
       "id=\"costs\">";
   out += render_costs(region);
-  out += "</div></figure><figure class=\"wide\"><figcaption>Reliability by provider</figcaption><div id=\"errors\">";
+  out +=
+      "</div></figure><figure class=\"wide\"><figcaption>Reliability by provider</figcaption><div "
+      "id=\"errors\">";
   out += render_reliability(d.share_by_provider);
-  out += std::string("</div></figure><figure><figcaption>Spend by key</figcaption><div id=\"spend\" "
-                     "data-keys=\"") +
+  out += std::string(
+             "</div></figure><figure><figcaption>Spend by key</figcaption><div id=\"spend\" "
+             "data-keys=\"") +
          (d.share_by_key.is_object() ? "1" : "0") + "\">";
   out += render_spend(d.share_by_key);
   out +=

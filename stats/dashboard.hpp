@@ -19,8 +19,8 @@ struct dashboard_data {
   nlohmann::json share_by_language;  // by=language
   nlohmann::json series_by_region;   // GET /v1/stats/series?window=…&by=region&top=8
   nlohmann::json series_by_model;    // GET /v1/stats/series?window=…&by=<chart_by>&top=8
-  std::string chart_by = "model";    // what the tokens chart stacks: model, provider, author, region
-  nlohmann::json share_by_key;       // by=key, for the operator only; null: not shown
+  std::string chart_by = "model";  // what the tokens chart stacks: model, provider, author, region
+  nlohmann::json share_by_key;     // by=key, for the operator only; null: not shown
   std::string generated_at;          // ISO 8601, shown in the footer
 };
 

@@ -418,13 +418,15 @@ struct figures_source {
 
 figures_source source_of(dimension by) {
   if (by == dimension::app || by == dimension::task || by == dimension::language)
-    return {"generations", "(created_ms / 1000)", "created_ms >= ? * 1000 AND created_ms < ? * 1000",
+    return {"generations",
+            "(created_ms / 1000)",
+            "created_ms >= ? * 1000 AND created_ms < ? * 1000",
             "COUNT(*)",
             "SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END)",
             "SUM(CASE WHEN estimated <> 0 THEN input + cache_read + cache_write + output + "
             "reasoning ELSE 0 END)"};
-  return {"hourly", "hour", "hour >= ? AND hour < ?", "SUM(requests)", "SUM(errors)",
-          "SUM(estimated_tokens)"};
+  return {"hourly",        "hour",        "hour >= ? AND hour < ?",
+          "SUM(requests)", "SUM(errors)", "SUM(estimated_tokens)"};
 }
 
 using bucket_key =

@@ -15,9 +15,9 @@
 
 #include "config/config.hpp"
 #include "policies/facts.hpp"
-#include "policies/task.hpp"
 #include "policies/health.hpp"
 #include "policies/router.hpp"
+#include "policies/task.hpp"
 #include "providers/anthropic_inbound.hpp"
 #include "providers/catalog.hpp"
 #include "providers/dialect.hpp"

@@ -309,10 +309,10 @@ TEST_CASE("accounting: the dashboard in headless Chromium shows the API's figure
   // The short windows too, screenshots kept: the charts follow the window (hourly buckets).
   for (const char* window : {"1h", "24h"}) {
     const std::string dir = out + "-" + window;
-    const std::string shot = std::string(MERIDIAN_SOURCE_DIR) +
-                             "/tests/browser/check_dashboard.sh 'http://127.0.0.1:" +
-                             std::to_string(g.port) + "/dashboard?window=" + window + "' " + dir +
-                             " >/dev/null 2>&1";
+    const std::string shot =
+        std::string(MERIDIAN_SOURCE_DIR) +
+        "/tests/browser/check_dashboard.sh 'http://127.0.0.1:" + std::to_string(g.port) +
+        "/dashboard?window=" + window + "' " + dir + " >/dev/null 2>&1";
     const int code = std::system(shot.c_str());
     REQUIRE(WIFEXITED(code));
     CHECK_MESSAGE(WEXITSTATUS(code) == 0, window);
@@ -320,8 +320,9 @@ TEST_CASE("accounting: the dashboard in headless Chromium shows the API's figure
     std::stringstream page;
     page << f.rdbuf();
     CHECK_MESSAGE(page.str().find("data-testid=\"tokens-model\"") != std::string::npos, window);
-    CHECK_MESSAGE(page.str().find("data-active=\"" + std::string(window) + "\"") != std::string::npos,
-                  window);
+    CHECK_MESSAGE(
+        page.str().find("data-active=\"" + std::string(window) + "\"") != std::string::npos,
+        window);
     CHECK(std::filesystem::file_size(dir + "/dashboard.png") > 10000);
   }
 }

@@ -93,8 +93,8 @@ TEST_CASE("demo: auto, a quality route, a residency-bound key, fallbacks from a 
   CHECK(metrics.find("meridian_fallbacks_total{from=\"local/qwen2.5:7b\"") != std::string::npos);
 
   // Per provider: who answered after the local server failed, and how fast.
-  const json providers = json::parse(
-      http_call(p, "GET", "/v1/stats/share?window=1h&by=provider").body)["rows"];
+  const json providers =
+      json::parse(http_call(p, "GET", "/v1/stats/share?window=1h&by=provider").body)["rows"];
   std::uint64_t rescued = 0;
   for (const auto& r : providers) {
     rescued += r["answered_after_fallback"].get<std::uint64_t>();

@@ -77,8 +77,8 @@ TEST_CASE("exposure: with an admin listener, per-key series are served only ther
   CHECK(admin.find("meridian_key_cost_usd_total{key=\"team-a\"}") != std::string::npos);
   // The dashboard's spend per key, likewise: the operator's listener shows it, a key does not.
   REQUIRE(eventually([&] {
-    return http_call(g.admin_port, "GET", "/dashboard").body.find("data-testid=\"spend-key-team-a\"") !=
-           std::string::npos;
+    return http_call(g.admin_port, "GET", "/dashboard")
+               .body.find("data-testid=\"spend-key-team-a\"") != std::string::npos;
   }));
   const std::string page = http_call(g.port, "GET", "/dashboard", "", bearer("sk-team-b")).body;
   CHECK(page.find("data-testid=\"spend-hidden\"") != std::string::npos);

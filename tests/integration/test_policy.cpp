@@ -404,10 +404,10 @@ TEST_CASE("policy: cache_prompts marks an OpenAI client's stable prefix for Anth
 providers:
   claude: { port: 0, dialect: anthropic, models: [m], ttft: 0ms, tokens_per_second: 0, reply_tokens: 4 }
 )");
-  const std::string base = "server: { listen: 127.0.0.1:0, threads: 1 }\nproviders:\n"
-                           "  claude: { base_url: \"http://127.0.0.1:" +
-                           std::to_string(s.ports.at("claude")) +
-                           "/v1\", region: us, dialect: anthropic";
+  const std::string base =
+      "server: { listen: 127.0.0.1:0, threads: 1 }\nproviders:\n"
+      "  claude: { base_url: \"http://127.0.0.1:" +
+      std::to_string(s.ports.at("claude")) + "/v1\", region: us, dialect: anthropic";
   const std::string models = ", models: { m: { input: 3, output: 15, cache_read: 0.3 } } }\n";
   const json req = {{"model", "claude/m"},
                     {"max_tokens", 50},

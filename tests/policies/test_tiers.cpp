@@ -8,7 +8,6 @@
 #include <string>
 
 #include "config/config.hpp"
-#include "policies/affinity.hpp"
 #include "policies/router.hpp"
 
 using namespace meridian;
@@ -310,50 +309,6 @@ routes:
        {task::code, task::math, task::translation, task::long_context, task::tool_use, task::chat})
     CHECK(std::find(std::begin(config::k_task_names), std::end(config::k_task_names),
                     to_string(t)) != std::end(config::k_task_names));
-}
-
-TEST_CASE("affinity: a bounded, expiring table; stickiness only within the first attempt's tier") {
-  const auto t0 = health_clock::time_point{} + std::chrono::hours(1);
-  affinity_table table(2, std::chrono::minutes(5));
-  table.remember("s1", "deepseek/deepseek-chat", t0);
-  CHECK(table.find("s1", t0 + std::chrono::minutes(4)) == "deepseek/deepseek-chat");
-  CHECK_FALSE(table.find("s1", t0 + std::chrono::minutes(5)));  // expired
-  table.remember("s2", "a/m", t0);
-  table.remember("s3", "b/m", t0);
-  table.remember("s4", "c/m", t0 + std::chrono::seconds(1));
-  CHECK(table.size() <= 2);
-  CHECK(table.find("s4", t0 + std::chrono::seconds(2)) == "c/m");
-  CHECK_FALSE(table.find("s2", t0 + std::chrono::seconds(2)));  // the oldest went first
-
-  world w;
-  auto r = w.route("auto");  // tier 1: deepseek, qwen (cost); tier 2: openai by quality
-  REQUIRE(r.ok());
-  CHECK(prefer_sticky(r, "qwen/qwen-plus"));
-  CHECK(attempts(r) == "qwen/qwen-plus,deepseek/deepseek-chat,openai/gpt-4o,openai/gpt-4o-mini");
-  CHECK(r.attempts[0].reason == "primary");
-  CHECK(r.explain.find(" affinity=kept") != std::string::npos);
-  // A later tier is not pulled ahead of an eligible earlier one, nor is an excluded deployment.
-  auto again = w.route("auto");
-  CHECK_FALSE(prefer_sticky(again, "openai/gpt-4o"));
-  CHECK(again.attempts[0].model->id == "deepseek-chat");
-  CHECK_FALSE(prefer_sticky(again, "nobody/none"));
-
-  // The session a body names for itself, or the hash of its stable prefix.
-  auto facts_of = [](const std::string& body) {
-    return std::get<request_facts>(facts_from_openai_body(body));
-  };
-  CHECK(facts_of(R"({"model":"m","prompt_cache_key":"k1","messages":[]})").session ==
-        "prompt_cache_key:k1");
-  const auto turn1 = facts_of(
-      R"({"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"A"}]})");
-  const auto turn2 = facts_of(
-      R"({"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"A"},)"
-      R"({"role":"assistant","content":"B"},{"role":"user","content":"C"}]})");
-  const auto other = facts_of(
-      R"({"model":"m","messages":[{"role":"system","content":"T"},{"role":"user","content":"A"}]})");
-  CHECK(turn1.session.starts_with("prefix:"));
-  CHECK(turn1.session == turn2.session);
-  CHECK(turn1.session != other.session);
 }
 
 TEST_CASE("effective price: a cost route ranks by the cache share each deployment has shown") {

@@ -327,7 +327,8 @@ TEST_CASE("anthropic: cache breakpoints on the stable prefix, never over the cli
   CHECK(j["system"][0]["cache_control"]["type"] == "ephemeral");
   CHECK(j["messages"][1]["content"][0]["cache_control"]["type"] == "ephemeral");
   CHECK(j["messages"][2]["content"] == "q2");
-  std::string own = R"({"system":[{"type":"text","text":"S","cache_control":{"type":"ephemeral"}}]})";
+  std::string own =
+      R"({"system":[{"type":"text","text":"S","cache_control":{"type":"ephemeral"}}]})";
   const std::string before = own;
   CHECK_FALSE(meridian::providers::add_cache_breakpoints(own));
   CHECK(own == before);

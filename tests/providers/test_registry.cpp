@@ -49,12 +49,7 @@ TEST_CASE("registry: each provider's documented error bodies are classified by k
                          : provider == "gemini"  ? config::dialect_kind::gemini
                                                  : config::dialect_kind::openai;
     const auto got = providers::dialect_for(dialect).classify(status, body.str());
-    const std::string got_name =
-        got == providers::upstream_error::quota            ? "quota"
-        : got == providers::upstream_error::context_length ? "context_length"
-        : got == providers::upstream_error::content_policy ? "content_policy"
-        : got == providers::upstream_error::retryable      ? "retryable"
-                                                           : "final";
+    const std::string got_name(providers::to_string(got));
     INFO(name);
     CHECK(got_name == kind);
     ++seen;
