@@ -13,6 +13,7 @@ build_packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev nlohmann-json3-dev libyaml-cpp-dev doctest-dev libssl-dev libsqlite3-dev
   libhiredis-dev libpq-dev   # fleet mode: shared limits in Redis, the ledger in PostgreSQL
+  libjemalloc-dev            # the gateway's allocator (MERIDIAN_ALLOCATOR, docs/performance.md)
 )
 # What only the tests need.
 test_packages=(
