@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,8 @@ using core::json_member;
 using core::json_object_scan;
 using core::json_valid;
 using core::scan_object;
+
+namespace json_cursor = core::json_cursor;
 
 namespace {
 
@@ -38,9 +41,37 @@ std::optional<usage> usage_member(std::string_view body) {
   if (!scan) return std::nullopt;
   const json_member* m = scan->find("usage");
   if (!m) return std::nullopt;
-  json u = json::parse(span(body, *m), nullptr, false);
-  if (!u.is_object()) return std::nullopt;
-  return parse_usage(u);
+  return parse_usage_text(span(body, *m));
+}
+
+// count() for a number's text as nlohmann reads it: an integer without sign is unsigned, with
+// a sign signed, either one too large is a double, anything with a fraction or exponent too.
+std::uint64_t count_text(std::string_view t) {
+  if (t.empty() || !(t[0] == '-' || (t[0] >= '0' && t[0] <= '9'))) return 0;  // not a number
+  if (t.find_first_of(".eE") == std::string_view::npos) {
+    if (t[0] != '-') {
+      std::uint64_t v = 0;
+      if (std::from_chars(t.data(), t.data() + t.size(), v).ec == std::errc()) return v;
+    } else {
+      std::int64_t v = 0;
+      if (std::from_chars(t.data(), t.data() + t.size(), v).ec == std::errc())
+        return static_cast<std::uint64_t>(std::max<std::int64_t>(0, v));
+    }
+  }
+  const double d = std::strtod(std::string(t).c_str(), nullptr);
+  return static_cast<std::uint64_t>(std::max(0.0, d));
+}
+
+// One member of a (validated) object by name, the last one when it repeats (as a DOM keeps it).
+bool find_last(std::string_view t, std::string_view key, std::string_view& value) {
+  bool found = false;
+  json_cursor::for_each_member(t, 0, [&](std::string_view k, std::size_t vb, std::size_t ve) {
+    if (k == key) {
+      value = t.substr(vb, ve - vb);
+      found = true;
+    }
+  });
+  return found;
 }
 
 }  // namespace
@@ -222,6 +253,52 @@ usage parse_usage(const json& u) {
   return out;
 }
 
+std::optional<usage> parse_usage_text(std::string_view u) {
+  const std::size_t i = json_cursor::skip_ws(u, 0);
+  if (i >= u.size() || u[i] != '{') return std::nullopt;
+  u = u.substr(i);
+  if (u.find('\\') != std::string_view::npos) {  // an escape, maybe in a key: a DOM decodes it
+    json dom = json::parse(u, nullptr, false);
+    if (!dom.is_object()) return std::nullopt;
+    return parse_usage(dom);
+  }
+  // One pass over the members; a repeated one counts as its last occurrence, as in a DOM.
+  std::string_view prompt_v, completion_v, details_v, hit_v, reasoning_details_v;
+  bool has_hit = false;
+  json_cursor::for_each_member(u, 0, [&](std::string_view k, std::size_t vb, std::size_t ve) {
+    const std::string_view v = u.substr(vb, ve - vb);
+    if (k == "prompt_tokens")
+      prompt_v = v;
+    else if (k == "completion_tokens")
+      completion_v = v;
+    else if (k == "prompt_tokens_details")
+      details_v = v;
+    else if (k == "completion_tokens_details")
+      reasoning_details_v = v;
+    else if (k == "prompt_cache_hit_tokens") {  // DeepSeek
+      hit_v = v;
+      has_hit = true;
+    }
+  });
+  usage out;
+  out.present = true;
+  const std::uint64_t prompt = count_text(prompt_v), completion = count_text(completion_v);
+  std::uint64_t cached = 0, reasoning = 0;
+  std::string_view inner;
+  if (!details_v.empty() && details_v.front() == '{' &&
+      find_last(details_v, "cached_tokens", inner))
+    cached = count_text(inner);
+  if (has_hit) cached = count_text(hit_v);
+  if (!reasoning_details_v.empty() && reasoning_details_v.front() == '{' &&
+      find_last(reasoning_details_v, "reasoning_tokens", inner))
+    reasoning = count_text(inner);
+  out.cache_read = std::min(cached, prompt);
+  out.input = prompt - out.cache_read;
+  out.reasoning = std::min(reasoning, completion);
+  out.output = completion - out.reasoning;
+  return out;
+}
+
 std::optional<usage> usage_in_chunk(std::string_view data) {
   // Most chunks carry no usage; skip them without parsing.
   if (data.find("\"usage\"") == std::string_view::npos) return std::nullopt;
@@ -266,10 +343,9 @@ chat_response_info read_chat_response(std::string_view body) {
   out.valid = true;
   out.layout = layout_of(*scan);
   if (out.layout.usage_end > out.layout.usage_begin) {
-    json u = json::parse(
-        body.substr(out.layout.usage_begin, out.layout.usage_end - out.layout.usage_begin), nullptr,
-        false);
-    if (u.is_object()) out.tokens = parse_usage(u);
+    auto u = parse_usage_text(
+        body.substr(out.layout.usage_begin, out.layout.usage_end - out.layout.usage_begin));
+    if (u) out.tokens = *u;
   }
   return out;
 }

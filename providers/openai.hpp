@@ -53,6 +53,10 @@ std::string encode_chat_request(std::string_view body, const chat_request& req,
 
 // Normalises an OpenAI-style `usage` object (DeepSeek's cache fields included).
 usage parse_usage(const nlohmann::json& u);
+// The same read from a validated `usage` value's text without a DOM (the pass-through lane's
+// answers and stream chunks); nullopt when the value is not an object. Equal to the DOM
+// reading, repeated keys (the last counts) and escaped keys (decoded by a DOM) included.
+std::optional<usage> parse_usage_text(std::string_view usage_json);
 
 // The usage carried by one streamed chunk's data; nullopt for ordinary chunks.
 std::optional<usage> usage_in_chunk(std::string_view data);

@@ -170,6 +170,59 @@ TEST_CASE("openai: usage buckets are disjoint") {
   }
 }
 
+// The pass-through lane reads usage without a DOM; it must count what the DOM reading counts,
+// whatever an upstream writes: repeated keys, escaped names, signs, fractions, overflow, nulls.
+TEST_CASE("openai: usage read from text equals the DOM reading") {
+  const std::vector<std::string> numbers = {"0",
+                                            "7",
+                                            "-3",
+                                            "2.9",
+                                            "1e2",
+                                            "-0",
+                                            "null",
+                                            "\"5\"",
+                                            "true",
+                                            "[1]",
+                                            "{}",
+                                            "18446744073709551615",
+                                            "18446744073709551616",
+                                            "-9223372036854775809",
+                                            "1.5E+3"};
+  std::vector<std::string> bodies = {
+      R"({})",
+      R"({"prompt_tokens":10,"prompt_tokens":4,"completion_tokens":3})",
+      R"({"prompt_tokens_details":{"cached_tokens":9},"prompt_tokens":20,"prompt_tokens_details":{"x":1}})",
+      R"({"prompt_tokens":20,"prompt_cache_hit_tokens":null,"prompt_tokens_details":{"cached_tokens":9}})",
+      R"({"prompt_tokens":20,"prompt_tokens_details":{"cached_tokens":9,"cached_tokens":30}})",
+      R"({"prompt\u005ftokens":12,"completion_tokens":2})",
+      R"({"completion_tokens":9,"completion_tokens_details":{"reasoning_tokens":4,"reasoning\u005Ftokens":1}})",
+      R"({"prompt_tokens":1,"note":"a \"quoted\" prompt_tokens","completion_tokens":2})",
+      R"( {"prompt_tokens" : 5 , "completion_tokens":[1,{"prompt_tokens":99}] } )",
+      R"({"prompt_tokens_details":[{"cached_tokens":3}],"prompt_tokens":8})",
+      R"([1,2])",
+      R"("usage")",
+  };
+  for (const auto& n : numbers)
+    for (const auto& m : numbers)
+      bodies.push_back(R"({"prompt_tokens":)" + n + R"(,"completion_tokens":)" + m +
+                       R"(,"prompt_tokens_details":{"cached_tokens":)" + m +
+                       R"(},"completion_tokens_details":{"reasoning_tokens":)" + n + "}}");
+  for (const auto& b : bodies) {
+    CAPTURE(b);
+    REQUIRE(meridian::core::json_valid(b));
+    const auto dom = nlohmann::json::parse(b);
+    const auto text = parse_usage_text(b);
+    REQUIRE(text.has_value() == dom.is_object());
+    if (!dom.is_object()) continue;
+    const usage want = parse_usage(dom);
+    CHECK(text->input == want.input);
+    CHECK(text->cache_read == want.cache_read);
+    CHECK(text->output == want.output);
+    CHECK(text->reasoning == want.reasoning);
+    CHECK(text->present);
+  }
+}
+
 TEST_CASE("openai: a response gets its provider and cost and nothing else changes") {
   const std::string body =
       R"({"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}})";
