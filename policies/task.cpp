@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <array>
+#include <bitset>
 #include <cctype>
 #include <span>
+#include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
@@ -103,49 +105,115 @@ constexpr std::string_view k_translation_cues[] = {
 constexpr std::string_view k_translation_marks[] = {"translate", "translation", "翻译",   "译成",
                                                     "译为",      "翻成",        "英译中", "中译英"};
 
-bool word_char(unsigned char c) {
-  return std::isalnum(c) || c == '_' || c == '+' || c == '#';
+// ASCII character classes, as <cctype> has them in the "C" locale, without a call per byte.
+constexpr bool is_lower(unsigned char c) {
+  return c >= 'a' && c <= 'z';
+}
+constexpr bool is_upper(unsigned char c) {
+  return c >= 'A' && c <= 'Z';
+}
+constexpr bool is_alpha(unsigned char c) {
+  return is_lower(c) || is_upper(c);
+}
+constexpr bool is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
+constexpr bool word_char(unsigned char c) {
+  return is_alpha(c) || is_digit(c) || c == '_' || c == '+' || c == '#';
 }
 
-// How many of a list's marks occur in a text, in one pass: the marks are indexed by their
-// first two bytes, with a 64 Ki-bit filter so that most positions cost one bit test.
+// The substring lists, all counted in one pass over the text (which mark lists are counted).
+enum mark_list : std::size_t {
+  code_marks,
+  math_marks,
+  translation_marks,
+  language_names,
+  translation_cues,
+  mark_lists
+};
+
+// How many distinct marks of each list occur in a text, in one pass: the marks are indexed by
+// their first two bytes, with a 64 Ki-bit filter so that most positions cost one bit test, and
+// the index is one sorted array (no per-call allocation).
 class mark_set {
  public:
-  explicit mark_set(std::span<const std::string_view> marks) : marks_(marks.begin(), marks.end()) {
-    for (std::size_t i = 0; i < marks_.size(); ++i) {
-      const auto key = key_of(marks_[i]);
-      filter_[key / 64] |= std::uint64_t{1} << (key % 64);
-      index_[key].push_back(i);
+  using counts = std::array<int, mark_lists>;
+  mark_set() {
+    add(code_marks, k_code_marks);
+    add(math_marks, k_math_marks);
+    add(translation_marks, k_translation_marks);
+    add(language_names, k_language_names);
+    add(translation_cues, k_translation_cues);
+    std::sort(index_.begin(), index_.end());
+    for (std::size_t i = 0; i < index_.size(); ++i) {  // each key's run of the index
+      std::size_t h = hash(index_[i].key);
+      while (slots_[h].used && slots_[h].key != index_[i].key) h = (h + 1) % k_slots;
+      if (!slots_[h].used) slots_[h] = {index_[i].key, static_cast<std::uint16_t>(i), 0, true};
+      slots_[h].end = static_cast<std::uint16_t>(i + 1);
     }
   }
-  int count(std::string_view text) const {
-    std::vector<bool> seen(marks_.size(), false);
-    int n = 0;
+  counts count(std::string_view text) const {
+    counts n{};
+    std::bitset<k_max_marks> seen;
     for (std::size_t i = 0; i + 1 < text.size(); ++i) {
       const auto key = key_of(text.substr(i, 2));
       if (!(filter_[key / 64] >> (key % 64) & 1)) continue;
-      for (auto m : index_.at(key))
-        if (!seen[m] && text.compare(i, marks_[m].size(), marks_[m]) == 0) {
-          seen[m] = true;
-          ++n;
+      const slot& at = slot_of(key);
+      for (auto it = index_.begin() + at.begin; it != index_.begin() + at.end; ++it)
+        if (!seen[it->mark] &&
+            text.compare(i, marks_[it->mark].text.size(), marks_[it->mark].text) == 0) {
+          seen[it->mark] = true;
+          ++n[marks_[it->mark].list];
         }
     }
     return n;
   }
 
  private:
+  static constexpr std::size_t k_max_marks = 512;
+  static constexpr std::size_t k_slots = 1024;  // open addressing: more than twice the keys
+  struct slot {
+    std::uint16_t key = 0, begin = 0, end = 0;
+    bool used = false;
+  };
+  static std::size_t hash(std::uint16_t key) { return (key * 40503u >> 6) % k_slots; }
+  // Only called for a key the filter holds, so the probe always ends at its slot.
+  const slot& slot_of(std::uint16_t key) const {
+    std::size_t h = hash(key);
+    while (slots_[h].key != key || !slots_[h].used) h = (h + 1) % k_slots;
+    return slots_[h];
+  }
+  struct mark {
+    std::string_view text;
+    mark_list list;
+  };
+  struct entry {
+    std::uint16_t key;
+    std::uint16_t mark;
+    bool operator<(const entry& o) const { return key != o.key ? key < o.key : mark < o.mark; }
+  };
+  template <std::size_t N>
+  void add(mark_list list, const std::string_view (&texts)[N]) {
+    for (auto t : texts) {
+      const auto key = key_of(t);
+      filter_[key / 64] |= std::uint64_t{1} << (key % 64);
+      index_.push_back({key, static_cast<std::uint16_t>(marks_.size())});
+      marks_.push_back({t, list});
+    }
+    if (marks_.size() > k_max_marks) throw std::logic_error("mark_set: too many marks");
+  }
   static std::uint16_t key_of(std::string_view s) {  // every mark has at least two bytes
     return static_cast<std::uint16_t>(static_cast<unsigned char>(s[0]) << 8 |
                                       static_cast<unsigned char>(s.size() > 1 ? s[1] : 0));
   }
-  std::vector<std::string_view> marks_;
+  std::vector<mark> marks_;
+  std::vector<entry> index_;
   std::array<std::uint64_t, 1024> filter_{};
-  std::unordered_map<std::uint16_t, std::vector<std::size_t>> index_;
+  std::array<slot, k_slots> slots_{};
 };
 
-template <std::size_t N>
-int count_marks(std::string_view text, const std::string_view (&marks)[N]) {
-  static const mark_set set(std::span<const std::string_view>(marks, N));
+mark_set::counts count_marks(std::string_view text) {
+  static const mark_set set;
   return set.count(text);
 }
 
@@ -158,11 +226,18 @@ enum word_class : unsigned {
   programming_language = 16
 };
 
+// No listed word is shorter or longer (checked where the table is built): others skip the lookup.
+constexpr std::size_t k_shortest_word = 2, k_longest_word = 20;
+
 const std::unordered_map<std::string_view, unsigned>& word_classes() {
   static const auto table = [] {
     std::unordered_map<std::string_view, unsigned> t;
     auto put = [&](std::span<const std::string_view> words, unsigned c) {
-      for (auto w : words) t[w] |= c;
+      for (auto w : words) {
+        if (w.size() < k_shortest_word || w.size() > k_longest_word)
+          throw std::logic_error("task classifier: a word outside the lookup's length bounds");
+        t[w] |= c;
+      }
     };
     put(k_code_strong_words, code_strong);
     put(k_code_weak_words, code_weak);
@@ -184,10 +259,10 @@ int arithmetic(std::string_view t) {
     while (l > 0 && t[l - 1] == ' ') --l;
     while (r < t.size() && t[r] == ' ') ++r;
     if (l == 0 || r >= t.size()) continue;
-    const bool left = std::isdigit(static_cast<unsigned char>(t[l - 1])) || t[l - 1] == ')' ||
+    const bool left = is_digit(static_cast<unsigned char>(t[l - 1])) || t[l - 1] == ')' ||
                       (t[l - 1] >= 'a' && t[l - 1] <= 'z' &&
-                       (l < 2 || !std::isalpha(static_cast<unsigned char>(t[l - 2]))));
-    const bool right = std::isdigit(static_cast<unsigned char>(t[r])) || t[r] == '(';
+                       (l < 2 || !is_alpha(static_cast<unsigned char>(t[l - 2]))));
+    const bool right = is_digit(static_cast<unsigned char>(t[r])) || t[r] == '(';
     if (left && right) ++n;
   }
   return n;
@@ -204,7 +279,7 @@ script_counts scripts(std::string_view s) {
   bool fence = false, inline_code = false;
   std::size_t letters = 0;  // of the Latin word being read
   for (std::size_t i = 0; i < s.size();) {
-    if (s.compare(i, 3, "```") == 0) {
+    if (s[i] == '`' && s.compare(i, 3, "```") == 0) {
       fence = !fence;
       i += 3;
       continue;
@@ -226,7 +301,7 @@ script_counts scripts(std::string_view s) {
       cp = ((c & 0x07u) << 18) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 12) |
            ((static_cast<unsigned char>(s[i + 2]) & 0x3Fu) << 6) |
            (static_cast<unsigned char>(s[i + 3]) & 0x3Fu);
-    const bool latin = len == 1 && std::isalpha(c);
+    const bool latin = len == 1 && is_alpha(c);
     if (!latin) {
       if (letters >= 2) ++out.words;
       letters = 0;
@@ -278,7 +353,7 @@ task_guess classify_task(std::string_view text, bool has_tools, std::uint64_t pr
   task_guess out;
   std::string t(text);
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) {
-    return c < 0x80 ? static_cast<char>(std::tolower(c)) : static_cast<char>(c);
+    return is_upper(c) ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c);
   });
 
   out.language = language_of(text);
@@ -293,43 +368,42 @@ task_guess classify_task(std::string_view text, bool has_tools, std::uint64_t pr
     std::size_t j = i;
     while (j < t.size() && word_char(static_cast<unsigned char>(t[j]))) ++j;
     const std::string_view w(t.data() + i, j - i);
-    const auto found = classes.find(w);
-    const unsigned c = found == classes.end() ? 0 : found->second;
+    unsigned c = 0;
+    if (w.size() >= k_shortest_word && w.size() <= k_longest_word)
+      if (const auto found = classes.find(w); found != classes.end()) c = found->second;
     code += (c & code_strong) ? 2 : (c & code_weak) ? 1 : 0;
     math += (c & math_strong) ? 2 : (c & math_weak) ? 1 : 0;
     if (c & programming_language) ++languages_named;
     // snake_case, camelCase and call syntax are identifiers: code.
     if (w.find('_') != std::string_view::npos && w.size() > 2 && w.front() != '_' &&
-        std::isalpha(static_cast<unsigned char>(w.front())))
+        is_alpha(static_cast<unsigned char>(w.front())))
       code += 2;
-    if (j < t.size() && t[j] == '(' && w.size() > 1 &&
-        std::isalpha(static_cast<unsigned char>(w[0])) && j + 1 < t.size() && t[j + 1] != ' ' &&
-        !(c & (math_weak | math_strong)))
+    if (j < t.size() && t[j] == '(' && w.size() > 1 && is_alpha(static_cast<unsigned char>(w[0])) &&
+        j + 1 < t.size() && t[j + 1] != ' ' && !(c & (math_weak | math_strong)))
       code += 2;
     i = j;
   }
   for (std::size_t i = 1; i < text.size(); ++i)  // camelCase in the original case
-    if (std::islower(static_cast<unsigned char>(text[i - 1])) &&
-        std::isupper(static_cast<unsigned char>(text[i])) && i + 1 < text.size() &&
-        std::islower(static_cast<unsigned char>(text[i + 1]))) {
+    if (is_lower(static_cast<unsigned char>(text[i - 1])) &&
+        is_upper(static_cast<unsigned char>(text[i])) && i + 1 < text.size() &&
+        is_lower(static_cast<unsigned char>(text[i + 1]))) {
       code += 1;
       break;
     }
-  code += 2 * count_marks(t, k_code_marks);
+  const auto marks = count_marks(t);
+  code += 2 * marks[code_marks];
   const bool fenced = t.find("```") != std::string::npos;
   if (fenced) code += 3;
   if (!fenced && std::count(t.begin(), t.end(), '`') >= 2) code += 2;  // `inline code`
-  math += 2 * count_marks(t, k_math_marks) + 2 * arithmetic(t);
+  math += 2 * marks[math_marks] + 2 * arithmetic(t);
   // "17%" or "3/8": numbers with a percent or a fraction
   for (std::size_t i = 1; i < t.size(); ++i)
-    if (t[i] == '%' && std::isdigit(static_cast<unsigned char>(t[i - 1]))) {
+    if (t[i] == '%' && is_digit(static_cast<unsigned char>(t[i - 1]))) {
       math += 2;
       break;
     }
-  int translation = 3 * count_marks(t, k_translation_marks);
-  if (translation == 0 && count_marks(t, k_language_names) > 0 &&
-      count_marks(t, k_translation_cues) > 0)
-    translation = 3;
+  int translation = 3 * marks[translation_marks];
+  if (translation == 0 && marks[language_names] > 0 && marks[translation_cues] > 0) translation = 3;
   // Translating code between languages is code; translating text is translation.
   if (translation >= 2 && languages_named == 0 && !fenced && translation >= code) {
     out.what = task::translation;
