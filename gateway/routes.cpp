@@ -156,7 +156,9 @@ awaitable<void> server::send(exchange& ex, http::status status, std::string body
   res.prepare_payload();
   ex.log.status = res.result_int();
   ex.client.expires_after(ex.snap.cfg->server.timeouts.idle_chunk);
-  auto [ec, n] = co_await http::async_write(ex.client, res, as_tuple);
+  const std::string head = response_head(res);
+  const std::array<net::const_buffer, 2> wire{net::buffer(head), net::buffer(res.body())};
+  auto [ec, n] = co_await net::async_write(ex.client, wire, as_tuple);
   if (ec) ex.keep_alive = false;
 }
 

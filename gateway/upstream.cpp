@@ -4,6 +4,8 @@
 
 #include <poll.h>
 
+#include <array>
+
 #include "gateway/http_util.hpp"
 
 namespace meridian::gateway {
@@ -37,8 +39,10 @@ beast::tcp_stream& upstream_conn::lowest() {
 awaitable<error_code> upstream_conn::write(http::request<http::string_body>& req,
                                            steady::duration limit) {
   lowest().expires_after(limit);
+  const std::string head = request_head(req);  // one gather write (gateway/http_util.hpp)
+  const std::array<net::const_buffer, 2> wire{net::buffer(head), net::buffer(req.body())};
   auto [ec, n] =
-      co_await std::visit([&](auto& s) { return http::async_write(s, req, as_tuple); }, s_);
+      co_await std::visit([&](auto& s) { return net::async_write(s, wire, as_tuple); }, s_);
   co_return ec;
 }
 
