@@ -44,6 +44,9 @@ class sqlite_statement final : public sql_statement {
     check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
   void bind_null(int i) override { check(sqlite3_bind_null(stmt_, i)); }
+  void bind_text_kept(int i, std::string_view v) override {
+    check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
+  }
 
   bool step() override {
     int rc = sqlite3_step(stmt_);
@@ -469,12 +472,23 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
                       excluded.uncached_cost_usd)sql");
     for (const auto& [k, a] : buckets) {
       const auto& [hour, key, provider, model, author, region] = k;
-      upsert->bind(1, hour).bind(2, key).bind(3, provider).bind(4, model).bind(5, author);
-      upsert->bind(6, region).bind(7, a.requests).bind(8, a.errors).bind(9, a.tokens.input);
-      upsert->bind(10, a.tokens.cache_read).bind(11, a.tokens.cache_write);
-      upsert->bind(12, a.tokens.output).bind(13, a.tokens.reasoning).bind(14, a.cost_usd);
-      upsert->bind(15, a.energy_kwh).bind(16, a.electricity_usd).bind(17, a.estimated_tokens);
-      upsert->bind(18, a.uncached_cost_usd);
+      upsert->bind_kept(1, hour)
+          .bind_kept(2, key)
+          .bind_kept(3, provider)
+          .bind_kept(4, model)
+          .bind_kept(5, author);
+      upsert->bind_kept(6, region)
+          .bind_kept(7, a.requests)
+          .bind_kept(8, a.errors)
+          .bind_kept(9, a.tokens.input);
+      upsert->bind_kept(10, a.tokens.cache_read).bind_kept(11, a.tokens.cache_write);
+      upsert->bind_kept(12, a.tokens.output)
+          .bind_kept(13, a.tokens.reasoning)
+          .bind_kept(14, a.cost_usd);
+      upsert->bind_kept(15, a.energy_kwh)
+          .bind_kept(16, a.electricity_usd)
+          .bind_kept(17, a.estimated_tokens);
+      upsert->bind_kept(18, a.uncached_cost_usd);
       upsert->run();
     }
     // A request id names the request, so with fallbacks its last attempt is the record kept.
@@ -501,16 +515,26 @@ ON CONFLICT (request_id) DO UPDATE SET
 WHERE excluded.fallback_index >= generations.fallback_index)sql");
     for (const auto& e : events) {
       if (e.request_id.empty() || e.time < cutoff) continue;
-      insert->bind(1, e.request_id).bind(2, e.key).bind(3, e.route).bind(4, e.provider);
-      insert->bind(5, e.model).bind(6, e.author).bind(7, e.region).bind(8, e.tokens.input);
-      insert->bind(9, e.tokens.cache_read).bind(10, e.tokens.cache_write);
-      insert->bind(11, e.tokens.output).bind(12, e.tokens.reasoning).bind(13, e.cost_usd);
-      insert->bind(14, e.energy_kwh).bind(15, e.electricity_usd).bind(16, e.latency_ms);
-      insert->bind(17, e.ttft_ms).bind(18, e.outcome).bind(19, e.status);
-      insert->bind(20, static_cast<std::int64_t>(e.fallback_index));
-      insert->bind(21, e.estimated ? 1 : 0).bind(22, unix_ms(e.time));
-      insert->bind(23, e.client_request_id).bind(24, e.session).bind(25, e.app);
-      insert->bind(26, e.task).bind(27, e.language).bind(28, e.uncached_cost_usd);
+      insert->bind_kept(1, e.request_id)
+          .bind_kept(2, e.key)
+          .bind_kept(3, e.route)
+          .bind_kept(4, e.provider);
+      insert->bind_kept(5, e.model)
+          .bind_kept(6, e.author)
+          .bind_kept(7, e.region)
+          .bind_kept(8, e.tokens.input);
+      insert->bind_kept(9, e.tokens.cache_read).bind_kept(10, e.tokens.cache_write);
+      insert->bind_kept(11, e.tokens.output)
+          .bind_kept(12, e.tokens.reasoning)
+          .bind_kept(13, e.cost_usd);
+      insert->bind_kept(14, e.energy_kwh)
+          .bind_kept(15, e.electricity_usd)
+          .bind_kept(16, e.latency_ms);
+      insert->bind_kept(17, e.ttft_ms).bind_kept(18, e.outcome).bind_kept(19, e.status);
+      insert->bind_kept(20, static_cast<std::int64_t>(e.fallback_index));
+      insert->bind_kept(21, e.estimated ? 1 : 0).bind_kept(22, unix_ms(e.time));
+      insert->bind_kept(23, e.client_request_id).bind_kept(24, e.session).bind_kept(25, e.app);
+      insert->bind_kept(26, e.task).bind_kept(27, e.language).bind_kept(28, e.uncached_cost_usd);
       insert->run();
     }
     db.prepare("DELETE FROM generations WHERE created_ms < ?")->bind(1, unix_ms(cutoff)).run();

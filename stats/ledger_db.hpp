@@ -8,6 +8,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace meridian::stats::detail {
 
@@ -28,6 +30,10 @@ class sql_statement {
   virtual void bind_double(int i, double v) = 0;
   virtual void bind_text(int i, const std::string& v) = 0;
   virtual void bind_null(int i) = 0;
+  // Text the caller keeps alive and unchanged until the statement is finalized or the parameter
+  // bound again: SQLite then reads it in place instead of copying it (the ledger binds a dozen
+  // strings per request). A backend that must copy does.
+  virtual void bind_text_kept(int i, std::string_view v) { bind_text(i, std::string(v)); }
   // True while a row is available.
   virtual bool step() = 0;
   virtual void reset() = 0;
@@ -51,6 +57,16 @@ class sql_statement {
   sql_statement& bind(int i, const std::string& v) {
     bind_text(i, v);
     return *this;
+  }
+  // bind(), with strings bound by bind_text_kept: the caller keeps them alive (see there).
+  template <class T>
+  sql_statement& bind_kept(int i, const T& v) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      bind_text_kept(i, v);
+      return *this;
+    } else {
+      return bind(i, v);
+    }
   }
   template <class T>
   sql_statement& bind(int i, const std::optional<T>& v) {
