@@ -14,7 +14,8 @@ namespace meridian::gateway {
 // The query string of a request target as name -> value, percent-decoded ('+' is a space).
 std::map<std::string, std::string> parse_query(std::string_view target);
 
-// A fresh request id ("req_" + 24 hex digits), or the client's own if it is sane.
+// A fresh request id ("req_" + 24 hex digits: 12 of Unix milliseconds, so ids sort by time, and
+// 12 random), or the client's own if it is sane.
 std::string request_id_for(std::string_view inbound);
 // The client's x-request-id when it is sane (1..128 of [A-Za-z0-9-_.:]), else empty.
 std::string sane_request_id(std::string_view inbound);

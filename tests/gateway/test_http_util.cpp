@@ -1,6 +1,10 @@
 // Small pure pieces of the gateway: what an upstream's Retry-After may become for a client.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "gateway/http_util.hpp"
@@ -40,6 +44,32 @@ TEST_CASE("http_util: a client's request id is kept only when it is sane") {
   CHECK(r.echoed_id() == "req_own");
   r.client_request_id = "theirs";
   CHECK(r.echoed_id() == "theirs");
+}
+
+// The ledger's unique index on request ids stays append-mostly only if ids grow with time.
+TEST_CASE("http_util: Meridian's request ids are 24 hex digits that sort by the time they were made") {
+  const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          system_clock::now().time_since_epoch())
+                          .count();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(request_id_for({}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  for (const auto& id : ids) {
+    REQUIRE(id.size() == 28);
+    CHECK(id.find_first_not_of("0123456789abcdef", 4) == std::string::npos);
+  }
+  CHECK(std::is_sorted(ids.begin(), ids.end()));
+  CHECK(ids[0] != ids[1]);
+  // The first 12 digits are the milliseconds it was made at.
+  const auto made = std::stoll(ids[0].substr(4, 12), nullptr, 16);
+  CHECK(made >= before);
+  CHECK(made - before < 60'000);
+  // Made in the same millisecond, two ids still differ (48 random bits).
+  std::set<std::string> same_ms;
+  for (int i = 0; i < 1000; ++i) same_ms.insert(request_id_for({}));
+  CHECK(same_ms.size() == 1000);
 }
 
 namespace {
