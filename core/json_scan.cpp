@@ -2,6 +2,8 @@
 #include "core/json_scan.hpp"
 
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 #include <system_error>
 #include <vector>
 
@@ -58,6 +60,19 @@ std::size_t valid_string(std::string_view t, std::size_t i) {
     return true;
   };
   for (++i; i < n;) {
+    // Eight plain bytes at a time (printable ASCII, neither a quote nor a backslash): most of a
+    // request's text, and what made this loop a twentieth of a proxied request's instructions.
+    while (i + 8 <= n) {
+      std::uint64_t x;
+      std::memcpy(&x, t.data() + i, 8);
+      constexpr std::uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+      auto has_zero = [&](std::uint64_t v) { return (v - ones) & ~v & highs; };
+      const std::uint64_t special = has_zero(x ^ (ones * '"')) | has_zero(x ^ (ones * '\\')) |
+                                    ((x - ones * 0x20) & ~x & highs) | (x & highs);
+      if (special) break;
+      i += 8;
+    }
+    if (i >= n) break;
     const unsigned c = byte(i);
     if (c == '"') return i + 1;
     if (c >= 0x20 && c < 0x80 && c != '\\') {

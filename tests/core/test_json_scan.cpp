@@ -113,7 +113,9 @@ TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on 20,000
   const std::vector<std::string> seeds = {
       R"({"model":"auto","messages":[{"role":"user","content":"héllo \"there\" \u00e9"}],"stream":true,"max_tokens":16,"temperature":0.5})",
       R"({"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":1e2}})",
-      R"([null,true,false,-12.5e-3,{"a":[[],{}]},"\ud83d\ude00"])"};
+      R"([null,true,false,-12.5e-3,{"a":[[],{}]},"\ud83d\ude00"])",
+      // long strings: the validator reads plain text eight bytes at a time
+      R"({"content":"The quick brown fox jumps over the lazy dog; the quick brown fox jumps again","x":"0123456789abcdefghij\n\"klmnopqrstuvwxyz é 0123456789"})"};
   const std::string alphabet = "{}[]\":,.-+eE0123456789 \\/ubfnrtl\x01\x7f\xC3\xA9\xED\xF0\x80";
   std::mt19937_64 rng(42);
   int differences = 0;
@@ -139,6 +141,28 @@ TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on 20,000
       CHECK(false);
     }
   }
+  CHECK(differences == 0);
+}
+
+// Every byte that ends the eight-byte fast path, at every offset of a long string, and the
+// string cut short at every length: the answer is nlohmann's each time.
+TEST_CASE("json_scan: the validator's fast path over plain text stops at every byte that matters") {
+  const std::string plain = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+  const std::vector<std::string> specials = {"\"", "\\", "\\n", "\\u00e9", "\x01", "\x1f",
+                                             "\x7f", "\x80", "\xC3\xA9", "\xFF", " ", "~"};
+  int differences = 0;
+  for (std::size_t at = 0; at <= plain.size(); ++at)
+    for (const auto& sp : specials) {
+      const std::string doc = "[\"" + plain.substr(0, at) + sp + plain.substr(at) + "\"]";
+      for (std::size_t cut : {doc.size(), doc.size() - 1, doc.size() - 2}) {
+        const std::string d = doc.substr(0, cut);
+        if (json_valid(d) != nlohmann::json::accept(d)) {
+          ++differences;
+          INFO("differs on: " << d);
+          CHECK(false);
+        }
+      }
+    }
   CHECK(differences == 0);
 }
 
