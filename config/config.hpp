@@ -50,6 +50,10 @@ struct server_config {
   endpoint listen{"0.0.0.0", 8080};
   std::optional<endpoint> admin_listen;
   unsigned threads = 0;  // 0 = one per core
+  // CPUs the event-loop threads are pinned to (thread i on cpus[i % size]); the gateway's other
+  // threads (ledger writer, control, exporters) then run on the CPUs the process may use that
+  // are not listed, when there are any. Empty: no pinning.
+  std::vector<unsigned> cpus;
   // The gateway always asks an OpenAI-family upstream for a stream's usage chunk (choices: [])
   // for its own accounting; a chat client that did not ask gets it only when this is true.
   bool always_stream_usage = false;

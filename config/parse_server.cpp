@@ -1,6 +1,7 @@
 // The server section: listeners, threads, limits and timeouts.
 #include "config/detail.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -9,8 +10,8 @@ namespace meridian::config::detail {
 server_config parser::server(const located& at) const {
   server_config out;
   for (const auto& [key, value] :
-       entries(at, {"listen", "admin_listen", "threads", "always_stream_usage", "log_probes",
-                    "limits", "timeouts"})) {
+       entries(at, {"listen", "admin_listen", "threads", "cpus", "always_stream_usage",
+                    "log_probes", "limits", "timeouts"})) {
     if (key == "listen") {
       out.listen = convert(value, parse_endpoint);
     } else if (key == "admin_listen") {
@@ -20,6 +21,13 @@ server_config parser::server(const located& at) const {
         fail(value, "must differ from server.listen");
     } else if (key == "threads") {
       out.threads = static_cast<unsigned>(unsigned_int(value, 4096));
+    } else if (key == "cpus") {
+      for (const auto& item : items(value)) {
+        const auto cpu = static_cast<unsigned>(unsigned_int(item, 1023));  // CPU_SETSIZE - 1
+        if (std::find(out.cpus.begin(), out.cpus.end(), cpu) != out.cpus.end())
+          fail(item, "CPU " + std::to_string(cpu) + " is listed twice");
+        out.cpus.push_back(cpu);
+      }
     } else if (key == "always_stream_usage") {
       out.always_stream_usage = boolean(value);
     } else if (key == "log_probes") {

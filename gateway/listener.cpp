@@ -3,6 +3,11 @@
 // control thread's signals and timers, and the drain on SIGTERM.
 #include "gateway/server_impl.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstring>
+
 namespace meridian::gateway::detail {
 
 awaitable<void> server::accept_loop(worker& w, tcp::acceptor& acceptor, bool admin) {
@@ -67,6 +72,35 @@ void server::begin_drain() {
     });
   }
 }
+
+namespace {
+
+// server.cpus: the CPUs this process may use that the event loops are not pinned to, where
+// every thread but the event loops then runs; empty when the loops take them all (an operator
+// who ran Meridian under `taskset` keeps that placement). The threads that exist already (the
+// ledger writer, the response store, the exporters) are moved; threads started later inherit
+// the control thread's set, which is this one.
+std::string place_background_threads(const std::vector<unsigned>& loop_cpus) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+    return std::string("sched_getaffinity: ") + std::strerror(errno);
+  for (unsigned c : loop_cpus)
+    if (!CPU_ISSET(c, &allowed))
+      return "server.cpus: CPU " + std::to_string(c) + " is not one this process may run on";
+  cpu_set_t rest = allowed;
+  for (unsigned c : loop_cpus) CPU_CLR(c, &rest);
+  if (CPU_COUNT(&rest) == 0) return {};
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    const pid_t tid = static_cast<pid_t>(std::stol(task.path().filename().string()));
+    if (::sched_setaffinity(tid, sizeof rest, &rest) != 0)
+      return "cannot move thread " + std::to_string(tid) + ": " + std::strerror(errno);
+  }
+  return {};
+}
+
+}  // namespace
 
 int server::run() {
   const auto first = snap_.load();
@@ -136,15 +170,33 @@ int server::run() {
     watcher = std::jthread([this, &watching](std::stop_token st) { watch_config(st, &watching); });
     started.wait();
   }
+  // Before "listening": whoever reads the threads' placement after that line sees it done.
+  const auto& cpus = cfg.server.cpus;
+  if (!cpus.empty()) {
+    if (auto problem = place_background_threads(cpus); !problem.empty()) {
+      log(log_level::error, problem);
+      return 1;
+    }
+  }
   std::printf("{\"event\":\"listening\",\"address\":\"%s\",\"port\":%u,\"threads\":%u}\n",
               cfg.server.listen.host.c_str(), static_cast<unsigned>(ep.port()), n);
   std::fflush(stdout);
   for (const auto& p : first->catalog.providers) metrics_.provider_up.set({p.name}, 1);
-  for (auto& w : workers_) {
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    auto& w = workers_[i];
     net::co_spawn(w->ioc, accept_loop(*w, *w->acceptor, false), net::detached);
     if (w->admin_acceptor)
       net::co_spawn(w->ioc, accept_loop(*w, *w->admin_acceptor, true), net::detached);
-    w->thread = std::thread([wp = w.get()] { wp->ioc.run(); });
+    const int cpu = cpus.empty() ? -1 : static_cast<int>(cpus[i % cpus.size()]);
+    w->thread = std::thread([wp = w.get(), cpu] {
+      if (cpu >= 0) {  // checked above: the process may run on it
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        ::pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+      }
+      wp->ioc.run();
+    });
   }
 
   // The control thread (this one): signals, reloads, and the config file watcher's wake-ups.

@@ -98,6 +98,7 @@ reload_review review_reload(const snapshot& now, const snapshot& next) {
   if (!now.catalog.providers.empty() && next.catalog.providers.empty())
     out.protective.push_back("every provider removed: every routed request will fail");
   if (a.server.threads != b.server.threads) out.restart_needed.push_back("server.threads");
+  if (a.server.cpus != b.server.cpus) out.restart_needed.push_back("server.cpus");
   if (a.server.limits.max_connections != b.server.limits.max_connections)
     out.restart_needed.push_back("server.limits.max_connections");
   if (a.state.url != b.state.url) out.restart_needed.push_back("state");

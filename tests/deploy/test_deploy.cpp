@@ -158,6 +158,11 @@ class schema_validator {
         if (!ok) fail(v.dump() + " violates " + keyword + " " + arg.dump());
       } else if (keyword == "minItems") {
         if (v.is_array() && v.size() < arg.get<std::size_t>()) fail("too few items");
+      } else if (keyword == "uniqueItems") {
+        if (!v.is_array() || !arg.get<bool>()) continue;
+        for (std::size_t i = 0; i < v.size(); ++i)
+          for (std::size_t j = i + 1; j < v.size(); ++j)
+            if (v[i] == v[j]) fail("item " + v[i].dump() + " is repeated");
       } else if (keyword == "items") {
         if (!v.is_array()) continue;
         for (std::size_t i = 0; i < v.size(); ++i)

@@ -1,7 +1,10 @@
 // The command line: `meridian check` on good, bad and example files; usage errors.
 #include <doctest/doctest.h>
 
+#include <sched.h>
+
 #include <filesystem>
+#include <fstream>
 
 #include "tests/integration/harness.hpp"
 
@@ -178,4 +181,66 @@ keys:
                   where);
   }
   CHECK(r.out.find("providers.c") == std::string::npos);  // the good provider is not blamed
+}
+
+namespace {
+
+// Each thread of `pid` with the CPUs it may run on (/proc/PID/task/TID/status).
+std::map<std::string, std::string> thread_cpus(pid_t pid) {
+  std::map<std::string, std::string> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& t : std::filesystem::directory_iterator(dir)) {
+    std::ifstream status(t.path() / "status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("Cpus_allowed_list:", 0) == 0)
+        out[t.path().filename().string()] = line.substr(line.find_first_not_of(" \t", 18));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cli: server.cpus pins the event loop and moves every other thread to the rest") {
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  REQUIRE(sched_getaffinity(0, sizeof mine, &mine) == 0);
+  unsigned first = 0;
+  while (!CPU_ISSET(first, &mine)) ++first;
+  const std::string cpu = std::to_string(first);
+  gateway g("server:\n  listen: 127.0.0.1:0\n  threads: 1\n  cpus: [" + cpu +
+            "]\nproviders:\n  p: { base_url: \"http://127.0.0.1:" + std::to_string(closed_port()) +
+            "/v1\", region: us, models: { m: {} } }\n");
+  // An answered request: the event loop runs, and it pins itself before it runs.
+  REQUIRE(http_call(g.port, "GET", "/healthz").status == 200);
+  const auto threads = thread_cpus(g.proc->pid());
+  REQUIRE(threads.size() >= 2);  // the control thread and the event loop at least
+  int loops = 0;
+  for (const auto& [tid, cpus] : threads) {
+    CAPTURE(tid);
+    CAPTURE(cpus);
+    if (cpus == cpu) ++loops;
+  }
+  if (CPU_COUNT(&mine) >= 2) {
+    CHECK(loops == 1);  // the event loop alone; the ledger writer and the rest moved off it
+    CHECK(threads.at(std::to_string(g.proc->pid())) != cpu);  // the control thread
+  } else {
+    CHECK(loops == static_cast<int>(threads.size()));  // one CPU: nowhere else to go
+  }
+}
+
+TEST_CASE("cli: serve refuses server.cpus naming a CPU the process may not use") {
+  temp_dir d;
+  auto file = d.write("cpus.yaml",
+                      "server:\n  listen: 127.0.0.1:0\n  cpus: [1023]\nproviders:\n"
+                      "  p: { base_url: \"http://127.0.0.1:9/v1\", models: { m: {} } }\n");
+  auto r = run({"serve", "-c", file});
+  CHECK(r.code == 1);
+  CHECK(r.out.find("server.cpus: CPU 1023 is not one this process may run on") !=
+        std::string::npos);
+  auto twice = d.write("twice.yaml",
+                       "server:\n  cpus: [0, 0]\nproviders:\n"
+                       "  p: { base_url: \"http://127.0.0.1:9/v1\", models: { m: {} } }\n");
+  auto c = run({"check", "-c", twice});
+  CHECK(c.code == 1);
+  CHECK(c.out.find("CPU 0 is listed twice") != std::string::npos);
 }
