@@ -1,6 +1,7 @@
 // JSON without a DOM: the validator, and the member scan over validated text.
 #include "core/json_scan.hpp"
 
+#include <bit>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
@@ -69,7 +70,13 @@ std::size_t valid_string(std::string_view t, std::size_t i) {
       auto has_zero = [&](std::uint64_t v) { return (v - ones) & ~v & highs; };
       const std::uint64_t special = has_zero(x ^ (ones * '"')) | has_zero(x ^ (ones * '\\')) |
                                     ((x - ones * 0x20) & ~x & highs) | (x & highs);
-      if (special) break;
+      if (special) {
+        // The lowest flag is exact (a false one only ever sits above a true one): skip the
+        // plain bytes before it, and let the byte loop read that one.
+        if constexpr (std::endian::native == std::endian::little)
+          i += static_cast<std::size_t>(std::countr_zero(special)) / 8;
+        break;
+      }
       i += 8;
     }
     if (i >= n) break;
