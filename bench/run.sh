@@ -5,7 +5,8 @@
 # Settings (environment): BUILD=build/bench OUT=bench/results/<UTC time> SECS=5 ROUNDS=2
 #   CONNS="1 16 64 256" PACED_RATE=1000 PACED_SECS=10 STREAM_SECS=8 IDLE_CONNS=10000
 #   SLOW_STREAMS=10000 SOAK_SECS=600 SOAK_RATE=1000 LOCK=/tmp/meridian-build.lock (taken around
-#   each measured section; LOCK= disables) PROXY_CPU=0 LOAD_CPU=1
+#   each measured section; LOCK= disables) PROXY_CPU=0 LOAD_CPU=1 THREADS=1 (Meridian's
+#   server.threads) MERIDIAN_WRAP= (a command Meridian runs under: callgrind, strace, env)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,6 +26,13 @@ LOCK=${LOCK-/tmp/meridian-build.lock}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PROFILE_SECS=${PROFILE_SECS:-20}
+THREADS=${THREADS:-1}  # Meridian's server.threads (PROXY_CPU may list several cores: "0,1")
+FLUSH=${FLUSH:-1s}  # the ledger's stats.flush_interval (and stats.max_queue below)
+MAX_QUEUE=${MAX_QUEUE:-100000}
+# PLACE=taskset: the whole Meridian process on PROXY_CPU (every thread, the ledger writer too);
+# PLACE=cpus: server.cpus: [PROXY_CPU], so only its event loops are there and the ledger writer
+# and other background threads run on the other core (with wrk and the mock).
+PLACE=${PLACE:-taskset}
 PROFILE_CONNS=${PROFILE_CONNS:-64}
 MERIDIAN_WRAP=${MERIDIAN_WRAP:-}
 HZ=$(getconf CLK_TCK)
@@ -64,6 +72,7 @@ locked() { if [[ -n $LOCK ]]; then flock "$LOCK" "$@"; else "$@"; fi; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 wait_for() {  # FILE PATTERN
@@ -152,7 +161,8 @@ EOF
   cat >"$tmp/meridian.yaml" <<EOF
 server:
   listen: 127.0.0.1:0
-  threads: 1
+  threads: $THREADS
+$( [[ $PLACE == cpus ]] && echo "  cpus: [${PROXY_CPU//,/, }]" )
   limits: { max_connections: 100000 }
 providers:
   mock:   { base_url: "http://127.0.0.1:$MOCK_PORT/v1", region: local, models: { mock-model: { input: 0.15, output: 0.6 } } }
@@ -161,11 +171,13 @@ providers:
 energy: { kwh_per_million_tokens: 1.0 }
 stats:
   ledger: sqlite:$tmp/ledger.db
-  flush_interval: 1s
+  flush_interval: $FLUSH
+  max_queue: $MAX_QUEUE
 EOF
   # stdout carries one access-log line per request: keep the first 64 KB, discard the rest.
   # shellcheck disable=SC2086
-  taskset -c "$PROXY_CPU" $MERIDIAN_WRAP "$BUILD/meridian" serve -c "$tmp/meridian.yaml" --log-level warn \
+  local place=(taskset -c "$PROXY_CPU"); [[ $PLACE == cpus ]] && place=()
+  "${place[@]}" $MERIDIAN_WRAP "$BUILD/meridian" serve -c "$tmp/meridian.yaml" --log-level warn \
     > >(stdbuf -o0 head -c 65536 >"$tmp/gw.out"; cat >/dev/null) 2>"$tmp/gw.err" &
   GW_PID=$!; pids+=("$GW_PID")
   wait_for "$tmp/gw.out" '"event":"listening"'
@@ -199,6 +211,7 @@ EOF
     echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2)"
     echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
     echo "build: $BUILD ($(grep -m1 CMAKE_BUILD_TYPE:STRING "$BUILD/CMakeCache.txt" | cut -d= -f2))"
+    echo "meridian: threads $THREADS, placement $PLACE on cpu $PROXY_CPU"
   } >"$OUT/env.txt"
 }
 
@@ -219,9 +232,9 @@ kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 wrk_point() {  # TARGET CONNS ROUND -> appends a CSV row
   local t=$1 c=$2 r=$3 port pid before after out
   port=$(port_of "$t"); pid=$(pid_of "$t")
-  before=$(cpu_ticks "$pid")
+  before=$(cpu_ticks "$pid"); local sys_before; sys_before=$(sys_ticks "$pid")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${SECS}s" --latency -s "$tmp/$t.lua" "http://127.0.0.1:$port/v1/chat/completions")
-  after=$(cpu_ticks "$pid")
+  after=$(cpu_ticks "$pid"); local sys_after; sys_after=$(sys_ticks "$pid")
   echo "$out" >>"$OUT/throughput.wrk.txt"
   local rps reqs p50 p90 p99 errs cpu
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -231,13 +244,14 @@ wrk_point() {  # TARGET CONNS ROUND -> appends a CSV row
   p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
   cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", n ? d * 1e6 / hz / n : 0 }')
-  echo "$r,$t,$c,$rps,$p50,$p90,$p99,$cpu,$errs,$(hwm_kib "$pid")" >>"$OUT/throughput.csv"
-  printf '  round %s %-8s c=%-4s %10s req/s  p50 %8sus  p99 %8sus  cpu %6sus/req  errors %s\n' \
-    "$r" "$t" "$c" "$rps" "$p50" "$p99" "$cpu" "$errs" >&2
+  local sys; sys=$(awk -v d=$((sys_after - sys_before)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", n ? d * 1e6 / hz / n : 0 }')
+  echo "$r,$t,$c,$rps,$p50,$p90,$p99,$cpu,$errs,$(hwm_kib "$pid"),$sys" >>"$OUT/throughput.csv"
+  printf '  round %s %-8s c=%-4s %10s req/s  p50 %8sus  p99 %8sus  cpu %6sus/req (system %s)  errors %s\n' \
+    "$r" "$t" "$c" "$rps" "$p50" "$p99" "$cpu" "$sys" "$errs" >&2
 }
 
 cmd_throughput() {
-  echo "round,target,conns,rps,p50_us,p90_us,p99_us,cpu_us_per_req,errors,hwm_kib" >"$OUT/throughput.csv"
+  echo "round,target,conns,rps,p50_us,p90_us,p99_us,cpu_us_per_req,errors,hwm_kib,sys_us_per_req" >"$OUT/throughput.csv"
   log "== throughput: wrk -t1, ${SECS}s per point, $ROUNDS rounds (direct, nginx, meridian alternating)"
   local t c r
   for t in direct nginx meridian; do  # warm-up: pools, caches, page faults
@@ -307,25 +321,28 @@ cmd_paced() {
 # --- stream: time to first token and the spacing of events ------------------------------------
 cmd_stream() {
   log "== streaming: meridian-sim at 50 tokens/s (20 tokens, ttft 0), ${STREAM_SECS}s per point"
-  echo "round,target,conns,streams,errors,ttft_p50_us,ttft_p99_us,gap_p50_us,gap_p99_us,gap_max_us,events,max_events_per_read,reads_multi_event" >"$OUT/stream.csv"
+  echo "round,target,conns,streams,errors,ttft_p50_us,ttft_p99_us,gap_p50_us,gap_p99_us,gap_max_us,events,max_events_per_read,reads_multi_event,cpu_us_per_event" >"$OUT/stream.csv"
   local t r c out
   for r in $(seq "$ROUNDS"); do
     for c in 1 64; do
       for t in direct nginx meridian; do
         kill -0 "$SIM_PID" 2>/dev/null || { log "meridian-sim has exited:"; tail -5 "$tmp/sim.err" >&2; return 1; }
+        local spid before after; spid=$(stream_pid_of "$t"); before=$(cpu_ticks "$spid")
         out=$(loadgen stream --port "$(stream_port_of "$t")" --body-file "$tmp/$t.stream.json" -c "$c" -d "$STREAM_SECS" --ramp 1000)
-        echo "$r,$t,$c,$(kv "$out" ok),$(( $(kv "$out" errors) + $(kv "$out" non2xx) )),$(kv "$out" ttft_p50),$(kv "$out" ttft_p99),$(kv "$out" gap_p50),$(kv "$out" gap_p99),$(kv "$out" gap_max),$(kv "$out" events),$(kv "$out" max_events_per_read),$(kv "$out" reads_multi_event)" >>"$OUT/stream.csv"
+        after=$(cpu_ticks "$spid")
+        local per_event; per_event=$(awk -v d=$((after - before)) -v hz="$HZ" -v n="$(kv "$out" events)" 'BEGIN { printf "%.2f", n ? d * 1e6 / hz / n : 0 }')
+        echo "$r,$t,$c,$(kv "$out" ok),$(( $(kv "$out" errors) + $(kv "$out" non2xx) )),$(kv "$out" ttft_p50),$(kv "$out" ttft_p99),$(kv "$out" gap_p50),$(kv "$out" gap_p99),$(kv "$out" gap_max),$(kv "$out" events),$(kv "$out" max_events_per_read),$(kv "$out" reads_multi_event),$per_event" >>"$OUT/stream.csv"
         printf '  round %s %-8s c=%-3s %s\n' "$r" "$t" "$c" "$out" >&2
       done
     done
   done
   {
     echo "Streaming (meridian-loadgen stream; $ROUNDS rounds, mean; ttft = request sent -> first event; gap = between events, nominal 20000 us)"
-    printf '%-5s %-9s %8s %6s %9s %9s %9s %9s %9s %10s %9s %10s\n' conns target streams errors 'ttft p50' 'ttft p99' '+ttft p50' 'gap p50' 'gap p99' 'gap max' 'ev/read' 'multi-ev'
-    awk -F, 'NR > 1 { k = $3 "," $2; n[k]++; s[k] += $4; e[k] += $5; t50[k] += $6; t99[k] += $7; g50[k] += $8; g99[k] += $9; if ($10 > gm[k]) gm[k] = $10; if ($12 > mx[k]) mx[k] = $12; me[k] += $13; cs[$3] = 1 }
+    printf '%-5s %-9s %8s %6s %9s %9s %9s %9s %9s %10s %9s %10s %9s\n' conns target streams errors 'ttft p50' 'ttft p99' '+ttft p50' 'gap p50' 'gap p99' 'gap max' 'ev/read' 'multi-ev' 'cpu us/ev'
+    awk -F, 'NR > 1 { k = $3 "," $2; n[k]++; s[k] += $4; e[k] += $5; t50[k] += $6; t99[k] += $7; g50[k] += $8; g99[k] += $9; if ($10 > gm[k]) gm[k] = $10; if ($12 > mx[k]) mx[k] = $12; me[k] += $13; ce[k] += $14; cs[$3] = 1 }
       END { split("direct nginx meridian", ts, " ")
         for (c in cs) for (i = 1; i <= 3; i++) { k = c "," ts[i]; d = c ",direct"; if (!n[k]) continue
-          printf "%-5s %-9s %8d %6d %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f %9d %10d\n", c, ts[i], s[k], e[k], t50[k]/n[k], t99[k]/n[k], t50[k]/n[k] - t50[d]/n[d], g50[k]/n[k], g99[k]/n[k], gm[k], mx[k], me[k] } }' "$OUT/stream.csv" | sort -k1,1n -s
+          printf "%-5s %-9s %8d %6d %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f %9d %10d %9.2f\n", c, ts[i], s[k], e[k], t50[k]/n[k], t99[k]/n[k], t50[k]/n[k] - t50[d]/n[d], g50[k]/n[k], g99[k]/n[k], gm[k], mx[k], me[k], ce[k]/n[k] } }' "$OUT/stream.csv" | sort -k1,1n -s
   } | tee "$OUT/stream.txt"
 }
 
