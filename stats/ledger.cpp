@@ -472,23 +472,10 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
                       excluded.uncached_cost_usd)sql");
     for (const auto& [k, a] : buckets) {
       const auto& [hour, key, provider, model, author, region] = k;
-      upsert->bind_kept(1, hour)
-          .bind_kept(2, key)
-          .bind_kept(3, provider)
-          .bind_kept(4, model)
-          .bind_kept(5, author);
-      upsert->bind_kept(6, region)
-          .bind_kept(7, a.requests)
-          .bind_kept(8, a.errors)
-          .bind_kept(9, a.tokens.input);
-      upsert->bind_kept(10, a.tokens.cache_read).bind_kept(11, a.tokens.cache_write);
-      upsert->bind_kept(12, a.tokens.output)
-          .bind_kept(13, a.tokens.reasoning)
-          .bind_kept(14, a.cost_usd);
-      upsert->bind_kept(15, a.energy_kwh)
-          .bind_kept(16, a.electricity_usd)
-          .bind_kept(17, a.estimated_tokens);
-      upsert->bind_kept(18, a.uncached_cost_usd);
+      upsert->bind_row(hour, key, provider, model, author, region, a.requests, a.errors,
+                       a.tokens.input, a.tokens.cache_read, a.tokens.cache_write,
+                       a.tokens.output, a.tokens.reasoning, a.cost_usd, a.energy_kwh,
+                       a.electricity_usd, a.estimated_tokens, a.uncached_cost_usd);
       upsert->run();
     }
     // A request id names the request, so with fallbacks its last attempt is the record kept.
@@ -515,26 +502,13 @@ ON CONFLICT (request_id) DO UPDATE SET
 WHERE excluded.fallback_index >= generations.fallback_index)sql");
     for (const auto& e : events) {
       if (e.request_id.empty() || e.time < cutoff) continue;
-      insert->bind_kept(1, e.request_id)
-          .bind_kept(2, e.key)
-          .bind_kept(3, e.route)
-          .bind_kept(4, e.provider);
-      insert->bind_kept(5, e.model)
-          .bind_kept(6, e.author)
-          .bind_kept(7, e.region)
-          .bind_kept(8, e.tokens.input);
-      insert->bind_kept(9, e.tokens.cache_read).bind_kept(10, e.tokens.cache_write);
-      insert->bind_kept(11, e.tokens.output)
-          .bind_kept(12, e.tokens.reasoning)
-          .bind_kept(13, e.cost_usd);
-      insert->bind_kept(14, e.energy_kwh)
-          .bind_kept(15, e.electricity_usd)
-          .bind_kept(16, e.latency_ms);
-      insert->bind_kept(17, e.ttft_ms).bind_kept(18, e.outcome).bind_kept(19, e.status);
-      insert->bind_kept(20, static_cast<std::int64_t>(e.fallback_index));
-      insert->bind_kept(21, e.estimated ? 1 : 0).bind_kept(22, unix_ms(e.time));
-      insert->bind_kept(23, e.client_request_id).bind_kept(24, e.session).bind_kept(25, e.app);
-      insert->bind_kept(26, e.task).bind_kept(27, e.language).bind_kept(28, e.uncached_cost_usd);
+      insert->bind_row(e.request_id, e.key, e.route, e.provider, e.model, e.author, e.region,
+                       e.tokens.input, e.tokens.cache_read, e.tokens.cache_write,
+                       e.tokens.output, e.tokens.reasoning, e.cost_usd, e.energy_kwh,
+                       e.electricity_usd, e.latency_ms, e.ttft_ms, e.outcome, e.status,
+                       static_cast<std::int64_t>(e.fallback_index), e.estimated ? 1 : 0,
+                       unix_ms(e.time), e.client_request_id, e.session, e.app, e.task,
+                       e.language, e.uncached_cost_usd);
       insert->run();
     }
     db.prepare("DELETE FROM generations WHERE created_ms < ?")->bind(1, unix_ms(cutoff)).run();

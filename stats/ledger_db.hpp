@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 namespace meridian::stats::detail {
 
@@ -67,6 +68,18 @@ class sql_statement {
     } else {
       return bind(i, v);
     }
+  }
+  // Binds `values` to parameters 1, 2, … in order, as bind_kept does: strings are read in place,
+  // so a temporary string (which would be gone by the step) does not compile.
+  template <class... T>
+  sql_statement& bind_row(T&&... values) {
+    static_assert(((!std::is_same_v<std::remove_cvref_t<T>, std::string> ||
+                    std::is_lvalue_reference_v<T>) &&
+                   ...),
+                  "bind_row keeps strings: pass ones that outlive the statement's step");
+    int i = 0;
+    (bind_kept(++i, std::as_const(values)), ...);
+    return *this;
   }
   template <class T>
   sql_statement& bind(int i, const std::optional<T>& v) {
