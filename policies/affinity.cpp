@@ -25,17 +25,28 @@ void affinity_table::remember(std::string_view session, std::string_view deploym
                               health_clock::time_point now) {
   if (session.empty() || max_ == 0) return;
   std::lock_guard lock(mu_);
-  const auto expires = now + ttl_;
-  auto& e = map_[std::string(session)];
-  e.deployment.assign(deployment);
-  e.expires = expires;
-  order_.emplace_back(std::string(session), expires);
-  // Drop what expired or fell out of the bound, oldest first. An order_ entry whose session was
-  // renewed since is stale: it no longer matches the map's expiry and removes nothing.
-  while (!order_.empty() &&
-         (order_.front().second <= now || map_.size() > max_ || order_.size() > 2 * max_ + 16)) {
-    auto it = map_.find(order_.front().first);
-    if (it != map_.end() && it->second.expires == order_.front().second) map_.erase(it);
+  auto [at, added] = map_.try_emplace(std::string(session));
+  at->second.deployment.assign(deployment);
+  at->second.expires = now + ttl_;
+  if (added) order_.push_back(at->first);
+  // order_ holds each session once, so it is as long as the table: a conversation renewed on
+  // every request adds nothing to it. Over the bound, the front goes (the session queued, or
+  // moved back, longest ago). Expired sessions go from the front, and the first live one found
+  // moves to the back, so each call looks one session further.
+  while (map_.size() > max_ && !order_.empty()) {
+    map_.erase(order_.front());
+    order_.pop_front();
+  }
+  while (!order_.empty()) {
+    const auto it = map_.find(order_.front());
+    if (it != map_.end() && it->second.expires > now) {
+      if (order_.size() > 1) {
+        order_.push_back(std::move(order_.front()));
+        order_.pop_front();
+      }
+      break;
+    }
+    if (it != map_.end()) map_.erase(it);
     order_.pop_front();
   }
 }
@@ -43,6 +54,11 @@ void affinity_table::remember(std::string_view session, std::string_view deploym
 std::size_t affinity_table::size() const {
   std::lock_guard lock(mu_);
   return map_.size();
+}
+
+std::size_t affinity_table::queued() const {
+  std::lock_guard lock(mu_);
+  return order_.size();
 }
 
 bool prefer_sticky(plan_result& plan, std::string_view deployment) {

@@ -32,6 +32,8 @@ class affinity_table {
   void remember(std::string_view session, std::string_view deployment,
                 health_clock::time_point now);
   std::size_t size() const;
+  // Entries in the expiry queue: one per session, however often it is renewed.
+  std::size_t queued() const;
 
  private:
   struct entry {
@@ -42,7 +44,9 @@ class affinity_table {
   std::size_t max_;
   health_clock::duration ttl_;
   std::unordered_map<std::string, entry> map_;
-  std::deque<std::pair<std::string, health_clock::time_point>> order_;  // by when remembered
+  // Each session once, in the order first remembered; a session renewed since it was queued is
+  // queued again (at the back) when it reaches the front, instead of once per request.
+  std::deque<std::string> order_;
 };
 
 // Moves `deployment`'s attempt to the front when it is planned in the same route and tier as
