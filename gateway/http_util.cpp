@@ -157,13 +157,13 @@ std::string request_id_for(std::string_view inbound) {
   // Time-ordered, as ULIDs and UUIDv7 are: 12 hex digits of Unix milliseconds, then 12 random
   // ones. The ledger keys every generation row by this id; ids that grow with time land at the
   // right edge of its unique index instead of on a random page of an index larger than the
-  // database's cache (docs/performance.md, "The ledger").
+  // database's cache (docs/performance.md, issue 18, change 6).
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char hex[] = "0123456789abcdef";
-  const auto ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  const auto ms =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
   std::string id = "req_";
   id.resize(4 + 24);
   for (int i = 11; i >= 0; --i) id[4 + 11 - i] = hex[(ms >> (4 * i)) & 15];

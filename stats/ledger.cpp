@@ -473,9 +473,9 @@ ON CONFLICT (hour, key, provider, model, author, region) DO UPDATE SET
     for (const auto& [k, a] : buckets) {
       const auto& [hour, key, provider, model, author, region] = k;
       upsert->bind_row(hour, key, provider, model, author, region, a.requests, a.errors,
-                       a.tokens.input, a.tokens.cache_read, a.tokens.cache_write,
-                       a.tokens.output, a.tokens.reasoning, a.cost_usd, a.energy_kwh,
-                       a.electricity_usd, a.estimated_tokens, a.uncached_cost_usd);
+                       a.tokens.input, a.tokens.cache_read, a.tokens.cache_write, a.tokens.output,
+                       a.tokens.reasoning, a.cost_usd, a.energy_kwh, a.electricity_usd,
+                       a.estimated_tokens, a.uncached_cost_usd);
       upsert->run();
     }
     // A request id names the request, so with fallbacks its last attempt is the record kept.
@@ -502,13 +502,12 @@ ON CONFLICT (request_id) DO UPDATE SET
 WHERE excluded.fallback_index >= generations.fallback_index)sql");
     for (const auto& e : events) {
       if (e.request_id.empty() || e.time < cutoff) continue;
-      insert->bind_row(e.request_id, e.key, e.route, e.provider, e.model, e.author, e.region,
-                       e.tokens.input, e.tokens.cache_read, e.tokens.cache_write,
-                       e.tokens.output, e.tokens.reasoning, e.cost_usd, e.energy_kwh,
-                       e.electricity_usd, e.latency_ms, e.ttft_ms, e.outcome, e.status,
-                       static_cast<std::int64_t>(e.fallback_index), e.estimated ? 1 : 0,
-                       unix_ms(e.time), e.client_request_id, e.session, e.app, e.task,
-                       e.language, e.uncached_cost_usd);
+      insert->bind_row(
+          e.request_id, e.key, e.route, e.provider, e.model, e.author, e.region, e.tokens.input,
+          e.tokens.cache_read, e.tokens.cache_write, e.tokens.output, e.tokens.reasoning,
+          e.cost_usd, e.energy_kwh, e.electricity_usd, e.latency_ms, e.ttft_ms, e.outcome, e.status,
+          static_cast<std::int64_t>(e.fallback_index), e.estimated ? 1 : 0, unix_ms(e.time),
+          e.client_request_id, e.session, e.app, e.task, e.language, e.uncached_cost_usd);
       insert->run();
     }
     db.prepare("DELETE FROM generations WHERE created_ms < ?")->bind(1, unix_ms(cutoff)).run();

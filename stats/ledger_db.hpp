@@ -74,8 +74,7 @@ class sql_statement {
   template <class... T>
   sql_statement& bind_row(T&&... values) {
     static_assert(((!std::is_same_v<std::remove_cvref_t<T>, std::string> ||
-                    std::is_lvalue_reference_v<T>) &&
-                   ...),
+                    std::is_lvalue_reference_v<T>)&&...),
                   "bind_row keeps strings: pass ones that outlive the statement's step");
     int i = 0;
     (bind_kept(++i, std::as_const(values)), ...);

@@ -148,8 +148,8 @@ TEST_CASE("json_scan: the validator agrees with nlohmann::json::accept on 20,000
 // string cut short at every length: the answer is nlohmann's each time.
 TEST_CASE("json_scan: the validator's fast path over plain text stops at every byte that matters") {
   const std::string plain = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
-  const std::vector<std::string> specials = {"\"", "\\", "\\n", "\\u00e9", "\x01", "\x1f",
-                                             "\x7f", "\x80", "\xC3\xA9", "\xFF", " ", "~"};
+  const std::vector<std::string> specials = {"\"",   "\\",   "\\n",      "\\u00e9", "\x01", "\x1f",
+                                             "\x7f", "\x80", "\xC3\xA9", "\xFF",    " ",    "~"};
   int differences = 0;
   for (std::size_t at = 0; at <= plain.size(); ++at)
     for (const auto& sp : specials) {

@@ -47,10 +47,11 @@ TEST_CASE("http_util: a client's request id is kept only when it is sane") {
 }
 
 // The ledger's unique index on request ids stays append-mostly only if ids grow with time.
-TEST_CASE("http_util: Meridian's request ids are 24 hex digits that sort by the time they were made") {
-  const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          system_clock::now().time_since_epoch())
-                          .count();
+TEST_CASE(
+    "http_util: Meridian's request ids are 24 hex digits that sort by the time they were made") {
+  const auto before =
+      std::chrono::duration_cast<std::chrono::milliseconds>(system_clock::now().time_since_epoch())
+          .count();
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) {
     ids.push_back(request_id_for({}));

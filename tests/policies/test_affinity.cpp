@@ -99,7 +99,6 @@ TEST_CASE("affinity: a bounded, expiring table; stickiness only within the first
   CHECK(conversation_name(turn1) != conversation_name(other));
 }
 
-
 // A conversation renewed on every request must cost nothing more each time: before, every
 // request queued one more expiry entry, and a single hot session held ~15 MB after 200,000
 // requests (docs/performance.md, the soak).
@@ -109,16 +108,18 @@ TEST_CASE("affinity: renewing a session does not grow the table's queue; expiry 
   const auto t0 = health_clock::time_point{} + std::chrono::hours(1);
   affinity_table table(100, minutes(5));
   for (int i = 0; i < 100000; ++i)
-    table.remember("|prefix:0123456789abcdef", "deepseek/deepseek-chat", t0 + std::chrono::milliseconds(i));
+    table.remember("|prefix:0123456789abcdef", "deepseek/deepseek-chat",
+                   t0 + std::chrono::milliseconds(i));
   CHECK(table.size() == 1);
   CHECK(table.queued() == 1);
 
   table.remember("cold", "a/m", t0 + seconds(100));
   CHECK(table.queued() == 2);
   // The hot session is renewed every 10 s for 20 minutes; the cold one is not.
-  for (int s = 110; s <= 1300; s += 10) table.remember("|prefix:0123456789abcdef", "b/m", t0 + seconds(s));
+  for (int s = 110; s <= 1300; s += 10)
+    table.remember("|prefix:0123456789abcdef", "b/m", t0 + seconds(s));
   CHECK(table.find("|prefix:0123456789abcdef", t0 + seconds(1301)) == "b/m");  // lives on
-  CHECK_FALSE(table.find("cold", t0 + seconds(1301)));                          // expired
+  CHECK_FALSE(table.find("cold", t0 + seconds(1301)));                         // expired
   CHECK(table.size() == 1);  // and gone from the table, not only unseen
   CHECK(table.queued() == 1);
 
