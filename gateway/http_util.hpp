@@ -143,7 +143,7 @@ struct access_record {
   bool stream = false;
   std::size_t fallback_index = 0;  // 0: the first candidate served it
   std::uint64_t input_tokens = 0, output_tokens = 0;
-  bool estimated = false;  // the tokens are Meridian's estimate, as the ledger records them
+  bool estimated = false;          // the tokens are Meridian's estimate, as the ledger records them
   std::optional<double> cost_usd;  // of those tokens at the serving model's prices
   double latency_ms = 0;
   std::optional<double> ttft_ms;

@@ -200,8 +200,8 @@ struct exchange {
   // The client's own call, for pass-through lanes (providers/lanes.hpp); unset for OpenAI chat,
   // whose canonical body is its own.
   std::optional<providers::native_call> native;
-  std::string native_body;  // the client's body as rewritten for the pass-through, if it was
-  std::string client_model; // the model a Gemini client named in the path
+  std::string native_body;   // the client's body as rewritten for the pass-through, if it was
+  std::string client_model;  // the model a Gemini client named in the path
   std::vector<std::string> pass_through_dropped;  // what that rewrite left out
   // What the translation lanes leave out, and the first thing they could only refuse.
   std::vector<std::string> dropped;
@@ -213,11 +213,11 @@ struct exchange {
   std::string failed_attempts;  // "provider/model=why,..." of the attempts that did not answer
   bool attempt_failed = false;  // the current attempt is among them
   bool usage_asked = false;     // a chat client's stream_options.include_usage was true
-  bool translated = false;  // the attempt being answered took a translation lane
+  bool translated = false;      // the attempt being answered took a translation lane
   std::vector<std::string> lane_dropped;  // what that attempt's lane left out, in all
-  bool on_admin_listener = false;    // arrived on server.admin_listen
-  bool admin_caller = false;         // presented the admin token where a key could go
-  std::size_t emitted = 0;           // attempts already handed to accounting
+  bool on_admin_listener = false;         // arrived on server.admin_listen
+  bool admin_caller = false;              // presented the admin token where a key could go
+  std::size_t emitted = 0;                // attempts already handed to accounting
   std::uint64_t est_prompt = 0;      // the router's prompt estimate, used when usage is missing
   stats::text_tally relayed;         // generated text relayed to the client, for the same
   std::uint64_t relayed_chunks = 0;  // canonical chunks relayed (a cut stream was still served)
@@ -431,7 +431,7 @@ class server {
   policies::affinity_table affinity_;      // sessions to deployments; outlives reloads
   std::unique_ptr<stats::ledger> ledger_;  // null when stats.ledger is none
   std::unique_ptr<stats::response_store> responses_store_;  // with the ledger, on its database
-  std::unique_ptr<stats::span_exporter> tracer_;  // null unless tracing.endpoint is set
+  std::unique_ptr<stats::span_exporter> tracer_;            // null unless tracing.endpoint is set
   std::unique_ptr<stats::accounting> accounting_;
   std::unique_ptr<limit_state> state_;  // rate-limit windows and budgets: local or Redis
   // Keys created through /admin/keys, read from the ledger's database; swapped whole.

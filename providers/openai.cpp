@@ -193,7 +193,8 @@ std::string encode_chat_request(std::string_view body, const chat_request& req,
       stripped.insert(scan->open + 1, member);
     }
     auto parsed = parse_chat_request(stripped);
-    if (auto* r = std::get_if<chat_request>(&parsed)) return encode_chat_request(stripped, *r, upstream_model);
+    if (auto* r = std::get_if<chat_request>(&parsed))
+      return encode_chat_request(stripped, *r, upstream_model);
   }
   struct edit {
     std::size_t begin, end;
@@ -233,24 +234,33 @@ std::string encode_chat_request(std::string_view body, const chat_request& req,
   return out;
 }
 
-usage parse_usage(const json& u) {
+namespace {
+
+// OpenAI's counts as disjoint buckets: cached tokens are part of the prompt, reasoning tokens
+// part of the completion (what both readings below share).
+usage disjoint_usage(std::uint64_t prompt, std::uint64_t completion, std::uint64_t cached,
+                     std::uint64_t reasoning) {
   usage out;
   out.present = true;
-  std::uint64_t prompt = count(u, "prompt_tokens");
-  std::uint64_t completion = count(u, "completion_tokens");
-  std::uint64_t cached = 0;
-  if (auto d = u.find("prompt_tokens_details"); d != u.end() && d->is_object())
-    cached = count(*d, "cached_tokens");
-  if (u.contains("prompt_cache_hit_tokens"))
-    cached = count(u, "prompt_cache_hit_tokens");  // DeepSeek
-  std::uint64_t reasoning = 0;
-  if (auto d = u.find("completion_tokens_details"); d != u.end() && d->is_object())
-    reasoning = count(*d, "reasoning_tokens");
   out.cache_read = std::min(cached, prompt);
   out.input = prompt - out.cache_read;
   out.reasoning = std::min(reasoning, completion);
   out.output = completion - out.reasoning;
   return out;
+}
+
+}  // namespace
+
+usage parse_usage(const json& u) {
+  std::uint64_t cached = 0, reasoning = 0;
+  if (auto d = u.find("prompt_tokens_details"); d != u.end() && d->is_object())
+    cached = count(*d, "cached_tokens");
+  if (u.contains("prompt_cache_hit_tokens"))
+    cached = count(u, "prompt_cache_hit_tokens");  // DeepSeek
+  if (auto d = u.find("completion_tokens_details"); d != u.end() && d->is_object())
+    reasoning = count(*d, "reasoning_tokens");
+  return disjoint_usage(count(u, "prompt_tokens"), count(u, "completion_tokens"), cached,
+                        reasoning);
 }
 
 std::optional<usage> parse_usage_text(std::string_view u) {
@@ -262,41 +272,32 @@ std::optional<usage> parse_usage_text(std::string_view u) {
     if (!dom.is_object()) return std::nullopt;
     return parse_usage(dom);
   }
-  // One pass over the members; a repeated one counts as its last occurrence, as in a DOM.
-  std::string_view prompt_v, completion_v, details_v, hit_v, reasoning_details_v;
-  bool has_hit = false;
+  // One pass over the members; a repeated one counts as its last occurrence, as in a DOM. A
+  // member's value is never empty text, so an empty view means "absent".
+  std::string_view prompt, completion, details, hit, reasoning_details;
   json_cursor::for_each_member(u, 0, [&](std::string_view k, std::size_t vb, std::size_t ve) {
     const std::string_view v = u.substr(vb, ve - vb);
     if (k == "prompt_tokens")
-      prompt_v = v;
+      prompt = v;
     else if (k == "completion_tokens")
-      completion_v = v;
+      completion = v;
     else if (k == "prompt_tokens_details")
-      details_v = v;
+      details = v;
     else if (k == "completion_tokens_details")
-      reasoning_details_v = v;
-    else if (k == "prompt_cache_hit_tokens") {  // DeepSeek
-      hit_v = v;
-      has_hit = true;
-    }
+      reasoning_details = v;
+    else if (k == "prompt_cache_hit_tokens")  // DeepSeek
+      hit = v;
   });
-  usage out;
-  out.present = true;
-  const std::uint64_t prompt = count_text(prompt_v), completion = count_text(completion_v);
-  std::uint64_t cached = 0, reasoning = 0;
-  std::string_view inner;
-  if (!details_v.empty() && details_v.front() == '{' &&
-      find_last(details_v, "cached_tokens", inner))
-    cached = count_text(inner);
-  if (has_hit) cached = count_text(hit_v);
-  if (!reasoning_details_v.empty() && reasoning_details_v.front() == '{' &&
-      find_last(reasoning_details_v, "reasoning_tokens", inner))
-    reasoning = count_text(inner);
-  out.cache_read = std::min(cached, prompt);
-  out.input = prompt - out.cache_read;
-  out.reasoning = std::min(reasoning, completion);
-  out.output = completion - out.reasoning;
-  return out;
+  // count() of a member of a nested object; 0 when `object` is absent or not an object.
+  auto inner_count = [](std::string_view object, std::string_view key) -> std::uint64_t {
+    std::string_view v;
+    return !object.empty() && object.front() == '{' && find_last(object, key, v) ? count_text(v)
+                                                                                 : 0;
+  };
+  const std::uint64_t cached =
+      hit.empty() ? inner_count(details, "cached_tokens") : count_text(hit);
+  return disjoint_usage(count_text(prompt), count_text(completion), cached,
+                        inner_count(reasoning_details, "reasoning_tokens"));
 }
 
 std::optional<usage> usage_in_chunk(std::string_view data) {

@@ -850,7 +850,8 @@ result<daily_data> ledger::series(const time_window& window, std::chrono::second
     out.by = by;
     const std::int64_t width = std::max<std::int64_t>(bucket.count(), 3600);
     std::int64_t start = unix_seconds(window.from), end = unix_seconds(window.to);
-    const auto buckets = static_cast<std::size_t>(std::max<std::int64_t>(0, (end - start + width - 1) / width));
+    const auto buckets =
+        static_cast<std::size_t>(std::max<std::int64_t>(0, (end - start + width - 1) / width));
     // Daily buckets are UTC days, the last one the day the window ends in (a 7d window ending
     // at 15:00 shows today, not the day that started 24 hours ago).
     if (width % 86400 == 0 && buckets > 0) {

@@ -10,7 +10,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <utility>
 
 namespace meridian::stats::detail {
 
@@ -59,25 +58,22 @@ class sql_statement {
     bind_text(i, v);
     return *this;
   }
-  // bind(), with strings bound by bind_text_kept: the caller keeps them alive (see there).
-  template <class T>
-  sql_statement& bind_kept(int i, const T& v) {
-    if constexpr (std::is_same_v<T, std::string>) {
-      bind_text_kept(i, v);
-      return *this;
-    } else {
-      return bind(i, v);
-    }
-  }
-  // Binds `values` to parameters 1, 2, … in order, as bind_kept does: strings are read in place,
-  // so a temporary string (which would be gone by the step) does not compile.
+  // Binds `values` to parameters 1, 2, … in order, as bind() does, except that strings are
+  // bound by bind_text_kept: read in place, so a temporary string (which would be gone by the
+  // step) does not compile.
   template <class... T>
   sql_statement& bind_row(T&&... values) {
     static_assert(((!std::is_same_v<std::remove_cvref_t<T>, std::string> ||
                     std::is_lvalue_reference_v<T>)&&...),
                   "bind_row keeps strings: pass ones that outlive the statement's step");
     int i = 0;
-    (bind_kept(++i, std::as_const(values)), ...);
+    auto one = [&](const auto& v) {
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(v)>, std::string>)
+        bind_text_kept(++i, v);
+      else
+        bind(++i, v);
+    };
+    (one(values), ...);
     return *this;
   }
   template <class T>

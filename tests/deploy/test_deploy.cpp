@@ -701,12 +701,12 @@ TEST_CASE("docker: the image builds with the bootstrap and the release preset, a
   CHECK(dockerfile.find("-v ./meridian.yaml:/etc/meridian/meridian.yaml") != std::string::npos);
   // The builder's bootstrap set holds nothing only the tests need.
   const std::string bootstrap = read_text(k_source / "scripts/bootstrap.sh");
-  const auto build_set = bootstrap.substr(bootstrap.find("build_packages=("),
-                                          bootstrap.find("test_packages=(") -
-                                              bootstrap.find("build_packages=("));
+  const auto build_set =
+      bootstrap.substr(bootstrap.find("build_packages=("),
+                       bootstrap.find("test_packages=(") - bootstrap.find("build_packages=("));
   REQUIRE(build_set.find(")") != std::string::npos);
-  for (const char* test_only : {"chromium", "postgresql ", "redis-server", "clang ", "prometheus",
-                                "nodejs", "npm"})
+  for (const char* test_only :
+       {"chromium", "postgresql ", "redis-server", "clang ", "prometheus", "nodejs", "npm"})
     CHECK_MESSAGE(build_set.find(test_only) == std::string::npos, test_only);
   CHECK(bootstrap.find("[ \"$build_only\" -eq 1 ] || packages+=(\"${test_packages[@]}\")") !=
         std::string::npos);
